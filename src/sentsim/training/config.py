@@ -1,0 +1,62 @@
+"""Training options in one place: what the CLI, the classic ``fit`` and the run folder all share."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import ConfigError
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """Hyper-parameters of one training run; defaults are the classic SBERT STSb recipe."""
+
+    loss: str = "cosine"
+    #: Scale of the ranking losses (CoSENT / AnglE); None keeps each loss's default (20).
+    loss_scale: float | None = None
+    batch_size: int = 16
+    learning_rate: float = 2e-5
+    epochs: int = 1
+    #: Fraction of all steps spent warming the learning rate up; ignored if warmup_steps is set.
+    warmup_ratio: float = 0.1
+    warmup_steps: int | None = None
+    weight_decay: float = 0.01
+    max_grad_norm: float | None = 1.0
+    seed: int = 42
+    #: Evaluate on dev every N steps as well as after each epoch (0: only after each epoch).
+    evaluation_steps: int = 0
+    #: Stop after this many evaluations without a better dev score (None: never stop early).
+    patience: int | None = None
+    #: "auto" picks bf16 autocast where the hardware has native bf16, else fp32.
+    precision: str = "auto"
+    #: Group batches by length (fast) instead of plain shuffling.
+    length_grouping: bool = True
+    group_batches: int = 64
+    pad_to_multiple_of: int | None = 8
+    log_every: int = 20
+    eval_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.batch_size >= 1, "batch_size must be at least 1"),
+            (self.learning_rate > 0, "learning_rate must be positive"),
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
+            (self.warmup_steps is None or self.warmup_steps >= 0, "warmup_steps must not be negative"),
+            (self.weight_decay >= 0, "weight_decay must not be negative"),
+            (self.evaluation_steps >= 0, "evaluation_steps must not be negative"),
+            (self.patience is None or self.patience >= 1, "patience must be at least 1"),
+            (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def warmup_for(self, total_steps: int) -> int:
+        if self.warmup_steps is not None:
+            return min(self.warmup_steps, total_steps)
+        return round(self.warmup_ratio * total_steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
