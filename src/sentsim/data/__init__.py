@@ -1,0 +1,17 @@
+"""The data stage: files on disk (STS Benchmark or CSV/TSV/JSONL pair files) → validated scored pairs."""
+
+from sentsim.data.pair_files import read_pair_file
+from sentsim.data.pairs import PairDataset, ScoredPair, SkippedRow
+from sentsim.data.sources import load_pairs
+from sentsim.data.stsbenchmark import ensure_stsbenchmark, genre_name, read_stsbenchmark
+
+__all__ = [
+    "PairDataset",
+    "ScoredPair",
+    "SkippedRow",
+    "ensure_stsbenchmark",
+    "genre_name",
+    "load_pairs",
+    "read_pair_file",
+    "read_stsbenchmark",
+]

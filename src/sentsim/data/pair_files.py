@@ -1,0 +1,195 @@
+"""Generic scored-pair files (CSV, TSV, JSONL): choosing the format by extension and reading the rows.
+
+CSV and TSV need a header row naming the columns; JSONL needs one object per line with the same keys.
+Field checks and the skip-bad-rows policy live in `sentsim.data.pairs`, shared with the STS Benchmark.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from sentsim.data.pairs import BadRow, PairCollector, PairDataset, SourceLine, read_lines
+from sentsim.errors import ConfigError, DataFormatError
+
+_DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+_JSONL = {".jsonl", ".ndjson"}
+SUPPORTED_EXTENSIONS = (*_DELIMITERS, *sorted(_JSONL))
+
+
+def read_pair_file(
+    path: str | Path,
+    *,
+    sentence1_column: str = "sentence1",
+    sentence2_column: str = "sentence2",
+    score_column: str = "score",
+    genre_column: str | None = None,
+    score_range: tuple[float, float] = (0.0, 5.0),
+    skip_bad_rows: bool = False,
+) -> PairDataset:
+    """Read scored pairs from a .csv, .tsv/.tab or .jsonl/.ndjson file.
+
+    Scores are normalised from the declared `score_range` to 0–1; a score outside it is an error, since
+    it usually means the wrong column or scale. With `skip_bad_rows` malformed rows are recorded in
+    `PairDataset.skipped`; an empty file, missing header columns or a file with no good row still raise.
+    """
+    path = Path(path).expanduser()
+    suffix = path.suffix.lower()
+    if suffix not in _DELIMITERS and suffix not in _JSONL:
+        raise ConfigError(
+            f"cannot tell the format of {path}: supported extensions are {', '.join(SUPPORTED_EXTENSIONS)}"
+        )
+    collector = PairCollector(path, score_range=score_range, skip_bad_rows=skip_bad_rows)
+    lines = read_lines(path)
+    if not any(line.text.strip() for line in lines):
+        raise DataFormatError(path, None, "file is empty")
+    names = (sentence1_column, sentence2_column, score_column)
+    if suffix in _JSONL:
+        _read_jsonl(lines, collector, names=names, genre_column=genre_column)
+    else:
+        _read_delimited(lines, collector, delimiter=_DELIMITERS[suffix], names=names, genre_column=genre_column)
+    return collector.finish()
+
+
+def _read_jsonl(
+    lines: list[SourceLine],
+    collector: PairCollector,
+    *,
+    names: tuple[str, str, str],
+    genre_column: str | None,
+) -> None:
+    labels = _labels("key", names)
+    for line in lines:
+        if not line.text.strip():
+            continue
+        with collector.row(line.number):
+            if line.decode_error:
+                raise BadRow(line.decode_error)
+            try:
+                record = json.loads(line.text.rstrip("\r\n"))  # so the error column is on this line
+            except json.JSONDecodeError as exc:
+                raise BadRow(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+            if not isinstance(record, dict):
+                raise BadRow(f"expected a JSON object on each line, found {_json_type(record)}")
+            missing = [name for name in names if name not in record]
+            if missing:
+                raise BadRow(f"missing {_quoted(missing, 'key')}; found keys: {_quoted(list(record)) or 'none'}")
+            genre = record.get(genre_column) if genre_column else None
+            collector.add(
+                line=line.number,
+                sentence1=record[names[0]],
+                sentence2=record[names[1]],
+                score=record[names[2]],
+                genre=str(genre) if genre is not None else None,
+                columns=labels,
+            )
+
+
+def _read_delimited(
+    lines: list[SourceLine],
+    collector: PairCollector,
+    *,
+    delimiter: str,
+    names: tuple[str, str, str],
+    genre_column: str | None,
+) -> None:
+    """Read CSV or TSV with the csv module, so quoted fields (with commas, tabs or newlines) work.
+
+    A record may span several physical lines inside quotes; it is reported at the line where it starts,
+    and a bad byte anywhere in it makes the record bad.
+    """
+    reader = csv.reader((line.text for line in lines), delimiter=delimiter)
+    labels = _labels("column", names)
+    header: list[str] | None = None
+    header_line = 0
+    indices: list[int] = []
+    genre_index: int | None = None
+    consumed = 0  # physical lines the csv reader has taken so far
+    while True:
+        start = consumed + 1
+        try:
+            row = next(reader)
+            error = None
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            # The csv module's own wording ("open the file in universal-newline mode") misleads here:
+            # lines are already split, so this only means a lone carriage return inside a field.
+            detail = "a stray carriage return (\\r) inside an unquoted field" if "new-line" in str(exc) else exc
+            row, error = None, f"cannot parse the row: {detail}"
+        consumed = reader.line_num
+        span = lines[start - 1 : consumed]
+        if row is not None and len(row) <= 1 and not "".join(row).strip():
+            continue  # a blank line; a row of empty fields is reported as empty sentences instead
+        decode_error = next((line.decode_error for line in span if line.decode_error), None)
+        error = error or decode_error
+        if header is None:
+            if error:
+                raise DataFormatError(collector.path, start, f"header row: {error}")
+            assert row is not None
+            header, header_line = [field.strip() for field in row], start
+            indices = _header_indices(collector.path, header_line, header, names)
+            if genre_column is not None:
+                genre_index = _header_indices(collector.path, header_line, header, (genre_column,))[0]
+            continue
+        with collector.row(start):
+            if error:
+                raise BadRow(error)
+            assert row is not None
+            if len(row) != len(header):
+                hint = f" (the record runs to line {consumed}: an unbalanced quote?)" if consumed > start else ""
+                raise BadRow(f"expected {len(header)} columns as in the header, found {len(row)}{hint}")
+            collector.add(
+                line=start,
+                sentence1=row[indices[0]],
+                sentence2=row[indices[1]],
+                score=row[indices[2]],
+                genre=row[genre_index].strip() if genre_index is not None else None,
+                columns=labels,
+            )
+    if header is None:  # pragma: no cover - read_pair_file rejects blank files before this
+        raise DataFormatError(collector.path, None, "file is empty")
+    if not collector.pairs and not collector.skipped:
+        raise DataFormatError(collector.path, None, f"no data rows after the header on line {header_line}")
+
+
+def _header_indices(path: str, line: int, header: list[str], names: Sequence[str]) -> list[int]:
+    """Column positions of `names`; matched exactly first, then ignoring case, so 'Score' finds 'score'."""
+    indices: list[int] = []
+    missing: list[str] = []
+    for name in names:
+        exact = [i for i, column in enumerate(header) if column == name]
+        matches = exact or [i for i, column in enumerate(header) if column.casefold() == name.casefold()]
+        if not matches:
+            missing.append(name)
+        elif len(matches) > 1:
+            raise DataFormatError(path, line, f"column {name!r} appears {len(matches)} times in the header")
+        else:
+            indices.append(matches[0])
+    if missing:
+        raise DataFormatError(
+            path,
+            line,
+            f"header lacks {_quoted(missing, 'column')}; found columns: {_quoted(header) or 'none'}",
+        )
+    return indices
+
+
+def _labels(kind: str, names: tuple[str, str, str]) -> tuple[str, str, str]:
+    """How the three fields are named in messages: "column 'score'" for CSV, "key 'score'" for JSONL."""
+    first, second, score = names
+    return f"{kind} {first!r}", f"{kind} {second!r}", f"{kind} {score!r}"
+
+
+def _quoted(names: Sequence[str], noun: str | None = None) -> str:
+    listed = ", ".join(repr(name) for name in names)
+    if noun is None:
+        return listed
+    return f"{noun}{'s' if len(names) > 1 else ''} {listed}"
+
+
+def _json_type(value: object) -> str:
+    kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)

@@ -1,0 +1,267 @@
+"""Scored sentence pairs, the dataset that holds them, and the row checks every reader shares.
+
+Readers (STS Benchmark, generic pair files) only split their format into fields; turning fields into a
+validated `ScoredPair`, and deciding whether a bad row stops the read or is skipped, happens here once,
+so every format reports problems with the same wording, file name and line number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import overload
+
+import numpy as np
+
+from sentsim.errors import ConfigError, DataFormatError
+
+# How many line numbers `skipped_summary` lists before it only counts; a summary is one log line, not
+# a report of every row.
+_SUMMARY_LINES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredPair:
+    """Two sentences and their gold similarity, already normalised to 0–1.
+
+    The score is normalised at read time so losses and metrics never need to know whether the source
+    used 0–5 (STS Benchmark) or another scale.
+    """
+
+    sentence1: str
+    sentence2: str
+    score: float
+    genre: str | None = None
+    line: int | None = None  # 1-based line in the source file, so a bad prediction can be traced back
+
+    def __post_init__(self) -> None:
+        # Readers always normalise; a score outside 0–1 here means a caller skipped that step (a bug).
+        if not 0.0 <= self.score <= 1.0:
+            raise ValueError(f"ScoredPair.score must be normalised to 0–1, got {self.score!r}")
+
+
+@dataclass
+class SkippedRow:
+    """A row left out because `skip_bad_rows` was set; kept so the user can see what was dropped."""
+
+    line: int
+    reason: str
+
+
+@dataclass
+class PairDataset:
+    """The validated pairs of one source, plus the rows that were skipped on the way."""
+
+    pairs: list[ScoredPair]
+    source: str
+    skipped: list[SkippedRow] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __iter__(self) -> Iterator[ScoredPair]:
+        return iter(self.pairs)
+
+    @overload
+    def __getitem__(self, index: int) -> ScoredPair: ...
+    @overload
+    def __getitem__(self, index: slice) -> PairDataset: ...
+    def __getitem__(self, index: int | slice) -> ScoredPair | PairDataset:
+        # A slice stays a dataset so it keeps its source for messages and reports.
+        if isinstance(index, slice):
+            return PairDataset(pairs=self.pairs[index], source=self.source, skipped=list(self.skipped))
+        return self.pairs[index]
+
+    @property
+    def sentences1(self) -> list[str]:
+        return [pair.sentence1 for pair in self.pairs]
+
+    @property
+    def sentences2(self) -> list[str]:
+        return [pair.sentence2 for pair in self.pairs]
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Gold scores on the 0–1 scale as float64, ready for correlation metrics."""
+        return np.fromiter((pair.score for pair in self.pairs), dtype=np.float64, count=len(self.pairs))
+
+    @property
+    def genres(self) -> list[str | None]:
+        return [pair.genre for pair in self.pairs]
+
+    def subset(self, n: int) -> PairDataset:
+        """The first `n` pairs (all of them if there are fewer).
+
+        The first rather than a random sample so that a quick run on a subset is reproducible without a
+        seed; shuffle before calling if the file is sorted by something that matters.
+        """
+        if n < 0:
+            raise ConfigError(f"subset size must be 0 or more, got {n}")
+        return self[:n]
+
+    def skipped_summary(self) -> str:
+        """One line saying which rows were skipped and why the first one was, for logs and the CLI."""
+        if not self.skipped:
+            return "no rows skipped"
+        count = len(self.skipped)
+        lines = ", ".join(str(row.line) for row in self.skipped[:_SUMMARY_LINES])
+        if count > _SUMMARY_LINES:
+            lines += f" and {count - _SUMMARY_LINES} more"
+        noun = "row" if count == 1 else "rows"
+        word = "line" if count == 1 else "lines"
+        return f"skipped {count} bad {noun} in {self.source} ({word} {lines}: {self.skipped[0].reason})"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared reading and validation. Used by the format readers in this package, not re-exported.
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLine:
+    """One physical line of a file, decoded on its own so a bad byte is reported on its own line."""
+
+    number: int  # 1-based
+    text: str  # keeps its line ending; the csv module needs it to see quoted newlines
+    decode_error: str | None = None  # set when the bytes were not UTF-8; `text` then holds replacements
+
+
+def read_lines(path: Path) -> list[SourceLine]:
+    """Read `path` as bytes and decode each line as UTF-8 separately.
+
+    Decoding the whole file at once would only say "byte 48213"; per line we can name the line and the
+    byte within it. A UTF-8 byte-order mark (common in spreadsheet exports) is dropped.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise DataFormatError(path, None, f"cannot read the file: {exc.strerror or exc}") from None
+    start = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+    lines: list[SourceLine] = []
+    number = 0
+    while start < len(raw):
+        end = raw.find(b"\n", start)
+        end = len(raw) if end == -1 else end + 1
+        chunk = raw[start:end]
+        number += 1
+        try:
+            lines.append(SourceLine(number, chunk.decode("utf-8")))
+        except UnicodeDecodeError as exc:
+            reason = (
+                f"not valid UTF-8: byte 0x{chunk[exc.start]:02x} at byte offset {exc.start} of the line "
+                f"(offset {start + exc.start} in the file); save the file as UTF-8"
+            )
+            lines.append(SourceLine(number, chunk.decode("utf-8", errors="replace"), reason))
+        start = end
+    return lines
+
+
+class BadRow(Exception):
+    """Raised by a reader inside `PairCollector.row` for a row that cannot become a pair."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def check_sentence(value: object, *, column: str) -> str:
+    """The sentence text, stripped of surrounding whitespace, or `BadRow` if it is missing or empty."""
+    if not isinstance(value, str):
+        raise BadRow(f"{column} must be a string, found {type(value).__name__} {value!r}")
+    text = value.strip()
+    if not text:
+        raise BadRow(f"empty sentence in {column}")
+    return text
+
+
+def check_score_range(score_range: tuple[float, float]) -> tuple[float, float]:
+    """Validate a declared score range up front, before any row is read (a config error, not a data one)."""
+    low, high = (float(bound) for bound in score_range)
+    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+        raise ConfigError(f"score_range must be two finite numbers with low < high, got {score_range!r}")
+    return low, high
+
+
+def _fmt(number: float) -> str:
+    return f"{number:g}"
+
+
+def check_score(value: object, *, column: str, score_range: tuple[float, float]) -> float:
+    """Parse a raw score and normalise it from the declared range to 0–1.
+
+    Out-of-range scores are errors rather than being clipped: they usually mean the wrong column or the
+    wrong scale, and clipping would silently corrupt the training signal.
+    """
+    low, high = score_range
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise BadRow(f"score {value!r} in {column} is not a number")
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise BadRow(f"score {value!r} in {column} is not a number") from None
+    else:
+        number = float(value)
+    if not math.isfinite(number):
+        raise BadRow(f"score {value!r} in {column} is not a finite number")
+    if not low <= number <= high:
+        raise BadRow(
+            f"score {_fmt(number)} in {column} is outside the declared range {_fmt(low)}–{_fmt(high)} "
+            "(set score_range if the file uses another scale)"
+        )
+    return (number - low) / (high - low)
+
+
+class PairCollector:
+    """Collects validated pairs for one file and applies the `skip_bad_rows` policy in one place."""
+
+    def __init__(self, path: str | Path, *, score_range: tuple[float, float], skip_bad_rows: bool) -> None:
+        self.path = str(path)
+        self.score_range = check_score_range(score_range)
+        self.skip_bad_rows = skip_bad_rows
+        self.pairs: list[ScoredPair] = []
+        self.skipped: list[SkippedRow] = []
+
+    @contextmanager
+    def row(self, line: int) -> Iterator[None]:
+        """Run the parsing of one row; a `BadRow` inside is skipped or raised as `DataFormatError`."""
+        try:
+            yield
+        except BadRow as bad:
+            if not self.skip_bad_rows:
+                raise DataFormatError(self.path, line, bad.reason) from None
+            self.skipped.append(SkippedRow(line=line, reason=bad.reason))
+
+    def add(
+        self,
+        *,
+        line: int,
+        sentence1: object,
+        sentence2: object,
+        score: object,
+        genre: str | None = None,
+        columns: tuple[str, str, str] = ("sentence1", "sentence2", "score"),
+    ) -> None:
+        """Validate raw field values and keep the pair; `columns` names the fields in messages."""
+        first = check_sentence(sentence1, column=columns[0])
+        second = check_sentence(sentence2, column=columns[1])
+        normalised = check_score(score, column=columns[2], score_range=self.score_range)
+        self.pairs.append(ScoredPair(first, second, normalised, genre=genre or None, line=line))
+
+    def finish(self) -> PairDataset:
+        """The dataset; raises when nothing usable was read, since an empty dataset only fails later."""
+        if not self.pairs:
+            if not self.skipped:
+                raise DataFormatError(self.path, None, "no data rows")
+            first = self.skipped[0]
+            raise DataFormatError(
+                self.path,
+                None,
+                f"no usable pairs: all {len(self.skipped)} data rows are bad "
+                f"(first: line {first.line}: {first.reason})",
+            )
+        return PairDataset(pairs=self.pairs, source=self.path, skipped=self.skipped)

@@ -1,0 +1,59 @@
+"""Turning the user's `--data` value (nothing, a folder or a file) into one `PairDataset`.
+
+The CLI and the server call only `load_pairs`, so "where do pairs come from" is decided in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sentsim.data.pair_files import read_pair_file
+from sentsim.data.pairs import PairDataset
+from sentsim.data.stsbenchmark import SPLITS, ensure_stsbenchmark, read_stsbenchmark, split_file
+from sentsim.errors import ConfigError
+
+
+def load_pairs(
+    data: str | Path | None,
+    *,
+    split: str = "train",
+    skip_bad_rows: bool = False,
+    sentence1_column: str = "sentence1",
+    sentence2_column: str = "sentence2",
+    score_column: str = "score",
+    genre_column: str | None = None,
+    score_range: tuple[float, float] = (0.0, 5.0),
+) -> PairDataset:
+    """Load scored pairs from wherever `data` points.
+
+    - `None`: the STS Benchmark, found or downloaded by `ensure_stsbenchmark`, split `split`.
+    - a folder: an unpacked STS Benchmark (or the folder it was unpacked into), split `split`.
+    - a file: a CSV/TSV/JSONL pair file; `split` is ignored because a file is one split already, and the
+      column and range options apply (they are ignored for the STS Benchmark, whose layout is fixed).
+    """
+    if data is None:
+        return read_stsbenchmark(ensure_stsbenchmark(), split, skip_bad_rows=skip_bad_rows)
+    path = Path(data).expanduser()
+    if path.is_dir():
+        file_name = split_file(split)  # validates the split name first
+        for folder in (path, path / "stsbenchmark"):
+            if (folder / file_name).is_file():
+                return read_stsbenchmark(folder, split, skip_bad_rows=skip_bad_rows)
+        present = sorted(p.name for p in path.glob("sts-*.csv"))
+        raise ConfigError(
+            f"folder {path} has no {file_name}: a data folder must be the unpacked STS Benchmark with "
+            f"{', '.join(split_file(s) for s in SPLITS)}"
+            + (f" (found {', '.join(present)})" if present else "")
+            + "; to use your own pairs pass a .csv, .tsv or .jsonl file instead"
+        )
+    if path.is_file():
+        return read_pair_file(
+            path,
+            sentence1_column=sentence1_column,
+            sentence2_column=sentence2_column,
+            score_column=score_column,
+            genre_column=genre_column,
+            score_range=score_range,
+            skip_bad_rows=skip_bad_rows,
+        )
+    raise ConfigError(f"no such file or folder: {path}")

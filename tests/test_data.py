@@ -1,0 +1,468 @@
+"""Tests for the data stage: STS Benchmark reading and download, generic pair files, validation."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sentsim.data import (
+    PairDataset,
+    ScoredPair,
+    SkippedRow,
+    ensure_stsbenchmark,
+    genre_name,
+    load_pairs,
+    read_pair_file,
+    read_stsbenchmark,
+)
+from sentsim.errors import ConfigError, DataFormatError, OfflineError
+
+REAL_STSB = Path(__file__).resolve().parents[2] / "shared/data/stsbenchmark"
+needs_real_stsb = pytest.mark.skipif(not (REAL_STSB / "sts-train.csv").is_file(), reason="no STSb copy")
+
+GOOD_STSB_ROW = "main-news\theadlines\t2013\t0001\t2.5\tA cat sits.\tA cat is sitting."
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def write_stsb(folder: Path, rows: list[str] | bytes, *, split: str = "train") -> Path:
+    """An STSb folder holding all three splits, `split` with the given rows, the others one good row."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("train", "dev", "test"):
+        (folder / f"sts-{name}.csv").write_text(GOOD_STSB_ROW + "\n", encoding="utf-8")
+    target = folder / f"sts-{split}.csv"
+    if isinstance(rows, bytes):
+        target.write_bytes(rows)
+    else:
+        target.write_text("".join(row + "\n" for row in rows), encoding="utf-8")
+    return folder
+
+
+def write_pairs(tmp_path: Path, fmt: str, rows: list[list[str]], *, name: str = "pairs") -> Path:
+    """A pair file whose first row is the header; values are written as given (JSONL: as strings)."""
+    path = tmp_path / f"{name}.{fmt}"
+    if fmt == "jsonl":
+        header, *data = rows
+        text = "".join(json.dumps(dict(zip(header, row, strict=True))) + "\n" for row in data)
+    else:
+        delimiter = "," if fmt == "csv" else "\t"
+        text = "".join(delimiter.join(row) + "\n" for row in rows)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+HEADER = ["sentence1", "sentence2", "score"]
+GOOD = ["A dog runs.", "A dog is running.", "4.5"]
+
+
+def expect_error(path: Path, line: int | None, fragment: str, **options: object) -> DataFormatError:
+    with pytest.raises(DataFormatError) as caught:
+        read_pair_file(path, **options)  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert path.name in message
+    if line is not None:
+        assert f"line {line}:" in message
+        assert caught.value.line == line
+    assert fragment in message, message
+    return caught.value
+
+
+# --------------------------------------------------------------------------------------------------
+# The real STS Benchmark
+
+
+@needs_real_stsb
+@pytest.mark.parametrize(("split", "count"), [("train", 5749), ("dev", 1500), ("test", 1379)])
+def test_real_stsb_split_sizes(split: str, count: int) -> None:
+    dataset = read_stsbenchmark(REAL_STSB, split)
+    assert len(dataset) == count
+    assert dataset.skipped == []
+    scores = dataset.scores
+    assert scores.dtype == np.float64 and scores.min() >= 0.0 and scores.max() <= 1.0
+    assert {genre_name(g) for g in dataset.genres} == {"news", "captions", "forum"}
+
+
+@needs_real_stsb
+def test_real_stsb_known_rows() -> None:
+    train = read_stsbenchmark(REAL_STSB, "train")  # CRLF line endings in the release
+    first = train[0]
+    assert first == ScoredPair("A plane is taking off.", "An air plane is taking off.", 1.0, "main-captions", 1)
+    # Line 5553 carries the two extra source columns.
+    extra = next(pair for pair in train if pair.line == 5553)
+    assert extra.sentence1 == "Driver backs into stroller with child, drives off"
+    assert extra.sentence2 == "Driver backs into mom, stroller with child then drives off"
+    assert extra.score == pytest.approx(0.8) and extra.genre == "main-news"
+    # Quotes are text, not CSV quoting.
+    dev = read_stsbenchmark(REAL_STSB, "dev")
+    quoted = dev[267]
+    assert quoted.line == 268 and quoted.sentence2 == 'a woman is standing by a pillar where "u2" is written.'
+    assert quoted.score == pytest.approx(4.2 / 5)
+
+
+# --------------------------------------------------------------------------------------------------
+# STS Benchmark format errors
+
+
+def test_stsb_extra_columns_and_crlf(tmp_path: Path) -> None:
+    rows = (GOOD_STSB_ROW + "\tsource a\tsource b\r\n" + GOOD_STSB_ROW + "\r\n").encode()
+    dataset = read_stsbenchmark(write_stsb(tmp_path, rows), "train")
+    assert [pair.sentence2 for pair in dataset] == ["A cat is sitting."] * 2
+    assert dataset.scores.tolist() == [0.5, 0.5]
+
+
+@pytest.mark.parametrize(
+    ("row", "fragment"),
+    [
+        ("main-news\theadlines\t2013\t0002\t2.5\tonly one sentence", "9 with the source columns; found 6"),
+        ("main-news\theadlines\t2013\t0002\t2.5\t \tB.", "empty sentence in sentence1 (column 6)"),
+        (
+            "main-news\theadlines\t2013\t0002\tfive\tA.\tB.",
+            "score 'five' in score (column 5) is not a number",
+        ),
+        ("main-news\theadlines\t2013\t0002\t5.5\tA.\tB.", "score 5.5 in score (column 5) is outside"),
+    ],
+)
+def test_stsb_bad_rows(tmp_path: Path, row: str, fragment: str) -> None:
+    folder = write_stsb(tmp_path, [GOOD_STSB_ROW, row])
+    with pytest.raises(DataFormatError) as caught:
+        read_stsbenchmark(folder, "train")
+    assert "sts-train.csv, line 2:" in str(caught.value)
+    assert fragment in str(caught.value)
+    skipped = read_stsbenchmark(folder, "train", skip_bad_rows=True)
+    assert len(skipped) == 1 and skipped.skipped[0].line == 2
+
+
+def test_stsb_undecodable_and_empty(tmp_path: Path) -> None:
+    folder = write_stsb(tmp_path / "bad", (GOOD_STSB_ROW + "\n").encode() + b"main-news\tx\t1\t2\t3\tA \xff.\tB.\n")
+    with pytest.raises(DataFormatError, match=r"sts-train\.csv, line 2: not valid UTF-8: byte 0xff at byte offset"):
+        read_stsbenchmark(folder, "train")
+    empty = write_stsb(tmp_path / "empty", b"\n\n")
+    with pytest.raises(DataFormatError, match=r"sts-train\.csv: file is empty"):
+        read_stsbenchmark(empty, "train")
+
+
+def test_stsb_unknown_split(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="train, dev, test"):
+        read_stsbenchmark(write_stsb(tmp_path, [GOOD_STSB_ROW]), "validation")
+
+
+def test_genre_name() -> None:
+    assert genre_name("main-news") == "news"
+    assert genre_name("main-captions") == "captions"
+    assert genre_name("main-forum") == genre_name("main-forums") == "forum"
+    assert genre_name("other") == "other" and genre_name(None) is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Generic pair files
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
+def test_pair_file_reads_and_normalises(tmp_path: Path, fmt: str) -> None:
+    path = write_pairs(tmp_path, fmt, [HEADER, GOOD, ["B.", "C.", "0"], ["D.", "E.", "5"]])
+    dataset = read_pair_file(path)
+    assert dataset.scores.tolist() == [0.9, 0.0, 1.0]
+    assert dataset.sentences1 == ["A dog runs.", "B.", "D."]
+    assert [pair.line for pair in dataset] == ([1, 2, 3] if fmt == "jsonl" else [2, 3, 4])
+    assert dataset.source == str(path)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
+def test_custom_columns_range_and_genre(tmp_path: Path, fmt: str) -> None:
+    path = write_pairs(tmp_path, fmt, [["Text A", "text_b", "label", "domain"], ["A.", "B.", "5.5", "news"]])
+    dataset = read_pair_file(
+        path,
+        sentence1_column="Text A",
+        sentence2_column="text_b",
+        score_column="label",
+        genre_column="domain",
+        score_range=(1.0, 10.0),
+    )
+    assert dataset.scores.tolist() == [0.5] and dataset.genres == ["news"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
+@pytest.mark.parametrize(
+    ("bad", "fragment"),
+    [
+        (["", "B.", "3"], "empty sentence in {kind} 'sentence1'"),
+        (["A.", "   ", "3"], "empty sentence in {kind} 'sentence2'"),
+        (["A.", "B.", "high"], "score 'high' in {kind} 'score' is not a number"),
+        (["A.", "B.", "nan"], "is not a finite number"),
+        (["A.", "B.", "7.5"], "score 7.5 in {kind} 'score' is outside the declared range 0–5"),
+        (["A.", "B.", "-1"], "score -1 in {kind} 'score' is outside the declared range 0–5"),
+    ],
+)
+def test_bad_field_values(tmp_path: Path, fmt: str, bad: list[str], fragment: str) -> None:
+    path = write_pairs(tmp_path, fmt, [HEADER, GOOD, bad, GOOD])
+    line = 2 if fmt == "jsonl" else 3
+    expect_error(path, line, fragment.format(kind="key" if fmt == "jsonl" else "column"))
+    # The same file with skipping: the bad row is recorded, the good ones kept.
+    dataset = read_pair_file(path, skip_bad_rows=True)
+    assert len(dataset) == 2
+    assert [row.line for row in dataset.skipped] == [line]
+    assert dataset.skipped[0].reason in str(expect_error(path, line, ""))
+    assert dataset.skipped_summary().startswith(f"skipped 1 bad row in {path} (line {line}: ")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_wrong_column_count(tmp_path: Path, fmt: str) -> None:
+    path = write_pairs(tmp_path, fmt, [HEADER, GOOD, ["A.", "B."], ["A.", "B.", "1", "extra"]])
+    expect_error(path, 3, "expected 3 columns as in the header, found 2")
+    dataset = read_pair_file(path, skip_bad_rows=True)
+    assert [row.line for row in dataset.skipped] == [3, 4]
+    assert "found 4" in dataset.skipped[1].reason
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_missing_header_column(tmp_path: Path, fmt: str) -> None:
+    path = write_pairs(tmp_path, fmt, [["sentence1", "text2", "score"], GOOD])
+    error = expect_error(path, 1, "header lacks column 'sentence2'; found columns: 'sentence1', 'text2', 'score'")
+    # Skipping bad rows does not excuse a bad header.
+    expect_error(path, 1, "header lacks", skip_bad_rows=True)
+    assert error.reason.startswith("header lacks")
+
+
+def test_header_matches_case_insensitively(tmp_path: Path) -> None:
+    path = write_pairs(tmp_path, "csv", [["Sentence1", "SENTENCE2", "Score"], GOOD])
+    assert len(read_pair_file(path)) == 1
+
+
+def test_duplicate_header_column(tmp_path: Path) -> None:
+    path = write_pairs(tmp_path, "csv", [["sentence1", "sentence2", "score", "score"], [*GOOD, "1"]])
+    expect_error(path, 1, "column 'score' appears 2 times")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
+def test_undecodable_bytes(tmp_path: Path, fmt: str) -> None:
+    good = write_pairs(tmp_path, fmt, [HEADER, GOOD, ["A XX.", "B.", "1"]])
+    path = good.with_name("latin1." + fmt)
+    path.write_bytes(good.read_bytes().replace(b"XX", b"\xe9\xe9"))
+    line = 2 if fmt == "jsonl" else 3
+    offset = good.read_text().splitlines()[line - 1].index("XX")
+    expect_error(path, line, f"not valid UTF-8: byte 0xe9 at byte offset {offset} of the line")
+    assert read_pair_file(path, skip_bad_rows=True).skipped[0].line == line
+
+
+def test_undecodable_header(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.csv"
+    path.write_bytes(b"sentence1,sentence2,sc\xffore\nA.,B.,1\n")
+    expect_error(path, 1, "header row: not valid UTF-8", skip_bad_rows=True)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
+def test_empty_file(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"empty.{fmt}"
+    path.write_text("\n  \n", encoding="utf-8")
+    expect_error(path, None, "file is empty", skip_bad_rows=True)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_header_without_rows(tmp_path: Path, fmt: str) -> None:
+    path = write_pairs(tmp_path, fmt, [HEADER])
+    expect_error(path, None, "no data rows after the header on line 1", skip_bad_rows=True)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
+def test_all_rows_bad_still_raises(tmp_path: Path, fmt: str) -> None:
+    path = write_pairs(tmp_path, fmt, [HEADER, ["A.", "B.", "x"], ["A.", "B.", "9"]])
+    expect_error(path, None, "no usable pairs: all 2 data rows are bad", skip_bad_rows=True)
+
+
+def test_jsonl_specific_errors(tmp_path: Path) -> None:
+    good = json.dumps(dict(zip(HEADER, GOOD, strict=True)))
+    cases = {
+        '{"sentence1": "A.",': "invalid JSON: Expecting property name enclosed in double quotes at column 20",
+        '["A.", "B.", 3]': "expected a JSON object on each line, found an array",
+        '{"sentence1": "A.", "text": "B.", "score": 3}': (
+            "missing key 'sentence2'; found keys: 'sentence1', 'text', 'score'"
+        ),
+        '{"sentence1": "A.", "sentence2": 7, "score": 3}': "key 'sentence2' must be a string, found int",
+        '{"sentence1": "A.", "sentence2": "B.", "score": true}': "score True in key 'score' is not a number",
+    }
+    for number, (bad, fragment) in enumerate(cases.items()):
+        path = tmp_path / f"case{number}.jsonl"
+        path.write_text(f"{good}\n\n{bad}\n", encoding="utf-8")
+        expect_error(path, 3, fragment)
+    numeric = tmp_path / "numeric.jsonl"
+    numeric.write_text('{"sentence1": "A.", "sentence2": "B.", "score": 2}\n', encoding="utf-8")
+    assert read_pair_file(numeric).scores.tolist() == [0.4]
+
+
+def test_quoted_csv_and_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "quoted.csv"
+    path.write_bytes(
+        b'\xef\xbb\xbfsentence1,sentence2,score\r\n"A, with comma","said ""hi""\nover two lines",5\r\n'
+        b"\r\nB.,C.,oops\r\n"
+    )
+    expect_error(path, 5, "score 'oops'")
+    dataset = read_pair_file(path, skip_bad_rows=True)
+    assert dataset[0] == ScoredPair("A, with comma", 'said "hi"\nover two lines', 1.0, None, 2)
+
+
+def test_unbalanced_quote_hint(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.tsv"
+    path.write_text('sentence1\tsentence2\tscore\n"Going places\tB.\t1\nC.\tD.\t2\n', encoding="utf-8")
+    expect_error(path, 2, "(the record runs to line 3: an unbalanced quote?)")
+
+
+def test_stray_carriage_return(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.csv"
+    path.write_bytes(b"sentence1,sentence2,score\nA.\rB.,C.,1\nD.,E.,2\n")
+    expect_error(path, 2, "a stray carriage return")
+    assert read_pair_file(path, skip_bad_rows=True).sentences1 == ["D."]
+
+
+def test_unsupported_extension_and_bad_range(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.xlsx"
+    path.write_text("x", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"supported extensions are \.csv, \.tsv, \.tab, \.jsonl, \.ndjson"):
+        read_pair_file(path)
+    with pytest.raises(ConfigError, match="score_range"):
+        read_pair_file(write_pairs(tmp_path, "csv", [HEADER, GOOD]), score_range=(5.0, 0.0))
+
+
+def test_skipped_summary_lists_first_twenty(tmp_path: Path) -> None:
+    rows = [HEADER] + [["A.", "B.", "x"]] * 25 + [GOOD]
+    dataset = read_pair_file(write_pairs(tmp_path, "csv", rows), skip_bad_rows=True)
+    summary = dataset.skipped_summary()
+    assert summary.startswith("skipped 25 bad rows in ")
+    assert "(lines 2, 3, 4," in summary and ", 21 and 5 more: score 'x'" in summary
+
+
+# --------------------------------------------------------------------------------------------------
+# PairDataset
+
+
+def test_pair_dataset_views() -> None:
+    pairs = [ScoredPair(f"a{i}", f"b{i}", i / 4, genre="g", line=i + 1) for i in range(5)]
+    dataset = PairDataset(pairs=pairs, source="memory")
+    assert len(dataset) == 5 and list(dataset) == pairs and dataset[2] is pairs[2]
+    assert dataset.sentences2 == ["b0", "b1", "b2", "b3", "b4"]
+    assert dataset.scores.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    small = dataset.subset(2)
+    assert isinstance(small, PairDataset) and small.pairs == pairs[:2] and small.source == "memory"
+    assert len(dataset.subset(99)) == 5 and dataset.skipped_summary() == "no rows skipped"
+    assert PairDataset(pairs=[], source="x").scores.shape == (0,)
+    noted = PairDataset(pairs=pairs, source="memory", skipped=[SkippedRow(line=7, reason="bad score")])
+    assert noted.skipped_summary() == "skipped 1 bad row in memory (line 7: bad score)"
+    assert noted[1:3].skipped == noted.skipped and noted[1:3].pairs == pairs[1:3]
+    with pytest.raises(ConfigError):
+        dataset.subset(-1)
+    with pytest.raises(ValueError, match="normalised"):
+        ScoredPair("a", "b", 4.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# load_pairs
+
+
+def test_load_pairs_dispatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_stsb(tmp_path / "stsbenchmark", [GOOD_STSB_ROW, GOOD_STSB_ROW], split="dev")
+    assert len(load_pairs(folder, split="dev")) == 2
+    assert len(load_pairs(tmp_path, split="dev")) == 2  # the folder the archive was unpacked into
+    pair_file = write_pairs(tmp_path, "tsv", [["s1", "s2", "y"], ["A.", "B.", "0.5"]])
+    loaded = load_pairs(
+        pair_file, split="ignored", sentence1_column="s1", sentence2_column="s2", score_column="y",
+        score_range=(0.0, 1.0),
+    )  # fmt: skip
+    assert loaded.scores.tolist() == [0.5]
+    with pytest.raises(ConfigError, match=r"no such file or folder: .*nowhere"):
+        load_pairs(tmp_path / "nowhere")
+    (tmp_path / "other").mkdir()
+    with pytest.raises(ConfigError, match=r"has no sts-test\.csv: .*sts-train\.csv, sts-dev\.csv, sts-test\.csv"):
+        load_pairs(tmp_path / "other", split="test")
+    monkeypatch.setenv("SENTSIM_STSB_DIR", str(folder))
+    assert len(load_pairs(None, split="dev")) == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# ensure_stsbenchmark
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("SENTSIM_STSB_DIR", "HF_HUB_OFFLINE", "SENTSIM_OFFLINE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SENTSIM_CACHE", str(cache))
+    return cache
+
+
+def test_ensure_resolution_order(tmp_path: Path, clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(urllib.request, "urlopen", pytest.fail)  # never downloads here
+    explicit = write_stsb(tmp_path / "explicit", [GOOD_STSB_ROW])
+    from_env = write_stsb(tmp_path / "env", [GOOD_STSB_ROW])
+    cached = write_stsb(clean_env / "stsbenchmark", [GOOD_STSB_ROW])
+    assert ensure_stsbenchmark() == cached
+    monkeypatch.setenv("SENTSIM_STSB_DIR", str(from_env))
+    assert ensure_stsbenchmark() == from_env
+    assert ensure_stsbenchmark(explicit) == explicit
+    with pytest.raises(ConfigError, match="not an STS Benchmark folder"):
+        ensure_stsbenchmark(tmp_path / "missing")
+    monkeypatch.delenv("SENTSIM_STSB_DIR")
+    (cached / "sts-dev.csv").unlink()
+    with pytest.raises(ConfigError, match="exists but lacks"):
+        ensure_stsbenchmark()
+
+
+def test_ensure_offline_variable(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(urllib.request, "urlopen", pytest.fail)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OfflineError, match="HF_HUB_OFFLINE or SENTSIM_OFFLINE is set") as caught:
+        ensure_stsbenchmark()
+    assert "--data PATH" in str(caught.value) and "SENTSIM_STSB_DIR" in str(caught.value)
+
+
+def test_ensure_network_error(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(url: str, timeout: float) -> None:
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    with pytest.raises(OfflineError) as caught:
+        ensure_stsbenchmark()
+    message = str(caught.value)
+    assert "Name or service not known" in message
+    assert "--data PATH" in message and "SENTSIM_STSB_DIR" in message
+    assert not (clean_env / "stsbenchmark").exists()
+    assert list(clean_env.iterdir()) == []  # the temporary download folder is gone
+
+
+def _tarball(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return buffer.getvalue()
+
+
+def test_ensure_downloads_and_unpacks(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    row = (GOOD_STSB_ROW + "\n").encode()
+    archive = _tarball({f"stsbenchmark/sts-{split}.csv": row for split in ("train", "dev", "test")})
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: io.BytesIO(archive))
+    folder = ensure_stsbenchmark()
+    assert folder == clean_env / "stsbenchmark"
+    assert len(read_stsbenchmark(folder, "test")) == 1
+    assert sorted(p.name for p in clean_env.iterdir()) == ["stsbenchmark"]
+
+
+def test_ensure_refuses_unsafe_archive(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = _tarball({"../evil.csv": b"x"})
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: io.BytesIO(archive))
+    with pytest.raises(DataFormatError, match=r"unsafe path in archive: '\.\./evil\.csv'"):
+        ensure_stsbenchmark()
+    assert not (clean_env.parent / "evil.csv").exists()
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: io.BytesIO(b"not a tarball"))
+    with pytest.raises(DataFormatError, match=r"not a readable tar\.gz"):
+        ensure_stsbenchmark()
