@@ -1,0 +1,153 @@
+"""Atomic file and folder writes: readers see the old content or the new, never half of either.
+
+Runs are long and get interrupted (Ctrl-C, OOM killer, a full disk); a report, a summary or a
+saved model that was half written when that happened looks valid and is not. Everything here writes
+next to the destination first and then renames, because a rename inside one folder is atomic on
+POSIX and Windows alike, while a rename across file systems is not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+
+_ATTEMPTS = 100
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable; best effort, as some platforms cannot open folders."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _open_new_sibling(path: Path) -> tuple[Path, int]:
+    """Create and open an unused file next to ``path``.
+
+    ``tempfile.mkstemp`` would do this but creates mode 0600; opening with 0666 lets the process
+    umask decide, so the final file gets the same mode as one written with plain ``open``.
+    """
+    for _ in range(_ATTEMPTS):
+        candidate = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        return candidate, fd
+    raise FileExistsError(f"could not find a free temporary name next to {path}")
+
+
+def _make_new_sibling_folder(final: Path, kind: str) -> Path:
+    """Create an unused folder ``.{final.name}.{kind}-XXXX`` next to ``final`` with umask-decided mode.
+
+    ``tempfile.mkdtemp`` would give 0700, which would make a published model folder unreadable to
+    other users of a shared machine.
+    """
+    for _ in range(_ATTEMPTS):
+        candidate = final.with_name(f".{final.name}.{kind}-{secrets.token_hex(4)}")
+        try:
+            candidate.mkdir(mode=0o777)
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"could not find a free temporary folder name next to {final}")
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that ``path`` never holds a partial write.
+
+    The data goes to a temporary file in the same folder, is flushed and fsynced, then renamed over
+    ``path``. On any error the temporary file is removed and ``path`` is left as it was.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    target = Path(path)
+    temporary, fd = _open_new_sibling(target)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
+    _fsync_directory(target.parent)
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`).
+
+    The text is written as given: no newline translation, so files are identical on every platform.
+    """
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically: indent 2, keys in insertion order, trailing newline.
+
+    Insertion order is kept (not sorted) so files read in the order the writer thought sensible;
+    non-ASCII text stays readable instead of becoming ``\\u`` escapes.
+    """
+    text = json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    return atomic_write_text(path, text)
+
+
+@contextlib.contextmanager
+def atomic_directory(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Build a folder in a temporary place and put it at ``final`` only if building succeeds.
+
+    Yields a fresh empty folder ``.{final.name}.tmp-XXXX`` next to ``final`` (same parent, so the
+    closing rename stays on one file system). On normal exit the temporary folder replaces
+    ``final``: an existing ``final`` is first moved aside, the new folder renamed into place and
+    only then the old one deleted, so at every moment either the old or the new folder is complete.
+    If the body raises, the temporary folder is deleted and an existing ``final`` is untouched.
+    """
+    target = Path(final)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _make_new_sibling_folder(target, "tmp")
+    try:
+        yield temporary
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+    try:
+        if target.exists() or target.is_symlink():
+            # Renaming onto a non-empty folder is not allowed, hence the detour via a side name.
+            old = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")
+            os.replace(target, old)
+            try:
+                os.replace(temporary, target)
+            except BaseException:
+                os.replace(old, target)
+                raise
+            _fsync_directory(target.parent)
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink()
+        else:
+            os.replace(temporary, target)
+            _fsync_directory(target.parent)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
