@@ -1,7 +1,7 @@
-"""The data stage: files on disk (STS Benchmark or CSV/TSV/JSONL pair files) → validated scored pairs."""
+"""The data stage: files on disk (STS Benchmark or CSV/TSV/JSONL pair files) → validated sentence pairs."""
 
-from sentsim.data.pair_files import read_pair_file
-from sentsim.data.pairs import PairDataset, ScoredPair, SkippedRow
+from sentsim.data.pair_files import read_pair_file, read_text_pairs
+from sentsim.data.pairs import PairDataset, ScoredPair, SkippedRow, TextPair
 from sentsim.data.sources import load_pairs
 from sentsim.data.stsbenchmark import ensure_stsbenchmark, genre_name, read_stsbenchmark
 
@@ -9,9 +9,11 @@ __all__ = [
     "PairDataset",
     "ScoredPair",
     "SkippedRow",
+    "TextPair",
     "ensure_stsbenchmark",
     "genre_name",
     "load_pairs",
     "read_pair_file",
     "read_stsbenchmark",
+    "read_text_pairs",
 ]

@@ -1,7 +1,8 @@
-"""Generic scored-pair files (CSV, TSV, JSONL): choosing the format by extension and reading the rows.
+"""Generic pair files (CSV, TSV, JSONL), scored or not: choosing the format by extension and reading the rows.
 
 CSV and TSV need a header row naming the columns; JSONL needs one object per line with the same keys.
-Field checks and the skip-bad-rows policy live in `sentsim.data.pairs`, shared with the STS Benchmark.
+Field checks and the skip-bad-rows policy live in `sentsim.data.pairs`, shared with the STS Benchmark;
+scored and unscored files go through the same readers, so they fail with the same messages.
 """
 
 from __future__ import annotations
@@ -10,8 +11,18 @@ import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from sentsim.data.pairs import BadRow, PairCollector, PairDataset, SourceLine, read_lines
+from sentsim.data.pairs import (
+    BadRow,
+    PairCollector,
+    PairDataset,
+    RowCollector,
+    SourceLine,
+    TextPair,
+    TextPairCollector,
+    read_lines,
+)
 from sentsim.errors import ConfigError, DataFormatError
 
 _DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
@@ -35,29 +46,67 @@ def read_pair_file(
     it usually means the wrong column or scale. With `skip_bad_rows` malformed rows are recorded in
     `PairDataset.skipped`; an empty file, missing header columns or a file with no good row still raise.
     """
+    path = _supported_path(path)
+    collector = PairCollector(path, score_range=score_range, skip_bad_rows=skip_bad_rows)
+    names = (sentence1_column, sentence2_column, score_column)
+    _read_rows(path, collector, names=names, genre_column=genre_column)
+    return collector.finish()
+
+
+def read_text_pairs(
+    path: str | Path,
+    *,
+    sentence1_column: str = "sentence1",
+    sentence2_column: str = "sentence2",
+    skip_bad_rows: bool = False,
+) -> list[TextPair]:
+    """Read unscored pairs (to be scored by a model) from a .csv, .tsv/.tab or .jsonl/.ndjson file.
+
+    Same formats, header rules and messages as `read_pair_file`; other columns, a gold score included,
+    are ignored, so a scored file can be scored again. With `skip_bad_rows` malformed rows are left out
+    (not reported back, since there is no dataset to hold them); an empty file, missing header columns or
+    a file with no good row still raise.
+    """
+    path = _supported_path(path)
+    collector = TextPairCollector(path, skip_bad_rows=skip_bad_rows)
+    _read_rows(path, collector, names=(sentence1_column, sentence2_column), genre_column=None)
+    return collector.finish()
+
+
+def _supported_path(path: str | Path) -> Path:
+    """The expanded path, checked for a known extension before anything is read."""
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
     if suffix not in _DELIMITERS and suffix not in _JSONL:
         raise ConfigError(
             f"cannot tell the format of {path}: supported extensions are {', '.join(SUPPORTED_EXTENSIONS)}"
         )
-    collector = PairCollector(path, score_range=score_range, skip_bad_rows=skip_bad_rows)
+    return path
+
+
+def _read_rows(
+    path: Path,
+    collector: RowCollector[Any],
+    *,
+    names: tuple[str, ...],
+    genre_column: str | None,
+) -> None:
+    """Feed every row of `path` to `collector`, choosing the reader by extension."""
+    suffix = path.suffix.lower()
     lines = read_lines(path)
     if not any(line.text.strip() for line in lines):
         raise DataFormatError(path, None, "file is empty")
-    names = (sentence1_column, sentence2_column, score_column)
     if suffix in _JSONL:
         _read_jsonl(lines, collector, names=names, genre_column=genre_column)
     else:
         _read_delimited(lines, collector, delimiter=_DELIMITERS[suffix], names=names, genre_column=genre_column)
-    return collector.finish()
 
 
 def _read_jsonl(
     lines: list[SourceLine],
-    collector: PairCollector,
+    collector: RowCollector[Any],
     *,
-    names: tuple[str, str, str],
+    names: tuple[str, ...],
     genre_column: str | None,
 ) -> None:
     labels = _labels("key", names)
@@ -77,11 +126,9 @@ def _read_jsonl(
             if missing:
                 raise BadRow(f"missing {_quoted(missing, 'key')}; found keys: {_quoted(list(record)) or 'none'}")
             genre = record.get(genre_column) if genre_column else None
-            collector.add(
+            collector.add_fields(
                 line=line.number,
-                sentence1=record[names[0]],
-                sentence2=record[names[1]],
-                score=record[names[2]],
+                fields=[record[name] for name in names],
                 genre=str(genre) if genre is not None else None,
                 columns=labels,
             )
@@ -89,10 +136,10 @@ def _read_jsonl(
 
 def _read_delimited(
     lines: list[SourceLine],
-    collector: PairCollector,
+    collector: RowCollector[Any],
     *,
     delimiter: str,
-    names: tuple[str, str, str],
+    names: tuple[str, ...],
     genre_column: str | None,
 ) -> None:
     """Read CSV or TSV with the csv module, so quoted fields (with commas, tabs or newlines) work.
@@ -141,11 +188,9 @@ def _read_delimited(
             if len(row) != len(header):
                 hint = f" (the record runs to line {consumed}: an unbalanced quote?)" if consumed > start else ""
                 raise BadRow(f"expected {len(header)} columns as in the header, found {len(row)}{hint}")
-            collector.add(
+            collector.add_fields(
                 line=start,
-                sentence1=row[indices[0]],
-                sentence2=row[indices[1]],
-                score=row[indices[2]],
+                fields=[row[index] for index in indices],
                 genre=row[genre_index].strip() if genre_index is not None else None,
                 columns=labels,
             )
@@ -177,10 +222,9 @@ def _header_indices(path: str, line: int, header: list[str], names: Sequence[str
     return indices
 
 
-def _labels(kind: str, names: tuple[str, str, str]) -> tuple[str, str, str]:
-    """How the three fields are named in messages: "column 'score'" for CSV, "key 'score'" for JSONL."""
-    first, second, score = names
-    return f"{kind} {first!r}", f"{kind} {second!r}", f"{kind} {score!r}"
+def _labels(kind: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """How the fields are named in messages: "column 'score'" for CSV, "key 'score'" for JSONL."""
+    return tuple(f"{kind} {name!r}" for name in names)
 
 
 def _quoted(names: Sequence[str], noun: str | None = None) -> str:

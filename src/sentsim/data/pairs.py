@@ -1,18 +1,18 @@
-"""Scored sentence pairs, the dataset that holds them, and the row checks every reader shares.
+"""Sentence pairs (scored or not), the dataset that holds them, and the row checks every reader shares.
 
 Readers (STS Benchmark, generic pair files) only split their format into fields; turning fields into a
-validated `ScoredPair`, and deciding whether a bad row stops the read or is skipped, happens here once,
-so every format reports problems with the same wording, file name and line number.
+validated `ScoredPair` or `TextPair`, and deciding whether a bad row stops the read or is skipped, happens
+here once, so every format reports problems with the same wording, file name and line number.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import overload
+from typing import Generic, TypeVar, overload
 
 import numpy as np
 
@@ -21,6 +21,8 @@ from sentsim.errors import ConfigError, DataFormatError
 # How many line numbers `skipped_summary` lists before it only counts; a summary is one log line, not
 # a report of every row.
 _SUMMARY_LINES = 20
+
+PairT = TypeVar("PairT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,15 @@ class ScoredPair:
         # Readers always normalise; a score outside 0–1 here means a caller skipped that step (a bug).
         if not 0.0 <= self.score <= 1.0:
             raise ValueError(f"ScoredPair.score must be normalised to 0–1, got {self.score!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class TextPair:
+    """Two sentences without a gold score: a pair the user wants a model to score."""
+
+    sentence1: str
+    sentence2: str
+    line: int | None = None  # 1-based line in the source file, so an output row can be traced back
 
 
 @dataclass
@@ -216,14 +227,17 @@ def check_score(value: object, *, column: str, score_range: tuple[float, float])
     return (number - low) / (high - low)
 
 
-class PairCollector:
-    """Collects validated pairs for one file and applies the `skip_bad_rows` policy in one place."""
+class RowCollector(Generic[PairT]):
+    """Collects validated pairs of one file and applies the `skip_bad_rows` policy in one place.
 
-    def __init__(self, path: str | Path, *, score_range: tuple[float, float], skip_bad_rows: bool) -> None:
+    Subclasses only say what a pair is (scored or not); readers call `add_fields` with the raw values of
+    the columns they were asked for, so one reader serves both kinds of file.
+    """
+
+    def __init__(self, path: str | Path, *, skip_bad_rows: bool) -> None:
         self.path = str(path)
-        self.score_range = check_score_range(score_range)
         self.skip_bad_rows = skip_bad_rows
-        self.pairs: list[ScoredPair] = []
+        self.pairs: list[PairT] = []
         self.skipped: list[SkippedRow] = []
 
     @contextmanager
@@ -235,6 +249,33 @@ class PairCollector:
             if not self.skip_bad_rows:
                 raise DataFormatError(self.path, line, bad.reason) from None
             self.skipped.append(SkippedRow(line=line, reason=bad.reason))
+
+    def add_fields(
+        self, *, line: int, fields: Sequence[object], genre: str | None, columns: Sequence[str]
+    ) -> None:
+        """Validate the raw values of the requested columns, in the order the reader was given them."""
+        raise NotImplementedError
+
+    def _require_pairs(self) -> None:
+        # Raised here rather than returning nothing, since an empty result only fails later and vaguer.
+        if self.pairs:
+            return
+        if not self.skipped:
+            raise DataFormatError(self.path, None, "no data rows")
+        first = self.skipped[0]
+        raise DataFormatError(
+            self.path,
+            None,
+            f"no usable pairs: all {len(self.skipped)} data rows are bad (first: line {first.line}: {first.reason})",
+        )
+
+
+class PairCollector(RowCollector[ScoredPair]):
+    """Collects scored pairs, normalising each score from the declared range to 0–1."""
+
+    def __init__(self, path: str | Path, *, score_range: tuple[float, float], skip_bad_rows: bool) -> None:
+        super().__init__(path, skip_bad_rows=skip_bad_rows)
+        self.score_range = check_score_range(score_range)
 
     def add(
         self,
@@ -252,16 +293,33 @@ class PairCollector:
         normalised = check_score(score, column=columns[2], score_range=self.score_range)
         self.pairs.append(ScoredPair(first, second, normalised, genre=genre or None, line=line))
 
+    def add_fields(
+        self, *, line: int, fields: Sequence[object], genre: str | None, columns: Sequence[str]
+    ) -> None:
+        sentence1, sentence2, score = fields
+        first, second, third = columns
+        self.add(line=line, sentence1=sentence1, sentence2=sentence2, score=score, genre=genre,
+                 columns=(first, second, third))
+
     def finish(self) -> PairDataset:
-        """The dataset; raises when nothing usable was read, since an empty dataset only fails later."""
-        if not self.pairs:
-            if not self.skipped:
-                raise DataFormatError(self.path, None, "no data rows")
-            first = self.skipped[0]
-            raise DataFormatError(
-                self.path,
-                None,
-                f"no usable pairs: all {len(self.skipped)} data rows are bad "
-                f"(first: line {first.line}: {first.reason})",
-            )
+        """The dataset; raises when nothing usable was read."""
+        self._require_pairs()
         return PairDataset(pairs=self.pairs, source=self.path, skipped=self.skipped)
+
+
+class TextPairCollector(RowCollector[TextPair]):
+    """Collects unscored pairs (files to be scored by a model); same sentence checks as scored ones."""
+
+    def add_fields(
+        self, *, line: int, fields: Sequence[object], genre: str | None, columns: Sequence[str]
+    ) -> None:
+        # A genre column means nothing without gold scores to group, so it is not kept.
+        sentence1, sentence2 = fields
+        first = check_sentence(sentence1, column=columns[0])
+        second = check_sentence(sentence2, column=columns[1])
+        self.pairs.append(TextPair(first, second, line=line))
+
+    def finish(self) -> list[TextPair]:
+        """The pairs in file order; raises when nothing usable was read."""
+        self._require_pairs()
+        return self.pairs
