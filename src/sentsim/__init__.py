@@ -4,5 +4,6 @@ __version__ = "0.1.0"
 
 from . import losses
 from .model import SentenceTransformer
+from .training.compat import InputExample, SentencesDataset
 
-__all__ = ["SentenceTransformer", "__version__", "losses"]
+__all__ = ["InputExample", "SentenceTransformer", "SentencesDataset", "__version__", "losses"]

