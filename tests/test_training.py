@@ -1,0 +1,190 @@
+"""Training: the length-grouped sampler, the loop's guarantees and the classic ``fit`` API."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sentsim import SentenceTransformer
+from sentsim.batching import LengthGroupedSampler
+from sentsim.errors import ConfigError
+from sentsim.training import TrainConfig, train
+
+from .conftest import TRAIN_PAIRS
+
+
+# -- sampler -----------------------------------------------------------------------------------
+def _lengths(n: int = 1000, seed: int = 0) -> list[int]:
+    return np.random.default_rng(seed).integers(3, 70, size=n).tolist()
+
+
+def test_sampler_yields_every_example_exactly_once():
+    lengths = _lengths(1003)
+    sampler = LengthGroupedSampler(lengths, batch_size=16, seed=1)
+    batches = list(sampler)
+    flat = [index for batch in batches for index in batch]
+    assert sorted(flat) == list(range(1003))
+    assert len(batches) == len(sampler) == 63
+    assert sum(len(batch) < 16 for batch in batches) == 1
+
+
+def test_sampler_groups_by_length():
+    lengths = _lengths(4096)
+    grouped = list(LengthGroupedSampler(lengths, batch_size=16, seed=0))
+    array = np.asarray(lengths)
+    padded = sum(len(batch) * array[batch].max() for batch in grouped)
+    shuffled = np.random.default_rng(0).permutation(len(lengths)).reshape(-1, 16)
+    padded_shuffled = sum(16 * array[batch].max() for batch in shuffled)
+    assert padded / array.sum() < 1.1 < padded_shuffled / array.sum()
+    spread = np.mean([array[batch].max() - array[batch].min() for batch in grouped])
+    assert spread < 3
+
+
+def test_sampler_is_seeded_and_changes_per_epoch():
+    lengths = _lengths()
+    first = list(LengthGroupedSampler(lengths, batch_size=8, seed=7))
+    assert first == list(LengthGroupedSampler(lengths, batch_size=8, seed=7))
+    assert first != list(LengthGroupedSampler(lengths, batch_size=8, seed=8))
+    sampler = LengthGroupedSampler(lengths, batch_size=8, seed=7)
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+
+
+def test_sampler_drop_last_and_bad_options():
+    assert all(len(batch) == 16 for batch in LengthGroupedSampler(_lengths(100), batch_size=16, drop_last=True))
+    with pytest.raises(ConfigError):
+        LengthGroupedSampler([1, 2], batch_size=0)
+
+
+def test_train_config_rejects_nonsense():
+    with pytest.raises(ConfigError, match="learning_rate"):
+        TrainConfig(learning_rate=0)
+    with pytest.raises(ConfigError, match="epochs"):
+        TrainConfig(epochs=0)
+    assert TrainConfig(warmup_ratio=0.1).warmup_for(360) == 36
+    assert TrainConfig(warmup_steps=100).warmup_for(50) == 50
+
+
+# -- the loop -----------------------------------------------------------------------------------
+def _train(model: SentenceTransformer, **options) -> object:
+    config = TrainConfig(**{"batch_size": 4, "epochs": 2, "learning_rate": 1e-3, "log_every": 1,
+                            "precision": "fp32", **options})
+    a, b, labels = zip(*TRAIN_PAIRS, strict=True)
+    return train(model, sentences_a=a, sentences_b=b, labels=labels, config=config, quiet=True)
+
+
+def _weights(model: SentenceTransformer) -> torch.Tensor:
+    return torch.cat([parameter.detach().flatten() for parameter in model.parameters()])
+
+
+def test_training_changes_weights_and_lowers_loss(tiny_transformer_dir):
+    model = SentenceTransformer.from_transformer(tiny_transformer_dir)
+    before = _weights(model).clone()
+    result = _train(model, seed=1)
+    assert not torch.equal(before, _weights(model))
+    losses = [record["loss"] for record in result.records if record["kind"] == "train"]
+    assert result.steps == 6 and len(losses) == 6
+    assert all(np.isfinite(losses))
+    assert result.train_seconds > 0 and result.pairs_per_second > 0
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tiny_transformer_dir):
+    runs = []
+    for seed in (3, 3, 4):
+        model = SentenceTransformer.from_transformer(tiny_transformer_dir)
+        _train(model, seed=seed)
+        runs.append(_weights(model))
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.equal(runs[0], runs[2])
+
+
+def test_best_checkpoint_is_restored_and_patience_stops(tiny_transformer_dir):
+    model = SentenceTransformer.from_transformer(tiny_transformer_dir)
+    scores = iter([50.0, 60.0, 55.0, 54.0, 53.0])
+    snapshots = {}
+
+    def evaluator(current: SentenceTransformer) -> dict[str, float]:
+        score = next(scores)
+        snapshots[score] = _weights(current).clone()
+        return {"spearman_cosine": score}
+
+    config = TrainConfig(batch_size=4, epochs=5, learning_rate=1e-3, precision="fp32", patience=2,
+                         evaluation_steps=0)
+    a, b, labels = zip(*TRAIN_PAIRS, strict=True)
+    result = train(model, sentences_a=a, sentences_b=b, labels=labels, config=config, evaluator=evaluator,
+                   quiet=True)
+    assert result.best_score == 60.0 and result.best_step == 3
+    assert result.stopped_early and result.steps == 9  # epochs 1, 2, 3; patience ran out after epoch 3
+    assert torch.equal(_weights(model), snapshots[60.0])
+    evals = [record for record in result.records if record["kind"] == "eval"]
+    assert [record["step"] for record in evals] == [0, 3, 6, 9]
+
+
+@pytest.mark.parametrize("loss", ["cosent", "angle", "cosine+cosent"])
+def test_every_loss_trains(tiny_transformer_dir, loss):
+    model = SentenceTransformer.from_transformer(tiny_transformer_dir)
+    result = _train(model, loss=loss, seed=0)
+    assert all(np.isfinite(record["loss"]) for record in result.records if record["kind"] == "train")
+
+
+def test_bf16_training_leaves_fp32_weights_and_fp32_evaluation(tiny_transformer_dir):
+    model = SentenceTransformer.from_transformer(tiny_transformer_dir)
+    _train(model, seed=0, precision="bf16")
+    assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
+    exact = model.encode(["a dog is running"], precision="fp32")
+    assert exact.dtype == np.float32
+
+
+# -- the classic API, as written in the original sentence-transformers write-up -------------------
+def test_classic_fit_snippet_runs_with_only_the_import_changed(tiny_transformer_dir, tmp_path: Path):
+    from torch.utils.data import DataLoader
+
+    from sentsim import InputExample, SentencesDataset, SentenceTransformer, losses
+    from sentsim.evaluation import EmbeddingSimilarityEvaluator
+
+    s1, s2, scores = (list(column) for column in zip(*TRAIN_PAIRS, strict=True))
+    # --- the snippet from the write-up, unchanged but for the imports above ---
+    model = SentenceTransformer(str(tiny_transformer_dir))
+    train_examples = [InputExample(texts=["My first sentence", "My second sentence"], label=0.8),
+                      InputExample(texts=["Another pair", "Unrelated sentence"], label=0.3)]
+    train_dataset = SentencesDataset(train_examples, model)
+    train_dataloader = DataLoader(train_dataset, shuffle=True, batch_size=16)
+    train_loss = losses.CosineSimilarityLoss(model)
+    model.fit(train_objectives=[(train_dataloader, train_loss)], epochs=1, warmup_steps=100,
+              evaluator=EmbeddingSimilarityEvaluator(s1, s2, scores), output_path=str(tmp_path / "out/"))
+    # ---
+    saved = SentenceTransformer(tmp_path / "out")
+    np.testing.assert_allclose(saved.encode(s1, precision="fp32"), model.encode(s1, precision="fp32"), atol=1e-6)
+
+
+def test_fit_rejects_what_it_cannot_train(tiny_model):
+    from sentsim import losses
+
+    with pytest.raises(ConfigError, match="InputExample"):
+        tiny_model.fit(train_objectives=[([("a", "b")], losses.CosineSimilarityLoss())])
+
+
+def test_sentence_transformers_is_never_imported(tiny_transformer_dir, tmp_path: Path):
+    script = textwrap.dedent(f"""
+        import sys
+        import sentsim
+        from sentsim import SentenceTransformer
+        from sentsim.training import TrainConfig, train
+        model = SentenceTransformer.from_transformer({str(tiny_transformer_dir)!r})
+        train(model, sentences_a=["a dog", "a cat"], sentences_b=["a dog runs", "a plane"], labels=[0.9, 0.1],
+              config=TrainConfig(batch_size=2, precision="fp32"), quiet=True)
+        model.encode(["a dog"])
+        model.save({str(tmp_path / "m")!r})
+        SentenceTransformer({str(tmp_path / "m")!r}).encode(["a cat"])
+        SentenceTransformer("all-MiniLM-L6-v2")
+        leaked = sorted(name for name in sys.modules if name.startswith(("sentence_transformers", "gt_all")))
+        print("LEAKED", leaked)
+    """)
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
+    assert "LEAKED []" in output.stdout
