@@ -9,6 +9,7 @@ import argparse
 import io
 import json
 import logging
+import math
 import os
 import shlex
 import sys
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, SentsimError
+from .errors import ConfigError, DataFormatError, SentsimError
 from .hub import DEFAULT_MODEL
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
@@ -186,7 +187,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = RunOptions(output=args.output, base_model=args.base_model, pooling=args.pooling,
                          normalize=args.normalize, data=args.data, dev_data=args.dev_data, test_data=args.test_data,
                          skip_bad_rows=args.skip_bad_rows, max_seq_length=args.max_seq_length,
-                         quiet=True if args.quiet or args.json else None, command=_command_line(),
+                         quiet=True if args.quiet or args.json else None, command=_command_line(args.argv),
                          data_options=_data_options(args))
     summary = run_training(options, config).summary
     figures: dict[str, Any] = {}
@@ -200,7 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "calibration" in summary:
         figures.update(summary["calibration"])
     if args.json:
-        print(json.dumps(figures))
+        _print_json(figures)
         return EXIT_OK
     timing = summary["timing"]
     print(f"run folder: {args.output}  (model: {args.output / 'model'}, report: {args.output / 'report.html'})")
@@ -219,12 +220,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_pairs
 
-    model = _load_model(args.model)
     dataset = _load_data(args, split=args.split)
+    model = _load_model(args.model)
     result = evaluate_pairs(model, dataset, batch_size=args.batch_size, precision=args.precision,
                             bootstrap=args.bootstrap, seed=args.seed, show_progress=None if not args.quiet else False)
     if args.json:
-        print(json.dumps({"model": args.model, "data": dataset.source, **result.to_dict()}))
+        _print_json({"model": args.model, "data": dataset.source, **result.to_dict()})
         return EXIT_OK
     print(f"{args.model} on {dataset.source}: {len(dataset)} pairs")
     print(f"{'similarity':<12}{'Pearson':>10}{'Spearman':>10}   Spearman 95% CI")
@@ -288,13 +289,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_pairs
     from .metrics import mean_absolute_error
 
-    model = _load_model(args.model)
     target = args.output
     if target is None:
         if not Path(args.model).is_dir():
             raise UsageError(f"{args.model} is not a folder; pass --output FOLDER for the calibrated copy")
         target = Path(args.model)
     dataset = _load_data(args, split=args.split)
+    model = _load_model(args.model)
     result = evaluate_pairs(model, dataset, batch_size=args.batch_size, precision=args.precision,
                             show_progress=None if not args.quiet else False)
     calibration = IsotonicCalibration.fit(result.cosines, result.gold * 5.0, source=dataset.source)
@@ -331,7 +332,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
               "difference": comparison.difference, "ci_low": comparison.ci_low, "ci_high": comparison.ci_high,
               "p_value": comparison.p_value, "n_resamples": comparison.n_resamples}
     if args.json:
-        print(json.dumps(result))
+        _print_json(result)
         return EXIT_OK
     print(f"A: {args.model_a}  Spearman(cosine) {result['spearman_a']:.2f}")
     print(f"B: {args.model_b}  Spearman(cosine) {result['spearman_b']:.2f}")
@@ -366,11 +367,28 @@ def _load_data(args: argparse.Namespace, *, split: str):
     dataset = load_pairs(args.data, split=split, skip_bad_rows=args.skip_bad_rows, **_data_options(args))
     if dataset.skipped:
         print(f"warning: {dataset.skipped_summary()}", file=sys.stderr)
+    if len(dataset) < 2:
+        raise DataFormatError(dataset.source, None, f"need at least 2 pairs to compute a correlation, "
+                                                    f"found {len(dataset)}")
     return dataset
 
 
-def _command_line() -> str:
-    return "sentsim " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+def _print_json(obj: Any) -> None:
+    """One JSON object on stdout; NaN (a correlation of constant scores) becomes null, as JSON has no NaN."""
+    def finite(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: finite(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [finite(item) for item in value]
+        return value
+
+    print(json.dumps(finite(obj), allow_nan=False))
+
+
+def _command_line(argv: Sequence[str]) -> str:
+    return "sentsim " + " ".join(shlex.quote(arg) for arg in argv)
 
 
 def _version() -> str:
@@ -384,7 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     try:
+        argv = list(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(argv)
+        args.argv = argv  # what train records as the command; sys.argv is the host's when called in-process
         return COMMANDS[args.command](args)
     except SentsimError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,0 +1,484 @@
+"""The ``sentsim`` command end to end on a tiny random model: bad input, usage errors and every command's happy path."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sentsim.cli import EXIT_OK, EXIT_USAGE, main
+
+from .conftest import REPO, TRAIN_PAIRS
+
+HEADER = "sentence1\tsentence2\tscore\n"
+GOOD_ROW = "a man is playing a flute\ta man is playing a guitar\t3\n"
+
+
+# -- fixtures and helpers -----------------------------------------------------------------------------
+def _pair_file(path: Path, pairs: Sequence[tuple[str, str, float]] = TRAIN_PAIRS) -> Path:
+    """A TSV pair file with scores scaled from 0–1 to the default 0–5 range."""
+    path.write_text(HEADER + "".join(f"{a}\t{b}\t{score * 5:g}\n" for a, b, score in pairs), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_transformer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT with mean pooling, saved as a sentsim model folder (never written to by tests)."""
+    from sentsim import SentenceTransformer
+
+    folder = tmp_path_factory.mktemp("cli-model") / "model"
+    SentenceTransformer.from_transformer(tiny_transformer_dir, pooling="mean").save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """train.tsv, dev.tsv and test.tsv built from TRAIN_PAIRS."""
+    folder = tmp_path_factory.mktemp("cli-data")
+    _pair_file(folder / "train.tsv")
+    _pair_file(folder / "dev.tsv", TRAIN_PAIRS[::-1])
+    _pair_file(folder / "test.tsv", TRAIN_PAIRS[1:] + TRAIN_PAIRS[:1])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained_run(model_dir: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path]:
+    """One full ``sentsim train --json`` run shared by the tests that read or reuse its run folder."""
+    run = tmp_path_factory.mktemp("cli-train") / "run"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["train", "--base-model", str(model_dir), "--data", str(data_dir / "train.tsv"),
+                     "--dev-data", str(data_dir / "dev.tsv"), "--test-data", str(data_dir / "test.tsv"),
+                     "--epochs", "2", "--batch-size", "4", "--json", "--output", str(run)])
+    assert code == EXIT_OK, stderr.getvalue()
+    return code, stdout.getvalue(), run
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    capsys.readouterr()  # drop anything an earlier step of the same test printed
+    code = main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> str:
+    """Exit 2, exactly one ``error: ...`` line on stderr (no traceback), holding every fragment."""
+    assert code == EXIT_USAGE, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def no_leftovers(run: Path) -> None:
+    assert not run.exists()
+    assert not list(run.parent.glob(f".{run.name}.*")), list(run.parent.iterdir())
+
+
+# -- bad input ------------------------------------------------------------------------------------------
+BAD_FILES = [
+    # (file name, content, extra options, line named in the message or None, reason)
+    ("columns.tsv", HEADER + GOOD_ROW + "only one\tcolumn\n", (), 3, "expected 3 columns as in the header, found 2"),
+    ("columns.csv", "sentence1,sentence2,score\na man eats,a man eats food,4,extra\n", (), 2,
+     "expected 3 columns as in the header, found 4"),
+    ("empty-sentence.tsv", HEADER + "   \ta dog runs\t2\n", (), 2, "empty sentence in column 'sentence1'"),
+    ("score-text.tsv", HEADER + GOOD_ROW + "a cat\ta dog\thigh\n", (), 3,
+     "score 'high' in column 'score' is not a number"),
+    ("score-range.tsv", HEADER + "a cat\ta dog\t0.5\n" + GOOD_ROW, ("--score-range", "0", "1"), 3,
+     "score 3 in column 'score' is outside the declared range 0–1"),
+    ("bytes.tsv", (HEADER + GOOD_ROW).encode() + b"a cat \xff\xfe\ta dog\t1\n", (), 3,
+     "not valid UTF-8: byte 0xff"),
+    ("empty.tsv", "\n  \n", (), None, "file is empty"),
+    ("invalid.jsonl", '{"sentence1": "a cat", "sentence2": "a dog", "score": 1}\n{"sentence1": "a cat",\n', (), 2,
+     "invalid JSON"),
+    ("header.tsv", "sentence1\tsentence2\tlabel\n" + GOOD_ROW, (), 1,
+     "header lacks column 'score'; found columns: 'sentence1', 'sentence2', 'label'"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "options", "line", "reason"), BAD_FILES,
+                         ids=[case[0] for case in BAD_FILES])
+def test_evaluate_bad_file_names_file_line_and_reason(capsys, tmp_path, model_dir, name, content, options, line,
+                                                      reason):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    code, out, err = run_cli(capsys, "evaluate", model_dir, "--data", path, "--bootstrap", "0", "--quiet",
+                             *options)
+    message = assert_one_line_error(code, err, str(path), reason)
+    if line is not None:
+        assert f"{path}, line {line}: " in message
+    assert out == ""
+
+
+def test_evaluate_unsupported_extension(capsys, tmp_path, model_dir):
+    path = tmp_path / "pairs.txt"
+    path.write_text(HEADER + GOOD_ROW, encoding="utf-8")
+    code, _, err = run_cli(capsys, "evaluate", model_dir, "--data", path, "--quiet")
+    assert_one_line_error(code, err, str(path), "cannot tell the format", ".csv", ".tsv", ".jsonl")
+
+
+def test_evaluate_missing_file_or_folder(capsys, tmp_path, model_dir):
+    missing = tmp_path / "nowhere" / "pairs.tsv"
+    code, _, err = run_cli(capsys, "evaluate", model_dir, "--data", missing, "--quiet")
+    assert_one_line_error(code, err, str(missing), "no such file or folder")
+
+
+def test_evaluate_folder_without_stsb_files(capsys, tmp_path, model_dir):
+    folder = tmp_path / "not-stsb"
+    folder.mkdir()
+    (folder / "pairs.tsv").write_text(HEADER + GOOD_ROW, encoding="utf-8")
+    code, _, err = run_cli(capsys, "evaluate", model_dir, "--data", folder, "--quiet")
+    assert_one_line_error(code, err, str(folder), "has no sts-test.csv", ".csv, .tsv or .jsonl file")
+
+
+def test_evaluate_skip_bad_rows_reports_the_skipped_lines(capsys, tmp_path, model_dir):
+    rows = [f"{a}\t{b}\t{score * 5:g}\n" for a, b, score in TRAIN_PAIRS]
+    rows[1] = "a cat\ta dog\tmany\n"  # line 3
+    rows[4] = "\ta dog\t2\n"  # line 6
+    path = tmp_path / "some-bad.tsv"
+    path.write_text(HEADER + "".join(rows), encoding="utf-8")
+
+    code, _, err = run_cli(capsys, "evaluate", model_dir, "--data", path, "--bootstrap", "0", "--quiet")
+    assert_one_line_error(code, err, f"{path}, line 3")
+
+    code, out, err = run_cli(capsys, "evaluate", model_dir, "--data", path, "--bootstrap", "0", "--quiet",
+                             "--json", "--skip-bad-rows")
+    assert code == EXIT_OK, err
+    assert json.loads(out)["n_pairs"] == len(TRAIN_PAIRS) - 2
+    assert "warning: skipped 2 bad rows" in err
+    assert str(path) in err and "lines 3, 6" in err and "is not a number" in err
+
+
+def test_evaluate_needs_two_pairs(capsys, tmp_path, model_dir):
+    path = _pair_file(tmp_path / "one.tsv", TRAIN_PAIRS[:1])
+    code, _, err = run_cli(capsys, "evaluate", model_dir, "--data", path, "--quiet")
+    assert_one_line_error(code, err, str(path), "need at least 2 pairs", "found 1")
+
+
+def test_bad_data_is_reported_before_the_model_loads(capsys, monkeypatch, tmp_path, data_dir):
+    def load_model(name: str):
+        raise AssertionError(f"loaded {name} before checking the input")
+
+    monkeypatch.setattr("sentsim.cli._load_model", load_model)
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(HEADER + "a cat\ta dog\t9\n", encoding="utf-8")
+    for command in ("evaluate", "calibrate", "compare"):
+        models = ["model-a", "model-b"] if command == "compare" else [tmp_path]
+        code, _, err = run_cli(capsys, command, *models, "--data", bad, "--quiet")
+        assert_one_line_error(code, err, f"{bad}, line 2: ")
+    # a name (not a folder) cannot be calibrated in place: said before any hub lookup or download
+    code, _, err = run_cli(capsys, "calibrate", "some-hub-model", "--data", data_dir / "dev.tsv")
+    assert_one_line_error(code, err, "some-hub-model is not a folder", "--output")
+
+
+def _strict_json(text: str) -> dict:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_stays_valid_when_correlations_are_undefined(capsys, tmp_path, model_dir):
+    # Constant gold scores make every correlation undefined (NaN), which JSON cannot hold: null instead.
+    path = _pair_file(tmp_path / "constant.tsv", [(a, b, 0.6) for a, b, _ in TRAIN_PAIRS[:4]])
+    code, out, err = run_cli(capsys, "evaluate", model_dir, "--data", path, "--bootstrap", "20", "--json",
+                             "--quiet")
+    assert code == EXIT_OK, err
+    result = _strict_json(out)
+    assert result["spearman_cosine"] is None and result["spearman_cosine_ci"] == [None, None]
+    code, out, err = run_cli(capsys, "compare", model_dir, model_dir, "--data", path, "--bootstrap", "20",
+                             "--json", "--quiet")
+    assert code == EXIT_OK, err
+    assert _strict_json(out)["difference"] is None
+
+
+@pytest.mark.parametrize("bad_split", ["data", "dev-data", "test-data"])
+def test_train_bad_data_fails_without_leaving_a_run_folder(capsys, tmp_path, model_dir, data_dir, bad_split):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(HEADER + GOOD_ROW + "a cat\ta dog\t7\n", encoding="utf-8")
+    files = {"data": data_dir / "train.tsv", "dev-data": data_dir / "dev.tsv", "test-data": data_dir / "test.tsv",
+             bad_split: bad}
+    run = tmp_path / "runs" / "bad"
+    run.parent.mkdir()
+    code, out, err = run_cli(capsys, "train", "--base-model", model_dir, "--output", run, "--quiet",
+                             *[arg for option, path in files.items() for arg in (f"--{option}", path)])
+    assert_one_line_error(code, err, f"{bad}, line 3: ", "outside the declared range 0–5")
+    assert out == ""
+    no_leftovers(run)
+
+
+def test_train_failure_inside_the_run_removes_the_temporary_folder(capsys, tmp_path, model_dir, data_dir):
+    # The loss is built inside the loop, after the run folder was started: the half-written folder must go.
+    run = tmp_path / "runs" / "bad-loss"
+    run.parent.mkdir()
+    code, _, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", data_dir / "train.tsv",
+                           "--dev-data", data_dir / "dev.tsv", "--loss", "nonsense", "--output", run, "--quiet")
+    assert_one_line_error(code, err, "unknown loss 'nonsense'")
+    no_leftovers(run)
+
+
+# -- usage errors -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("argv", "reason"), [
+    ([], "the following arguments are required: COMMAND"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["evaluate"], "the following arguments are required: model"),
+    (["encode", "some-model"], "the following arguments are required: file"),
+    (["compare", "only-a"], "the following arguments are required: model_b"),
+    (["evaluate", "m", "--bootstrap", "many"], "invalid int value: 'many'"),
+    (["evaluate", "m", "--split", "validation"], "invalid choice: 'validation'"),
+    (["train", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+], ids=["no-command", "unknown-command", "no-model", "no-file", "one-model", "bad-int", "bad-split", "bad-option"])
+def test_usage_errors_are_one_line(capsys, argv, reason):
+    code, out, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, reason)
+    assert out == ""
+
+
+def test_similarity_needs_two_texts_or_pairs(capsys, model_dir, data_dir):
+    code, _, err = run_cli(capsys, "similarity", model_dir, "just one text")
+    assert_one_line_error(code, err, "similarity takes two texts, or --pairs FILE")
+    code, _, err = run_cli(capsys, "similarity", model_dir, "a", "b", "c")
+    assert_one_line_error(code, err, "similarity takes two texts")
+    code, _, err = run_cli(capsys, "similarity", model_dir, "a", "b", "--pairs", data_dir / "test.tsv")
+    assert_one_line_error(code, err, "not both")
+
+
+def test_train_on_a_pair_file_needs_dev_data(capsys, tmp_path, model_dir, data_dir):
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", data_dir / "train.tsv",
+                           "--output", run, "--quiet")
+    assert_one_line_error(code, err, "--dev-data")
+    no_leftovers(run)
+
+
+def test_bad_options_and_missing_model(capsys, tmp_path, model_dir, data_dir):
+    code, _, err = run_cli(capsys, "evaluate", model_dir, "--data", data_dir / "test.tsv", "--score-range", "5", "0")
+    assert_one_line_error(code, err, "score_range", "low < high")
+    missing = tmp_path / "no-model"
+    code, _, err = run_cli(capsys, "evaluate", missing, "--data", data_dir / "test.tsv")
+    assert_one_line_error(code, err, str(missing))
+    code, _, err = run_cli(capsys, "report", tmp_path / "no-run")
+    assert_one_line_error(code, err, str(tmp_path / "no-run"))
+
+
+def test_installed_command_help_exits_zero():
+    script = Path(sys.executable).with_name("sentsim")
+    if not script.is_file():
+        script = REPO / ".venv" / "bin" / "sentsim"
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "usage: sentsim" in result.stdout
+    for command in ("train", "evaluate", "similarity", "encode", "calibrate", "compare", "report"):
+        assert command in result.stdout
+
+
+# -- happy paths ------------------------------------------------------------------------------------------
+def test_evaluate_json_and_bootstrap_intervals(capsys, model_dir, data_dir):
+    code, out, err = run_cli(capsys, "evaluate", model_dir, "--data", data_dir / "test.tsv", "--bootstrap", "0",
+                             "--json", "--quiet")
+    assert code == EXIT_OK, err
+    result = json.loads(out)  # one JSON object and nothing else on stdout
+    assert {"spearman_cosine", "pearson_cosine"} <= set(result)
+    assert not any(key.endswith("_ci") for key in result)
+    assert result["n_pairs"] == len(TRAIN_PAIRS)
+    assert -100 <= result["spearman_cosine"] <= 100
+
+    code, out, err = run_cli(capsys, "evaluate", model_dir, "--data", data_dir / "test.tsv", "--bootstrap", "50",
+                             "--json", "--quiet")
+    assert code == EXIT_OK, err
+    result = json.loads(out)
+    low, high = result["spearman_cosine_ci"]
+    assert low <= high
+    assert "pearson_cosine_ci" in result
+
+
+def test_evaluate_prints_a_table(capsys, model_dir, data_dir):
+    code, out, err = run_cli(capsys, "evaluate", model_dir, "--data", data_dir / "test.tsv", "--bootstrap", "20",
+                             "--quiet")
+    assert code == EXIT_OK, err
+    assert f"{len(TRAIN_PAIRS)} pairs" in out
+    for measure in ("cosine", "dot", "euclidean", "manhattan"):
+        assert re.search(rf"^{measure}\s+-?\d+\.\d\d\s+-?\d+\.\d\d\s+\[", out, re.MULTILINE), out
+
+
+def test_train_writes_a_complete_run_folder(trained_run):
+    _, out, run = trained_run
+    figures = json.loads(out)
+    for key in ("dev_spearman_cosine", "test_spearman_cosine", "base_test_spearman_cosine", "best_step"):
+        assert key in figures
+    assert figures["output"] == str(run)
+    for name in ("config.json", "metrics.jsonl", "summary.json", "predictions.jsonl", "report.html", "report.md"):
+        assert (run / name).is_file(), name
+    assert list((run / "plots").glob("*.png"))
+    assert (run / "model" / "calibration.json").is_file()
+    assert (run / "model" / "README.md").is_file()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any(record["kind"] == "eval" and record["step"] == 0 for record in records)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test"]["spearman_cosine"] == figures["test_spearman_cosine"]
+    assert len((run / "predictions.jsonl").read_text().splitlines()) == len(TRAIN_PAIRS)
+    config = json.loads((run / "config.json").read_text())
+    assert config["epochs"] == 2 and config["batch_size"] == 4
+    # the command given to main(), not the host's sys.argv (pytest's here)
+    assert config["command"].startswith("sentsim train --base-model ")
+    assert config["command"].endswith(f"--output {run}")
+    assert not list(run.parent.glob(f".{run.name}.*"))
+
+
+def test_report_regenerates(capsys, trained_run):
+    run = trained_run[2]
+    (run / "report.html").unlink()
+    (run / "report.md").unlink()
+    code, out, err = run_cli(capsys, "report", run)
+    assert code == EXIT_OK, err
+    assert (run / "report.html").is_file() and (run / "report.md").is_file()
+    assert "wrote" in out
+
+
+def test_similarity_of_two_texts(capsys, model_dir, trained_run):
+    code, out, err = run_cli(capsys, "similarity", trained_run[2] / "model", "a man is playing a flute",
+                             "a man plays the guitar")
+    assert code == EXIT_OK, err
+    assert re.fullmatch(r"\d\.\d / 5  \(cosine -?\d\.\d{3}\)\n", out), out
+
+    code, out, err = run_cli(capsys, "similarity", model_dir, "a dog", "a cat")  # no calibration yet
+    assert code == EXIT_OK, err
+    assert re.match(r"cosine -?\d\.\d{3}  \(no 0–5 calibration", out), out
+
+
+def test_similarity_scores_a_pair_file(capsys, tmp_path, trained_run, data_dir):
+    output = tmp_path / "out.csv"
+    code, out, err = run_cli(capsys, "similarity", trained_run[2] / "model", "--pairs", data_dir / "test.tsv",
+                             "-o", output)
+    assert code == EXIT_OK, err
+    assert out == ""
+    with output.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(TRAIN_PAIRS)
+    assert list(rows[0]) == ["sentence1", "sentence2", "cosine", "score_0_5"]
+    assert rows[0]["sentence1"] == TRAIN_PAIRS[1][0]
+    assert all(-1 <= float(row["cosine"]) <= 1 and 0 <= float(row["score_0_5"]) <= 5 for row in rows)
+
+    code, out, err = run_cli(capsys, "similarity", trained_run[2] / "model", "--pairs", data_dir / "test.tsv",
+                             "--quiet")
+    assert code == EXIT_OK, err
+    assert out.splitlines()[0] == "sentence1,sentence2,cosine,score_0_5"
+    assert len(out.splitlines()) == len(TRAIN_PAIRS) + 1
+
+
+def test_similarity_pair_file_errors(capsys, tmp_path, model_dir, data_dir):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("sentence1\tsentence2\n" + "a cat\t\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "similarity", model_dir, "--pairs", bad)
+    assert_one_line_error(code, err, f"{bad}, line 2: ", "empty sentence in column 'sentence2'")
+    code, _, err = run_cli(capsys, "similarity", model_dir, "--pairs", data_dir / "test.tsv", "-o", tmp_path / "o.txt")
+    assert_one_line_error(code, err, "o.txt", ".csv or .jsonl")
+    assert not (tmp_path / "o.txt").exists()
+
+
+def test_encode_writes_npy(capsys, tmp_path, model_dir):
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("a man is playing a flute\n\na dog is running\nthe red car\n", encoding="utf-8")
+    output = tmp_path / "out.npy"
+    code, out, err = run_cli(capsys, "encode", model_dir, sentences, "-o", output, "--normalize", "--quiet")
+    assert code == EXIT_OK, err
+    embeddings = np.load(output)
+    assert embeddings.shape == (3, 32)  # the blank line is not a sentence
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-4)
+    assert str(output) in out
+
+    code, _, err = run_cli(capsys, "encode", model_dir, sentences, "--quiet")
+    assert code == EXIT_OK, err
+    assert np.load(sentences.with_suffix(".npy")).shape == (3, 32)
+
+
+def test_encode_bad_input(capsys, tmp_path, model_dir):
+    missing = tmp_path / "missing.txt"
+    code, _, err = run_cli(capsys, "encode", model_dir, missing)
+    assert_one_line_error(code, err, str(missing), "no such file")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "encode", model_dir, empty)
+    assert_one_line_error(code, err, str(empty), "no sentences")
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"fine\n\xff\xfe broken\n")
+    code, _, err = run_cli(capsys, "encode", model_dir, binary)
+    assert_one_line_error(code, err, str(binary), "not UTF-8")
+    assert not list(tmp_path.glob("*.npy"))
+
+
+def test_calibrate_writes_calibration_into_the_model_folder(capsys, tmp_path, model_dir, data_dir):
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    code, out, err = run_cli(capsys, "calibrate", model, "--data", data_dir / "dev.tsv", "--quiet")
+    assert code == EXIT_OK, err
+    assert (model / "calibration.json").is_file()
+    assert f"calibrated on {len(TRAIN_PAIRS)} pairs" in out and "MAE" in out
+
+    code, out, err = run_cli(capsys, "similarity", model, "a dog", "a cat")
+    assert code == EXIT_OK, err
+    assert re.fullmatch(r"\d\.\d / 5  \(cosine -?\d\.\d{3}\)\n", out), out
+
+    copy = tmp_path / "calibrated-copy"
+    code, _, err = run_cli(capsys, "calibrate", model_dir, "--data", data_dir / "dev.tsv", "--output", copy, "--quiet")
+    assert code == EXIT_OK, err
+    assert (copy / "calibration.json").is_file() and (copy / "modules.json").is_file()
+    assert not (model_dir / "calibration.json").exists()
+
+
+def test_calibrate_bad_data_leaves_the_model_alone(capsys, tmp_path, model_dir):
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(HEADER + "a cat\ta dog\t-1\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, "calibrate", model, "--data", bad, "--quiet")
+    assert_one_line_error(code, err, f"{bad}, line 2: ", "outside the declared range")
+    assert not (model / "calibration.json").exists()
+
+
+def test_compare_a_model_with_itself(capsys, model_dir, data_dir):
+    code, out, err = run_cli(capsys, "compare", model_dir, model_dir, "--data", data_dir / "test.tsv", "--json",
+                             "--bootstrap", "50", "--quiet")
+    assert code == EXIT_OK, err
+    result = json.loads(out)
+    assert result["difference"] == 0.0
+    assert result["p_value"] == pytest.approx(1.0)
+    assert result["spearman_a"] == result["spearman_b"]
+    assert result["n_pairs"] == len(TRAIN_PAIRS) and result["n_resamples"] == 50
+
+    code, out, err = run_cli(capsys, "compare", model_dir, model_dir, "--data", data_dir / "test.tsv",
+                             "--bootstrap", "50", "--quiet")
+    assert code == EXIT_OK, err
+    assert "A − B = +0.00" in out and "p = 1" in out
+
+
+def test_train_from_scratch_with_cls_pooling(capsys, tmp_path, tiny_transformer_dir, data_dir):
+    run = tmp_path / "cls-run"
+    code, out, err = run_cli(capsys, "train", "--base-model", tiny_transformer_dir, "--pooling", "cls",
+                             "--data", data_dir / "train.tsv", "--dev-data", data_dir / "dev.tsv",
+                             "--batch-size", "4", "--output", run, "--quiet")
+    assert code == EXIT_OK, err
+    assert f"run folder: {run}" in out and "dev Spearman(cosine)" in out
+    assert "test Spearman" not in out  # no --test-data: no test figures
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["recipe"] == "from scratch (cls pooling)"
+    assert "test" not in summary
+    pooling = json.loads((run / "model" / "1_Pooling" / "config.json").read_text())
+    assert pooling["pooling_mode_cls_token"] is True
+    assert pooling["pooling_mode_mean_tokens"] is False
