@@ -116,6 +116,8 @@ def test_save_load_round_trip(tiny_model, tmp_path: Path):
     assert json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"] == 48
     assert json.loads((folder / "tokenizer_config.json").read_text())["model_max_length"] == 48
     assert (folder / "model.safetensors").is_file()
+    # Readable by others like any file the user writes (safetensors alone would leave 0600).
+    assert all(path.stat().st_mode & 0o044 == 0o044 for path in folder.rglob("*") if path.is_file())
     assert (folder / "config_sentence_transformers.json").is_file()
     loaded = SentenceTransformer(folder)
     assert loaded.max_seq_length == 48

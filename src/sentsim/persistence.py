@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -82,4 +83,14 @@ def save_modules(modules: list[nn.Module], folder: str | Path, *, extra_files: d
         (temp / "config_sentence_transformers.json").write_text(json.dumps(config, indent=2) + "\n")
         for name, text in (extra_files or {}).items():
             (temp / name).write_text(text)
+        _normal_file_modes(temp)
     return final
+
+
+def _normal_file_modes(folder: Path) -> None:
+    """Some writers (safetensors via transformers) leave 0600 files; a model folder is meant to be shared."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(0o666 & ~umask)

@@ -57,7 +57,8 @@ class Pooling(nn.Module):
         return self.embedding_dimension * len(self.modes)
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        tokens = features["token_embeddings"]
+        # Pool in fp32 whatever the encoder ran in: bf16 sums over many tokens lose digits.
+        tokens = features["token_embeddings"].float()
         mask = features["attention_mask"].to(tokens.dtype).unsqueeze(-1)
         lengths = features["attention_mask"].sum(dim=1)
         pooled = []
