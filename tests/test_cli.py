@@ -194,18 +194,12 @@ def _strict_json(text: str) -> dict:
     return json.loads(text, parse_constant=refuse)
 
 
-def test_json_output_stays_valid_when_correlations_are_undefined(capsys, tmp_path, model_dir):
-    # Constant gold scores make every correlation undefined (NaN), which JSON cannot hold: null instead.
+def test_constant_gold_scores_are_bad_input(capsys, tmp_path, model_dir):
+    # Constant gold scores make every correlation undefined: said up front, before any model loads.
     path = _pair_file(tmp_path / "constant.tsv", [(a, b, 0.6) for a, b, _ in TRAIN_PAIRS[:4]])
-    code, out, err = run_cli(capsys, "evaluate", model_dir, "--data", path, "--bootstrap", "20", "--json",
-                             "--quiet")
-    assert code == EXIT_OK, err
-    result = _strict_json(out)
-    assert result["spearman_cosine"] is None and result["spearman_cosine_ci"] == [None, None]
-    code, out, err = run_cli(capsys, "compare", model_dir, model_dir, "--data", path, "--bootstrap", "20",
-                             "--json", "--quiet")
-    assert code == EXIT_OK, err
-    assert _strict_json(out)["difference"] is None
+    for command in (["evaluate", model_dir], ["compare", model_dir, model_dir]):
+        code, _out, err = run_cli(capsys, *command, "--data", path, "--json", "--quiet")
+        assert_one_line_error(code, err, str(path), "all gold scores are equal")
 
 
 @pytest.mark.parametrize("bad_split", ["data", "dev-data", "test-data"])

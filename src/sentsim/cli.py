@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, DataFormatError, SentsimError
+from .errors import ConfigError, SentsimError
 from .hub import DEFAULT_MODEL
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
@@ -367,10 +367,7 @@ def _load_data(args: argparse.Namespace, *, split: str):
     dataset = load_pairs(args.data, split=split, skip_bad_rows=args.skip_bad_rows, **_data_options(args))
     if dataset.skipped:
         print(f"warning: {dataset.skipped_summary()}", file=sys.stderr)
-    if len(dataset) < 2:
-        raise DataFormatError(dataset.source, None, f"need at least 2 pairs to compute a correlation, "
-                                                    f"found {len(dataset)}")
-    return dataset
+    return dataset.require_scorable()
 
 
 def _print_json(obj: Any) -> None:

@@ -96,6 +96,8 @@ class SentenceTransformer(nn.Sequential):
 
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
+        if int(value) < 2:
+            raise ConfigError(f"max_seq_length must be at least 2 (room for the special tokens), got {value}")
         self.transformer.max_seq_length = int(value)
 
     @property

@@ -113,6 +113,19 @@ class PairDataset:
             raise ConfigError(f"subset size must be 0 or more, got {n}")
         return self[:n]
 
+    def require_scorable(self) -> PairDataset:
+        """Returns self if correlations can be computed on it, else raises a DataFormatError.
+
+        Spearman needs at least two pairs and two different gold scores; checked up front so the
+        user hears it before a model loads, instead of meeting NaN at the end of a run.
+        """
+        if len(self.pairs) < 2:
+            raise DataFormatError(self.source, None,
+                                  f"need at least 2 pairs to compute a correlation, found {len(self.pairs)}")
+        if len({pair.score for pair in self.pairs}) < 2:
+            raise DataFormatError(self.source, None, "all gold scores are equal: a correlation is undefined")
+        return self
+
     def skipped_summary(self) -> str:
         """One line saying which rows were skipped and why the first one was, for logs and the CLI."""
         if not self.skipped:

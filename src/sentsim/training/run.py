@@ -71,6 +71,9 @@ def load_splits(options: RunOptions) -> tuple[PairDataset, PairDataset, PairData
         test_set = load_pairs(options.test_data, split="test", **common)
     else:
         test_set = None if data_is_file else load_pairs(options.data, split="test", **common)
+    dev_set.require_scorable()
+    if test_set is not None:
+        test_set.require_scorable()
     return train_set, dev_set, test_set
 
 
@@ -141,7 +144,7 @@ def _summary(options: RunOptions, config: TrainConfig, result, dev: EvaluationRe
         "stopped_early": result.stopped_early,
         "dev": _rounded(dev.metrics),
         "dev_ci": {name: list(interval) for name, interval in dev.confidence_intervals.items()},
-        "base": {"dev": {name: base_dev[name] for name in metric_names} if base_dev else {}},
+        "base": {"dev": _rounded({name: base_dev[name] for name in metric_names}) if base_dev else {}},
         "timing": {
             "train_seconds": round(result.train_seconds, 2),
             "pairs_per_second": round(result.pairs_per_second, 2),
