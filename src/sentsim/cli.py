@@ -19,6 +19,11 @@ from typing import Any
 
 from .errors import ConfigError, SentsimError
 from .hub import DEFAULT_MODEL
+from .training.recipes import RECIPES, recipe
+
+#: Options a recipe sets unless the user gives them on the command line.
+RECIPE_OPTIONS = ("loss", "batch_size", "learning_rate", "epochs", "warmup_ratio", "weight_decay",
+                  "evaluation_steps", "patience")
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 METRIC_ORDER = ("cosine", "dot", "euclidean", "manhattan")
@@ -89,27 +94,34 @@ def build_parser() -> argparse.ArgumentParser:
                             "Default: the STS benchmark from $SENTSIM_STSB_DIR, the cache, or a download")
     train.add_argument("--dev-data", metavar="FILE", help="dev pair file (picks the best checkpoint)")
     train.add_argument("--test-data", metavar="FILE", help="test pair file (evaluated once at the end)")
+    train.add_argument("--no-test", action="store_true",
+                       help="do not read the test split at all (for tuning runs that must not see test)")
     columns = train.add_argument_group("pair-file columns")
     _add_column_options(columns)
     train.add_argument("--output", "-o", type=Path, default=Path("runs/stsb"),
                        help="run folder to write (config, metrics, report, model/). Default: runs/stsb")
-    hyper = train.add_argument_group("hyper-parameters (defaults: the classic SBERT STSb recipe)")
-    hyper.add_argument("--loss", default="cosine",
+    hyper = train.add_argument_group("hyper-parameters (unset ones come from --recipe)")
+    hyper.add_argument("--recipe", choices=sorted(RECIPES), default="default",
+                       help="named hyper-parameter set: " + "; ".join(
+                           f"{name} = {_describe_recipe(values)}" for name, values in RECIPES.items()))
+    hyper.add_argument("--loss", default=None,
                        help="cosine (MSE of cosine vs score), cosent, angle, or a sum such as cosine+cosent")
     hyper.add_argument("--loss-scale", type=float, default=None, help="scale of cosent/angle (default: 20)")
-    hyper.add_argument("--batch-size", type=int, default=16, help="pairs per step (default: 16)")
-    hyper.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=2e-5,
-                       help="peak learning rate of AdamW (default: 2e-5)")
-    hyper.add_argument("--epochs", type=int, default=1, help="passes over the training data (default: 1)")
-    hyper.add_argument("--warmup-ratio", type=float, default=0.1, help="share of steps for linear warmup "
-                                                                       "(default: 0.1)")
-    hyper.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: 0.01)")
+    hyper.add_argument("--batch-size", type=int, default=None, help="pairs per step")
+    hyper.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=None,
+                       help="peak learning rate of AdamW")
+    hyper.add_argument("--epochs", type=int, default=None, help="passes over the training data")
+    hyper.add_argument("--warmup-ratio", type=float, default=None, help="share of steps for linear warmup")
+    hyper.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay")
     hyper.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping (default: 1.0)")
     hyper.add_argument("--seed", type=int, default=42, help="random seed; same seed, same result (default: 42)")
-    hyper.add_argument("--evaluation-steps", type=int, default=0,
-                       help="also evaluate on dev every N steps (default: only after each epoch)")
+    hyper.add_argument("--seeds", type=int, default=1,
+                       help="train N times with seeds SEED, SEED+1, ... into OUTPUT/seed-<n>/ and report the "
+                            "mean ± std of dev and test Spearman (default: 1)")
+    hyper.add_argument("--evaluation-steps", type=int, default=None,
+                       help="also evaluate on dev every N steps (0: only after each epoch)")
     hyper.add_argument("--patience", type=int, default=None,
-                       help="stop after N dev evaluations without improvement (default: never)")
+                       help="stop after N dev evaluations without improvement (early stopping)")
     hyper.add_argument("--max-seq-length", type=int, default=None, help="truncate inputs to N tokens")
     hyper.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                        help="auto = bf16 autocast where the hardware has native bf16, else fp32")
@@ -179,29 +191,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training.config import TrainConfig
     from .training.run import RunOptions, run_training
 
-    config = TrainConfig(loss=args.loss, loss_scale=args.loss_scale, batch_size=args.batch_size,
-                         learning_rate=args.learning_rate, epochs=args.epochs, warmup_ratio=args.warmup_ratio,
-                         weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm, seed=args.seed,
-                         evaluation_steps=args.evaluation_steps, patience=args.patience, precision=args.precision,
-                         length_grouping=not args.no_length_grouping)
+    chosen = recipe(args.recipe)
+    for name in RECIPE_OPTIONS:
+        if getattr(args, name) is not None:
+            chosen[name] = getattr(args, name)
+    config = TrainConfig(**chosen, loss_scale=args.loss_scale, max_grad_norm=args.max_grad_norm, seed=args.seed,
+                         precision=args.precision, length_grouping=not args.no_length_grouping)
     options = RunOptions(output=args.output, base_model=args.base_model, pooling=args.pooling,
                          normalize=args.normalize, data=args.data, dev_data=args.dev_data, test_data=args.test_data,
                          skip_bad_rows=args.skip_bad_rows, max_seq_length=args.max_seq_length,
-                         quiet=True if args.quiet or args.json else None, command=_command_line(args.argv),
+                         evaluate_test=not args.no_test, quiet=True if args.quiet or args.json else None,
+                         command=_command_line(args.argv),
                          data_options=_data_options(args))
+    if args.seeds < 1:
+        raise UsageError("--seeds must be at least 1")
+    if args.seeds > 1:
+        return _train_seeds(args, options, config)
     summary = run_training(options, config).summary
-    figures: dict[str, Any] = {}
-    for split in ("dev", "test"):
-        for name, value in summary.get(split, {}).items():
-            figures[f"{split}_{name}"] = value
-    figures.update({f"base_{split}_spearman_cosine": summary["base"][split]["spearman_cosine"]
-                    for split in ("dev", "test") if summary["base"].get(split)})
-    figures.update(summary["timing"])
-    figures.update({"best_step": summary["best_step"], "output": str(args.output)})
-    if "calibration" in summary:
-        figures.update(summary["calibration"])
     if args.json:
-        _print_json(figures)
+        _print_json(_train_figures(summary, args.output))
         return EXIT_OK
     timing = summary["timing"]
     print(f"run folder: {args.output}  (model: {args.output / 'model'}, report: {args.output / 'report.html'})")
@@ -214,6 +222,40 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"{split} Spearman(cosine): {summary[split]['spearman_cosine']:.2f}{ci}{was}")
     print(f"training: {timing['train_seconds']:.1f} s, {timing['pairs_per_second']:.1f} pairs/s, "
           f"peak memory {timing['peak_rss_mb']:.0f} MB; wall {timing['wall_seconds']:.1f} s")
+    return EXIT_OK
+
+
+def _train_figures(summary: dict[str, Any], output: Path) -> dict[str, Any]:
+    """The flat figures of one run (``dev_spearman_cosine``, ``test_...``, timing, calibration)."""
+    figures: dict[str, Any] = {}
+    for split in ("dev", "test"):
+        for name, value in summary.get(split, {}).items():
+            figures[f"{split}_{name}"] = value
+    figures.update({f"base_{split}_spearman_cosine": summary["base"][split]["spearman_cosine"]
+                    for split in ("dev", "test") if summary["base"].get(split)})
+    figures.update(summary["timing"])
+    figures.update({"best_step": summary["best_step"], "output": str(output)})
+    figures.update(summary.get("calibration", {}))
+    return figures
+
+
+def _train_seeds(args: argparse.Namespace, options: Any, config: Any) -> int:
+    from .training.run import run_seeds
+
+    result = run_seeds(options, config, seeds=[args.seed + offset for offset in range(args.seeds)])
+    if args.json:
+        _print_json(result)
+        return EXIT_OK
+    for run in result["runs"]:
+        test = f", test {run['test_spearman_cosine']:.2f}" if run.get("test_spearman_cosine") is not None else ""
+        print(f"seed {run['seed']}: dev {run['dev_spearman_cosine']:.2f}{test}  "
+              f"({run['train_seconds']:.0f} s training, {run['wall_seconds']:.0f} s wall)  → {run['output']}")
+    for split in ("dev", "test"):
+        key = f"{split}_spearman_cosine"
+        if key in result["mean"]:
+            print(f"{split} Spearman(cosine) over {len(result['runs'])} seeds: "
+                  f"{result['mean'][key]:.2f} ± {result['std'][key]:.2f} (mean ± sample std)")
+    print(f"summary: {args.output / 'seeds.json'}")
     return EXIT_OK
 
 
@@ -382,6 +424,14 @@ def _print_json(obj: Any) -> None:
         return value
 
     print(json.dumps(finite(obj), allow_nan=False))
+
+
+def _describe_recipe(values: dict[str, Any]) -> str:
+    text = (f"{values['loss']} loss, batch {values['batch_size']}, lr {values['learning_rate']:g}, "
+            f"{values['epochs']} epoch{'s' if values['epochs'] > 1 else ''}, warmup {values['warmup_ratio']:g}")
+    if values.get("patience"):
+        text += f", patience {values['patience']}"
+    return text
 
 
 def _command_line(argv: Sequence[str]) -> str:

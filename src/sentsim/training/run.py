@@ -8,13 +8,13 @@ import platform
 import resource
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_directory
+from ..atomic import atomic_directory, atomic_write_json
 from ..calibration import IsotonicCalibration
 from ..data import PairDataset, genre_name, load_pairs
 from ..evaluation import EmbeddingSimilarityEvaluator, EvaluationResult, evaluate_pairs
@@ -42,6 +42,8 @@ class RunOptions:
     dev_data: str | None = None
     test_data: str | None = None
     skip_bad_rows: bool = False
+    #: False keeps the test split unread, for tuning runs that must choose without looking at test.
+    evaluate_test: bool = True
     max_seq_length: int | None = None
     quiet: bool | None = None
     command: str = ""
@@ -67,7 +69,9 @@ def load_splits(options: RunOptions) -> tuple[PairDataset, PairDataset, PairData
         raise ConfigError("training on a pair file needs --dev-data FILE to pick the best checkpoint")
     else:
         dev_set = load_pairs(options.data, split="dev", **common)
-    if options.test_data is not None:
+    if not options.evaluate_test:
+        test_set = None
+    elif options.test_data is not None:
         test_set = load_pairs(options.test_data, split="test", **common)
     else:
         test_set = None if data_is_file else load_pairs(options.data, split="test", **common)
@@ -123,6 +127,33 @@ def run_training(options: RunOptions, config: TrainConfig) -> RunSummary:
     return RunSummary(summary=summary, output=options.output)
 
 
+def run_seeds(options: RunOptions, config: TrainConfig, *, seeds: list[int]) -> dict[str, Any]:
+    """The same recipe once per seed (``OUTPUT/seed-<n>/``), then mean ± sample std in ``seeds.json``.
+
+    One run's score moves by a few tenths with the seed alone; comparing recipes needs the spread.
+    """
+    runs = []
+    for seed in seeds:
+        output = options.output / f"seed-{seed}"
+        summary = run_training(replace(options, output=output), replace(config, seed=seed)).summary
+        runs.append({"seed": seed, "output": str(output),
+                     "dev_spearman_cosine": summary["dev"]["spearman_cosine"],
+                     "test_spearman_cosine": summary.get("test", {}).get("spearman_cosine"),
+                     "best_step": summary["best_step"], "train_seconds": summary["timing"]["train_seconds"],
+                     "wall_seconds": summary["timing"]["wall_seconds"]})
+    mean: dict[str, float] = {}
+    std: dict[str, float] = {}
+    for key in ("dev_spearman_cosine", "test_spearman_cosine", "train_seconds", "wall_seconds"):
+        values = [run[key] for run in runs if run[key] is not None]
+        if values:
+            mean[key] = round(float(np.mean(values)), 4)
+            std[key] = round(float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, 4)
+    result = {"recipe": config.to_dict(), "base_model": options.base_model, "seeds": seeds, "runs": runs,
+              "mean": mean, "std": std, "command": options.command}
+    atomic_write_json(options.output / "seeds.json", result)
+    return result
+
+
 def _evaluator(config: TrainConfig):
     def evaluate(model: SentenceTransformer, dataset: PairDataset, *, bootstrap: int) -> EvaluationResult:
         return evaluate_pairs(model, dataset, batch_size=config.eval_batch_size, precision=config.precision,
@@ -161,12 +192,17 @@ def _summary(options: RunOptions, config: TrainConfig, result, dev: EvaluationRe
             "mae_cosine_x5": round(mean_absolute_error(np.clip(test.cosines, 0, 1) * 5.0, gold_0_to_5), 4),
             "mae_calibrated": round(mean_absolute_error(model.calibration.predict(test.cosines), gold_0_to_5), 4),
         }
+    per_genre: dict[str, dict[str, dict[str, float]]] = {}
+    if base_dev and dev.per_genre:
+        per_genre["dev"] = {genre: {"base": round(base_dev.get(f"spearman_cosine_{genre}", float("nan")), 4),
+                                    "trained": round(value, 4)} for genre, value in dev.per_genre.items()}
     if base_test is not None:
         summary["base"]["test"] = _rounded(base_test.metrics)
-        if test is not None:
-            summary["per_genre"] = {"test": {genre: {"base": round(base_test.per_genre.get(genre, float("nan")), 4),
-                                                     "trained": round(value, 4)}
-                                             for genre, value in test.per_genre.items()}}
+        if test is not None and test.per_genre:
+            per_genre["test"] = {genre: {"base": round(base_test.per_genre.get(genre, float("nan")), 4),
+                                         "trained": round(value, 4)} for genre, value in test.per_genre.items()}
+    if per_genre:
+        summary["per_genre"] = per_genre
     return summary
 
 
