@@ -1,0 +1,163 @@
+"""The accuracy study behind sentsim's default recipe (see docs/results.md for the selection rule).
+
+Stages, each resumable (finished runs are skipped):
+
+    python experiments/accuracy_study.py screen      # every configuration once, seed 42, no test
+    python experiments/accuracy_study.py finalists   # the top 3 by S again with seeds 43 and 44
+    python experiments/accuracy_study.py summary     # tables for docs/results.md
+    python experiments/accuracy_study.py final --recipe default   # test, read once, 3 seeds
+
+Every run is a plain ``sentsim train`` subprocess, so what is measured is what users run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "stsbenchmark"
+OUT = REPO / "runs" / "study"
+RESULTS = OUT / "results.jsonl"
+SENTSIM = [sys.executable, "-m", "sentsim.cli"]
+FINALIST_SEEDS = (43, 44)
+
+# name → (loss, learning rate, batch size, epochs). Ordered by expected promise so an interrupted
+# study still has the informative runs.
+CONFIGS: dict[str, tuple[str, float, int, int]] = {
+    "classic": ("cosine", 2e-5, 16, 1),
+    "cosine-bs16-lr2e-5": ("cosine", 2e-5, 16, 4),
+    "cosine-bs64-lr1e-4": ("cosine", 1e-4, 64, 4),
+    "cosent-bs64-lr1e-4": ("cosent", 1e-4, 64, 4),
+    "cosine+cosent-bs64-lr1e-4": ("cosine+cosent", 1e-4, 64, 4),
+    "cosine-bs16-lr5e-5": ("cosine", 5e-5, 16, 4),
+    "cosine-bs64-lr5e-5": ("cosine", 5e-5, 64, 4),
+    "cosent-bs64-lr5e-5": ("cosent", 5e-5, 64, 4),
+    "angle-bs64-lr1e-4": ("angle", 1e-4, 64, 4),
+    "cosine+cosent-bs64-lr5e-5": ("cosine+cosent", 5e-5, 64, 4),
+    "cosine-bs64-lr2e-5": ("cosine", 2e-5, 64, 4),
+    "cosent-bs64-lr2e-5": ("cosent", 2e-5, 64, 4),
+    "angle-bs64-lr5e-5": ("angle", 5e-5, 64, 4),
+    "angle-bs64-lr2e-5": ("angle", 2e-5, 64, 4),
+    "cosine-bs16-lr1e-4": ("cosine", 1e-4, 16, 4),
+    "cosent-bs16-lr2e-5": ("cosent", 2e-5, 16, 4),
+    "cosent-bs16-lr5e-5": ("cosent", 5e-5, 16, 4),
+    "cosent-bs16-lr1e-4": ("cosent", 1e-4, 16, 4),
+    "angle-bs16-lr2e-5": ("angle", 2e-5, 16, 4),
+    "angle-bs16-lr5e-5": ("angle", 5e-5, 16, 4),
+    "angle-bs16-lr1e-4": ("angle", 1e-4, 16, 4),
+}
+
+
+def train_command(name: str, seed: int, output: Path, *, test: bool = False) -> list[str]:
+    loss, lr, batch, epochs = CONFIGS[name]
+    command = [*SENTSIM, "train", "--data", str(DATA), "--output", str(output), "--recipe", "classic",
+               "--loss", loss, "--lr", str(lr), "--batch-size", str(batch), "--epochs", str(epochs),
+               "--seed", str(seed), "--quiet", "--json"]
+    return command if test else [*command, "--no-test"]
+
+
+def score_run(folder: Path) -> dict[str, Any]:
+    """S at the kept checkpoint (the first best dev Spearman, as the training loop keeps it)."""
+    evals = [record for record in map(json.loads, (folder / "metrics.jsonl").read_text().splitlines())
+             if record["kind"] == "eval"]
+    base, trained = evals[0], evals[1:]
+    best = max(trained, key=lambda record: record["spearman_cosine"])
+    best = next(record for record in trained if record["spearman_cosine"] == best["spearman_cosine"])
+    genres = {key.removeprefix("spearman_cosine_"): value for key, value in best.items()
+              if key.startswith("spearman_cosine_")}
+    worst = min(genres, key=genres.get)
+    guard = all(value >= base.get(f"spearman_cosine_{genre}", float("-inf")) for genre, value in genres.items())
+    summary = json.loads((folder / "summary.json").read_text())
+    return {
+        "best_epoch": best["epoch"], "dev": best["spearman_cosine"], "genres": genres, "worst_genre": worst,
+        "S": 0.5 * best["spearman_cosine"] + 0.5 * genres[worst], "guard": guard,
+        "per_epoch": [{"epoch": record["epoch"], "dev": record["spearman_cosine"],
+                       **{g: record.get(f"spearman_cosine_{g}") for g in genres}} for record in trained],
+        "train_seconds": summary["timing"]["train_seconds"],
+    }
+
+
+def done() -> dict[tuple[str, int], dict[str, Any]]:
+    if not RESULTS.is_file():
+        return {}
+    rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+    return {(row["name"], row["seed"]): row for row in rows}
+
+
+def run(name: str, seed: int) -> dict[str, Any]:
+    output = OUT / name / f"seed-{seed}"
+    subprocess.run(train_command(name, seed, output), check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    row = {"name": name, "seed": seed, "config": dict(zip(("loss", "lr", "batch_size", "epochs"), CONFIGS[name],
+                                                         strict=True)), **score_run(output)}
+    OUT.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+    print(f"{name} seed {seed}: S {row['S']:.2f}  dev {row['dev']:.2f}  worst {row['worst_genre']} "
+          f"{row['genres'][row['worst_genre']]:.2f}  epoch {row['best_epoch']}  guard {row['guard']}  "
+          f"{row['train_seconds']:.0f} s", flush=True)
+    return row
+
+
+def ranked_screen() -> list[dict[str, Any]]:
+    rows = [row for (name, seed), row in done().items() if seed == 42]
+    return sorted(rows, key=lambda row: (row["guard"], row["S"]), reverse=True)
+
+
+def finalists() -> list[str]:
+    return [row["name"] for row in ranked_screen() if row["guard"] and row["name"] != "classic"][:3]
+
+
+def summary() -> None:
+    results = done()
+    print("| configuration | loss | lr | batch | kept epoch | dev | worst dev genre | S | guard | train s |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | :---: | ---: |")
+    for row in ranked_screen():
+        config, worst = row["config"], row["worst_genre"]
+        print(f"| {row['name']} | {config['loss']} | {config['lr']:g} | {config['batch_size']} | "
+              f"{row['best_epoch']:g} | {row['dev']:.2f} | {worst} {row['genres'][worst]:.2f} | "
+              f"{row['S']:.2f} | {'ok' if row['guard'] else 'out'} | {row['train_seconds']:.0f} |")
+    print()
+    print("| finalist | seeds | mean S ± std | mean dev ± std | train s (mean) |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for name in finalists():
+        rows = [results[(name, seed)] for seed in (42, *FINALIST_SEEDS) if (name, seed) in results]
+        if len(rows) < 2:
+            continue
+        s_values = [row["S"] for row in rows]
+        dev_values = [row["dev"] for row in rows]
+        print(f"| {name} | {len(rows)} | {statistics.mean(s_values):.2f} ± {statistics.stdev(s_values):.2f} | "
+              f"{statistics.mean(dev_values):.2f} ± {statistics.stdev(dev_values):.2f} | "
+              f"{statistics.mean(row['train_seconds'] for row in rows):.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=("screen", "finalists", "summary", "final"))
+    parser.add_argument("--only", nargs="*", help="screen only these configurations")
+    parser.add_argument("--recipe", action="append", help="final: recipes to test (default: default, classic)")
+    args = parser.parse_args()
+    if args.stage == "screen":
+        for name in args.only or CONFIGS:
+            if (name, 42) not in done():
+                run(name, 42)
+    elif args.stage == "finalists":
+        for name in finalists():
+            for seed in FINALIST_SEEDS:
+                if (name, seed) not in done():
+                    run(name, seed)
+    elif args.stage == "summary":
+        summary()
+    else:
+        for recipe in args.recipe or ["default", "classic"]:
+            subprocess.run([*SENTSIM, "train", "--data", str(DATA), "--recipe", recipe, "--seeds", "3",
+                            "--output", str(REPO / "runs" / "final" / recipe), "--quiet"], check=True, cwd=REPO)
+
+
+if __name__ == "__main__":
+    main()
