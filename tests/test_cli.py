@@ -476,3 +476,51 @@ def test_train_from_scratch_with_cls_pooling(capsys, tmp_path, tiny_transformer_
     pooling = json.loads((run / "model" / "1_Pooling" / "config.json").read_text())
     assert pooling["pooling_mode_cls_token"] is True
     assert pooling["pooling_mode_mean_tokens"] is False
+
+
+# -- recipes, seeds and tuning without test ----------------------------------------------------------
+def test_recipe_fills_unset_options_and_flags_override_it(capsys, tmp_path, model_dir, data_dir):
+    from sentsim.training.recipes import CLASSIC
+
+    run = tmp_path / "run"
+    code, _out, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", data_dir / "train.tsv",
+                             "--dev-data", data_dir / "dev.tsv", "--recipe", "classic", "--batch-size", "4",
+                             "--output", run, "--json")
+    assert code == EXIT_OK, err
+    config = json.loads((run / "config.json").read_text())
+    assert config["batch_size"] == 4  # given on the command line
+    assert config["learning_rate"] == CLASSIC["learning_rate"] and config["loss"] == CLASSIC["loss"]
+    assert config["epochs"] == CLASSIC["epochs"]
+    code, _out, err = run_cli(capsys, "train", "--recipe", "fancy", "--output", tmp_path / "x")
+    assert code == EXIT_USAGE and "fancy" in err
+
+
+def test_seeds_report_mean_and_spread(capsys, tmp_path, model_dir, data_dir):
+    run = tmp_path / "seeds"
+    code, out, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", data_dir / "train.tsv",
+                             "--dev-data", data_dir / "dev.tsv", "--test-data", data_dir / "test.tsv",
+                             "--batch-size", "4", "--seeds", "2", "--seed", "7", "--output", run, "--json")
+    assert code == EXIT_OK, err
+    result = _strict_json(out)
+    assert result["seeds"] == [7, 8] and len(result["runs"]) == 2
+    tests = [entry["test_spearman_cosine"] for entry in result["runs"]]
+    assert result["mean"]["test_spearman_cosine"] == pytest.approx(sum(tests) / 2, abs=1e-3)
+    assert result["std"]["test_spearman_cosine"] == pytest.approx(abs(tests[0] - tests[1]) / 2 ** 0.5, abs=1e-3)
+    assert (run / "seed-7" / "summary.json").is_file() and (run / "seed-8" / "model").is_dir()
+    assert json.loads((run / "seeds.json").read_text())["runs"] == result["runs"]
+
+
+def test_no_test_leaves_the_test_split_unread(capsys, tmp_path, model_dir, data_dir, monkeypatch):
+    import sentsim.training.run as run_module
+
+    read = []
+    original = run_module.load_pairs
+    monkeypatch.setattr(run_module, "load_pairs", lambda data, **kw: read.append(kw["split"]) or original(data, **kw))
+    run = tmp_path / "tuning"
+    code, _out, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", data_dir / "train.tsv",
+                              "--dev-data", data_dir / "dev.tsv", "--test-data", data_dir / "test.tsv",
+                              "--batch-size", "4", "--no-test", "--output", run, "--quiet")
+    assert code == EXIT_OK, err
+    assert "test" not in read
+    summary = json.loads((run / "summary.json").read_text())
+    assert "test" not in summary and not (run / "predictions.jsonl").exists()
