@@ -105,7 +105,8 @@ def fit(
         labels=[float(example.label) for example in examples],
         config=config,
         loss=loss,
-        evaluator=evaluator if save_best_model else None,
+        evaluator=evaluator,
+        keep_best=save_best_model,
         quiet=not show_progress_bar,
     )
     if output_path is not None:

@@ -51,8 +51,10 @@ def train(
     evaluator: Evaluator | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
     quiet: bool | None = None,
+    keep_best: bool = True,
 ) -> TrainResult:
-    """Fine-tunes ``model`` in place on scored pairs; with an evaluator, ends on the best dev checkpoint.
+    """Fine-tunes ``model`` in place on scored pairs; with an evaluator, ends on the best dev checkpoint
+    (``keep_best=False`` keeps the last weights instead, evaluating only for the log).
 
     Built on ``accelerate`` so the same loop runs under ``accelerate launch`` with DDP. Mixed
     precision is our own autocast around the forward pass rather than accelerate's, which would
@@ -102,8 +104,9 @@ def train(
         record({"kind": "eval", "step": step, "epoch": round(epoch, 4), "split": "dev", **metrics})
         score = metrics[PRIMARY_METRIC]
         if best["score"] is None or score > best["score"]:
-            best.update(step=step, score=score, metrics=metrics,
-                        state={name: tensor.detach().clone() for name, tensor in raw_model.state_dict().items()})
+            state = {name: tensor.detach().clone() for name, tensor in raw_model.state_dict().items()} \
+                if keep_best else None
+            best.update(step=step, score=score, metrics=metrics, state=state)
             evals_without_gain = 0
             return False
         evals_without_gain += 1
