@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 
 from sentsim.data.pairs import BadRow, PairCollector, PairDataset, read_lines
 from sentsim.errors import ConfigError, DataFormatError, OfflineError
+from sentsim.hub import is_offline
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ SCORE_RANGE = (0.0, 5.0)
 _COLUMNS = ("genre", "file", "year", "id", "score", "sentence1", "sentence2")
 _MAX_COLUMNS = len(_COLUMNS) + 2  # the two optional source columns
 _FIELD_LABELS = ("sentence1 (column 6)", "sentence2 (column 7)", "score (column 5)")
-_TRUE_VALUES = {"1", "true", "yes", "on"}
 _DOWNLOAD_TIMEOUT_S = 60.0
 _CHUNK = 1 << 20
 
@@ -110,13 +110,6 @@ def cache_dir() -> Path:
     return base / "sentsim"
 
 
-def _offline_requested() -> bool:
-    # Same truthy values as huggingface_hub, so one HF_HUB_OFFLINE=1 covers models and data alike.
-    return any(
-        os.environ.get(name, "").strip().lower() in _TRUE_VALUES for name in ("HF_HUB_OFFLINE", "SENTSIM_OFFLINE")
-    )
-
-
 def _offline_error(why: str) -> OfflineError:
     return OfflineError(
         f"the STS Benchmark is not available locally and cannot be downloaded ({why}); "
@@ -156,7 +149,8 @@ def ensure_stsbenchmark(
             f"{target} exists but lacks sts-train.csv, sts-dev.csv or sts-test.csv; "
             "complete it or delete it to download the STS Benchmark again"
         )
-    if _offline_requested():
+    # One HF_HUB_OFFLINE=1 (or SENTSIM_OFFLINE=1) covers models and data alike.
+    if is_offline():
         raise _offline_error("HF_HUB_OFFLINE or SENTSIM_OFFLINE is set")
 
     try:
