@@ -154,9 +154,14 @@ def main() -> None:
     elif args.stage == "summary":
         summary()
     else:
-        for recipe in args.recipe or ["default", "classic"]:
+        recipes = args.recipe or ["default", "classic"]
+        for recipe in recipes:
             subprocess.run([*SENTSIM, "train", "--data", str(DATA), "--recipe", recipe, "--seeds", "3",
                             "--output", str(REPO / "runs" / "final" / recipe), "--quiet"], check=True, cwd=REPO)
+        if len(recipes) == 2:
+            models = [str(REPO / "runs" / "final" / recipe / "seed-42" / "model") for recipe in recipes]
+            subprocess.run([*SENTSIM, "compare", *models, "--data", str(DATA), "--split", "test", "--quiet"],
+                           check=True, cwd=REPO)
 
 
 if __name__ == "__main__":
