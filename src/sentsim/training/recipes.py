@@ -12,8 +12,10 @@ CLASSIC: dict[str, Any] = {
     "weight_decay": 0.01, "evaluation_steps": 0, "patience": None,
 }
 
-#: The recipe ``sentsim train`` uses when none is named. See docs/results.md for how it was chosen.
-DEFAULT: dict[str, Any] = dict(CLASSIC)
+#: The recipe ``sentsim train`` uses when none is named, chosen by the dev-only rule of
+#: docs/results.md: larger batches with a higher learning rate, up to 4 epochs, keeping the best dev
+#: checkpoint. It tied (within 0.10 of the rule's score) with batch 16 / lr 2e-5 and trains faster.
+DEFAULT: dict[str, Any] = {**CLASSIC, "batch_size": 64, "learning_rate": 5e-5, "epochs": 4}
 
 RECIPES: dict[str, dict[str, Any]] = {"default": DEFAULT, "classic": CLASSIC}
 
