@@ -355,7 +355,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .inference import encode_pairs
-    from .metrics import paired_bootstrap, pairwise_similarities
+    from .metrics import paired_bootstrap, pairwise_similarities, spearman
 
     dataset = _load_data(args, split=args.split)
     cosines = []
@@ -367,7 +367,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
         del model
     comparison = paired_bootstrap(dataset.scores, cosines[0], cosines[1], n_resamples=args.bootstrap,
                                   seed=args.seed)
-    from .metrics import spearman
 
     result = {"model_a": args.model_a, "model_b": args.model_b, "data": dataset.source, "n_pairs": len(dataset),
               "spearman_a": spearman(dataset.scores, cosines[0]), "spearman_b": spearman(dataset.scores, cosines[1]),

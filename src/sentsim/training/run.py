@@ -101,7 +101,7 @@ def run_training(options: RunOptions, config: TrainConfig) -> RunSummary:
     base_test = evaluate(model, test_set, bootstrap=0) if test_set is not None else None
 
     with atomic_directory(options.output) as folder:
-        write_json(folder / "config.json", _config_record(options, config, train_set, dev_set, test_set))
+        atomic_write_json(folder / "config.json", _config_record(options, config, train_set, dev_set, test_set))
         with open(folder / "metrics.jsonl", "w", encoding="utf-8") as log:
             def on_record(entry: dict[str, Any]) -> None:
                 log.write(json.dumps(entry) + "\n")
@@ -122,7 +122,7 @@ def run_training(options: RunOptions, config: TrainConfig) -> RunSummary:
             _write_predictions(folder / "predictions.jsonl", test_set, test, model.calibration)
         model.save(folder / "model", model_card=_model_card(options, config, summary, model, train_set))
         summary["timing"]["wall_seconds"] = round(time.perf_counter() - started, 2)
-        write_json(folder / "summary.json", summary)
+        atomic_write_json(folder / "summary.json", summary)
         write_report(folder)
     return RunSummary(summary=summary, output=options.output)
 
@@ -271,7 +271,3 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
-def write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
