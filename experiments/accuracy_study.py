@@ -51,7 +51,12 @@ CONFIGS: dict[str, tuple[str, float, int, int]] = {
     "angle-bs16-lr2e-5": ("angle", 2e-5, 16, 4),
     "angle-bs16-lr5e-5": ("angle", 5e-5, 16, 4),
     "angle-bs16-lr1e-4": ("angle", 1e-4, 16, 4),
+    # Round 2 (docs/results.md): a small CoSENT term beside the cosine MSE.
+    "cosine+0.003cosent-bs64-lr5e-5": ("cosine+0.003*cosent", 5e-5, 64, 4),
+    "cosine+0.01cosent-bs64-lr5e-5": ("cosine+0.01*cosent", 5e-5, 64, 4),
+    "cosine+0.001cosent-bs64-lr5e-5": ("cosine+0.001*cosent", 5e-5, 64, 4),
 }
+ROUND2 = [name for name in CONFIGS if "*" in CONFIGS[name][0]]
 
 
 def train_command(name: str, seed: int, output: Path, *, test: bool = False) -> list[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from sentsim.cli import EXIT_OK, EXIT_USAGE, main
 
@@ -508,6 +509,41 @@ def test_seeds_report_mean_and_spread(capsys, tmp_path, model_dir, data_dir):
     assert result["std"]["test_spearman_cosine"] == pytest.approx(abs(tests[0] - tests[1]) / 2 ** 0.5, abs=1e-3)
     assert (run / "seed-7" / "summary.json").is_file() and (run / "seed-8" / "model").is_dir()
     assert json.loads((run / "seeds.json").read_text())["runs"] == result["runs"]
+
+
+def test_average_trains_several_seeds_and_averages_their_weights(capsys, tmp_path, model_dir, data_dir):
+    run = tmp_path / "soup"
+    common = ["train", "--base-model", model_dir, "--data", data_dir / "train.tsv", "--dev-data", data_dir / "dev.tsv",
+              "--batch-size", "4", "--epochs", "2", "--seed", "7"]
+    code, out, err = run_cli(capsys, *common, "--average", "2", "--output", run, "--json")
+    assert code == EXIT_OK, err
+    assert json.loads((run / "config.json").read_text())["average"] == 2
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {record.get("run") for record in records} == {1, 2, "average"}
+    steps = [record["step"] for record in records if record["kind"] == "train"]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)), "steps run on across the averaged runs"
+    average = records[-1]
+    assert average["run"] == "average" and average["kind"] == "eval"
+    assert _strict_json(out)["dev_spearman_cosine"] == pytest.approx(average["spearman_cosine"], abs=1e-3)
+
+    # The averaged model is the mean of the two single runs (seeds 7 and 8) it was made from.
+    from sentsim import SentenceTransformer
+
+    singles = []
+    for seed in (7, 8):
+        code, _out, err = run_cli(capsys, *common[:-1], str(seed), "--output", tmp_path / f"single-{seed}", "--json")
+        assert code == EXIT_OK, err
+        singles.append(SentenceTransformer(tmp_path / f"single-{seed}" / "model").state_dict())
+    averaged = SentenceTransformer(run / "model").state_dict()
+    name = "0.auto_model.encoder.layer.0.attention.self.query.weight"
+    assert torch.allclose(averaged[name], (singles[0][name] + singles[1][name]) / 2, atol=1e-6)
+
+    code, out, err = run_cli(capsys, *common, "--average", "2", "--seeds", "2", "--output", tmp_path / "soups",
+                             "--json")
+    assert code == EXIT_OK, err
+    assert _strict_json(out)["seeds"] == [7, 9], "averaged models with different seeds share no run"
+    code, _out, err = run_cli(capsys, *common, "--average", "0", "--output", tmp_path / "bad")
+    assert code == EXIT_USAGE and "average" in err
 
 
 def test_no_test_leaves_the_test_split_unread(capsys, tmp_path, model_dir, data_dir, monkeypatch):

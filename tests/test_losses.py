@@ -151,9 +151,21 @@ def test_build_loss_names_and_scale():
     assert combined.losses[1].scale == 7.0
 
 
+def test_build_loss_weighted_terms(batch):
+    combined = losses.build_loss("cosine + 0.03*CoSENT")
+    assert isinstance(combined, losses.CombinedLoss) and combined.weights == (1.0, 0.03)
+    embeddings_a, embeddings_b, labels = batch
+    expected = losses.CosineSimilarityLoss()(embeddings_a, embeddings_b, labels) + \
+        0.03 * losses.CoSENTLoss()(embeddings_a, embeddings_b, labels)
+    assert torch.allclose(combined(embeddings_a, embeddings_b, labels), expected)
+    halved = losses.build_loss("0.5*cosine")
+    assert isinstance(halved, losses.CombinedLoss) and halved.weights == (0.5,)
+
+
 @pytest.mark.parametrize(
     ("name", "scale"),
-    [("triplet", None), ("cosine+nope", None), ("cosent+cosent", None), ("cosine", 20.0), ("cosent", -1.0)],
+    [("triplet", None), ("cosine+nope", None), ("cosent+cosent", None), ("cosine", 20.0), ("cosent", -1.0),
+     ("cosine+x*cosent", None), ("cosine+0*cosent", None), ("cosine+-1*cosent", None), ("cosine+0.1*cosine", None)],
 )
 def test_build_loss_errors(name, scale):
     with pytest.raises(ConfigError) as excinfo:

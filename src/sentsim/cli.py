@@ -23,7 +23,7 @@ from .training.recipes import RECIPES, recipe
 
 #: Options a recipe sets unless the user gives them on the command line.
 RECIPE_OPTIONS = ("loss", "batch_size", "learning_rate", "epochs", "warmup_ratio", "weight_decay",
-                  "evaluation_steps", "patience")
+                  "evaluation_steps", "patience", "average")
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 METRIC_ORDER = ("cosine", "dot", "euclidean", "manhattan")
@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     hyper.add_argument("--seeds", type=int, default=1,
                        help="train N times with seeds SEED, SEED+1, ... into OUTPUT/seed-<n>/ and report the "
                             "mean ± std of dev and test Spearman (default: 1)")
+    hyper.add_argument("--average", type=int, default=None, metavar="N",
+                       help="train N runs (seeds SEED … SEED+N-1) and average their weights (model soup); "
+                            "with --seeds, each seed's runs are distinct")
     hyper.add_argument("--evaluation-steps", type=int, default=None,
                        help="also evaluate on dev every N steps (0: only after each epoch)")
     hyper.add_argument("--patience", type=int, default=None,
@@ -242,7 +245,9 @@ def _train_figures(summary: dict[str, Any], output: Path) -> dict[str, Any]:
 def _train_seeds(args: argparse.Namespace, options: Any, config: Any) -> int:
     from .training.run import run_seeds
 
-    result = run_seeds(options, config, seeds=[args.seed + offset for offset in range(args.seeds)])
+    # An averaged model with seed s uses runs s … s+N-1, so seeds step by N and share no run.
+    step = config.average
+    result = run_seeds(options, config, seeds=[args.seed + step * offset for offset in range(args.seeds)])
     if args.json:
         _print_json(result)
         return EXIT_OK
@@ -430,6 +435,8 @@ def _describe_recipe(values: dict[str, Any]) -> str:
             f"{values['epochs']} epoch{'s' if values['epochs'] > 1 else ''}, warmup {values['warmup_ratio']:g}")
     if values.get("patience"):
         text += f", patience {values['patience']}"
+    if values.get("average", 1) > 1:
+        text += f", weights averaged over {values['average']} seeds"
     return text
 
 

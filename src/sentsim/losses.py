@@ -238,27 +238,26 @@ _SCALED = frozenset({"cosent", "angle"})
 
 
 def build_loss(name: str, *, scale: float | None = None) -> nn.Module:
-    """Build a loss from its registry name, or an equal-weight sum from names joined by ``+``.
+    """Build a loss from its registry name, or a weighted sum from terms joined by ``+``.
 
-    ``"cosine+cosent"`` gives ``CombinedLoss`` with weight 1.0 on each part (a plain sum, so adding a part
-    adds its gradient rather than diluting the others). A single name gives the plain loss.
+    A term is ``name`` or ``weight*name``: ``"cosine+cosent"`` sums both with weight 1.0 (adding a
+    part adds its gradient rather than diluting the others), while ``"cosine+0.03*cosent"`` adds a
+    small ranking term. The weight matters: CoSENT's value and gradients are ~100× those of the
+    cosine MSE, so an unweighted sum is CoSENT in all but name. A single name gives the plain loss.
 
     Args:
-        name: a key of :data:`LOSSES`, or several joined by ``+``; case and surrounding spaces are ignored.
+        name: a key of :data:`LOSSES`, or several terms joined by ``+``; case and surrounding spaces are
+            ignored.
         scale: inverse temperature for the ranking losses (``cosent``, ``angle``); ``None`` keeps their
             default of 20.
 
     Raises:
-        ConfigError: for an unknown or repeated name, a bad scale, or a scale given to a combination
-            that contains no loss using it (it would be silently ignored otherwise).
+        ConfigError: for an unknown or repeated name, a bad weight or scale, or a scale given to a
+            combination that contains no loss using it (it would be silently ignored otherwise).
     """
     valid = ", ".join(sorted(LOSSES))
-    names = [part.strip().lower() for part in str(name).split("+")]
-    unknown = [part for part in names if part not in LOSSES]
-    if unknown:
-        raise ConfigError(
-            f"unknown loss {name!r}: valid names are {valid}, or several joined by '+' (e.g. 'cosine+cosent')"
-        )
+    terms = [_loss_term(part, spec=name, valid=valid) for part in str(name).split("+")]
+    names = [term_name for term_name, _ in terms]
     if len(set(names)) != len(names):
         raise ConfigError(f"loss {name!r} names the same loss twice; valid names are {valid}")
     if scale is not None:
@@ -268,9 +267,29 @@ def build_loss(name: str, *, scale: float | None = None) -> nn.Module:
                 f"a loss scale was given but {name!r} does not use one; only {', '.join(sorted(_SCALED))} do"
             )
     losses = [
-        LOSSES[part](scale=scale) if part in _SCALED and scale is not None else LOSSES[part]()
-        for part in names
+        (LOSSES[part](scale=scale) if part in _SCALED and scale is not None else LOSSES[part](), weight)
+        for part, weight in terms
     ]
-    if len(losses) == 1:
-        return losses[0]
-    return CombinedLoss([(loss, 1.0) for loss in losses])
+    if len(losses) == 1 and losses[0][1] == 1.0:
+        return losses[0][0]
+    return CombinedLoss(losses)
+
+
+def _loss_term(part: str, *, spec: str, valid: str) -> tuple[str, float]:
+    """``"cosent"`` → ("cosent", 1.0); ``"0.03*cosent"`` → ("cosent", 0.03)."""
+    weight_text, star, loss_name = part.strip().lower().rpartition("*")
+    loss_name = loss_name.strip()
+    if loss_name not in LOSSES:
+        raise ConfigError(
+            f"unknown loss {spec!r}: valid names are {valid}, or several joined by '+' with optional weights "
+            "(e.g. 'cosine+cosent' or 'cosine+0.03*cosent')"
+        )
+    if not star:
+        return loss_name, 1.0
+    try:
+        weight = float(weight_text)
+    except ValueError:
+        raise ConfigError(f"loss {spec!r}: weight {weight_text.strip()!r} is not a number") from None
+    if not math.isfinite(weight) or weight <= 0:
+        raise ConfigError(f"loss {spec!r}: weight {weight_text.strip()!r} must be a positive number")
+    return loss_name, weight

@@ -28,6 +28,9 @@ class TrainConfig:
     evaluation_steps: int = 0
     #: Stop after this many evaluations without a better dev score (None: never stop early).
     patience: int | None = None
+    #: Train this many runs (seeds seed … seed+N−1) and average their weights ("model soup");
+    #: 1 trains a single model.
+    average: int = 1
     #: "auto" picks bf16 autocast where the hardware has native bf16, else fp32.
     precision: str = "auto"
     #: Group batches by length (fast) instead of plain shuffling.
@@ -47,6 +50,7 @@ class TrainConfig:
             (self.weight_decay >= 0, "weight_decay must not be negative"),
             (self.evaluation_steps >= 0, "evaluation_steps must not be negative"),
             (self.patience is None or self.patience >= 1, "patience must be at least 1"),
+            (self.average >= 1, "average must be at least 1 (the number of runs to average)"),
             (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
         ]
         for ok, message in checks:

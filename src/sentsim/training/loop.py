@@ -55,27 +55,59 @@ def train(
 ) -> TrainResult:
     """Fine-tunes ``model`` in place on scored pairs; with an evaluator, ends on the best dev checkpoint
     (``keep_best=False`` keeps the last weights instead, evaluating only for the log).
+    """
+    from accelerate.utils import set_seed
+
+    set_seed(config.seed)
+    loss_fn = loss if loss is not None else build_loss(config.loss, scale=config.loss_scale)
+    pairs = tokenize_pairs(model.tokenize, sentences_a, sentences_b, labels)
+    collator = PairCollator(pairs, model.collate, pad_to_multiple_of=config.pad_to_multiple_of)
+
+    def forward(network: nn.Module, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return network(features)["sentence_embedding"]
+
+    def pair_loss(embeddings: torch.Tensor, batch_labels: torch.Tensor) -> torch.Tensor:
+        embeddings_a, embeddings_b = embeddings.float().chunk(2)
+        return loss_fn(embeddings_a, embeddings_b, batch_labels.float())
+
+    return run_loop(model, lengths=pairs.lengths, collate=collator, forward=forward, loss=pair_loss,
+                    config=config, evaluator=evaluator, on_record=on_record, quiet=quiet, keep_best=keep_best)
+
+
+def run_loop(
+    model: nn.Module,
+    *,
+    lengths: Sequence[int],
+    collate: Callable[[list[int]], tuple[dict[str, torch.Tensor], torch.Tensor]],
+    forward: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor],
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    config: TrainConfig,
+    evaluator: Callable[[nn.Module], dict[str, float]] | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+    quiet: bool | None = None,
+    keep_best: bool = True,
+    primary_metric: str = PRIMARY_METRIC,
+) -> TrainResult:
+    """The loop every sentsim model trains with (bi-encoder and cross-encoder alike).
+
+    ``collate`` turns example indices into (features, labels); ``forward`` runs under autocast and
+    ``loss`` outside it, in fp32, so a bf16 forward never costs the loss its precision.
 
     Built on ``accelerate`` so the same loop runs under ``accelerate launch`` with DDP. Mixed
     precision is our own autocast around the forward pass rather than accelerate's, which would
     patch ``model.forward`` for good and leave later evaluation silently in bf16.
     """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
     from transformers import get_linear_schedule_with_warmup
 
-    set_seed(config.seed)
     accelerator = Accelerator(mixed_precision="no")
-    loss_fn = loss if loss is not None else build_loss(config.loss, scale=config.loss_scale)
-    pairs = tokenize_pairs(model.tokenize, sentences_a, sentences_b, labels)
     if config.length_grouping:
-        sampler = LengthGroupedSampler(pairs.lengths, batch_size=config.batch_size, seed=config.seed,
+        sampler = LengthGroupedSampler(lengths, batch_size=config.batch_size, seed=config.seed,
                                        group_batches=config.group_batches)
     else:
         generator = torch.Generator().manual_seed(config.seed)
-        sampler = BatchSampler(RandomSampler(range(len(pairs)), generator=generator), config.batch_size, False)
-    loader = DataLoader(range(len(pairs)), batch_sampler=sampler,
-                        collate_fn=PairCollator(pairs, model.collate, pad_to_multiple_of=config.pad_to_multiple_of))
+        sampler = BatchSampler(RandomSampler(range(len(lengths)), generator=generator), config.batch_size, False)
+    loader = DataLoader(range(len(lengths)), batch_sampler=sampler, collate_fn=collate)
     optimizer = _adamw(model, config, device=accelerator.device)
     total_steps = len(loader) * config.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_for(total_steps), total_steps)
@@ -102,7 +134,7 @@ def train(
         raw_model.train()
         eval_seconds += time.perf_counter() - started
         record({"kind": "eval", "step": step, "epoch": round(epoch, 4), "split": "dev", **metrics})
-        score = metrics[PRIMARY_METRIC]
+        score = metrics[primary_metric]
         if best["score"] is None or score > best["score"]:
             state = {name: tensor.detach().clone() for name, tensor in raw_model.state_dict().items()} \
                 if keep_best else None
@@ -127,9 +159,8 @@ def train(
         bar = progress_bar(loader, desc=f"Epoch {epoch + 1}/{config.epochs}", unit="batch", quiet=quiet)
         for features, batch_labels in bar:
             with autocast_context(precision, accelerator.device):
-                embeddings = model(features)["sentence_embedding"]
-            embeddings_a, embeddings_b = embeddings.float().chunk(2)
-            loss_value = loss_fn(embeddings_a, embeddings_b, batch_labels.float())
+                outputs = forward(model, features)
+            loss_value = loss(outputs, batch_labels)
             accelerator.backward(loss_value)
             if config.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)

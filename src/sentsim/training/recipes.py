@@ -9,7 +9,7 @@ from ..errors import ConfigError
 #: The classic SBERT STSb recipe from the original write-up (Reimers & Gurevych, 2019).
 CLASSIC: dict[str, Any] = {
     "loss": "cosine", "batch_size": 16, "learning_rate": 2e-5, "epochs": 1, "warmup_ratio": 0.1,
-    "weight_decay": 0.01, "evaluation_steps": 0, "patience": None,
+    "weight_decay": 0.01, "evaluation_steps": 0, "patience": None, "average": 1,
 }
 
 #: The recipe ``sentsim train`` uses when none is named, chosen by the dev-only rule of

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_directory, atomic_write_json
+from ..averaging import average_into
 from ..calibration import IsotonicCalibration
 from ..data import PairDataset, genre_name, load_pairs
 from ..evaluation import EmbeddingSimilarityEvaluator, EvaluationResult, evaluate_pairs
@@ -23,7 +24,7 @@ from ..metrics import mean_absolute_error
 from ..model import SentenceTransformer
 from ..reporting import render_model_card, write_report
 from .config import TrainConfig
-from .loop import train
+from .loop import TrainResult, train
 
 #: Bootstrap resamples for the confidence intervals of the final dev/test figures.
 BOOTSTRAP_RESAMPLES = 1000
@@ -107,10 +108,8 @@ def run_training(options: RunOptions, config: TrainConfig) -> RunSummary:
                 log.write(json.dumps(entry) + "\n")
                 log.flush()
 
-            result = train(model, sentences_a=train_set.sentences1, sentences_b=train_set.sentences2,
-                           labels=train_set.scores, config=config, on_record=on_record, quiet=options.quiet,
-                           evaluator=EmbeddingSimilarityEvaluator(dataset=dev_set, batch_size=config.eval_batch_size,
-                                                                  precision=config.precision))
+            result = _train_model(model, options, config, train_set=train_set, dev_set=dev_set,
+                                  on_record=on_record)
         base_dev = next((record for record in result.records if record["kind"] == "eval" and record["step"] == 0),
                         None)
         dev = evaluate(model, dev_set, bootstrap=BOOTSTRAP_RESAMPLES)
@@ -125,6 +124,50 @@ def run_training(options: RunOptions, config: TrainConfig) -> RunSummary:
         atomic_write_json(folder / "summary.json", summary)
         write_report(folder)
     return RunSummary(summary=summary, output=options.output)
+
+
+def _train_model(model: SentenceTransformer, options: RunOptions, config: TrainConfig, *, train_set: PairDataset,
+                 dev_set: PairDataset, on_record) -> TrainResult:
+    """One run, or with ``config.average = N`` N runs (seeds seed … seed+N−1) averaged into ``model``.
+
+    Each run keeps its best dev checkpoint before averaging. Their records go to one log with
+    steps counted on across runs and a ``run`` number, then one record for the averaged model.
+    """
+    evaluator = EmbeddingSimilarityEvaluator(dataset=dev_set, batch_size=config.eval_batch_size,
+                                             precision=config.precision)
+    if config.average == 1:
+        return train(model, sentences_a=train_set.sentences1, sentences_b=train_set.sentences2,
+                     labels=train_set.scores, config=config, on_record=on_record, quiet=options.quiet,
+                     evaluator=evaluator)
+    states, results, records, offset = [], [], [], 0
+    for index in range(config.average):
+        member = model if index == 0 else build_model(options)
+
+        def member_record(entry: dict[str, Any], *, run: int = index + 1, shift: int = offset) -> None:
+            shifted = {**entry, "step": entry["step"] + shift, "run": run}
+            records.append(shifted)
+            on_record(shifted)
+
+        result = train(member, sentences_a=train_set.sentences1, sentences_b=train_set.sentences2,
+                       labels=train_set.scores, config=replace(config, seed=config.seed + index, average=1),
+                       on_record=member_record, quiet=options.quiet, evaluator=evaluator)
+        states.append({name: tensor.detach().clone() for name, tensor in member.state_dict().items()})
+        results.append(result)
+        offset += result.steps
+        del member
+    average_into(model, states)
+    metrics = evaluator(model)
+    record = {"kind": "eval", "step": offset, "epoch": float(config.epochs), "split": "dev", "run": "average",
+              **metrics}
+    records.append(record)
+    on_record(record)
+    train_seconds = sum(result.train_seconds for result in results)
+    pairs_seen = sum(result.pairs_per_second * result.train_seconds for result in results)
+    return TrainResult(
+        best_step=None, best_score=metrics["spearman_cosine"], best_metrics=metrics, steps=offset,
+        train_seconds=train_seconds, pairs_per_second=pairs_seen / train_seconds if train_seconds > 0 else 0.0,
+        stopped_early=any(result.stopped_early for result in results), records=records,
+    )
 
 
 def run_seeds(options: RunOptions, config: TrainConfig, *, seeds: list[int]) -> dict[str, Any]:

@@ -1,0 +1,170 @@
+"""The cross-encoder: one transformer reads both sentences together and outputs their similarity.
+
+A cross-encoder sees every token of one sentence attend to every token of the other, so on STS it
+scores pairs more accurately than a bi-encoder; but it must run once per *pair*, so it cannot embed
+a corpus. sentsim uses it as a teacher: it labels extra "silver" pairs that the bi-encoder then
+trains on (Augmented SBERT, Thakur et al., 2021; see ``augment``).
+
+The network is the same ``Transformer`` module the bi-encoder uses, then mean pooling and a linear
+head giving one logit; ``sigmoid(logit)`` is the similarity in 0–1, trained with binary
+cross-entropy against the normalised gold score (the sentence-transformers CrossEncoder objective).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import __version__
+from .atomic import atomic_directory
+from .errors import ConfigError, ModelLoadError
+from .hub import resolve_model_path
+from .inference import autocast_context, length_sorted_batches, resolve_precision
+from .models import Pooling, Transformer
+from .progress import progress_bar
+
+#: The head's weights and this module's options, beside the transformer's own files.
+HEAD_FILE = "cross_encoder_head.safetensors"
+CONFIG_FILE = "sentsim_cross_encoder.json"
+
+
+class CrossEncoder(nn.Module):
+    """Transformer over ``[CLS] a [SEP] b [SEP]`` → mean pooling → linear → one logit per pair."""
+
+    def __init__(self, transformer: Transformer, *, head: nn.Linear | None = None) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.pooling = Pooling(transformer.embedding_dimension, modes="mean")
+        self.head = head if head is not None else nn.Linear(transformer.embedding_dimension, 1)
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path: str | Path, *, seed: int = 42,
+                        max_seq_length: int | None = None) -> CrossEncoder:
+        """A new cross-encoder on a pretrained encoder; the head starts small so early steps stay stable.
+
+        Given a sentence-transformers folder (like the bundled all-MiniLM-L6-v2), only its
+        transformer is kept; its sentence-level training is a good start for reading pairs too.
+        """
+        folder = resolve_model_path(model_name_or_path)
+        transformer = Transformer.load(folder) if (folder / "modules.json").is_file() else \
+            Transformer(folder, local_files_only=True)
+        if max_seq_length is not None:
+            transformer.max_seq_length = max_seq_length
+        generator = torch.Generator().manual_seed(seed)
+        head = nn.Linear(transformer.embedding_dimension, 1)
+        with torch.no_grad():
+            head.weight.normal_(0.0, 0.02, generator=generator)
+            head.bias.zero_()
+        return cls(transformer, head=head)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # -- pairs → ids ----------------------------------------------------------------------------
+    def tokenize_pairs(self, sentences_a: Sequence[str],
+                       sentences_b: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+        """(input ids, token type ids) per pair, truncating the longer side first, unpadded."""
+        tokenizer = self.transformer.tokenizer
+        texts_a, texts_b = list(sentences_a), list(sentences_b)
+        if self.transformer.do_lower_case:
+            texts_a, texts_b = [t.lower() for t in texts_a], [t.lower() for t in texts_b]
+        if not texts_a:
+            return []
+        encoded = tokenizer(texts_a, texts_b, add_special_tokens=True, truncation="longest_first",
+                            max_length=self.transformer.max_seq_length, padding=False,
+                            return_attention_mask=False, return_token_type_ids=True)
+        return list(zip(encoded["input_ids"], encoded["token_type_ids"], strict=True))
+
+    def collate(self, rows: Sequence[tuple[list[int], list[int]]], *,
+                pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
+        features = self.transformer.collate([ids for ids, _ in rows], pad_to_multiple_of=pad_to_multiple_of)
+        token_types = torch.zeros_like(features["input_ids"])
+        for row, (_, types) in enumerate(rows):
+            token_types[row, : len(types)] = torch.as_tensor(types, dtype=torch.long)
+        features["token_type_ids"] = token_types
+        return features
+
+    # -- ids → logits ---------------------------------------------------------------------------
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        features = self.pooling(self.transformer(dict(features)))
+        return self.head(features["sentence_embedding"]).squeeze(-1)
+
+    def predict(self, sentences_a: Sequence[str], sentences_b: Sequence[str], *, batch_size: int = 64,
+                precision: str = "auto", symmetric: bool = True, show_progress: bool | None = None) -> np.ndarray:
+        """Similarity in 0–1 per pair. ``symmetric`` averages both sentence orders: the network
+        itself is not symmetric, and averaging removes that order noise from silver labels.
+        """
+        if len(sentences_a) != len(sentences_b):
+            raise ConfigError(f"predict needs as many first as second sentences ({len(sentences_a)} vs "
+                              f"{len(sentences_b)})")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        scores = self._logits(sentences_a, sentences_b, batch_size=batch_size, precision=precision,
+                              show_progress=show_progress)
+        if symmetric:
+            reverse = self._logits(sentences_b, sentences_a, batch_size=batch_size, precision=precision,
+                                   show_progress=show_progress)
+            scores = (torch.sigmoid(scores) + torch.sigmoid(reverse)) / 2
+        else:
+            scores = torch.sigmoid(scores)
+        return scores.numpy().astype(np.float64)
+
+    def _logits(self, sentences_a: Sequence[str], sentences_b: Sequence[str], *, batch_size: int, precision: str,
+                show_progress: bool | None) -> torch.Tensor:
+        rows = self.tokenize_pairs(sentences_a, sentences_b)
+        output = torch.empty(len(rows), dtype=torch.float32)
+        if not rows:
+            return output
+        device = self.device
+        mode = resolve_precision(precision, device)
+        quiet = not show_progress if show_progress is not None else len(rows) < 2000
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode(), autocast_context(mode, device):
+                batches = list(length_sorted_batches([len(ids) for ids, _ in rows], batch_size))
+                for batch in progress_bar(batches, desc="Scoring pairs", unit="batch", quiet=quiet):
+                    features = self.collate([rows[index] for index in batch], pad_to_multiple_of=8)
+                    features = {name: tensor.to(device) for name, tensor in features.items()}
+                    output[batch] = self(features).float().cpu()
+        finally:
+            self.train(was_training)
+        return output
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Transformer files at the top (any HF tool can read the encoder), head and options beside them.
+
+        Written to a temporary folder and renamed, so a crash never leaves half a model.
+        """
+        path = Path(path)
+        with atomic_directory(path) as folder:
+            self.transformer.save(folder)
+            save_file({name: tensor.detach().cpu().contiguous() for name, tensor in self.head.state_dict().items()},
+                      str(folder / HEAD_FILE))
+            (folder / CONFIG_FILE).write_text(json.dumps(
+                {"type": "sentsim.CrossEncoder", "pooling": "mean", "activation": "sigmoid",
+                 "sentsim_version": __version__}, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> CrossEncoder:
+        folder = Path(path)
+        if not (folder / CONFIG_FILE).is_file() or not (folder / HEAD_FILE).is_file():
+            raise ModelLoadError(f"{folder} is not a sentsim cross-encoder (no {CONFIG_FILE} / {HEAD_FILE})")
+        transformer = Transformer.load(folder)
+        state: dict[str, Any] = load_file(str(folder / HEAD_FILE))
+        if "weight" not in state or state["weight"].shape != (1, transformer.embedding_dimension):
+            raise ModelLoadError(f"{folder / HEAD_FILE}: head does not match the encoder's "
+                                 f"{transformer.embedding_dimension} dimensions")
+        head = nn.Linear(transformer.embedding_dimension, 1)
+        head.load_state_dict(state)
+        return cls(transformer, head=head)
