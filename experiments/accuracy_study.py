@@ -232,7 +232,8 @@ def cv_summary() -> None:
             if guard and (best is None or s_value > best[1]):
                 best = (index, s_value)
             print(f"| {name} | {index} | {overall:.2f} | "
-                  + " | ".join(f"{means.get('spearman_cosine_' + g, float('nan')):.2f}" for g in ("captions", "forum", "news"))
+                  + " | ".join(f"{means.get('spearman_cosine_' + genre, float('nan')):.2f}"
+                               for genre in ("captions", "forum", "news"))
                   + f" | {s_value:.2f} | {'ok' if guard else 'out'} |")
         scores[name] = best
     print()
