@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="named hyper-parameter set: " + "; ".join(
                            f"{name} = {_describe_recipe(values)}" for name, values in RECIPES.items()))
     hyper.add_argument("--loss", default=None,
-                       help="cosine (MSE of cosine vs score), cosent, angle, or a sum such as cosine+cosent")
+                       help="cosine (MSE of cosine vs score), cosent, angle, or a weighted sum such as "
+                            "cosine+cosent or cosine+0.03*cosent")
     hyper.add_argument("--loss-scale", type=float, default=None, help="scale of cosent/angle (default: 20)")
     hyper.add_argument("--batch-size", type=int, default=None, help="pairs per step")
     hyper.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=None,
