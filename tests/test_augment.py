@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from sentsim import SentenceTransformer
 from sentsim.augment import combine, label_pairs, nearest_neighbour_pairs
@@ -78,8 +79,7 @@ def test_cross_encoder_training_learns_and_keeps_the_best_dev_checkpoint(tiny_tr
     assert result.best_score == max(record["spearman"] for record in evals)
     after = model.predict(A, B, precision="fp32")
     assert not np.allclose(before, after)
-    assert result.best_score == pytest.approx(
-        100 * float(__import__("scipy").stats.spearmanr(LABELS, after).statistic), abs=1e-6)
+    assert result.best_score == pytest.approx(100 * float(stats.spearmanr(LABELS, after).statistic), abs=1e-6)
 
 
 # -- silver pairs ------------------------------------------------------------------------------------

@@ -45,8 +45,8 @@ def nearest_neighbour_pairs(
     unique = list(dict.fromkeys(sentences))
     if len(unique) < 2:
         return []
-    embeddings = torch.as_tensor(np.asarray(encode(model, unique, batch_size=batch_size, precision=precision,
-                                                   normalize=True)))
+    embeddings = encode(model, unique, batch_size=batch_size, precision=precision, normalize=True,
+                        convert_to="torch")
     k = min(top_k + 1, len(unique))
     seen = {frozenset(pair) for pair in exclude}
     pairs: list[tuple[str, str]] = []

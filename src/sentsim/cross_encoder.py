@@ -26,7 +26,7 @@ from . import __version__
 from .atomic import atomic_directory
 from .errors import ConfigError, ModelLoadError
 from .hub import resolve_model_path
-from .inference import autocast_context, length_sorted_batches, resolve_precision
+from .inference import PROGRESS_THRESHOLD, autocast_context, length_sorted_batches, resolve_precision
 from .models import Pooling, Transformer
 from .progress import progress_bar
 
@@ -125,7 +125,7 @@ class CrossEncoder(nn.Module):
             return output
         device = self.device
         mode = resolve_precision(precision, device)
-        quiet = not show_progress if show_progress is not None else len(rows) < 2000
+        quiet = not show_progress if show_progress is not None else len(rows) < PROGRESS_THRESHOLD
         was_training = self.training
         self.eval()
         try:

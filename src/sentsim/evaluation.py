@@ -71,10 +71,15 @@ def score_embeddings(dataset: PairDataset, embeddings_a: np.ndarray, embeddings_
             kind, measure = name.split("_", 1)
             intervals[name] = bootstrap_ci(gold, similarities[measure], metric=kind, n_resamples=bootstrap,
                                            seed=seed)
-    genres = [genre_name(genre) for genre in dataset.genres]
-    per_genre = by_genre(gold, similarities["cosine"], genres) if all(genres) else {}
+    per_genre = genre_spearman(dataset, similarities["cosine"])
     return EvaluationResult(metrics=metrics, cosines=similarities["cosine"], gold=gold, per_genre=per_genre,
                             confidence_intervals=intervals)
+
+
+def genre_spearman(dataset: PairDataset, predicted: np.ndarray) -> dict[str, float]:
+    """Spearman ×100 per genre (news, captions, forum) when every pair has one, else nothing."""
+    genres = [genre_name(genre) for genre in dataset.genres]
+    return by_genre(dataset.scores, predicted, genres) if all(genres) else {}
 
 
 class EmbeddingSimilarityEvaluator:

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from ..cross_encoder import CrossEncoder
-from ..data import PairDataset, genre_name
-from ..metrics import by_genre, pearson, spearman
+from ..data import PairDataset
+from ..evaluation import genre_spearman
+from ..metrics import pearson, spearman
 from .config import TrainConfig
 from .loop import TrainResult, run_loop
 
@@ -31,9 +32,7 @@ class CrossEncoderEvaluator:
                                   precision=self.precision)
         gold = self.dataset.scores
         metrics = {"spearman": spearman(gold, predicted), "pearson": pearson(gold, predicted)}
-        genres = [genre_name(genre) for genre in self.dataset.genres]
-        if all(genre is not None for genre in genres):
-            metrics.update({f"spearman_{genre}": value for genre, value in by_genre(gold, predicted, genres).items()})
+        metrics.update({f"spearman_{genre}": value for genre, value in genre_spearman(self.dataset, predicted).items()})
         return metrics
 
 

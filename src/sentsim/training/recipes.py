@@ -15,8 +15,9 @@ CLASSIC: dict[str, Any] = {
 #: The recipe ``sentsim train`` uses when none is named, chosen without reading test (docs/results.md):
 #: 3-fold cross-validation over STSb train + dev ranked CoSENT above cosine on every fold and on every
 #: fold-averaged genre, where dev alone (375 forum pairs) had ranked it below. Larger batches give the
-#: ranking loss more pairs to order per step; up to 4 epochs, keeping the best dev checkpoint. Averaging 3 seeds
-#: (``average=3``) scored within the rule's 0.10 tie margin at 3× the time, so it stays an option.
+#: ranking loss more pairs to order per step; up to 4 epochs, keeping the best dev checkpoint.
+#: Averaging 3 seeds (``average=3``) scored within the rule's 0.10 tie margin at 3× the time, so it
+#: stays an option.
 DEFAULT: dict[str, Any] = {**CLASSIC, "loss": "cosent", "batch_size": 64, "learning_rate": 1e-4, "epochs": 4}
 
 RECIPES: dict[str, dict[str, Any]] = {"default": DEFAULT, "classic": CLASSIC}

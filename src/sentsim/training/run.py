@@ -135,10 +135,14 @@ def _train_model(model: SentenceTransformer, options: RunOptions, config: TrainC
     """
     evaluator = EmbeddingSimilarityEvaluator(dataset=dev_set, batch_size=config.eval_batch_size,
                                              precision=config.precision)
+
+    def fit(member: SentenceTransformer, seed: int, log) -> TrainResult:
+        return train(member, sentences_a=train_set.sentences1, sentences_b=train_set.sentences2,
+                     labels=train_set.scores, config=replace(config, seed=seed, average=1), on_record=log,
+                     quiet=options.quiet, evaluator=evaluator)
+
     if config.average == 1:
-        return train(model, sentences_a=train_set.sentences1, sentences_b=train_set.sentences2,
-                     labels=train_set.scores, config=config, on_record=on_record, quiet=options.quiet,
-                     evaluator=evaluator)
+        return fit(model, config.seed, on_record)
     states, results, records, offset = [], [], [], 0
     for index in range(config.average):
         member = model if index == 0 else build_model(options)
@@ -148,9 +152,7 @@ def _train_model(model: SentenceTransformer, options: RunOptions, config: TrainC
             records.append(shifted)
             on_record(shifted)
 
-        result = train(member, sentences_a=train_set.sentences1, sentences_b=train_set.sentences2,
-                       labels=train_set.scores, config=replace(config, seed=config.seed + index, average=1),
-                       on_record=member_record, quiet=options.quiet, evaluator=evaluator)
+        result = fit(member, config.seed + index, member_record)
         states.append({name: tensor.detach().clone() for name, tensor in member.state_dict().items()})
         results.append(result)
         offset += result.steps
