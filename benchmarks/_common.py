@@ -40,7 +40,7 @@ BUSY_LOAD = 0.5
 
 def model_folder() -> Path:
     """The bundled all-MiniLM-L6-v2 folder; both libraries load the very same files from it."""
-    from sentsim.hub import bundled_model_path
+    from sentsim.persistence.hub import bundled_model_path
 
     folder = bundled_model_path()
     if folder is None:

@@ -58,7 +58,7 @@ def load_encoder(mode: str, folder: str) -> tuple[Any, str]:
         return st_encode, "fp32"
 
     from sentsim import SentenceTransformer as SentsimModel
-    from sentsim.inference import resolve_precision
+    from sentsim.inference.forward import resolve_precision
 
     model = SentsimModel(folder)
     precision = "fp32" if mode == "sentsim-fp32" else "auto"

@@ -103,7 +103,7 @@ def st_worker(payload: dict[str, Any], seed: int) -> dict[str, Any]:
 def sentsim_worker(payload: dict[str, Any], seed: int) -> dict[str, Any]:
     """sentsim's library API with its defaults (the classic recipe; precision "auto")."""
     from sentsim import SentenceTransformer
-    from sentsim.inference import resolve_precision
+    from sentsim.inference.forward import resolve_precision
     from sentsim.training import TrainConfig, train
 
     started = time.perf_counter()

@@ -173,7 +173,7 @@ def cv_run(name: str, fold: int, folds: list[Any]) -> dict[str, Any]:
 
     from sentsim import SentenceTransformer
     from sentsim.data import PairDataset
-    from sentsim.evaluation import EmbeddingSimilarityEvaluator
+    from sentsim.evaluation.evaluate import EmbeddingSimilarityEvaluator
     from sentsim.training import TrainConfig, train
 
     loss, lr, batch, epochs = CV_CANDIDATES[name]

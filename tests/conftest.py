@@ -126,7 +126,7 @@ def stsb_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def bundled_model_dir() -> Path:
-    from sentsim.hub import bundled_model_path
+    from sentsim.persistence.hub import bundled_model_path
 
     path = bundled_model_path()
     if path is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sentsim.atomic import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text
+from sentsim.persistence.atomic import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
 def _umask() -> int:

@@ -10,13 +10,13 @@ import torch
 from scipy import stats
 
 from sentsim import SentenceTransformer
-from sentsim.augment import combine, label_pairs, nearest_neighbour_pairs
-from sentsim.averaging import average_into, average_state_dicts
-from sentsim.cross_encoder import CrossEncoder
 from sentsim.data import PairDataset, ScoredPair
+from sentsim.encoders.cross_encoder import CrossEncoder
 from sentsim.errors import ConfigError, ModelLoadError
 from sentsim.training import TrainConfig
+from sentsim.training.augment import combine, label_pairs, nearest_neighbour_pairs
 from sentsim.training.cross import train_cross_encoder
+from sentsim.training.soup import average_into, average_state_dicts
 
 from .conftest import TRAIN_PAIRS
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from sentsim.calibration import CALIBRATION_FILE, CalibrationFileError, IsotonicCalibration
 from sentsim.errors import SentsimError
+from sentsim.inference.calibration import CALIBRATION_FILE, CalibrationFileError, IsotonicCalibration
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ def test_model_trained_by_sentsim_loads_in_sentence_transformers(bundled_model_d
 
 
 def test_zero_shot_stsb_test_score_is_the_published_one(bundled, stsb_dir):
-    from sentsim.evaluation import evaluate_pairs
+    from sentsim.evaluation.evaluate import evaluate_pairs
 
     test = read_stsbenchmark(stsb_dir, "test")
     exact = evaluate_pairs(bundled, test, precision="fp32")

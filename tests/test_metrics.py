@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sentsim import metrics
 from sentsim.errors import ConfigError
+from sentsim.evaluation import metrics
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from sentsim.atomic import atomic_directory
 from sentsim.errors import SentsimError
+from sentsim.persistence.atomic import atomic_directory
 from sentsim.reporting import (
     RunFolderError,
     plot_learning_curve,

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sentsim.inference.scoring as scoring
 
-import sentsim.scoring as scoring
 from sentsim.data import TextPair, read_text_pairs
 from sentsim.errors import ConfigError, DataFormatError
-from sentsim.scoring import OUTPUT_COLUMNS, score_pair_file
+from sentsim.inference.scoring import OUTPUT_COLUMNS, score_pair_file
 
 # --------------------------------------------------------------------------------------------------
 # read_text_pairs
@@ -226,7 +226,7 @@ def test_write_failure_leaves_no_temporary_file(
     def failing_replace(source: object, target: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("sentsim.atomic.os.replace", failing_replace)
+    monkeypatch.setattr("sentsim.persistence.atomic.os.replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         score_pair_file(FakeModel(), pair_file, output=output, quiet=True)
     assert output.read_text(encoding="utf-8") == "old\n"

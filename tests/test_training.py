@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from sentsim import SentenceTransformer
-from sentsim.batching import LengthGroupedSampler
 from sentsim.errors import ConfigError
 from sentsim.training import TrainConfig, train
+from sentsim.training.batching import LengthGroupedSampler
 
 from .conftest import TRAIN_PAIRS
 
@@ -146,7 +146,7 @@ def test_classic_fit_snippet_runs_with_only_the_import_changed(tiny_transformer_
     from torch.utils.data import DataLoader
 
     from sentsim import InputExample, SentencesDataset, SentenceTransformer, losses
-    from sentsim.evaluation import EmbeddingSimilarityEvaluator
+    from sentsim.evaluation.evaluate import EmbeddingSimilarityEvaluator
 
     s1, s2, scores = (list(column) for column in zip(*TRAIN_PAIRS, strict=True))
     # --- the snippet from the write-up, unchanged but for the imports above ---

@@ -1,9 +1,20 @@
-"""sentsim: train, evaluate and serve siamese sentence-embedding models for semantic similarity."""
+"""sentsim: train, evaluate and serve siamese sentence-embedding models for semantic similarity.
+
+The top level is lazy (see ``sentsim.lazy``): ``import sentsim`` loads no torch, so the command line
+starts in milliseconds and the ONNX backend runs where torch is not installed.
+"""
 
 __version__ = "0.1.0"
 
-from . import losses
-from .model import SentenceTransformer
-from .training.compat import InputExample, SentencesDataset
+from sentsim.lazy import lazy_exports
 
-__all__ = ["InputExample", "SentenceTransformer", "SentencesDataset", "__version__", "losses"]
+_EXPORTS = {
+    "SentenceTransformer": "sentsim.encoders.bi_encoder",
+    "CrossEncoder": "sentsim.encoders.cross_encoder",
+    "InputExample": "sentsim.training.compat",
+    "SentencesDataset": "sentsim.training.compat",
+    "losses": "sentsim.losses",
+    "evaluation": "sentsim.evaluation",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = ["__version__", *_EXPORTS]

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, SentsimError
-from .hub import DEFAULT_MODEL
-from .training.recipes import RECIPES, recipe
+from sentsim.errors import ConfigError, SentsimError
+from sentsim.persistence.hub import DEFAULT_MODEL
+from sentsim.training.recipes import RECIPES, recipe
 
 #: Options a recipe sets unless the user gives them on the command line.
 RECIPE_OPTIONS = ("loss", "batch_size", "learning_rate", "epochs", "warmup_ratio", "weight_decay",
@@ -192,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- commands --------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training.config import TrainConfig
-    from .training.run import RunOptions, run_training
+    from sentsim.training.config import TrainConfig
+    from sentsim.training.run import RunOptions, run_training
 
     chosen = recipe(args.recipe)
     for name in RECIPE_OPTIONS:
@@ -244,7 +244,7 @@ def _train_figures(summary: dict[str, Any], output: Path) -> dict[str, Any]:
 
 
 def _train_seeds(args: argparse.Namespace, options: Any, config: Any) -> int:
-    from .training.run import run_seeds
+    from sentsim.training.run import run_seeds
 
     # An averaged model with seed s uses runs s … s+N-1, so seeds step by N and share no run.
     step = config.average
@@ -266,7 +266,7 @@ def _train_seeds(args: argparse.Namespace, options: Any, config: Any) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_pairs
+    from sentsim.evaluation.evaluate import evaluate_pairs
 
     dataset = _load_data(args, split=args.split)
     model = _load_model(args.model)
@@ -300,7 +300,7 @@ def cmd_similarity(args: argparse.Namespace) -> int:
         else:
             print(f"cosine {cosine:.3f}  (no 0–5 calibration: run `sentsim calibrate` to add one)")
         return EXIT_OK
-    from .scoring import score_pair_file
+    from sentsim.inference.scoring import score_pair_file
 
     score_pair_file(model, Path(args.pairs), output=args.output, batch_size=args.batch_size,
                     precision=args.precision, quiet=args.quiet)
@@ -310,7 +310,7 @@ def cmd_similarity(args: argparse.Namespace) -> int:
 def cmd_encode(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .atomic import atomic_write_bytes
+    from sentsim.persistence.atomic import atomic_write_bytes
 
     if not args.file.is_file():
         raise ConfigError(f"no such file: {args.file}")
@@ -333,9 +333,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .calibration import IsotonicCalibration
-    from .evaluation import evaluate_pairs
-    from .metrics import mean_absolute_error
+    from sentsim.evaluation.evaluate import evaluate_pairs
+    from sentsim.evaluation.metrics import mean_absolute_error
+    from sentsim.inference.calibration import IsotonicCalibration
 
     target = args.output
     if target is None:
@@ -360,8 +360,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .inference import encode_pairs
-    from .metrics import paired_bootstrap, pairwise_similarities, spearman
+    from sentsim.evaluation.metrics import paired_bootstrap, pairwise_similarities, spearman
+    from sentsim.inference.encode import encode_pairs
 
     dataset = _load_data(args, split=args.split)
     cosines = []
@@ -390,7 +390,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .reporting import write_report
+    from sentsim.reporting import write_report
 
     html, markdown = write_report(args.run_dir)
     print(f"wrote {html} and {markdown}")
@@ -403,13 +403,13 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "similarity": cmd_simi
 
 # -- helpers --------------------------------------------------------------------------------------
 def _load_model(name: str):
-    from .model import SentenceTransformer
+    from sentsim.encoders.bi_encoder import SentenceTransformer
 
     return SentenceTransformer(name)
 
 
 def _load_data(args: argparse.Namespace, *, split: str):
-    from .data import load_pairs
+    from sentsim.data import load_pairs
 
     dataset = load_pairs(args.data, split=split, skip_bad_rows=args.skip_bad_rows, **_data_options(args))
     if dataset.skipped:
@@ -446,7 +446,7 @@ def _command_line(argv: Sequence[str]) -> str:
 
 
 def _version() -> str:
-    from . import __version__
+    from sentsim import __version__
 
     return __version__
 

@@ -21,8 +21,8 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from sentsim.data.pairs import BadRow, PairCollector, PairDataset, read_lines
+from sentsim.environment import is_offline
 from sentsim.errors import ConfigError, DataFormatError, OfflineError
-from sentsim.hub import is_offline
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelLoadError
+from sentsim.errors import ModelLoadError
 
 #: Pooling modes, in the order sentence-transformers concatenates them when several are on.
 POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len", "weightedmean", "lasttoken")

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelLoadError
+from sentsim.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,13 @@
 """The report stage: a finished run folder becomes plots, report.html, report.md and a model card."""
 
-from sentsim.reporting.model_card import render_model_card
-from sentsim.reporting.plots import plot_learning_curve, plot_scatter
-from sentsim.reporting.report import RunFolderError, write_report
+from sentsim.lazy import lazy_exports
 
-__all__ = ["RunFolderError", "plot_learning_curve", "plot_scatter", "render_model_card", "write_report"]
+_EXPORTS = {
+    "render_model_card": "sentsim.reporting.model_card",
+    "plot_learning_curve": "sentsim.reporting.plots",
+    "plot_scatter": "sentsim.reporting.plots",
+    "RunFolderError": "sentsim.reporting.report",
+    "write_report": "sentsim.reporting.report",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -17,7 +17,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from sentsim.atomic import atomic_write_bytes
+from sentsim.persistence.atomic import atomic_write_bytes
 
 __all__ = ["plot_learning_curve", "plot_scatter"]
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sentsim.atomic import atomic_write_text
 from sentsim.errors import SentsimError
+from sentsim.persistence.atomic import atomic_write_text
 from sentsim.reporting.model_card import code_block, escape_markdown
 from sentsim.reporting.plots import plot_learning_curve, plot_scatter
 

@@ -1,7 +1,14 @@
-"""The training stage: options, the loop, the classic ``fit`` adapter and the ``sentsim train`` run."""
+"""The training stage: options, recipes, the loop, the classic ``fit`` adapter and the ``sentsim train`` run."""
 
-from .compat import InputExample, SentencesDataset, fit
-from .config import TrainConfig
-from .loop import TrainResult, train
+from sentsim.lazy import lazy_exports
 
-__all__ = ["InputExample", "SentencesDataset", "TrainConfig", "TrainResult", "fit", "train"]
+_EXPORTS = {
+    "InputExample": "sentsim.training.compat",
+    "SentencesDataset": "sentsim.training.compat",
+    "fit": "sentsim.training.compat",
+    "TrainConfig": "sentsim.training.config",
+    "TrainResult": "sentsim.training.loop",
+    "train": "sentsim.training.loop",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError
-from .config import TrainConfig
-from .loop import train
+from sentsim.errors import ConfigError
+from sentsim.training.config import TrainConfig
+from sentsim.training.loop import train
 
 if TYPE_CHECKING:
-    from ..model import SentenceTransformer
+    from sentsim.encoders.bi_encoder import SentenceTransformer
 
 logger = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..cross_encoder import CrossEncoder
-from ..data import PairDataset
-from ..evaluation import genre_spearman
-from ..metrics import pearson, spearman
-from .config import TrainConfig
-from .loop import TrainResult, run_loop
+from sentsim.data import PairDataset
+from sentsim.encoders.cross_encoder import CrossEncoder
+from sentsim.evaluation.evaluate import genre_spearman
+from sentsim.evaluation.metrics import pearson, spearman
+from sentsim.training.config import TrainConfig
+from sentsim.training.loop import TrainResult, run_loop
 
 PRIMARY_METRIC = "spearman"
 

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
-from ..batching import LengthGroupedSampler, PairCollator, tokenize_pairs
-from ..inference import autocast_context, resolve_precision
-from ..losses import build_loss
-from ..model import SentenceTransformer
-from ..progress import progress_bar
-from .config import TrainConfig
+from sentsim.encoders.bi_encoder import SentenceTransformer
+from sentsim.inference.forward import autocast_context, resolve_precision
+from sentsim.losses import build_loss
+from sentsim.progress import progress_bar
+from sentsim.training.batching import LengthGroupedSampler, PairCollator, tokenize_pairs
+from sentsim.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConfigError
+from sentsim.errors import ConfigError
 
 #: The classic SBERT STSb recipe from the original write-up (Reimers & Gurevych, 2019).
 CLASSIC: dict[str, Any] = {

@@ -14,17 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_directory, atomic_write_json
-from ..averaging import average_into
-from ..calibration import IsotonicCalibration
-from ..data import PairDataset, genre_name, load_pairs
-from ..evaluation import EmbeddingSimilarityEvaluator, EvaluationResult, evaluate_pairs
-from ..hub import DEFAULT_MODEL
-from ..metrics import mean_absolute_error
-from ..model import SentenceTransformer
-from ..reporting import render_model_card, write_report
-from .config import TrainConfig
-from .loop import TrainResult, train
+from sentsim.data import PairDataset, genre_name, load_pairs
+from sentsim.encoders.bi_encoder import SentenceTransformer
+from sentsim.evaluation.evaluate import EmbeddingSimilarityEvaluator, EvaluationResult, evaluate_pairs
+from sentsim.evaluation.metrics import mean_absolute_error
+from sentsim.inference.calibration import IsotonicCalibration
+from sentsim.persistence.atomic import atomic_directory, atomic_write_json
+from sentsim.persistence.hub import DEFAULT_MODEL
+from sentsim.reporting import render_model_card, write_report
+from sentsim.training.config import TrainConfig
+from sentsim.training.loop import TrainResult, train
+from sentsim.training.soup import average_into
 
 #: Bootstrap resamples for the confidence intervals of the final dev/test figures.
 BOOTSTRAP_RESAMPLES = 1000
@@ -65,7 +65,7 @@ def load_splits(options: RunOptions) -> tuple[PairDataset, PairDataset, PairData
     if options.dev_data is not None:
         dev_set = load_pairs(options.dev_data, split="dev", **common)
     elif data_is_file:
-        from ..errors import ConfigError
+        from sentsim.errors import ConfigError
 
         raise ConfigError("training on a pair file needs --dev-data FILE to pick the best checkpoint")
     else:
@@ -281,7 +281,7 @@ def _config_record(options: RunOptions, config: TrainConfig, *datasets: PairData
     import torch
     import transformers
 
-    from .. import __version__
+    from sentsim import __version__
 
     return {
         "base_model": options.base_model, "pooling": options.pooling, "normalize": options.normalize,

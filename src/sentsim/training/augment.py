@@ -16,11 +16,11 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from .cross_encoder import CrossEncoder
-from .data import PairDataset, ScoredPair
-from .errors import ConfigError
-from .inference import encode
-from .model import SentenceTransformer
+from sentsim.data import PairDataset, ScoredPair
+from sentsim.encoders.bi_encoder import SentenceTransformer
+from sentsim.encoders.cross_encoder import CrossEncoder
+from sentsim.errors import ConfigError
+from sentsim.inference.encode import encode
 
 #: Rows of the similarity matrix computed at once: bounds memory to ``chunk × sentences`` floats.
 _CHUNK = 1024

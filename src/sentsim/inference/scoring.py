@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .atomic import atomic_write_text
-from .data.pair_files import read_text_pairs
-from .data.pairs import TextPair
-from .errors import ConfigError
-from .inference import encode_pairs
+from sentsim.data.pair_files import read_text_pairs
+from sentsim.data.pairs import TextPair
+from sentsim.errors import ConfigError
+from sentsim.inference.encode import encode_pairs
+from sentsim.persistence.atomic import atomic_write_text
 
 if TYPE_CHECKING:
-    from .model import SentenceTransformer
+    from sentsim.encoders.bi_encoder import SentenceTransformer
 
 __all__ = ["OUTPUT_COLUMNS", "score_pair_file"]
 
@@ -53,7 +53,7 @@ def score_pair_file(
         output: ``.csv`` or ``.jsonl`` file, written atomically so an interrupted run never leaves a
             half-written result that looks complete; ``None`` prints CSV to stdout for piping.
         batch_size: sentences per forward pass.
-        precision: ``auto``, ``fp32`` or ``bf16`` (see `sentsim.inference.encode`).
+        precision: ``auto``, ``fp32`` or ``bf16`` (see `sentsim.inference.encode.encode.encode`).
         quiet: no progress bar and no summary line on stderr.
         sentence1_column, sentence2_column: column (CSV/TSV) or key (JSONL) names of the two sentences.
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from .data import PairDataset, genre_name
-from .errors import ConfigError
-from .inference import encode_pairs
-from .metrics import bootstrap_ci, by_genre, pairwise_similarities, similarity_report
+from sentsim.data import PairDataset, genre_name
+from sentsim.errors import ConfigError
+from sentsim.evaluation.metrics import bootstrap_ci, by_genre, pairwise_similarities, similarity_report
+from sentsim.inference.encode import encode_pairs
 
 
 @dataclass
@@ -116,7 +116,7 @@ class EmbeddingSimilarityEvaluator:
 def _dataset_from_lists(sentences1: Sequence[str], sentences2: Sequence[str], scores: Sequence[float], *,
                         name: str) -> PairDataset:
     """Classic callers pass 0–1 labels or raw 0–5 scores; correlations ignore the scale, pairs do not."""
-    from .data import ScoredPair
+    from sentsim.data import ScoredPair
 
     values = [float(score) for score in scores]
     if not values or len(values) != len(sentences1) or len(values) != len(sentences2):

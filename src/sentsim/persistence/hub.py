@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
-from .errors import ModelLoadError, OfflineError
+from sentsim.environment import is_offline
+from sentsim.errors import ModelLoadError, OfflineError
 
 #: The default base model and the names it answers to.
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -28,11 +28,6 @@ def bundled_model_path() -> Path | None:
         if (folder / "config.json").is_file():
             return folder
     return None
-
-
-def is_offline() -> bool:
-    return any(os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-               for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "SENTSIM_OFFLINE"))
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:

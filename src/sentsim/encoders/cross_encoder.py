@@ -22,13 +22,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import __version__
-from .atomic import atomic_directory
-from .errors import ConfigError, ModelLoadError
-from .hub import resolve_model_path
-from .inference import PROGRESS_THRESHOLD, autocast_context, length_sorted_batches, resolve_precision
-from .models import Pooling, Transformer
-from .progress import progress_bar
+from sentsim import __version__
+from sentsim.errors import ConfigError, ModelLoadError
+from sentsim.inference.forward import PROGRESS_THRESHOLD, autocast_context, length_sorted_batches, resolve_precision
+from sentsim.models import Pooling, Transformer
+from sentsim.persistence.atomic import atomic_directory
+from sentsim.persistence.hub import resolve_model_path
+from sentsim.progress import progress_bar
 
 #: The head's weights and this module's options, beside the transformer's own files.
 HEAD_FILE = "cross_encoder_head.safetensors"

@@ -10,9 +10,9 @@ from typing import Any
 
 from torch import nn
 
-from .atomic import atomic_directory
-from .errors import ModelLoadError
-from .models import Normalize, Pooling, Transformer
+from sentsim.errors import ModelLoadError
+from sentsim.models import Normalize, Pooling, Transformer
+from sentsim.persistence.atomic import atomic_directory
 
 logger = logging.getLogger(__name__)
 

@@ -12,14 +12,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
-from .errors import ConfigError, ModelLoadError
-from .hub import DEFAULT_MODEL, resolve_model_path
-from .models import Normalize, Pooling, Transformer
-from .persistence import CALIBRATION_FILE, load_modules, save_modules
+from sentsim import __version__
+from sentsim.errors import ConfigError, ModelLoadError
+from sentsim.models import Normalize, Pooling, Transformer
+from sentsim.persistence.hub import DEFAULT_MODEL, resolve_model_path
+from sentsim.persistence.layout import CALIBRATION_FILE, load_modules, save_modules
 
 if TYPE_CHECKING:
-    from .calibration import IsotonicCalibration
+    from sentsim.inference.calibration import IsotonicCalibration
 
 
 class SentenceTransformer(nn.Sequential):
@@ -41,7 +41,7 @@ class SentenceTransformer(nn.Sequential):
         if modules is None:
             folder = resolve_model_path(model_name_or_path or DEFAULT_MODEL)
             modules = load_modules(folder)
-            from .calibration import IsotonicCalibration
+            from sentsim.inference.calibration import IsotonicCalibration
 
             calibration = IsotonicCalibration.load(folder)
         if not modules or not isinstance(modules[0], Transformer):
@@ -117,8 +117,8 @@ class SentenceTransformer(nn.Sequential):
 
     # -- use ------------------------------------------------------------------------------------
     def encode(self, sentences: str | Sequence[str], **options: Any) -> np.ndarray | torch.Tensor:
-        """Embeds sentences; see ``sentsim.inference.encode`` for the options."""
-        from .inference import encode
+        """Embeds sentences; see ``sentsim.inference.encode.encode.encode`` for the options."""
+        from sentsim.inference.encode import encode
 
         return encode(self, sentences, **options)
 
@@ -140,7 +140,7 @@ class SentenceTransformer(nn.Sequential):
         second = [sentences_b] if isinstance(sentences_b, str) else list(sentences_b)
         if len(first) != len(second):
             raise ConfigError(f"similarity needs aligned pairs: {len(first)} vs {len(second)} sentences")
-        from .inference import encode_pairs
+        from sentsim.inference.encode import encode_pairs
 
         embeddings_a, embeddings_b = encode_pairs(self, first, second, batch_size=batch_size, normalize=True)
         cosines = np.clip(np.sum(embeddings_a.astype(np.float64) * embeddings_b, axis=1), -1.0, 1.0)
@@ -169,7 +169,7 @@ class SentenceTransformer(nn.Sequential):
     # -- training (the classic sentence-transformers entry point) -------------------------------
     def fit(self, *args: Any, **kwargs: Any) -> None:
         """The classic ``model.fit(train_objectives=[(dataloader, loss)], ...)``; runs sentsim's loop."""
-        from .training.compat import fit
+        from sentsim.training.compat import fit
 
         fit(self, *args, **kwargs)
 

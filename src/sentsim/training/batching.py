@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from .errors import ConfigError
+from sentsim.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from sentsim.errors import ConfigError
 
 
 def average_state_dicts(states: Sequence[dict[str, torch.Tensor]],

@@ -1,0 +1,1 @@
+"""Encoders: the bi-encoder (SentenceTransformer) and the cross-encoder, each a pipeline of modules."""

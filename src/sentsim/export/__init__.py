@@ -1,0 +1,1 @@
+"""Export: model folders → ONNX files (fp32 and int8) that ONNX Runtime runs without torch."""

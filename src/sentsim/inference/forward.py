@@ -1,0 +1,50 @@
+"""The batched no-grad forward both encoders share: precision choice, autocast, length-sorted batches."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+import torch
+
+from sentsim.errors import ConfigError
+
+Precision = Literal["auto", "fp32", "bf16"]
+#: Below this many sentences a progress bar is more noise than help.
+PROGRESS_THRESHOLD = 2000
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True where bf16 matmuls run in hardware (AVX512-BF16 / AMX CPUs, Ampere+ GPUs).
+
+    Elsewhere bf16 is emulated and slower than fp32, so "auto" must not pick it.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        return any(check() for check in checks if check is not None)
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"precision must be auto, fp32 or bf16, not {precision!r}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def autocast_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast where asked; matmuls run in bf16, reductions and norms stay in fp32."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """Index batches, longest first, so each batch pads little and the biggest one comes first."""
+    order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]

@@ -1,0 +1,34 @@
+"""Lazy package exports: names resolve on first use, so importing a package costs no torch.
+
+``import sentsim`` and ``sentsim --help`` must stay fast, and the ONNX backend must run where torch
+is not installed; a package ``__init__`` therefore names where each export lives instead of
+importing it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+
+def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """Returns ``(__getattr__, __dir__)`` for ``package``; ``exports`` maps a name to its module.
+
+    A name mapped to ``f"{package}.{name}"`` is that submodule itself (``sentsim.losses``).
+    """
+    namespace = importlib.import_module(package).__dict__
+
+    def __getattr__(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        imported = importlib.import_module(module)
+        value = imported if module == f"{package}.{name}" else getattr(imported, name)
+        namespace[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(namespace) | set(exports))
+
+    return __getattr__, __dir__

@@ -1,0 +1,1 @@
+"""Persistence: the sentence-transformers folder layout, the hub and atomic writes."""

@@ -1,0 +1,1 @@
+"""Serve: the HTTP service over the inference stage (routes, schemas, limits, batching queue)."""
