@@ -195,24 +195,11 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 def environment_record(load_at_start: float | None) -> dict[str, Any]:
     """What the numbers depend on besides the code: machine, load, versions and the worker environment."""
-    import platform
+    from sentsim.environment import library_versions as versions_of
+    from sentsim.environment import machine_details
 
-    return {"python": platform.python_version(), "platform": platform.platform(), "processor": _cpu_name(),
-            "cpu_count": os.cpu_count(), "load_average_at_start": load_at_start, "commit": _git_commit(),
-            "worker_environment": WORKER_ENVIRONMENT}
-
-
-def _cpu_name() -> str:
-    """The CPU model: bf16 support, and so sentsim's default precision, depends on it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
+    return {**versions_of((), python=True), **machine_details(), "load_average_at_start": load_at_start,
+            "commit": _git_commit(), "worker_environment": WORKER_ENVIRONMENT}
 
 
 def _git_commit() -> str | None:
@@ -228,13 +215,7 @@ def _git_commit() -> str | None:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of the stack a worker ran on, imported lazily so each worker reports its own."""
-    import importlib.metadata
+    """Versions of the stack a worker ran on, read per worker so each reports its own."""
+    from sentsim.environment import library_versions as versions_of
 
-    versions = {}
-    for name in ("torch", "transformers", "sentence-transformers", "sentsim", "accelerate"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
+    return versions_of(("torch", "transformers", "sentence-transformers", "sentsim", "accelerate"), python=False)

@@ -6,7 +6,8 @@ _EXPORTS = {
     "render_model_card": "sentsim.reporting.model_card",
     "plot_learning_curve": "sentsim.reporting.plots",
     "plot_scatter": "sentsim.reporting.plots",
-    "RunFolderError": "sentsim.reporting.report",
+    "RunFolderError": "sentsim.reporting.summary",
+    "RunSummary": "sentsim.reporting.summary",
     "write_report": "sentsim.reporting.report",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
