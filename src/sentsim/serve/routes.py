@@ -1,0 +1,266 @@
+"""Every route of the server, the checks a request passes before it is queued, and the error shape.
+
+Errors are always ``{"error": {"message", "type", "code"}}`` (OpenAI's shape) with a status a client
+can act on: 401 key, 404 model, 413 too big, 422 malformed, 429 busy (with ``Retry-After``), 503 not
+ready. Nothing a client sends produces a stack trace in a response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sentsim.serve import schemas
+from sentsim.serve.engine import Engine
+from sentsim.serve.limits import ServeSettings
+from sentsim.serve.queue import BatchQueue, QueueFullError
+
+logger = logging.getLogger(__name__)
+
+#: Routes that answer without an API key: liveness and readiness probes rarely carry secrets and
+#: reveal nothing but "up" and "loaded".
+OPEN_PATHS = frozenset({"/health", "/ready"})
+#: Above this many characters in one request, token counting moves off the event loop.
+OFF_LOOP_CHARS = 50_000
+
+
+class ServeError(Exception):
+    """An error a client caused, already carrying its HTTP status and OpenAI-style type and code."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.headers = headers
+
+
+def error_response(status: int, message: str, *, type: str = "invalid_request_error", code: str | int | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": type, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+_STATUS_TYPES = {401: "authentication_error", 404: "not_found_error", 405: "invalid_request_error",
+                 413: "invalid_request_error", 429: "rate_limit_error", 503: "service_unavailable"}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Routes FastAPI's own errors (422, 404, 405) and ours through the one error shape."""
+
+    @app.exception_handler(ServeError)
+    async def _serve_error(_request: Request, error: ServeError) -> JSONResponse:
+        return error_response(error.status, error.message, type=error.type, code=error.code, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems: dict[str, str] = {}  # one message per field: a str | list union reports each branch
+        for item in error.errors():
+            place = ".".join(str(part) for part in item.get("loc", ()) if _is_field(part)) or "body"
+            problems.setdefault(place, f"{place}: {item.get('msg', 'invalid')}")
+        return error_response(422, "; ".join(list(problems.values())[:5]) or "invalid request", code="invalid_request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        message = error.detail if isinstance(error.detail, str) else "request failed"
+        return error_response(error.status_code, message, type=_STATUS_TYPES.get(error.status_code, "api_error"),
+                              code=error.status_code, headers=getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
+        logger.error("unhandled error: %r", error, exc_info=error)
+        return error_response(500, "internal server error", type="server_error", code="internal_error")
+
+
+def _is_field(part: object) -> bool:
+    """Field names and list positions of an error location, not pydantic's union tags or ``body``."""
+    return isinstance(part, int) or (isinstance(part, str) and part.isidentifier() and part != "body")
+
+
+@dataclass
+class Service:
+    """What the routes share: the settings and, once loaded, the engine and its queue."""
+
+    settings: ServeSettings
+    model_name: str | None = None
+    engine: Engine | None = None
+    queue: BatchQueue | None = None
+    status: str = "loading"
+    load_error: str | None = None
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def require_ready(self) -> tuple[Engine, BatchQueue]:
+        if self.status != "ready" or self.engine is None or self.queue is None:
+            message = "the model is still loading" if self.status == "loading" else \
+                f"the model failed to load: {self.load_error}"
+            raise ServeError(503, message, type="service_unavailable", code=f"model_{self.status}",
+                             headers={"Retry-After": "1"})
+        return self.engine, self.queue
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def _check_model(engine: Engine, requested: str | None) -> None:
+    if requested is None or requested in (engine.name, Path(engine.name).name):
+        return
+    raise ServeError(404, f"model {requested!r} is not served here; this server serves {engine.name!r}",
+                     type="not_found_error", code="model_not_found")
+
+
+def _check_inputs(settings: ServeSettings, texts: list[str]) -> None:
+    if len(texts) > settings.max_client_batch_size:
+        raise ServeError(413, f"{len(texts)} sentences in one request; the limit (max-client-batch-size) is "
+                         f"{settings.max_client_batch_size}", code="too_many_inputs")
+    for index, text in enumerate(texts):
+        if len(text) > settings.max_input_chars:
+            raise ServeError(413, f"input {index} has {len(text)} characters; the limit (max-input-chars) is "
+                             f"{settings.max_input_chars}", code="input_too_long")
+
+
+async def _token_counts(engine: Engine, texts: list[str], *, truncate: bool) -> list[int]:
+    """Token counts after truncation; without ``truncate`` an over-long input is refused (413)."""
+    if sum(len(text) for text in texts) > OFF_LOOP_CHARS:
+        counts = await asyncio.to_thread(engine.count_tokens, texts)
+    else:
+        counts = engine.count_tokens(texts)
+    limit = engine.max_seq_length
+    if not truncate:
+        for index, count in enumerate(counts):
+            if count > limit:
+                raise ServeError(413, f"input {index} has {count} tokens; the model's limit (max_seq_length) is "
+                                 f"{limit}. Send \"truncate\": true to cut it to {limit} tokens", code="input_too_long")
+    return [min(count, limit) for count in counts]
+
+
+async def _embed(service: Service, texts: list[str], *, truncate: bool, model: str | None) -> tuple[np.ndarray, int]:
+    """Checks, queues and embeds ``texts``; returns the raw vectors and the tokens they used."""
+    engine, queue = service.require_ready()
+    _check_model(engine, model)
+    _check_inputs(service.settings, texts)
+    counts = await _token_counts(engine, texts, truncate=truncate)
+    try:
+        vectors = await queue.embed(texts, counts)
+    except QueueFullError as error:
+        raise ServeError(429, str(error), type="rate_limit_error", code="queue_full",
+                         headers={"Retry-After": str(error.retry_after)}) from None
+    return vectors, sum(counts)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": schemas.ErrorResponse} for status in (401, 404, 413, 422, 429, 503)
+}
+router = APIRouter()
+
+
+@router.post("/v1/embeddings", response_model=schemas.EmbeddingsResponse, responses=ERRORS, tags=["openai"])
+async def create_embeddings(body: schemas.EmbeddingsRequest, request: Request) -> Response:
+    """OpenAI-compatible embeddings: unit-length vectors, optionally shortened and base64-encoded."""
+    service = _service(request)
+    texts = _as_list(body.input)
+    dimension = service.engine.embedding_dimension if service.engine else None
+    if body.dimensions is not None and dimension is not None and body.dimensions > dimension:
+        raise ServeError(422, f"dimensions is {body.dimensions}, but the model's embeddings have {dimension}",
+                         code="invalid_dimensions")
+    vectors, tokens = await _embed(service, texts, truncate=body.truncate, model=body.model)
+    if body.dimensions is not None:
+        vectors = vectors[:, : body.dimensions]
+    vectors = _unit(vectors).astype("<f4", copy=False)
+    if body.encoding_format == "base64":
+        encoded: list[Any] = [base64.b64encode(row.tobytes()).decode("ascii") for row in vectors]
+    else:
+        encoded = vectors.tolist()
+    data = [{"object": "embedding", "index": index, "embedding": row} for index, row in enumerate(encoded)]
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return JSONResponse({"object": "list", "data": data, "model": service.engine.name, "usage": usage})
+
+
+@router.get("/v1/models", response_model=schemas.ModelList, responses=ERRORS, tags=["openai"])
+async def list_models(request: Request) -> schemas.ModelList:
+    service = _service(request)
+    engine, _ = service.require_ready()
+    card = schemas.ModelCard(id=engine.name, created=service.created, max_seq_length=engine.max_seq_length,
+                             embedding_dimension=engine.embedding_dimension,
+                             calibrated=engine.calibration is not None)
+    return schemas.ModelList(data=[card])
+
+
+@router.post("/embed", response_model=list[list[float]], responses=ERRORS, tags=["tei"])
+async def embed(body: schemas.EmbedRequest, request: Request) -> Response:
+    """Text-embeddings-inference-compatible: a list of vectors, unit length unless ``normalize`` is false."""
+    vectors, _ = await _embed(_service(request), _as_list(body.inputs), truncate=body.truncate, model=None)
+    if body.normalize:
+        vectors = _unit(vectors)
+    return JSONResponse(vectors.tolist())
+
+
+@router.post("/similarity", response_model=schemas.SimilarityResponse | list[float], responses=ERRORS,
+             tags=["sentsim", "tei"])
+async def similarity(body: schemas.SimilarityRequest, request: Request) -> Response:
+    """Cosine and calibrated 0–5 score per pair; TEI's ``inputs`` form returns TEI's list of cosines."""
+    service = _service(request)
+    if body.pairs is not None:
+        firsts = [pair.sentence1 for pair in body.pairs]
+        seconds = [pair.sentence2 for pair in body.pairs]
+    else:
+        firsts = [body.inputs.source_sentence] * len(body.inputs.sentences)
+        seconds = list(body.inputs.sentences)
+    _check_inputs(service.settings, firsts + seconds)  # the limit counts both sides of every pair
+    unique = list(dict.fromkeys([*firsts, *seconds]))
+    vectors, tokens = await _embed(service, unique, truncate=body.truncate, model=body.model)
+    position = {text: index for index, text in enumerate(unique)}
+    unit = _unit(vectors).astype(np.float64)
+    cosines = np.clip(np.sum(unit[[position[t] for t in firsts]] * unit[[position[t] for t in seconds]], axis=1),
+                      -1.0, 1.0)
+    if body.inputs is not None:
+        return JSONResponse(cosines.tolist())
+    calibration = service.engine.calibration
+    scores = calibration.predict(cosines).tolist() if calibration is not None else [None] * len(cosines)
+    data = [{"index": index, "cosine": float(cosine), "score": score}
+            for index, (cosine, score) in enumerate(zip(cosines.tolist(), scores, strict=True))]
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return JSONResponse({"object": "list", "data": data, "model": service.engine.name, "usage": usage})
+
+
+@router.get("/health", response_model=schemas.Health, tags=["ops"])
+async def health() -> schemas.Health:
+    """Alive: the process answers (the model may still be loading; see /ready)."""
+    return schemas.Health()
+
+
+@router.get("/ready", response_model=schemas.Readiness, responses={503: {"model": schemas.Readiness}}, tags=["ops"])
+async def ready(request: Request) -> Response:
+    """200 once the model is loaded and the queue runs; 503 while loading or after a failed load."""
+    service = _service(request)
+    body = {"status": service.status, "model": service.model_name}
+    return JSONResponse(body, status_code=200 if service.status == "ready" else 503)
+
+
+@router.get("/metrics", response_class=Response, responses={401: {"model": schemas.ErrorResponse}}, tags=["ops"])
+async def metrics(request: Request) -> Response:
+    """Prometheus text format."""
+    content, media_type = request.app.state.metrics.render()
+    return Response(content, media_type=media_type)

@@ -1,0 +1,130 @@
+"""Request and response bodies of every route (pydantic models; they also make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: A sentence: any non-empty string (an empty one has nothing to embed).
+Text = Annotated[str, Field(min_length=1)]
+Texts = Annotated[list[Text], Field(min_length=1)]
+
+TRUNCATE_HELP = "cut inputs longer than the model's max_seq_length tokens instead of refusing them"
+
+
+class EmbeddingsRequest(BaseModel):
+    """OpenAI's ``POST /v1/embeddings`` body (token-id inputs are not supported)."""
+
+    input: Text | Texts = Field(description="a sentence or a list of sentences")
+    model: str | None = Field(None, description="the served model's id (see GET /v1/models); optional")
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="float: JSON numbers; base64: little-endian float32 bytes, base64-encoded"
+    )
+    dimensions: int | None = Field(
+        None, ge=1, description="keep the first N dimensions and re-normalise (for Matryoshka-trained models)"
+    )
+    user: str | None = Field(None, description="accepted for OpenAI compatibility, ignored")
+    truncate: bool = Field(False, description=TRUNCATE_HELP)
+
+
+class EmbeddingObject(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingObject]
+    model: str
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "sentsim"
+    max_seq_length: int
+    embedding_dimension: int
+    calibrated: bool = Field(description="whether /similarity returns calibrated 0–5 scores")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class EmbedRequest(BaseModel):
+    """Text-embeddings-inference's ``POST /embed`` body."""
+
+    inputs: Text | Texts
+    normalize: bool = Field(True, description="scale each vector to unit length")
+    truncate: bool = Field(False, description=TRUNCATE_HELP)
+
+
+class SentencePair(BaseModel):
+    sentence1: Text
+    sentence2: Text
+
+
+class SourceAndSentences(BaseModel):
+    """Text-embeddings-inference's similarity input: one sentence against a list."""
+
+    source_sentence: Text
+    sentences: Texts
+
+
+class SimilarityRequest(BaseModel):
+    """Either ``pairs`` (sentsim's form) or ``inputs`` (text-embeddings-inference's form), not both."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["pairs"]}, {"required": ["inputs"]}]})
+
+    pairs: Annotated[list[SentencePair], Field(min_length=1)] | None = None
+    inputs: SourceAndSentences | None = None
+    model: str | None = None
+    truncate: bool = Field(False, description=TRUNCATE_HELP)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> SimilarityRequest:
+        if (self.pairs is None) == (self.inputs is None):
+            raise ValueError("give either 'pairs' or 'inputs' (with source_sentence and sentences), not both")
+        return self
+
+
+class PairScore(BaseModel):
+    index: int
+    cosine: float
+    score: float | None = Field(description="calibrated 0–5 similarity; null when the model has no calibration")
+
+
+class SimilarityResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[PairScore]
+    model: str
+    usage: Usage
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: str | int | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "loading", "failed"]
+    model: str | None = None

@@ -1,0 +1,83 @@
+"""Runs the app under uvicorn: one process, or ``--workers N`` processes each with its own model.
+
+On SIGTERM (or Ctrl-C) uvicorn stops accepting connections, lets in-flight requests finish (up to
+``GRACEFUL_SECONDS``), runs the app's shutdown (the queue drains), and the process exits with 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+
+from sentsim.errors import ConfigError
+from sentsim.serve.engine import BACKENDS, load_engine, model_name
+from sentsim.serve.limits import ServeSettings
+
+#: How long a stopping server waits for in-flight requests before closing them.
+GRACEFUL_SECONDS = 30
+#: Where ``--workers N`` hands the options to the worker processes (uvicorn imports the app by name).
+OPTIONS_ENV = "SENTSIM_SERVE_OPTIONS"
+
+
+def build_app(model: str | Path, *, backend: str, settings: ServeSettings):
+    """The app over ``model``, loaded in the background on the chosen backend."""
+    from sentsim.serve.app import create_app
+
+    return create_app(settings, loader=lambda: load_engine(model, backend=backend,
+                                                           batch_size=settings.inner_batch_size),
+                      model_name=model_name(model))
+
+
+def app_from_environment():
+    """uvicorn's factory for ``--workers N``: rebuilds the app from the options the parent stored."""
+    options = json.loads(os.environ[OPTIONS_ENV])
+    return build_app(options["model"], backend=options["backend"], settings=ServeSettings(**options["settings"]))
+
+
+def serve(
+    model: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    backend: str = "torch",
+    settings: ServeSettings | None = None,
+    workers: int = 1,
+    log_level: str = "info",
+) -> int:
+    """Serves ``model`` until SIGTERM or Ctrl-C; returns the exit status (0 after a clean stop)."""
+    import uvicorn
+
+    from sentsim.persistence.hub import resolve_model_path
+
+    settings = settings or ServeSettings()
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+    folder = resolve_model_path(model)  # a wrong path fails here, before the port is taken
+    _log_setup(log_level)
+    common = {"host": host, "port": port, "log_level": log_level, "timeout_graceful_shutdown": GRACEFUL_SECONDS}
+    _keep_exit_status_on_signals()
+    if workers == 1:
+        app = build_app(folder, backend=backend, settings=settings)
+        uvicorn.Server(uvicorn.Config(app, **common)).run()
+        return 0
+    os.environ[OPTIONS_ENV] = json.dumps(
+        {"model": str(folder), "backend": backend, "settings": dataclasses.asdict(settings)})
+    uvicorn.run("sentsim.serve.server:app_from_environment", factory=True, workers=workers, **common)
+    return 0
+
+
+def _keep_exit_status_on_signals() -> None:
+    """uvicorn re-raises the stop signal once it has shut down, which would end the process with
+    status 143 (SIGTERM) after a perfectly clean stop; a no-op handler turns that into a normal return."""
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: None)
+
+
+def _log_setup(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
