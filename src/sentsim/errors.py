@@ -34,3 +34,26 @@ class OfflineError(SentsimError):
 
 class ConfigError(SentsimError):
     """Options that contradict each other or are out of range."""
+
+
+class MissingDependencyError(SentsimError):
+    """A feature needs an optional dependency this install lacks; names the extra that brings it."""
+
+
+#: Top-level module → the sentsim extra that installs it.
+EXTRA_FOR_MODULE = {
+    "torch": "torch", "transformers": "torch", "accelerate": "torch", "safetensors": "torch", "matplotlib": "torch",
+    "onnxruntime": "onnx", "onnx": "export", "onnxscript": "export",
+    "fastapi": "serve", "uvicorn": "serve", "prometheus_client": "serve",
+}
+
+
+def missing_dependency(error: ImportError) -> MissingDependencyError | None:
+    """The typed error for an ImportError of an optional dependency (None for any other ImportError)."""
+    module = (getattr(error, "name", None) or "").split(".")[0]
+    extra = EXTRA_FOR_MODULE.get(module)
+    if extra is None:
+        return None
+    what = "training and the torch backend need" if extra == "torch" else "this needs"
+    backend = " (or use --backend onnx on a folder written by `sentsim export`)" if extra == "torch" else ""
+    return MissingDependencyError(f"{what} {module}, which is not installed: pip install \"sentsim[{extra}]\"{backend}")

@@ -11,6 +11,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from sentsim.errors import missing_dependency
+
 
 def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """Returns ``(__getattr__, __dir__)`` for ``package``; ``exports`` maps a name to its module.
@@ -23,7 +25,13 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str],
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        imported = importlib.import_module(module)
+        try:
+            imported = importlib.import_module(module)
+        except ImportError as error:  # e.g. sentsim.SentenceTransformer in a torch-free install
+            missing = missing_dependency(error)
+            if missing is None:
+                raise
+            raise missing from error
         value = imported if module == f"{package}.{name}" else getattr(imported, name)
         namespace[name] = value
         return value

@@ -30,12 +30,24 @@ class SentenceTransformer(nn.Sequential):
     classic sentence-transformers calls (``encode``, ``save``, ``fit``) keep working.
     """
 
+    def __new__(cls, *args: Any, backend: str = "torch", **kwargs: Any) -> Any:
+        """``backend="onnx"`` returns the torch-free ``OnnxSentenceEncoder`` of a folder from ``sentsim export``
+        (sentence-transformers' ``model_kwargs={"file_name": ...}`` picks the ONNX file; default: this CPU's)."""
+        if backend == "onnx":
+            from sentsim.inference.onnx_backend import onnx_encoder_from_arguments
+
+            return onnx_encoder_from_arguments(*args, **kwargs)
+        if backend != "torch":
+            raise ConfigError(f"backend must be 'torch' or 'onnx', not {backend!r}")
+        return super().__new__(cls)
+
     def __init__(
         self,
         model_name_or_path: str | Path | None = None,
         *,
         modules: Sequence[nn.Module] | None = None,
         device: str | torch.device | None = None,
+        backend: str = "torch",  # "onnx" is handled by __new__ (returns an OnnxSentenceEncoder instead)
     ) -> None:
         calibration = None
         if modules is None:

@@ -11,7 +11,7 @@ import numpy as np
 from sentsim.data import PairDataset, genre_name
 from sentsim.errors import ConfigError
 from sentsim.evaluation.metrics import bootstrap_ci, by_genre, pairwise_similarities, similarity_report
-from sentsim.inference.encode import encode_pairs
+from sentsim.inference.pairs import encode_pairs
 
 
 @dataclass

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import torch
 
 from sentsim.errors import ConfigError
+from sentsim.inference.batches import PROGRESS_THRESHOLD, length_sorted_batches
+
+# PROGRESS_THRESHOLD and length_sorted_batches live in batches (no torch, shared with the ONNX backend).
+__all__ = ["PROGRESS_THRESHOLD", "autocast_context", "length_sorted_batches", "native_bf16", "resolve_precision"]
 
 Precision = Literal["auto", "fp32", "bf16"]
-#: Below this many sentences a progress bar is more noise than help.
-PROGRESS_THRESHOLD = 2000
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -41,10 +42,3 @@ def autocast_context(precision: str, device: torch.device) -> contextlib.Abstrac
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
-    """Index batches, longest first, so each batch pads little and the biggest one comes first."""
-    order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]

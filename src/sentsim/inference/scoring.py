@@ -15,7 +15,7 @@ import numpy as np
 from sentsim.data.pair_files import read_text_pairs
 from sentsim.data.pairs import TextPair
 from sentsim.errors import ConfigError
-from sentsim.inference.encode import encode_pairs
+from sentsim.inference.pairs import encode_pairs
 from sentsim.persistence.atomic import atomic_write_text
 
 if TYPE_CHECKING:

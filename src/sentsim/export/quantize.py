@@ -1,0 +1,102 @@
+"""Faster ONNX variants of an exported transformer: ORT's fused graph, dynamic int8 per ISA, static int8.
+
+Each variant is a separate file under ``onnx/``; the manifest (``onnx_export.MANIFEST_FILE``) says
+which one runs by default on which CPU. The file names follow sentence-transformers'
+(``model_qint8_avx512_vnni.onnx``), so ``SentenceTransformer(DIR, backend="onnx",
+model_kwargs={"file_name": ...})`` there loads them too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: reduce_range (7-bit weights) where the CPU's u8×s8 multiply-add (VPMADDUBSW) can saturate: AVX2 and
+#: AVX512 without VNNI. VNNI (VPDPBUSD) and ARM's dot product accumulate in 32 bits, so full range is safe.
+DYNAMIC_ISAS = {"avx512_vnni": False, "avx2": True, "arm64": False}
+STATIC_FILE = "model_qint8_static.onnx"
+OPTIMIZED_FILE = "model_opt.onnx"
+
+
+def write_variants(folder: Path, model: Any, *, quantize: str, optimize: bool,
+                   calibration_sentences: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Writes the requested variants of ``folder/model.onnx`` next to it; returns their manifest entries."""
+    source = folder / "model.onnx"
+    variants: dict[str, dict[str, Any]] = {}
+    prefix = "model"
+    if optimize:
+        optimize_graph(source, folder / OPTIMIZED_FILE, model)
+        variants[OPTIMIZED_FILE] = {"precision": "fp32", "graph": "ort-fused"}
+        source, prefix = folder / OPTIMIZED_FILE, "model_opt"
+    if quantize == "int8":
+        for isa, reduce_range in DYNAMIC_ISAS.items():
+            name = f"{prefix}_qint8_{isa}.onnx"
+            quantize_dynamic_int8(source, folder / name, reduce_range=reduce_range)
+            variants[name] = {"precision": "int8-dynamic", "isa": isa, "reduce_range": reduce_range,
+                              "per_channel": False, "graph": "ort-fused" if optimize else "exported"}
+        if calibration_sentences:
+            quantize_static_int8(folder / "model.onnx", folder / STATIC_FILE, model, calibration_sentences)
+            variants[STATIC_FILE] = {"precision": "int8-static", "per_channel": True, "graph": "exported",
+                                     "calibration_sentences": len(calibration_sentences)}
+    return variants
+
+
+def optimize_graph(source: Path, target: Path, model: Any) -> None:
+    """ONNX Runtime's BERT fusions (attention, skip layer norm, bias GELU), saved as a plain fp32 file."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    config = model.transformer.auto_model.config
+    optimized = optimize_model(str(source), model_type="bert", num_heads=int(config.num_attention_heads),
+                               hidden_size=int(config.hidden_size), opt_level=1)
+    logger.info("ORT fusions: %s", optimized.get_fused_operator_statistics())
+    optimized.save_model_to_file(str(target))
+
+
+def quantize_dynamic_int8(source: Path, target: Path, *, reduce_range: bool, per_channel: bool = False) -> None:
+    """Dynamic int8: weights int8 once, activations quantised per batch at run time (no calibration)."""
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # ORT's fused ops (com.microsoft domain) defeat ONNX shape inference; their outputs are fp32.
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=per_channel,
+                     reduce_range=reduce_range, op_types_to_quantize=["MatMul", "Gemm", "Attention"],
+                     extra_options={"DefaultTensorType": TensorProto.FLOAT})
+
+
+def quantize_static_int8(source: Path, target: Path, model: Any, sentences: Sequence[str], *,
+                         per_channel: bool = True) -> None:
+    """Static int8 (QDQ): activation ranges fixed from ``sentences`` run through the fp32 graph."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    feeds = list(_calibration_feeds(source, model, sentences))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._items = iter(feeds)
+
+        def get_next(self) -> dict[str, Any] | None:
+            return next(self._items, None)
+
+    quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=["MatMul", "Gemm"])
+
+
+def _calibration_feeds(source: Path, model: Any, sentences: Sequence[str], batch_size: int = 32) -> Iterator[dict]:
+    import numpy as np
+    import onnxruntime as ort
+
+    wanted = {item.name for item in ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]).get_inputs()}
+    from sentsim.export.onnx_export import token_ids
+
+    ids = token_ids(model, list(sentences))
+    for start in range(0, len(ids), batch_size):
+        batch = model.collate(ids[start : start + batch_size])
+        feed = {"input_ids": batch["input_ids"].numpy(), "attention_mask": batch["attention_mask"].numpy()}
+        if "token_type_ids" in wanted:
+            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+        yield feed

@@ -1,0 +1,89 @@
+"""Reads a model folder's pipeline settings (sequence limit, pooling modes, normalize) without torch.
+
+The torch side reads the same files through ``sentsim.models``; this copy of the rules exists so the
+ONNX backend runs where torch is not installed. Keys and defaults follow ``models.pooling`` and
+``models.transformer`` (sentence-transformers' layout).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sentsim.errors import ModelLoadError
+
+#: Pooling modes in sentence-transformers' concatenation order, with their legacy config keys.
+POOLING_KEYS = {
+    "cls": "pooling_mode_cls_token",
+    "max": "pooling_mode_max_tokens",
+    "mean": "pooling_mode_mean_tokens",
+    "mean_sqrt_len": "pooling_mode_mean_sqrt_len_tokens",
+    "weightedmean": "pooling_mode_weightedmean_tokens",
+    "lasttoken": "pooling_mode_lasttoken",
+}
+_ALIASES = {"cls_token": "cls", "mean_tokens": "mean", "max_tokens": "max", "last_token": "lasttoken",
+            "weighted_mean": "weightedmean"}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What runs around the transformer: truncation, lower-casing, pooling and normalisation."""
+
+    max_seq_length: int
+    do_lower_case: bool
+    pooling_modes: tuple[str, ...]
+    normalize: bool
+    hidden_size: int | None
+
+
+def read_pipeline_config(folder: Path) -> PipelineConfig:
+    """The pipeline of ``folder``; a folder without ``modules.json`` gets mean pooling, like ``load_modules``."""
+    entries = _read_json(folder / "modules.json") if (folder / "modules.json").is_file() else None
+    kinds = {}
+    for entry in sorted(entries or [], key=lambda item: item.get("idx", 0)):
+        kinds[str(entry.get("type", "")).rsplit(".", 1)[-1]] = folder / entry.get("path", "")
+    unsupported = set(kinds) - {"Transformer", "Pooling", "Normalize"}
+    if unsupported:
+        raise ModelLoadError(f"{folder / 'modules.json'}: module type(s) {sorted(unsupported)} are not supported")
+    transformer_folder = kinds.get("Transformer", folder)
+    settings = _read_json(transformer_folder / "sentence_bert_config.json") \
+        if (transformer_folder / "sentence_bert_config.json").is_file() else {}
+    model_config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+    max_length = settings.get("max_seq_length") or _default_max_length(folder, model_config)
+    modes: tuple[str, ...] = ("mean",)
+    if "Pooling" in kinds:
+        modes = pooling_modes(_read_json(kinds["Pooling"] / "config.json"))
+    hidden = model_config.get("hidden_size")
+    return PipelineConfig(max_seq_length=int(max_length), do_lower_case=bool(settings.get("do_lower_case", False)),
+                          pooling_modes=modes, normalize="Normalize" in kinds,
+                          hidden_size=int(hidden) if hidden else None)
+
+
+def pooling_modes(config: dict[str, Any]) -> tuple[str, ...]:
+    """Modes from the legacy booleans or the newer ``pooling_mode`` string/list form."""
+    named = config.get("pooling_mode")
+    if isinstance(named, str | list):
+        chosen = {_ALIASES.get(mode, mode) for mode in ([named] if isinstance(named, str) else named)}
+    else:
+        chosen = {mode for mode, key in POOLING_KEYS.items() if config.get(key)}
+    unknown = chosen - set(POOLING_KEYS)
+    if unknown or not chosen:
+        raise ModelLoadError(f"unsupported pooling config {config}")
+    return tuple(mode for mode in POOLING_KEYS if mode in chosen)
+
+
+def _default_max_length(folder: Path, model_config: dict[str, Any]) -> int:
+    tokenizer_config = _read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() \
+        else {}
+    limits = [model_config.get("max_position_embeddings"), tokenizer_config.get("model_max_length")]
+    limits = [limit for limit in limits if isinstance(limit, int) and 0 < limit < 100_000]
+    return min(limits) if limits else 512
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"{path}: cannot read ({error})") from error

@@ -1,0 +1,24 @@
+"""Pair embedding for any backend: the torch model or the ONNX encoder, without importing torch for the latter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def encode_pairs(model: Any, sentences1: Sequence[str], sentences2: Sequence[str],
+                 **options: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Embeds both sides of a pair list, each distinct sentence once.
+
+    An encoder with its own ``encode_pairs`` (``OnnxSentenceEncoder``) runs it; the torch model goes
+    through ``sentsim.inference.encode``, imported only then, so evaluation and scoring stay torch-free
+    on the ONNX backend.
+    """
+    own = getattr(model, "encode_pairs", None)
+    if callable(own):
+        return own(sentences1, sentences2, **options)
+    from sentsim.inference.encode import encode_pairs as encode_pairs_torch
+
+    return encode_pairs_torch(model, sentences1, sentences2, **options)

@@ -1,0 +1,192 @@
+"""ONNX export and the torch-free ONNX Runtime backend: same embeddings as torch, variants, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sentsim.environment import onnx_isa
+from sentsim.errors import ConfigError, MissingDependencyError, ModelLoadError, missing_dependency
+
+SENTENCES = ["a man is playing a flute", "a dog is running in the park", "the red car",
+             "two children are playing ball with a big red ball in the green field", "a"]
+
+
+def _save_tiny(tiny_transformer_dir: Path, folder: Path, *, pooling: str | list[str] = "mean",
+               normalize: bool = False) -> Path:
+    from sentsim import SentenceTransformer
+
+    model = SentenceTransformer.from_transformer(tiny_transformer_dir, pooling=pooling, normalize=normalize)
+    return model.save(folder)
+
+
+@pytest.fixture(scope="module")
+def tiny_saved(tiny_transformer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _save_tiny(tiny_transformer_dir, tmp_path_factory.mktemp("tiny-st") / "model")
+
+
+@pytest.fixture(scope="module")
+def tiny_exported(tiny_saved: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sentsim.export.onnx_export import export_model
+
+    return export_model(tiny_saved, tmp_path_factory.mktemp("tiny-onnx") / "exported", quantize="int8",
+                        optimize=True)
+
+
+def _torch_fp32(folder: Path, sentences: list[str]) -> np.ndarray:
+    from sentsim import SentenceTransformer
+    from sentsim.inference.encode import encode
+
+    return np.asarray(encode(SentenceTransformer(folder), sentences, dtype="fp32", batch_size=2))
+
+
+def test_fp32_export_matches_torch(tiny_exported: Path) -> None:
+    from sentsim.inference.onnx_backend import OnnxSentenceEncoder
+
+    encoder = OnnxSentenceEncoder(tiny_exported, file_name="model.onnx")
+    onnx_embeddings = encoder.encode(SENTENCES, batch_size=2)
+    assert onnx_embeddings.shape == (len(SENTENCES), 32)
+    assert np.max(np.abs(onnx_embeddings - _torch_fp32(tiny_exported, SENTENCES))) < 1e-4
+    assert encoder.encode(SENTENCES[0]).shape == (32,)
+
+
+@pytest.mark.parametrize(("pooling", "normalize"), [(["cls", "max"], True), ("weightedmean", False)])
+def test_pooling_and_normalize_follow_the_folder(tiny_transformer_dir: Path, tmp_path: Path, pooling,
+                                                 normalize: bool) -> None:
+    from sentsim.export.onnx_export import export_model
+    from sentsim.inference.onnx_backend import OnnxSentenceEncoder
+
+    saved = _save_tiny(tiny_transformer_dir, tmp_path / "model", pooling=pooling, normalize=normalize)
+    exported = export_model(saved, tmp_path / "exported")
+    embeddings = OnnxSentenceEncoder(exported).encode(SENTENCES, batch_size=3)
+    assert np.max(np.abs(embeddings - _torch_fp32(saved, SENTENCES))) < 1e-4
+    norms = np.linalg.norm(embeddings, axis=1)
+    assert np.allclose(norms, 1.0, atol=1e-5) == normalize
+
+
+def test_export_writes_the_sentence_transformers_layout_and_variants(tiny_exported: Path) -> None:
+    for name in ("modules.json", "config.json", "tokenizer.json", "sentence_bert_config.json",
+                 "config_sentence_transformers.json", "1_Pooling/config.json", "onnx/model.onnx"):
+        assert (tiny_exported / name).is_file(), name
+    manifest = json.loads((tiny_exported / "onnx" / "sentsim_onnx.json").read_text())
+    for name in manifest["variants"]:
+        assert (tiny_exported / "onnx" / name).is_file()
+    assert "model_opt_qint8_avx512_vnni.onnx" in manifest["variants"]
+    assert manifest["variants"]["model_opt_qint8_avx2.onnx"]["reduce_range"] is True
+
+
+def test_the_cpu_picks_its_file_and_int8_stays_close(tiny_exported: Path) -> None:
+    from sentsim.inference.onnx_backend import OnnxSentenceEncoder, find_onnx_file
+
+    assert find_onnx_file(tiny_exported, isa="avx2").name == "model_opt_qint8_avx2.onnx"
+    assert find_onnx_file(tiny_exported, isa="avx512_vnni").name == "model_opt_qint8_avx512_vnni.onnx"
+    assert find_onnx_file(tiny_exported, "fp32").name == "model_opt.onnx"
+    encoder = OnnxSentenceEncoder(tiny_exported)
+    if onnx_isa() is not None:
+        assert "qint8" in encoder.file.name and "int8" in encoder.describe()
+    fp32 = OnnxSentenceEncoder(tiny_exported, file_name="model.onnx").encode(SENTENCES, normalize=True)
+    int8 = encoder.encode(SENTENCES, normalize=True)
+    assert np.min(np.sum(fp32 * int8, axis=1)) > 0.95
+
+
+def test_a_folder_from_sentence_transformers_without_manifest(tiny_exported: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from sentsim.inference.onnx_backend import find_onnx_file
+
+    folder = tmp_path / "st-layout"
+    shutil.copytree(tiny_exported, folder)
+    (folder / "onnx" / "sentsim_onnx.json").unlink()
+    (folder / "onnx" / "model_opt_qint8_avx2.onnx").rename(folder / "onnx" / "model_qint8_avx2.onnx")
+    assert find_onnx_file(folder, isa="avx2").name == "model_qint8_avx2.onnx"
+    assert find_onnx_file(folder, isa=None).name == "model.onnx"
+
+
+def test_a_folder_without_onnx_files_names_the_export_command(tiny_saved: Path) -> None:
+    from sentsim.inference.onnx_backend import OnnxSentenceEncoder
+
+    with pytest.raises(ModelLoadError, match="sentsim export"):
+        OnnxSentenceEncoder(tiny_saved)
+
+
+def test_export_never_overwrites_without_the_flag(tiny_saved: Path, tmp_path: Path) -> None:
+    from sentsim.export.onnx_export import export_model
+
+    target = tmp_path / "existing"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="--overwrite"):
+        export_model(tiny_saved, target)
+    assert (target / "keep.txt").read_text() == "mine"
+    export_model(tiny_saved, target, overwrite=True)
+    assert (target / "onnx" / "model.onnx").is_file() and not (target / "keep.txt").exists()
+    with pytest.raises(ConfigError, match="quantize"):
+        export_model(tiny_saved, tmp_path / "new", quantize="int4")
+
+
+def test_sentence_transformer_backend_onnx_similarity_and_evaluation(tiny_exported: Path) -> None:
+    from sentsim import SentenceTransformer
+    from sentsim.data import PairDataset, ScoredPair
+    from sentsim.evaluation.evaluate import evaluate_pairs
+    from sentsim.inference.onnx_backend import OnnxSentenceEncoder
+
+    encoder = SentenceTransformer(tiny_exported, backend="onnx", model_kwargs={"file_name": "model.onnx"})
+    assert isinstance(encoder, OnnxSentenceEncoder) and encoder.file.name == "model.onnx"
+    cosines = encoder.similarity(SENTENCES[:2], SENTENCES[2:4])
+    first, second = _torch_fp32(tiny_exported, SENTENCES[:2]), _torch_fp32(tiny_exported, SENTENCES[2:4])
+    expected = np.sum(first * second, axis=1) / np.linalg.norm(first, axis=1) / np.linalg.norm(second, axis=1)
+    assert np.allclose(cosines, expected, atol=1e-5)
+    pairs = [ScoredPair(a, b, score) for a, b, score in
+             [(SENTENCES[0], SENTENCES[1], 0.1), (SENTENCES[0], SENTENCES[0], 1.0), (SENTENCES[2], SENTENCES[3], 0.5)]]
+    result = evaluate_pairs(encoder, PairDataset(pairs=pairs, source="tiny"))
+    assert -100 <= result.spearman_cosine <= 100 and result.gold.size == 3
+    with pytest.raises(ConfigError, match="torch backend"):
+        SentenceTransformer(tiny_exported, backend="onnx", device="cuda")
+    with pytest.raises(ConfigError, match="backend"):
+        SentenceTransformer(tiny_exported, backend="tensorrt")
+
+
+def test_missing_optional_dependency_names_the_extra() -> None:
+    error = missing_dependency(ModuleNotFoundError("No module named 'torch'", name="torch"))
+    assert isinstance(error, MissingDependencyError) and 'sentsim[torch]' in str(error)
+    assert missing_dependency(ModuleNotFoundError("x", name="left_pad")) is None
+
+
+def test_isa_from_cpu_flags() -> None:
+    assert onnx_isa(frozenset({"avx2", "avx512f", "avx512_vnni"})) == "avx512_vnni"
+    assert onnx_isa(frozenset({"avx2", "avx512f"})) == "avx512"
+    assert onnx_isa(frozenset({"avx2", "fma"})) == "avx2"
+
+
+# -- the real model -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def minilm_int8(bundled_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sentsim.export.onnx_export import export_model
+
+    return export_model(bundled_model_dir, tmp_path_factory.mktemp("minilm-onnx") / "minilm", quantize="int8",
+                        optimize=True)
+
+
+@pytest.mark.integration
+def test_minilm_fp32_onnx_matches_torch_on_100_test_sentences(minilm_int8: Path, stsb_dir: Path) -> None:
+    from sentsim.data import read_stsbenchmark
+    from sentsim.inference.onnx_backend import OnnxSentenceEncoder
+
+    test = read_stsbenchmark(stsb_dir, "test")
+    sentences = (test.sentences1 + test.sentences2)[:100]
+    onnx_embeddings = OnnxSentenceEncoder(minilm_int8, file_name="model.onnx").encode(sentences)
+    assert np.max(np.abs(onnx_embeddings - _torch_fp32(minilm_int8, sentences))) < 1e-4
+
+
+@pytest.mark.integration
+def test_minilm_int8_default_is_within_the_accuracy_budget(minilm_int8: Path, stsb_dir: Path) -> None:
+    from sentsim.data import read_stsbenchmark
+    from sentsim.evaluation.evaluate import evaluate_pairs
+    from sentsim.inference.onnx_backend import OnnxSentenceEncoder
+
+    encoder = OnnxSentenceEncoder(minilm_int8)
+    result = evaluate_pairs(encoder, read_stsbenchmark(stsb_dir, "test"), batch_size=32)
+    assert abs(result.spearman_cosine - 82.03) <= 0.3, (encoder.describe(), result.spearman_cosine)
