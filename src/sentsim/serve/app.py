@@ -67,7 +67,7 @@ def create_app(
     app.state.service = service
     app.state.metrics = metrics
     app.include_router(router)
-    metrics.routes = frozenset(route.path for route in app.routes if hasattr(route, "path"))
+    metrics.routes = frozenset(getattr(route, "path", "") for route in [*app.routes, *router.routes]) - {""}
     install_error_handlers(app)
     app.add_middleware(GuardMiddleware, settings=settings)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last = outermost: sees 401s and 413s
