@@ -32,6 +32,17 @@ def _pair_file(path: Path, pairs: Sequence[tuple[str, str, float]] = TRAIN_PAIRS
     return path
 
 
+def stsb_folder(folder: Path) -> Path:
+    """A folder in the STS benchmark's own layout (sts-train/dev/test.csv, tab-separated) from TRAIN_PAIRS."""
+    folder.mkdir(parents=True, exist_ok=True)
+    orders = {"train": TRAIN_PAIRS, "dev": TRAIN_PAIRS[::-1], "test": TRAIN_PAIRS[1:] + TRAIN_PAIRS[:1]}
+    for split, pairs in orders.items():
+        rows = [f"main-captions\tMSRvid\t2012test\t{index:04d}\t{score * 5:.3f}\t{a}\t{b}\n"
+                for index, (a, b, score) in enumerate(pairs)]
+        (folder / f"sts-{split}.csv").write_text("".join(rows), encoding="utf-8")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def model_dir(tiny_transformer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny BERT with mean pooling, saved as a sentsim model folder (never written to by tests)."""
@@ -176,7 +187,7 @@ def test_bad_data_is_reported_before_the_model_loads(capsys, monkeypatch, tmp_pa
     def load_model(name: str):
         raise AssertionError(f"loaded {name} before checking the input")
 
-    monkeypatch.setattr("sentsim.cli._load_model", load_model)
+    monkeypatch.setattr("sentsim.cli.common.load_model", load_model)
     bad = tmp_path / "bad.tsv"
     bad.write_text(HEADER + "a cat\ta dog\t9\n", encoding="utf-8")
     for command in ("evaluate", "calibrate", "compare"):
@@ -547,14 +558,16 @@ def test_average_trains_several_seeds_and_averages_their_weights(capsys, tmp_pat
 
 
 def test_no_test_leaves_the_test_split_unread(capsys, tmp_path, model_dir, data_dir, monkeypatch):
-    import sentsim.training.run as run_module
+    import sentsim.training.splits as splits_module
 
     read = []
-    original = run_module.load_pairs
-    monkeypatch.setattr(run_module, "load_pairs", lambda data, **kw: read.append(kw["split"]) or original(data, **kw))
+    original = splits_module.load_pairs
+    monkeypatch.setattr(splits_module, "load_pairs",
+                        lambda data, **kw: read.append(kw["split"]) or original(data, **kw))
     run = tmp_path / "tuning"
-    code, _out, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", data_dir / "train.tsv",
-                              "--dev-data", data_dir / "dev.tsv", "--test-data", data_dir / "test.tsv",
+    # An STSb folder has a test split that would be read; --no-test must leave it unread. (--no-test with
+    # --test-data is a contradiction, refused: tests/test_cli_options.py.)
+    code, _out, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", stsb_folder(tmp_path / "stsb"),
                               "--batch-size", "4", "--no-test", "--output", run, "--quiet")
     assert code == EXIT_OK, err
     assert "test" not in read

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 
 from sentsim.encoders.bi_encoder import SentenceTransformer
+from sentsim.errors import ConfigError
 from sentsim.inference.forward import autocast_context, resolve_precision
 from sentsim.losses import build_loss
 from sentsim.progress import progress_bar
 from sentsim.training.batching import LengthGroupedSampler, PairCollator, tokenize_pairs
+from sentsim.training.checkpoint import BestCheckpoint, Throughput
 from sentsim.training.config import TrainConfig
+from sentsim.training.optimizer import build_optimizer, build_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ def train(
     *,
     sentences_a: Sequence[str],
     sentences_b: Sequence[str],
-    labels: Sequence[float],
+    labels: Sequence[float] | None = None,
+    negatives: Sequence[str] | None = None,
     config: TrainConfig,
     loss: nn.Module | None = None,
     evaluator: Evaluator | None = None,
@@ -55,24 +57,37 @@ def train(
 ) -> TrainResult:
     """Fine-tunes ``model`` in place on scored pairs; with an evaluator, ends on the best dev checkpoint
     (``keep_best=False`` keeps the last weights instead, evaluating only for the log).
+
+    An in-batch-negative loss (``mnrl``) trains on unscored (anchor = ``sentences_a``, positive =
+    ``sentences_b``[, ``negatives``]) rows instead: ``labels`` are then not needed.
     """
     from accelerate.utils import set_seed
 
     set_seed(config.seed)
     loss_fn = loss if loss is not None else build_loss(config.loss, scale=config.loss_scale)
-    pairs = tokenize_pairs(model.tokenize, sentences_a, sentences_b, labels)
-    collator = PairCollator(pairs, model.collate, pad_to_multiple_of=config.pad_to_multiple_of)
+    in_batch = bool(getattr(loss_fn, "in_batch_negatives", False))
+    if not in_batch and labels is None:
+        raise ConfigError(f"{type(loss_fn).__name__} needs scored pairs; unscored (anchor, positive) rows "
+                          "train with an in-batch-negative loss (mnrl)")
+    if negatives is not None and not in_batch:
+        raise ConfigError("hard negatives are only used by in-batch-negative losses (mnrl)")
+    pairs = tokenize_pairs(model.token_ids, sentences_a, sentences_b, None if in_batch else labels,
+                           negatives=negatives)
+    collator = PairCollator(pairs, model.collate, pad_to_multiple_of=config.pad_to_multiple_of,
+                            targets="text_ids" if in_batch else "labels")
+    sides = 3 if negatives is not None else 2
 
     def forward(network: nn.Module, features: dict[str, torch.Tensor]) -> torch.Tensor:
         return network(features)["sentence_embedding"]
 
-    def pair_loss(embeddings: torch.Tensor, batch_labels: torch.Tensor) -> torch.Tensor:
-        embeddings_a, embeddings_b = embeddings.float().chunk(2)
-        return loss_fn(embeddings_a, embeddings_b, batch_labels.float())
+    def pair_loss(embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        parts = embeddings.float().chunk(sides)
+        if in_batch:
+            return loss_fn(*parts, text_ids=targets)
+        return loss_fn(parts[0], parts[1], targets.float())
 
     return run_loop(model, lengths=pairs.lengths, collate=collator, forward=forward, loss=pair_loss,
                     config=config, evaluator=evaluator, on_record=on_record, quiet=quiet, keep_best=keep_best)
-
 
 def run_loop(
     model: nn.Module,
@@ -98,23 +113,17 @@ def run_loop(
     patch ``model.forward`` for good and leave later evaluation silently in bf16.
     """
     from accelerate import Accelerator
-    from transformers import get_linear_schedule_with_warmup
+    from torch.utils.data import DataLoader
 
     accelerator = Accelerator(mixed_precision="no")
-    if config.length_grouping:
-        sampler = LengthGroupedSampler(lengths, batch_size=config.batch_size, seed=config.seed,
-                                       group_batches=config.group_batches)
-    else:
-        generator = torch.Generator().manual_seed(config.seed)
-        sampler = BatchSampler(RandomSampler(range(len(lengths)), generator=generator), config.batch_size, False)
+    sampler = _batch_sampler(lengths, config)
     loader = DataLoader(range(len(lengths)), batch_sampler=sampler, collate_fn=collate)
-    optimizer = _adamw(model, config, device=accelerator.device)
+    optimizer = build_optimizer(model, config, device=accelerator.device)
     total_steps = len(loader) * config.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_for(total_steps), total_steps)
+    scheduler = build_schedule(optimizer, config, total_steps=total_steps)
     raw_model = model
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    precision = resolve_precision(config.precision, accelerator.device)
-
+    precision = resolve_precision(config.dtype, accelerator.device)
     records: list[dict[str, Any]] = []
 
     def record(entry: dict[str, Any]) -> None:
@@ -122,40 +131,16 @@ def run_loop(
         if on_record is not None and accelerator.is_main_process:
             on_record(entry)
 
-    best: dict[str, Any] = {"step": None, "score": None, "metrics": None, "state": None}
-    evals_without_gain = 0
-    eval_seconds = 0.0
-
-    def evaluate(step: int, epoch: float) -> bool:
-        """Scores dev, keeps the best weights in memory; True when patience has run out."""
-        nonlocal evals_without_gain, eval_seconds
-        started = time.perf_counter()
-        metrics = evaluator(raw_model)
-        raw_model.train()
-        eval_seconds += time.perf_counter() - started
-        record({"kind": "eval", "step": step, "epoch": round(epoch, 4), "split": "dev", **metrics})
-        score = metrics[primary_metric]
-        if best["score"] is None or score > best["score"]:
-            state = {name: tensor.detach().clone() for name, tensor in raw_model.state_dict().items()} \
-                if keep_best else None
-            best.update(step=step, score=score, metrics=metrics, state=state)
-            evals_without_gain = 0
-            return False
-        evals_without_gain += 1
-        return config.patience is not None and evals_without_gain >= config.patience
-
-    if evaluator is not None:
-        evaluate(0, 0.0)  # the base model: the checkpoint to beat, and the report's starting point
-
-    step = 0
-    pairs_seen = 0
-    stopped_early = False
-    started = time.perf_counter()
+    best = BestCheckpoint(raw_model, evaluator, record=record, patience=config.patience, keep_weights=keep_best,
+                          primary_metric=getattr(evaluator, "primary_metric", None) or primary_metric)
+    best.evaluate(0, 0.0)  # the base model: the checkpoint to beat, and the report's starting point
+    throughput = Throughput()
+    step, stopped_early = 0, False
     for epoch in range(config.epochs):
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         model.train()
-        running_loss, running_count, window_start, window_pairs = 0.0, 0, time.perf_counter(), 0
+        throughput.start_window()
         bar = progress_bar(loader, desc=f"Epoch {epoch + 1}/{config.epochs}", unit="batch", quiet=quiet)
         for features, batch_labels in bar:
             with autocast_context(precision, accelerator.device):
@@ -168,25 +153,15 @@ def run_loop(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            pairs_seen += len(batch_labels)
-            window_pairs += len(batch_labels)
-            running_loss += float(loss_value.detach())
-            running_count += 1
+            throughput.add(len(batch_labels), float(loss_value.detach()))
             if step % config.log_every == 0 or step == total_steps:
-                elapsed = time.perf_counter() - window_start
                 entry = {"kind": "train", "step": step, "epoch": round(step / len(loader), 4),
-                         "loss": running_loss / running_count, "lr": scheduler.get_last_lr()[0],
-                         "pairs_per_second": window_pairs / elapsed if elapsed > 0 else 0.0}
+                         **throughput.take(lr=scheduler.get_last_lr()[0])}
                 record(entry)
-                if hasattr(bar, "set_postfix"):
-                    bar.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{entry['lr']:.2e}",
-                                    pairs_s=f"{entry['pairs_per_second']:.0f}")
-                running_loss, running_count, window_start, window_pairs = 0.0, 0, time.perf_counter(), 0
-            end_of_epoch = step % len(loader) == 0
-            if evaluator is not None and (end_of_epoch or (config.evaluation_steps
-                                                             and step % config.evaluation_steps == 0)):
-                stopped_early = evaluate(step, step / len(loader))
-                window_start = time.perf_counter()
+                _show(bar, entry)
+            if best.due(step, steps_per_epoch=len(loader), every=config.evaluation_steps):
+                stopped_early = best.evaluate(step, step / len(loader))
+                throughput.restart_clock()
                 if stopped_early:
                     break
         if hasattr(bar, "close"):
@@ -194,30 +169,29 @@ def run_loop(
         if stopped_early:
             logger.info("early stop after %d evaluations without a better dev score", config.patience)
             break
-    train_seconds = time.perf_counter() - started - eval_seconds
-
-    if best["state"] is not None:
-        raw_model.load_state_dict(best["state"])
+    train_seconds = throughput.elapsed() - best.eval_seconds
+    best.restore()
     raw_model.eval()
     return TrainResult(
-        best_step=best["step"], best_score=best["score"], best_metrics=best["metrics"], steps=step,
-        train_seconds=train_seconds, pairs_per_second=pairs_seen / train_seconds if train_seconds > 0 else 0.0,
+        best_step=best.step, best_score=best.score, best_metrics=best.metrics, steps=step,
+        train_seconds=train_seconds,
+        pairs_per_second=throughput.pairs / train_seconds if train_seconds > 0 else 0.0,
         stopped_early=stopped_early, records=records,
     )
 
 
-def _adamw(model: nn.Module, config: TrainConfig, *, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW without decay on biases and LayerNorm weights (the BERT convention), fused when possible.
+def _show(bar: Any, entry: dict[str, Any]) -> None:
+    if hasattr(bar, "set_postfix"):
+        bar.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{entry['lr']:.2e}",
+                        pairs_s=f"{entry['pairs_per_second']:.0f}")
 
-    The fused kernel updates all tensors in one pass; on CPU it cut the optimizer step ~5×.
-    """
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        (no_decay if parameter.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    try:
-        return torch.optim.AdamW(groups, lr=config.learning_rate, fused=device.type in ("cpu", "cuda"))
-    except (RuntimeError, TypeError):
-        return torch.optim.AdamW(groups, lr=config.learning_rate)
+
+def _batch_sampler(lengths: Sequence[int], config: TrainConfig) -> Any:
+    """Length-grouped batches (little padding), or with ``length_grouping=False`` plainly shuffled ones."""
+    if config.length_grouping:
+        return LengthGroupedSampler(lengths, batch_size=config.batch_size, seed=config.seed,
+                                    group_batches=config.group_batches)
+    from torch.utils.data import BatchSampler, RandomSampler
+
+    generator = torch.Generator().manual_seed(config.seed)
+    return BatchSampler(RandomSampler(range(len(lengths)), generator=generator), config.batch_size, False)

@@ -1,0 +1,101 @@
+"""What the loop keeps track of besides the weights: the best dev checkpoint with patience, and throughput."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+
+class BestCheckpoint:
+    """Scores dev when due, keeps the best weights in memory and says when patience has run out.
+
+    Without an evaluator it does nothing: the loop then ends on its last weights.
+    """
+
+    def __init__(self, model: nn.Module, evaluator: Callable[[nn.Module], dict[str, float]] | None, *,
+                 record: Callable[[dict[str, Any]], None], patience: int | None, keep_weights: bool,
+                 primary_metric: str) -> None:
+        self.model = model
+        self.evaluator = evaluator
+        self.record = record
+        self.patience = patience
+        self.keep_weights = keep_weights
+        self.primary_metric = primary_metric
+        self.step: int | None = None
+        self.score: float | None = None
+        self.metrics: dict[str, float] | None = None
+        self.state: dict[str, Any] | None = None
+        self.evaluations_without_gain = 0
+        #: Time spent evaluating, which the loop leaves out of the training time.
+        self.eval_seconds = 0.0
+
+    def due(self, step: int, *, steps_per_epoch: int, every: int) -> bool:
+        """After each epoch, and every ``every`` steps when that is not 0."""
+        if self.evaluator is None:
+            return False
+        return step % steps_per_epoch == 0 or bool(every and step % every == 0)
+
+    def evaluate(self, step: int, epoch: float) -> bool:
+        """Scores dev and logs it, keeps the weights if they are the best so far; True when patience ran out."""
+        if self.evaluator is None:
+            return False
+        started = time.perf_counter()
+        metrics = self.evaluator(self.model)
+        self.model.train()
+        self.eval_seconds += time.perf_counter() - started
+        self.record({"kind": "eval", "step": step, "epoch": round(epoch, 4), "split": "dev", **metrics})
+        score = metrics[self.primary_metric]
+        if self.score is None or score > self.score:
+            state = {name: tensor.detach().clone() for name, tensor in self.model.state_dict().items()} \
+                if self.keep_weights else None
+            self.step, self.score, self.metrics, self.state = step, score, metrics, state
+            self.evaluations_without_gain = 0
+            return False
+        self.evaluations_without_gain += 1
+        return self.patience is not None and self.evaluations_without_gain >= self.patience
+
+    def restore(self) -> None:
+        """Puts the best weights back into the model (when kept)."""
+        if self.state is not None:
+            self.model.load_state_dict(self.state)
+
+
+class Throughput:
+    """Pairs per second and mean loss over the current logging window, and pairs seen in all.
+
+    The clock starts when the meter is made, so the loop makes it right before the first step.
+    """
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.pairs = 0
+        self.start_window()
+
+    def start_window(self) -> None:
+        """A fresh window: no loss, no pairs, clock from now (at each epoch's start)."""
+        self.window_loss, self.window_batches, self.window_pairs = 0.0, 0, 0
+        self.restart_clock()
+
+    def restart_clock(self) -> None:
+        """Restarts only the window's clock, so time spent evaluating does not count as training speed."""
+        self.window_start = time.perf_counter()
+
+    def add(self, pairs: int, loss: float) -> None:
+        self.pairs += pairs
+        self.window_pairs += pairs
+        self.window_loss += loss
+        self.window_batches += 1
+
+    def take(self, *, lr: float) -> dict[str, float]:
+        """The window's mean loss, the learning rate and pairs/s; then starts a fresh window."""
+        elapsed = time.perf_counter() - self.window_start
+        figures = {"loss": self.window_loss / self.window_batches, "lr": lr,
+                   "pairs_per_second": self.window_pairs / elapsed if elapsed > 0 else 0.0}
+        self.start_window()
+        return figures
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started

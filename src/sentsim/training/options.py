@@ -1,0 +1,30 @@
+"""What ``sentsim train`` needs besides the hyper-parameters: base model, data, output folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sentsim.persistence.hub import DEFAULT_MODEL
+
+
+@dataclass(kw_only=True)
+class RunOptions:
+    """Everything ``sentsim train`` needs besides the hyper-parameters."""
+
+    output: Path
+    base_model: str = DEFAULT_MODEL
+    #: A pooling mode here means "from scratch": keep only the base transformer, add new pooling.
+    pooling: str | None = None
+    normalize: bool = False
+    data: str | None = None
+    dev_data: str | None = None
+    test_data: str | None = None
+    skip_bad_rows: bool = False
+    #: False keeps the test split unread, for tuning runs that must choose without looking at test.
+    evaluate_test: bool = True
+    max_seq_length: int | None = None
+    quiet: bool | None = None
+    command: str = ""
+    data_options: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,32 @@
+"""The train/dev/test splits of a run: an STSb folder, or separate pair files (test optional there)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sentsim.data import PairDataset, load_pairs
+from sentsim.errors import ConfigError
+from sentsim.training.options import RunOptions
+
+
+def load_splits(options: RunOptions) -> tuple[PairDataset, PairDataset, PairDataset | None]:
+    """train/dev/test from an STSb folder, or from separate pair files (test is optional there)."""
+    common = {"skip_bad_rows": options.skip_bad_rows, **options.data_options}
+    data_is_file = options.data is not None and Path(options.data).is_file()
+    train_set = load_pairs(options.data, split="train", **common)
+    if options.dev_data is not None:
+        dev_set = load_pairs(options.dev_data, split="dev", **common)
+    elif data_is_file:
+        raise ConfigError("training on a pair file needs --dev-data FILE to pick the best checkpoint")
+    else:
+        dev_set = load_pairs(options.data, split="dev", **common)
+    if not options.evaluate_test:
+        test_set = None
+    elif options.test_data is not None:
+        test_set = load_pairs(options.test_data, split="test", **common)
+    else:
+        test_set = None if data_is_file else load_pairs(options.data, split="test", **common)
+    dev_set.require_scorable()
+    if test_set is not None:
+        test_set.require_scorable()
+    return train_set, dev_set, test_set
