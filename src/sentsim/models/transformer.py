@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import operator
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from sentsim.errors import ModelLoadError
+from sentsim.errors import ConfigError, ModelLoadError
+from sentsim.models.weights import check_weight_files, describe_unpickling_error
 
 logger = logging.getLogger(__name__)
 
@@ -35,36 +38,39 @@ class Transformer(nn.Module):
         max_seq_length: int | None = None,
         do_lower_case: bool = False,
         local_files_only: bool | None = None,
+        allow_pickle: bool = False,
     ) -> None:
+        """Loads ``model_name_or_path``; pickle weights (``pytorch_model.bin``) only with ``allow_pickle``,
+        and even then through torch's ``weights_only`` loader."""
         super().__init__()
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
-
         source = str(model_name_or_path)
         kwargs: dict[str, Any] = {}
         if local_files_only is not None:
             kwargs["local_files_only"] = local_files_only
-        try:
-            with _quiet_transformers():
-                config = AutoConfig.from_pretrained(source, **kwargs)
-                self.auto_model = AutoModel.from_pretrained(source, config=config, **kwargs)
-                self.tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, **kwargs)
-        except (OSError, ValueError) as error:
-            raise ModelLoadError(f"cannot load a transformer from {source!r}: {error}") from error
+        config, self.auto_model, self.tokenizer = _load_pretrained(source, kwargs, allow_pickle=allow_pickle)
         if not getattr(self.tokenizer, "is_fast", False):
             raise ModelLoadError(f"{source!r} has no fast (Rust) tokenizer; sentsim needs one")
         # Some exported tokenizers (the bundled all-MiniLM-L6-v2 among them) switch on fixed
         # padding to 128 tokens inside tokenizer.json; sentsim pads per batch instead.
         self.tokenizer.backend_tokenizer.no_padding()
         self.tokenizer.backend_tokenizer.no_truncation()
+        #: Longest input the position embeddings can take; ``max_seq_length`` may not exceed it.
+        self.position_limit = position_limit(config)
         if max_seq_length is None:
-            limits = [
-                getattr(config, "max_position_embeddings", None),
-                getattr(self.tokenizer, "model_max_length", None),
-            ]
+            limits = [self.position_limit, getattr(self.tokenizer, "model_max_length", None)]
             limits = [limit for limit in limits if isinstance(limit, int) and 0 < limit < 100_000]
             max_seq_length = min(limits) if limits else 512
-        self.max_seq_length = int(max_seq_length)
+        self.max_seq_length = max_seq_length
         self.do_lower_case = do_lower_case
+
+    @property
+    def max_seq_length(self) -> int:
+        """Inputs are truncated to this many tokens, special tokens included."""
+        return self._max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        self._max_seq_length = check_max_seq_length(value, self.position_limit)
 
     # -- text → ids ---------------------------------------------------------------------------
     def tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -134,16 +140,87 @@ class Transformer(nn.Module):
         folder = Path(folder)
         options: dict[str, Any] = {}
         config_path = folder / CONFIG_NAME
-        if config_path.is_file():
-            try:
-                stored = json.loads(config_path.read_text())
-            except json.JSONDecodeError as error:
-                raise ModelLoadError(f"{config_path}: not valid JSON ({error})") from error
-            if "max_seq_length" in stored:
-                options["max_seq_length"] = stored["max_seq_length"]
-            options["do_lower_case"] = bool(stored.get("do_lower_case", False))
+        stored: dict[str, Any] = _read_module_config(config_path) if config_path.is_file() else {}
+        if "do_lower_case" in stored:
+            options["do_lower_case"] = stored["do_lower_case"]
         options.update(kwargs)
-        return cls(folder, local_files_only=True, **options)
+        transformer = cls(folder, local_files_only=True, **options)
+        # Checked after loading because the allowed range comes from the model's own config.
+        if stored.get("max_seq_length") is not None and "max_seq_length" not in kwargs:
+            try:
+                transformer.max_seq_length = stored["max_seq_length"]
+            except ConfigError as error:
+                raise ModelLoadError(f"{config_path}: {error}") from error
+        return transformer
+
+
+#: Model types whose position ids start after the padding index (the fairseq heritage), which
+#: leaves ``pad_token_id + 1`` fewer positions than ``max_position_embeddings`` says.
+_OFFSET_POSITION_TYPES = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet",
+                                    "longformer", "data2vec-text", "ibert"})
+
+
+def position_limit(config: Any) -> int | None:
+    """The most tokens ``config``'s position embeddings can take, or None when it has no fixed limit."""
+    limit = getattr(config, "max_position_embeddings", None)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+        return None
+    if getattr(config, "model_type", None) in _OFFSET_POSITION_TYPES:
+        limit -= (getattr(config, "pad_token_id", None) or 1) + 1
+    return limit
+
+
+def check_max_seq_length(value: object, limit: int | None) -> int:
+    """``value`` as an int if it is a whole number from 2 (room for the special tokens) to ``limit``.
+
+    A longer limit than the position embeddings would load fine and then crash on the first long
+    input, so it is refused here, where the number is set.
+    """
+    allowed = f"from 2 to {limit} (the model's max_position_embeddings)" if limit else "of at least 2"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    try:
+        number = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        number = None
+    if number is None or number < 2 or (limit is not None and number > limit):
+        raise ConfigError(f"max_seq_length must be a whole number {allowed}, got {value!r}")
+    return number
+
+
+def _read_module_config(path: Path) -> dict[str, Any]:
+    """This module's options file, refused with its name if it is not a JSON object of the right types."""
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelLoadError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(stored, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, found {type(stored).__name__}")
+    if not isinstance(stored.get("do_lower_case", False), bool):
+        raise ModelLoadError(f"{path}: do_lower_case must be true or false, got {stored['do_lower_case']!r}")
+    return stored
+
+
+def _load_pretrained(source: str, kwargs: dict[str, Any], *, allow_pickle: bool) -> tuple[Any, Any, Any]:
+    """Config, model and tokenizer from ``source``, every failure a one-line ``ModelLoadError``."""
+    from safetensors import SafetensorError
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    folder = Path(source)
+    if folder.is_dir():
+        check_weight_files(folder, allow_pickle=allow_pickle)
+    # use_safetensors=True makes transformers itself refuse pickle too (e.g. for a hub download).
+    weights = {"weights_only": True} if allow_pickle else {"use_safetensors": True}
+    try:
+        with _quiet_transformers():
+            config = AutoConfig.from_pretrained(source, **kwargs)
+            model = AutoModel.from_pretrained(source, config=config, **weights, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, **kwargs)
+    except pickle.UnpicklingError as error:
+        raise ModelLoadError(describe_unpickling_error(folder, error)) from error
+    except (OSError, ValueError, SafetensorError) as error:
+        raise ModelLoadError(f"cannot load a transformer from {source!r}: {error}") from error
+    return config, model, tokenizer
 
 
 @contextlib.contextmanager
