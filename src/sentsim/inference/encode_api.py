@@ -1,0 +1,113 @@
+"""sentence-transformers' ``encode`` arguments on sentsim's encoder: prompts, outputs, quantisation, types.
+
+``SentenceTransformer.encode`` only delegates here, so the model class stays small. The compute
+type of the forward pass is sentsim's ``dtype``; ``precision`` keeps sentence-transformers' meaning
+(quantisation of the returned embeddings).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from sentsim.inference.encode import encode, forward_in_batches
+from sentsim.inference.quantize import check_output_precision, quantize_embeddings
+
+if TYPE_CHECKING:
+    from sentsim.encoders.bi_encoder import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
+
+
+def resolve_prompt(prompts: dict[str, str], default_prompt_name: str | None, prompt: str | None,
+                   prompt_name: str | None) -> str | None:
+    """An explicit prompt wins over a prompt name, which wins over the model's default prompt."""
+    if prompt is not None:
+        if prompt_name is not None:
+            logger.warning("both prompt and prompt_name given: using prompt, ignoring prompt_name")
+        return prompt
+    if prompt_name is not None:
+        if prompt_name not in prompts:
+            raise ValueError(f"prompt name {prompt_name!r} is not among the model's prompts {list(prompts)!r}")
+        return prompts[prompt_name]
+    if default_prompt_name is not None:
+        return prompts.get(default_prompt_name)
+    return None
+
+
+def encode_compatible(model: SentenceTransformer, inputs: str | Sequence[str], *, prompt: str | None,
+                      batch_size: int, show_progress_bar: bool | None, output_value: str | None,
+                      precision: str | None, convert_to_numpy: bool, convert_to_tensor: bool,
+                      normalize_embeddings: bool, truncate_dim: int | None, dtype: str) -> Any:
+    """Embeddings with sentence-transformers' return conventions (see ``SentenceTransformer.encode``)."""
+    if output_value not in OUTPUT_VALUES:
+        raise ValueError(f"output_value must be one of {OUTPUT_VALUES}, not {output_value!r}")
+    precision = check_output_precision(precision)
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    single = isinstance(inputs, str)
+    texts = [inputs] if single else (inputs.tolist() if isinstance(inputs, np.ndarray) else list(inputs))
+    if prompt:
+        texts = [prompt + text for text in texts]
+    if output_value != "sentence_embedding":
+        rows = _per_row_outputs(model, texts, output_value, batch_size=batch_size, dtype=dtype,
+                                show_progress=show_progress_bar, truncate_dim=truncate_dim)
+        return rows[0] if single else rows
+    if convert_to_tensor:
+        convert_to_numpy = False
+    embeddings = encode(model, texts, batch_size=batch_size, convert_to="torch", dtype=dtype,
+                        show_progress=show_progress_bar, truncate_dim=truncate_dim,
+                        normalize=normalize_embeddings)
+    result: Any = embeddings
+    if len(texts) and precision != "float32":
+        result = quantize_embeddings(embeddings, precision=precision)
+    if convert_to_tensor:
+        result = torch.as_tensor(result) if len(texts) else torch.tensor([])
+    elif convert_to_numpy:
+        result = np.asarray(result) if len(texts) else np.array([])
+    else:
+        result = list(torch.as_tensor(result))
+    return result[0] if single else result
+
+
+def _per_row_outputs(model: SentenceTransformer, texts: list[str], output_value: str | None, *, batch_size: int,
+                     dtype: str, show_progress: bool | None, truncate_dim: int | None) -> list[Any]:
+    """Per text: its token embeddings (padding cut off), or with ``output_value=None`` every output feature."""
+    rows: list[Any] = [None] * len(texts)
+
+    def keep(batch: list[int], features: dict[str, torch.Tensor]) -> None:
+        if truncate_dim is not None:
+            features["sentence_embedding"] = features["sentence_embedding"][:, :truncate_dim]
+        for position, index in enumerate(batch):
+            if output_value == "token_embeddings":
+                length = int(features["attention_mask"][position].sum())
+                rows[index] = features["token_embeddings"][position, :length].float().cpu()
+            else:
+                rows[index] = {name: value[position].cpu() if isinstance(value, torch.Tensor) and value.ndim
+                               and value.shape[0] == len(batch) else value for name, value in features.items()}
+
+    forward_in_batches(model, texts, keep, batch_size=batch_size, dtype=dtype, show_progress=show_progress)
+    return rows
+
+
+def aligned_pair_cosines(model: SentenceTransformer, sentences_a: str | Sequence[str],
+                         sentences_b: str | Sequence[str], *, batch_size: int = 32,
+                         dtype: str = "auto") -> np.ndarray | float:
+    """Cosine of ``(sentences_a[i], sentences_b[i])`` per pair, in float64; one float for two strings."""
+    from sentsim.errors import ConfigError
+    from sentsim.inference.encode import encode_pairs
+
+    single = isinstance(sentences_a, str) and isinstance(sentences_b, str)
+    first = [sentences_a] if isinstance(sentences_a, str) else list(sentences_a)
+    second = [sentences_b] if isinstance(sentences_b, str) else list(sentences_b)
+    if len(first) != len(second):
+        raise ConfigError(f"aligned pairs needed: {len(first)} vs {len(second)} sentences")
+    embeddings_a, embeddings_b = encode_pairs(model, first, second, batch_size=batch_size, normalize=True,
+                                              dtype=dtype)
+    cosines = np.clip(np.sum(embeddings_a.astype(np.float64) * embeddings_b, axis=1), -1.0, 1.0)
+    return float(cosines[0]) if single else cosines

@@ -1,0 +1,45 @@
+"""sentence-transformers' ``util`` names, so ``from sentsim import util`` works unchanged.
+
+Only re-exports: the functions live in ``sentsim.inference`` (similarity, search, quantize).
+"""
+
+from sentsim.inference.quantize import quantize_embeddings, truncate_embeddings
+from sentsim.inference.search import (
+    community_detection,
+    paraphrase_mining,
+    paraphrase_mining_embeddings,
+    semantic_search,
+)
+from sentsim.inference.similarity import (
+    cos_sim,
+    dot_score,
+    euclidean_sim,
+    manhattan_sim,
+    normalize_embeddings,
+    pairwise_cos_sim,
+    pairwise_dot_score,
+    pairwise_euclidean_sim,
+    pairwise_manhattan_sim,
+)
+
+#: sentence-transformers' older name for ``cos_sim``.
+pytorch_cos_sim = cos_sim
+
+__all__ = [
+    "community_detection",
+    "cos_sim",
+    "dot_score",
+    "euclidean_sim",
+    "manhattan_sim",
+    "normalize_embeddings",
+    "pairwise_cos_sim",
+    "pairwise_dot_score",
+    "pairwise_euclidean_sim",
+    "pairwise_manhattan_sim",
+    "paraphrase_mining",
+    "paraphrase_mining_embeddings",
+    "pytorch_cos_sim",
+    "quantize_embeddings",
+    "semantic_search",
+    "truncate_embeddings",
+]
