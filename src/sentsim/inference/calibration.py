@@ -9,16 +9,14 @@ Spearman is untouched while the absolute error drops.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import isotonic_regression
 
 from sentsim.errors import SentsimError
+from sentsim.persistence.atomic import atomic_write_text
 
 __all__ = ["CALIBRATION_FILE", "CalibrationFileError", "IsotonicCalibration"]
 
@@ -100,6 +98,8 @@ class IsotonicCalibration:
         Raises:
             ValueError: for mismatched lengths, fewer than 2 pairs, or non-finite values.
         """
+        from scipy.optimize import isotonic_regression  # only fitting needs scipy; loading does not
+
         cosines = np.asarray(cosines, dtype=np.float64).reshape(-1)
         gold = np.asarray(gold_0_to_5, dtype=np.float64).reshape(-1)
         if cosines.shape != gold.shape:
@@ -175,24 +175,16 @@ class IsotonicCalibration:
     def save(self, folder: str | Path) -> Path:
         """Write ``folder/calibration.json`` atomically and return its path.
 
-        The file is written to a temporary name in the same folder and moved into place with
-        ``os.replace``, so a server reading the model folder never sees a half-written calibration.
+        Written with ``sentsim.persistence.atomic`` (a sibling temporary file, then a rename), so a
+        server reading the model folder never sees a half-written calibration.
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        target = folder / CALIBRATION_FILE
-        text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
-        descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{CALIBRATION_FILE}.", suffix=".tmp")
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        return target
+        return atomic_write_text(folder / CALIBRATION_FILE, self.to_json())
+
+    def to_json(self) -> str:
+        """The text of ``calibration.json`` (what ``save`` writes, and a model folder holds)."""
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
 
     @classmethod
     def load(cls, folder: str | Path) -> IsotonicCalibration | None:
