@@ -17,7 +17,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+from sentsim.persistence.temporaries import (
+    MARKER_NAME,
+    find_stale_temporaries,
+    remove_stale_temporaries,
+    warn_about_stale_temporaries,
+    write_owner_marker,
+)
+
+__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
+           "find_stale_temporaries", "remove_stale_temporaries"]
 
 _ATTEMPTS = 100
 
@@ -119,13 +128,22 @@ def atomic_directory(final: str | os.PathLike[str]) -> Iterator[Path]:
     closing rename stays on one file system). On normal exit the temporary folder replaces
     ``final``: an existing ``final`` is first moved aside, the new folder renamed into place and
     only then the old one deleted, so at every moment either the old or the new folder is complete.
-    If the body raises, the temporary folder is deleted and an existing ``final`` is untouched.
+    If the body raises (KeyboardInterrupt and SystemExit included), the temporary folder is deleted
+    and an existing ``final`` is untouched.
+
+    While it is built, the folder holds an owner marker (``.sentsim-owner.json``: PID, start time,
+    host; removed before the rename) so that one a SIGKILL left behind can be told apart from one a
+    live process is still building; leftovers of dead processes next to ``final`` are named in a
+    logged warning with the ``sentsim clean`` command that removes them.
     """
     target = Path(final)
     target.parent.mkdir(parents=True, exist_ok=True)
+    warn_about_stale_temporaries(target.parent)
     temporary = _make_new_sibling_folder(target, "tmp")
     try:
+        write_owner_marker(temporary)
         yield temporary
+        (temporary / MARKER_NAME).unlink(missing_ok=True)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
