@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
+
+from sentsim.errors import ConfigError
 
 
 def is_offline() -> bool:
@@ -66,3 +70,86 @@ def onnx_isa(flags: frozenset[str] | None = None) -> str | None:
     if platform.machine().lower() in {"aarch64", "arm64"}:
         return "arm64"
     return None
+
+
+#: What ``--device`` accepts; "auto" is cuda where a GPU is usable, else cpu.
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str = "auto") -> str:
+    """``auto``/``cpu``/``cuda`` (or ``cuda:N``) → the torch device string to load and run models on.
+
+    Imports torch only when called, so the command line's help stays torch-free.
+
+    Raises:
+        ConfigError: for an unknown name, or cuda asked for where no usable GPU is.
+    """
+    choice = str(name).strip().lower()
+    if choice not in DEVICE_CHOICES and not choice.startswith("cuda:"):
+        raise ConfigError(f"device must be one of {', '.join(DEVICE_CHOICES)}, not {name!r}")
+    if choice == "cpu":
+        return "cpu"
+    import torch
+
+    available = torch.cuda.is_available()
+    if choice == "auto":
+        return "cuda" if available else "cpu"
+    if not available:
+        raise ConfigError(f"--device {choice}: CUDA is not available here (torch {torch.__version__}, "
+                          "no usable GPU); use --device cpu or auto")
+    if ":" in choice:
+        index = choice.split(":", 1)[1]
+        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"--device {choice}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return choice
+
+
+# -- what a result depends on besides the code: library versions and the machine -------------------
+#: The libraries a training run records in its config.json, in that order.
+RUN_LIBRARIES = ("sentsim", "torch", "transformers", "accelerate")
+
+
+def library_versions(names: tuple[str, ...] = RUN_LIBRARIES, *, python: bool = True) -> dict[str, str]:
+    """Installed versions of ``names`` (those not installed are left out), then Python's.
+
+    Read from package metadata, so nothing is imported: a light process can report versions too.
+    """
+    import importlib.metadata
+    import platform
+
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    if python:
+        versions["python"] = platform.python_version()
+    return versions
+
+
+def machine_details(*, torch_threads: bool = False) -> dict[str, Any]:
+    """Platform, CPU model and core count (bf16 support, so the default precision, depends on the CPU);
+    with ``torch_threads`` also the intra-op threads torch uses (imports torch).
+    """
+    import platform
+
+    details: dict[str, Any] = {"platform": platform.platform(), "processor": cpu_name(), "cpu_count": os.cpu_count()}
+    if torch_threads:
+        import torch
+
+        details["torch_threads"] = torch.get_num_threads()
+    return details
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo, else what the platform module says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"

@@ -11,7 +11,8 @@ from sentsim.errors import ConfigError
 from sentsim.inference.batches import PROGRESS_THRESHOLD, length_sorted_batches
 
 # PROGRESS_THRESHOLD and length_sorted_batches live in batches (no torch, shared with the ONNX backend).
-__all__ = ["PROGRESS_THRESHOLD", "autocast_context", "length_sorted_batches", "native_bf16", "resolve_precision"]
+__all__ = ["PROGRESS_THRESHOLD", "autocast_context", "emulated_bf16_warning", "length_sorted_batches", "native_bf16",
+           "resolve_precision"]
 
 Precision = Literal["auto", "fp32", "bf16"]
 
@@ -35,6 +36,18 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     return precision
+
+
+def emulated_bf16_warning(precision: str, device: str | torch.device) -> str | None:
+    """A one-line warning when bf16 is asked for where the hardware only emulates it, else None.
+
+    Emulated bf16 still runs, with bf16's rounding, but slower than fp32: worth one line, not a refusal.
+    """
+    device = torch.device(device)
+    if precision != "bf16" or native_bf16(device):
+        return None
+    return (f"bf16 is emulated on this {device.type} (no native bf16 instructions), so it runs slower than fp32; "
+            "auto picks fp32 here")
 
 
 def autocast_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:

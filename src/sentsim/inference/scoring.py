@@ -21,7 +21,7 @@ from sentsim.persistence.atomic import atomic_write_text
 if TYPE_CHECKING:
     from sentsim.encoders.bi_encoder import SentenceTransformer
 
-__all__ = ["OUTPUT_COLUMNS", "score_pair_file"]
+__all__ = ["OUTPUT_COLUMNS", "pair_scores", "score_pair_file", "score_pairs"]
 
 #: Columns of every output row, in order; ``score_0_5`` is empty (CSV) or null (JSONL) without a calibration.
 OUTPUT_COLUMNS = ("sentence1", "sentence2", "cosine", "score_0_5")
@@ -39,7 +39,7 @@ def score_pair_file(
     *,
     output: str | Path | None,
     batch_size: int = 64,
-    precision: str = "auto",
+    dtype: str = "auto",
     quiet: bool = False,
     sentence1_column: str = "sentence1",
     sentence2_column: str = "sentence2",
@@ -53,7 +53,7 @@ def score_pair_file(
         output: ``.csv`` or ``.jsonl`` file, written atomically so an interrupted run never leaves a
             half-written result that looks complete; ``None`` prints CSV to stdout for piping.
         batch_size: sentences per forward pass.
-        precision: ``auto``, ``fp32`` or ``bf16`` (see `sentsim.inference.encode.encode.encode`).
+        dtype: ``auto``, ``fp32`` or ``bf16`` (see `sentsim.inference.encode.encode.encode`).
         quiet: no progress bar and no summary line on stderr.
         sentence1_column, sentence2_column: column (CSV/TSV) or key (JSONL) names of the two sentences.
 
@@ -67,12 +67,40 @@ def score_pair_file(
     """
     render = _renderer(Path(output)) if output is not None else _render_csv
     pairs = read_text_pairs(path, sentence1_column=sentence1_column, sentence2_column=sentence2_column)
+    return _score_and_write(model, pairs, render, output=output, batch_size=batch_size, dtype=dtype,
+                            quiet=quiet)
+
+
+def score_pairs(
+    model: SentenceTransformer,
+    pairs: Sequence[TextPair],
+    *,
+    output: str | Path | None,
+    batch_size: int = 64,
+    dtype: str = "auto",
+    quiet: bool = False,
+) -> int:
+    """Like `score_pair_file` for pairs already in memory (``sentsim similarity A B -o FILE``)."""
+    render = _renderer(Path(output)) if output is not None else _render_csv
+    return _score_and_write(model, pairs, render, output=output, batch_size=batch_size, dtype=dtype,
+                            quiet=quiet)
+
+
+def pair_scores(
+    model: SentenceTransformer,
+    pairs: Sequence[TextPair],
+    *,
+    batch_size: int = 64,
+    dtype: str = "auto",
+    quiet: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Cosine of every pair, and its calibrated 0–5 score (None when the model has no calibration)."""
     first, second = encode_pairs(
         model,
         [pair.sentence1 for pair in pairs],
         [pair.sentence2 for pair in pairs],
         batch_size=batch_size,
-        precision=precision,
+        dtype=dtype,
         normalize=True,
         show_progress=False if quiet else None,
     )
@@ -80,6 +108,12 @@ def score_pair_file(
     # rounding past ±1, which would otherwise look like a bug in the output.
     cosines = np.clip(np.einsum("ij,ij->i", np.asarray(first, np.float64), np.asarray(second, np.float64)), -1, 1)
     scores = model.calibration.predict(cosines) if model.calibration is not None else None
+    return cosines, scores
+
+
+def _score_and_write(model: SentenceTransformer, pairs: Sequence[TextPair], render: Renderer, *,
+                     output: str | Path | None, batch_size: int, dtype: str, quiet: bool) -> int:
+    cosines, scores = pair_scores(model, pairs, batch_size=batch_size, dtype=dtype, quiet=quiet)
     text = render(pairs, cosines, scores)
     if output is None:
         sys.stdout.write(text)

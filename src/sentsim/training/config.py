@@ -18,6 +18,8 @@ class TrainConfig:
     batch_size: int = 16
     learning_rate: float = 2e-5
     epochs: int = 1
+    #: Stop after this many optimizer steps, however many epochs that takes (None: train ``epochs``).
+    max_steps: int | None = None
     #: Fraction of all steps spent warming the learning rate up; ignored if warmup_steps is set.
     warmup_ratio: float = 0.1
     warmup_steps: int | None = None
@@ -32,7 +34,9 @@ class TrainConfig:
     #: 1 trains a single model.
     average: int = 1
     #: "auto" picks bf16 autocast where the hardware has native bf16, else fp32.
-    precision: str = "auto"
+    dtype: str = "auto"
+    #: "auto" (cuda where available, else cpu), "cpu" or "cuda"; see ``sentsim.environment.resolve_device``.
+    device: str = "auto"
     #: Group batches by length (fast) instead of plain shuffling.
     length_grouping: bool = True
     group_batches: int = 64
@@ -45,13 +49,16 @@ class TrainConfig:
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.learning_rate > 0, "learning_rate must be positive"),
             (self.epochs >= 1, "epochs must be at least 1"),
+            (self.max_steps is None or self.max_steps >= 1, "max_steps must be at least 1"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
             (self.warmup_steps is None or self.warmup_steps >= 0, "warmup_steps must not be negative"),
             (self.weight_decay >= 0, "weight_decay must not be negative"),
             (self.evaluation_steps >= 0, "evaluation_steps must not be negative"),
             (self.patience is None or self.patience >= 1, "patience must be at least 1"),
             (self.average >= 1, "average must be at least 1 (the number of runs to average)"),
-            (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
+            (self.dtype in ("auto", "fp32", "bf16"), "dtype must be auto, fp32 or bf16"),
+            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+             "device must be auto, cpu or cuda"),
         ]
         for ok, message in checks:
             if not ok:
