@@ -1,0 +1,160 @@
+"""What every command shares: the parser class, exit codes, shared options, loading, warnings and printing.
+
+Nothing here imports torch at module level: ``sentsim --help`` must stay fast and torch-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sentsim.environment import DEVICE_CHOICES
+from sentsim.errors import SentsimError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+class UsageError(SentsimError):
+    """Raised by the argument parser instead of printing usage and exiting by itself."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would sys.exit(2) with a usage dump
+        raise UsageError(f"{self.prog}: {message}")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" for every option whose help does not already say its default.
+
+    Flags (default False) and options without a value (default None) must say in words what
+    happens when they are left out; a test checks that every option's help names a default.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text.lower() or any(action.default is value for value in (None, False, argparse.SUPPRESS)):
+            return text
+        return super()._get_help_string(action)
+
+
+def add_command(commands: Any, name: str, **options: Any) -> argparse.ArgumentParser:
+    return commands.add_parser(name, formatter_class=HelpFormatter, **options)
+
+
+# -- shared options --------------------------------------------------------------------------------
+def add_data_options(parser: argparse.ArgumentParser, *, split_default: str) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", metavar="PATH",
+                       help="an STSb release folder (with sts-train/dev/test.csv) or one pair file "
+                            "(.csv, .tsv, .jsonl with sentence1, sentence2, score columns). Default: the STS "
+                            "benchmark from $SENTSIM_STSB_DIR, the cache, or a download")
+    group.add_argument("--split", choices=("train", "dev", "test"), default=None,
+                       help=f"which STSb split to use; only with an STSb folder, refused with a pair file "
+                            f"(default: {split_default})")
+    parser.set_defaults(split_default=split_default)
+    add_column_options(group)
+
+
+def add_column_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--sentence1-column", default="sentence1", help="first-sentence column")
+    group.add_argument("--sentence2-column", default="sentence2", help="second-sentence column")
+    group.add_argument("--score-column", default="score", help="gold-score column")
+    group.add_argument("--score-range", nargs=2, type=float, default=(0.0, 5.0), metavar=("LOW", "HIGH"),
+                       help="declared range of the scores in pair files, normalised to 0–1 (default: 0 5)")
+    group.add_argument("--skip-bad-rows", action="store_true",
+                       help="skip malformed rows (and report how many and which lines) instead of stopping")
+
+
+def add_device_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                        help="where the model runs; auto = cuda if available, else cpu")
+
+
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=int, default=64, help="sentences per encoding batch")
+    parser.add_argument("--dtype", "--precision", dest="dtype", choices=PRECISIONS, default="auto",
+                        help="compute type (old name: --precision); auto = native bf16 if any, else fp32")
+    add_device_option(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (they are off anyway when "
+                                                             "stderr is not a terminal)")
+
+
+def data_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"sentence1_column": args.sentence1_column, "sentence2_column": args.sentence2_column,
+            "score_column": args.score_column, "score_range": tuple(args.score_range)}
+
+
+def show_progress(args: argparse.Namespace) -> bool | None:
+    """None lets the library decide (bars on a terminal, for long inputs); --quiet turns them off."""
+    return False if args.quiet else None
+
+
+# -- loading -----------------------------------------------------------------------------------------
+def device(args: argparse.Namespace) -> str:
+    from sentsim.environment import resolve_device
+
+    return resolve_device(args.device)
+
+
+def load_model(name: str, *, device: str):
+    from sentsim.encoders.bi_encoder import SentenceTransformer
+
+    return SentenceTransformer(name, device=device)
+
+
+def split(args: argparse.Namespace) -> str:
+    """The STSb split to read; --split with a pair file is refused rather than silently ignored."""
+    if args.split is not None and args.data is not None and Path(args.data).is_file():
+        raise UsageError(f"--split {args.split} applies only to an STSb folder; --data {args.data} is a pair "
+                         "file, so all its pairs are used (leave --split out)")
+    return args.split or args.split_default
+
+
+def load_data(args: argparse.Namespace):
+    from sentsim.data import load_pairs
+
+    dataset = load_pairs(args.data, split=split(args), skip_bad_rows=args.skip_bad_rows, **data_options(args))
+    if dataset.skipped:
+        print(f"warning: {dataset.skipped_summary()}", file=sys.stderr)
+    return dataset.require_scorable()
+
+
+def warn_emulated_bf16(precision: str, device: str) -> None:
+    """One stderr line when bf16 was asked for where the hardware only emulates it (slower than fp32)."""
+    from sentsim.inference.forward import emulated_bf16_warning
+
+    message = emulated_bf16_warning(precision, device)
+    if message is not None:
+        print(f"warning: {message}", file=sys.stderr)
+
+
+# -- printing ----------------------------------------------------------------------------------------
+def print_json(obj: Any) -> None:
+    """One JSON object on stdout; NaN (a correlation of constant scores) becomes null, as JSON has no NaN."""
+    def finite(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: finite(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [finite(item) for item in value]
+        return value
+
+    print(json.dumps(finite(obj), allow_nan=False))
+
+
+def command_line(argv: Sequence[str]) -> str:
+    return "sentsim " + " ".join(shlex.quote(arg) for arg in argv)
+
+
+def version() -> str:
+    from sentsim import __version__
+
+    return __version__
