@@ -365,3 +365,29 @@ def test_engine_failure_is_a_json_500_without_details():
 def test_bad_settings_are_config_errors(options):
     with pytest.raises(ConfigError):
         ServeSettings(**options)
+
+
+def test_onnx_backend_serves_the_exported_model(tiny_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from sentsim.export.onnx_export import export_model
+    from sentsim.inference.onnx_backend import OnnxSentenceEncoder
+    from sentsim.serve.engine import OnnxEngine, load_engine
+
+    exported = export_model(tiny_model.save(tmp_path / "model"), tmp_path / "exported")
+    engine = load_engine(exported, backend="onnx")
+    assert isinstance(engine, OnnxEngine) and isinstance(engine, Engine)
+    long_text = "a man is playing a flute " * 20
+    with TestClient(create_app(ServeSettings(), engine)) as client:
+        served = np.array(client.post("/embed", json={"inputs": TEXTS}).json())
+        assert_error(client.post("/embed", json={"inputs": long_text}), 413, "input_too_long")
+        assert client.post("/embed", json={"inputs": [long_text, TEXTS[0]], "truncate": True}).status_code == 200
+    np.testing.assert_allclose(served, OnnxSentenceEncoder(exported).encode(TEXTS, normalize=True), atol=1e-5)
+    np.testing.assert_allclose(served, encode(tiny_model, TEXTS, normalize=True), atol=2e-3)
+
+
+def test_unknown_backend_is_a_config_error():
+    from sentsim.serve.engine import load_engine
+
+    with pytest.raises(ConfigError, match="backend"):
+        load_engine("anything", backend="tensorrt")

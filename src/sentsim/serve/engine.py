@@ -13,6 +13,7 @@ from sentsim.errors import ConfigError
 if TYPE_CHECKING:
     from sentsim.encoders.bi_encoder import SentenceTransformer
     from sentsim.inference.calibration import IsotonicCalibration
+    from sentsim.inference.onnx_backend import OnnxSentenceEncoder
 
 Backend = Literal["torch", "onnx"]
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
@@ -96,5 +97,36 @@ def load_engine(model: str | Path, *, backend: str = "torch", batch_size: int = 
     raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
 
 
+class OnnxEngine:
+    """An :class:`~sentsim.inference.onnx_backend.OnnxSentenceEncoder` (no torch) behind the engine protocol."""
+
+    def __init__(self, encoder: OnnxSentenceEncoder, *, name: str, batch_size: int = 32) -> None:
+        from tokenizers import Tokenizer
+
+        self.encoder = encoder
+        self.name = name
+        self.batch_size = batch_size
+        self.calibration = encoder.calibration
+        self.max_seq_length = encoder.max_seq_length
+        self.embedding_dimension = encoder.embedding_dimension  # probes the graph once, here, not mid-request
+        # The encoder's own count_tokens switches its tokenizer's truncation off and on again, which
+        # would race with the worker thread's tokenizing; counting gets its own copy instead.
+        self._counter = Tokenizer.from_str(encoder.tokenizer.to_str())
+        self._counter.no_truncation()
+        self._counter.no_padding()
+        self._lower = encoder.config.do_lower_case
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if self._lower:
+            texts = [text.lower() for text in texts]
+        return [len(encoding.ids) for encoding in self._counter.encode_batch(list(texts), add_special_tokens=True)]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self.encoder.encode(list(texts), batch_size=self.batch_size, show_progress=False)
+        return np.asarray(vectors, dtype=np.float32)
+
+
 def _load_onnx_engine(model: str | Path, *, batch_size: int) -> Engine:
-    raise ConfigError("the onnx backend is not available in this build; use --backend torch")
+    from sentsim.inference.onnx_backend import OnnxSentenceEncoder
+
+    return OnnxEngine(OnnxSentenceEncoder(model), name=model_name(model), batch_size=batch_size)
