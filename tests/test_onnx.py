@@ -75,7 +75,7 @@ def test_export_writes_the_sentence_transformers_layout_and_variants(tiny_export
     for name in manifest["variants"]:
         assert (tiny_exported / "onnx" / name).is_file()
     assert "model_opt_qint8_avx512_vnni.onnx" in manifest["variants"]
-    assert manifest["variants"]["model_opt_qint8_avx2.onnx"]["reduce_range"] is True
+    assert manifest["variants"]["model_opt_qint8_avx2.onnx"]["weights"] == "QUInt8"
 
 
 def test_the_cpu_picks_its_file_and_int8_stays_close(tiny_exported: Path) -> None:

@@ -11,6 +11,8 @@ from sentsim.lazy import lazy_exports
 _EXPORTS = {
     "SentenceTransformer": "sentsim.encoders.bi_encoder",
     "CrossEncoder": "sentsim.encoders.cross_encoder",
+    "OnnxSentenceEncoder": "sentsim.inference.onnx_backend",
+    "export_model": "sentsim.export.onnx_export",
     "InputExample": "sentsim.training.compat",
     "SentencesDataset": "sentsim.training.compat",
     "losses": "sentsim.losses",

@@ -91,7 +91,7 @@ def default_choice(variants: dict[str, dict[str, Any]]) -> dict[str, str]:
 
     The choice was measured (README: every variant's speed and Spearman on STSb test): dynamic int8
     of the optimised graph is the fastest within 0.3 Spearman of fp32 on AVX512-VNNI; the AVX2 file
-    uses 7-bit weights (``reduce_range``) because AVX2's u8×s8 multiply-add saturates otherwise.
+    has u8 weights because AVX2's u8×s8 multiply-add saturates (see ``quantize.DYNAMIC_ISAS``).
     """
     choice: dict[str, str] = {}
     for isa in ("avx512_vnni", "avx512", "avx2", "arm64"):

@@ -1,0 +1,45 @@
+"""Run by tests/test_torch_free.py inside a venv that has sentsim[onnx] and no torch (not a pytest module).
+
+Usage: python torch_free_check.py MODEL_DIR EXPECTED_JSON
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def main(model_dir: str, expected_path: str) -> None:
+    assert importlib.util.find_spec("torch") is None, "torch is importable in the torch-free venv"
+    expected = json.loads(Path(expected_path).read_text(encoding="utf-8"))
+    import sentsim
+    from sentsim.data import PairDataset, ScoredPair
+    from sentsim.errors import MissingDependencyError
+    from sentsim.evaluation.evaluate import evaluate_pairs
+
+    encoder = sentsim.OnnxSentenceEncoder(model_dir, file_name="model.onnx")
+    embeddings = encoder.encode(expected["sentences"])
+    difference = float(np.max(np.abs(embeddings - np.asarray(expected["embeddings"]))))
+    assert difference < 1e-4, f"ONNX embeddings differ from torch by {difference}"
+    cosines = encoder.similarity(expected["sentences"][:2], expected["sentences"][2:4])
+    assert cosines.shape == (2,) and np.all(np.abs(cosines) <= 1)
+    pairs = [ScoredPair(a, b, score) for a, b, score in expected["pairs"]]
+    result = evaluate_pairs(sentsim.OnnxSentenceEncoder(model_dir), PairDataset(pairs=pairs, source="tiny"))
+    # Same file, same pairs: only a different onnxruntime build could move it, and not by a point.
+    assert abs(result.spearman_cosine - expected["int8_spearman"]) < 1.0, result.spearman_cosine
+    try:
+        sentsim.SentenceTransformer(model_dir)
+    except MissingDependencyError as error:
+        assert "sentsim[torch]" in str(error)
+    else:
+        raise AssertionError("the torch model loaded without torch")
+    assert "torch" not in sys.modules
+    print(json.dumps({"max_difference": difference, "spearman_cosine": result.spearman_cosine}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
