@@ -48,11 +48,12 @@ class SentenceTransformer(nn.Sequential):
         modules: Sequence[nn.Module] | None = None,
         device: str | torch.device | None = None,
         backend: str = "torch",  # "onnx" is handled by __new__ (returns an OnnxSentenceEncoder instead)
+        allow_pickle: bool = False,
     ) -> None:
         calibration = None
         if modules is None:
             folder = resolve_model_path(model_name_or_path or DEFAULT_MODEL)
-            modules = load_modules(folder)
+            modules = load_modules(folder, allow_pickle=allow_pickle)
             from sentsim.inference.calibration import IsotonicCalibration
 
             calibration = IsotonicCalibration.load(folder)
@@ -72,14 +73,15 @@ class SentenceTransformer(nn.Sequential):
         pooling: str | Sequence[str] = "mean",
         normalize: bool = False,
         max_seq_length: int | None = None,
+        allow_pickle: bool = False,
     ) -> SentenceTransformer:
         """The "from scratch" recipe: a pretrained transformer's weights plus a new pooling layer.
 
         Given a sentence-transformers folder, only its transformer is kept (its pooling is replaced).
         """
         folder = resolve_model_path(model_name_or_path)
-        transformer = Transformer.load(folder) if (folder / "modules.json").is_file() else \
-            Transformer(folder, local_files_only=True)
+        transformer = Transformer.load(folder, allow_pickle=allow_pickle) if (folder / "modules.json").is_file() \
+            else Transformer(folder, local_files_only=True, allow_pickle=allow_pickle)
         if max_seq_length is not None:
             transformer.max_seq_length = max_seq_length
         modules: list[nn.Module] = [transformer, Pooling(transformer.embedding_dimension, modes=pooling)]
@@ -108,9 +110,8 @@ class SentenceTransformer(nn.Sequential):
 
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
-        if int(value) < 2:
-            raise ConfigError(f"max_seq_length must be at least 2 (room for the special tokens), got {value}")
-        self.transformer.max_seq_length = int(value)
+        # The transformer checks the range (2 to its position limit) and raises ConfigError.
+        self.transformer.max_seq_length = value
 
     @property
     def embedding_dimension(self) -> int:

@@ -46,15 +46,15 @@ class CrossEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, model_name_or_path: str | Path, *, seed: int = 42,
-                        max_seq_length: int | None = None) -> CrossEncoder:
+                        max_seq_length: int | None = None, allow_pickle: bool = False) -> CrossEncoder:
         """A new cross-encoder on a pretrained encoder; the head starts small so early steps stay stable.
 
         Given a sentence-transformers folder (like the bundled all-MiniLM-L6-v2), only its
         transformer is kept; its sentence-level training is a good start for reading pairs too.
         """
         folder = resolve_model_path(model_name_or_path)
-        transformer = Transformer.load(folder) if (folder / "modules.json").is_file() else \
-            Transformer(folder, local_files_only=True)
+        transformer = Transformer.load(folder, allow_pickle=allow_pickle) if (folder / "modules.json").is_file() \
+            else Transformer(folder, local_files_only=True, allow_pickle=allow_pickle)
         if max_seq_length is not None:
             transformer.max_seq_length = max_seq_length
         generator = torch.Generator().manual_seed(seed)

@@ -27,11 +27,12 @@ _LOADERS: dict[str, Any] = {"Transformer": Transformer.load, "Pooling": Pooling.
 CALIBRATION_FILE = "calibration.json"
 
 
-def load_modules(folder: str | Path) -> list[nn.Module]:
+def load_modules(folder: str | Path, *, allow_pickle: bool = False) -> list[nn.Module]:
     """Builds the module pipeline stored in ``folder``.
 
     A folder without ``modules.json`` is a plain Hugging Face transformer: it gets mean pooling,
-    the usual "from scratch" recipe.
+    the usual "from scratch" recipe. ``allow_pickle`` lets the transformer load pickle-only
+    weights (``pytorch_model.bin``), which are refused by default because unpickling can run code.
     """
     folder = Path(folder)
     modules_path = folder / "modules.json"
@@ -39,24 +40,51 @@ def load_modules(folder: str | Path) -> list[nn.Module]:
         if not (folder / "config.json").is_file():
             raise ModelLoadError(f"{folder} holds neither modules.json nor a transformer config.json")
         logger.info("%s has no modules.json: using it as a transformer with new mean pooling", folder)
-        transformer = Transformer(folder, local_files_only=True)
+        transformer = Transformer(folder, local_files_only=True, allow_pickle=allow_pickle)
         return [transformer, Pooling(transformer.embedding_dimension, modes="mean")]
-    try:
-        entries = json.loads(modules_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ModelLoadError(f"{modules_path}: not valid JSON ({error})") from error
     modules: list[nn.Module] = []
-    for entry in sorted(entries, key=lambda item: item.get("idx", 0)):
-        kind = str(entry.get("type", "")).rsplit(".", 1)[-1]
+    for entry in sorted(read_modules_json(modules_path), key=lambda item: item.get("idx", 0)):
+        kind = entry["type"].rsplit(".", 1)[-1]
         loader = _LOADERS.get(kind)
         if loader is None:
-            raise ModelLoadError(f"{modules_path}: module type {entry.get('type')!r} is not supported by sentsim")
-        module_folder = folder / entry.get("path", "")
-        if kind == "Normalize" or module_folder.is_dir():
+            raise ModelLoadError(f"{modules_path}: module type {entry['type']!r} is not supported by sentsim")
+        module_folder = folder / entry["path"]
+        if kind == "Transformer":
+            modules.append(loader(module_folder, allow_pickle=allow_pickle))
+        elif kind == "Normalize" or module_folder.is_dir():
             modules.append(loader(module_folder))
         else:
             raise ModelLoadError(f"{modules_path}: module folder {module_folder} is missing")
     return modules
+
+
+def read_modules_json(path: Path) -> list[dict[str, Any]]:
+    """The entries of ``modules.json``: a list of objects, each with a string ``type`` and ``path``
+    (and optionally an integer ``idx``); anything else is refused with the file and entry named."""
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelLoadError(f"{path}: not valid JSON ({error})") from error
+    except OSError as error:
+        raise ModelLoadError(f"{path}: cannot read it ({error.strerror or error})") from error
+    if not isinstance(entries, list) or not entries:
+        kinds = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean"}
+        found = "an empty list" if entries == [] else f"a JSON {kinds.get(type(entries), 'null')}"
+        raise ModelLoadError(f"{path}: expected a list of module entries, found {found}")
+    for number, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ModelLoadError(f"{path}: entry {number} is {entry!r}, not an object with 'type' and 'path'")
+        for field in ("type", "path"):
+            if not isinstance(entry.get(field), str):
+                problem = "is missing" if field not in entry else f"is {entry[field]!r}, not a string"
+                raise ModelLoadError(f"{path}: entry {number}'s {field!r} {problem}")
+        relative = Path(entry["path"])
+        if relative.is_absolute() or ".." in relative.parts:
+            raise ModelLoadError(f"{path}: entry {number}'s path {entry['path']!r} leaves the model folder")
+        index = entry.get("idx", 0)
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise ModelLoadError(f"{path}: entry {number}'s 'idx' is {index!r}, not an integer")
+    return entries
 
 
 def save_modules(modules: list[nn.Module], folder: str | Path, *, extra_files: dict[str, str] | None = None,
