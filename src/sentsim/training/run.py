@@ -33,9 +33,9 @@ BOOTSTRAP_RESAMPLES = 1000
 
 @dataclass
 class TrainingRun:
-    """A finished run: its summary (as in summary.json) and its folder."""
+    """A finished run: its summary (``summary.json``) and its folder."""
 
-    summary: dict[str, Any]
+    summary: RunSummary
     output: Path
 
 
@@ -66,7 +66,7 @@ def run_training(options: RunOptions, config: TrainConfig) -> TrainingRun:
         summary.timing.wall_seconds = round(time.perf_counter() - started, 2)
         atomic_write_json(folder / SUMMARY_FILE, summary.to_dict())
         write_report(folder)
-    return TrainingRun(summary=summary.to_dict(), output=options.output)
+    return TrainingRun(summary=summary, output=options.output)
 
 
 def run_seeds(options: RunOptions, config: TrainConfig, *, seeds: list[int]) -> dict[str, Any]:
@@ -77,8 +77,7 @@ def run_seeds(options: RunOptions, config: TrainConfig, *, seeds: list[int]) -> 
     runs = []
     for seed in seeds:
         output = options.output / f"seed-{seed}"
-        run = run_training(replace(options, output=output), replace(config, seed=seed))
-        summary = RunSummary.from_dict(run.summary)
+        summary = run_training(replace(options, output=output), replace(config, seed=seed)).summary
         runs.append({"seed": seed, "output": str(output),
                      "dev_spearman_cosine": summary.dev["spearman_cosine"],
                      "test_spearman_cosine": (summary.test or {}).get("spearman_cosine"),
