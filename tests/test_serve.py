@@ -391,3 +391,32 @@ def test_unknown_backend_is_a_config_error():
 
     with pytest.raises(ConfigError, match="backend"):
         load_engine("anything", backend="tensorrt")
+
+
+# -- the command -----------------------------------------------------------------------------------
+def test_serve_command_passes_options_and_environment_key(monkeypatch):
+    import sentsim.serve.server as server
+    from sentsim.cli import main
+
+    seen = {}
+    monkeypatch.setattr(server, "serve", lambda model, **options: seen.update(model=model, **options) or 0)
+    monkeypatch.setenv("SENTSIM_API_KEY", "env-key")
+    assert main(["serve", "my-model", "--port", "9001", "--backend", "onnx", "--max-batch-tokens", "512",
+                 "--max-concurrent-requests", "7", "--workers", "2"]) == 0
+    assert seen["model"] == "my-model" and seen["port"] == 9001 and seen["host"] == "127.0.0.1"
+    assert seen["backend"] == "onnx" and seen["workers"] == 2
+    settings = seen["settings"]
+    assert (settings.max_batch_tokens, settings.max_concurrent_requests, settings.api_key) == (512, 7, "env-key")
+    assert settings.payload_limit == ServeSettings().payload_limit
+    main(["serve", "my-model", "--api-key", "flag-key"])
+    assert seen["settings"].api_key == "flag-key"
+
+
+def test_serve_command_refuses_bad_input_with_exit_2(capsys, tmp_path):
+    from sentsim.cli import main
+
+    assert main(["serve", str(tmp_path / "nowhere")]) == 2
+    assert main(["serve", str(tmp_path), "--max-client-batch-size", "0"]) == 2
+    assert main(["serve", str(tmp_path), "--workers", "0"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)

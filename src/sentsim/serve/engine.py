@@ -86,14 +86,15 @@ def model_name(model: str | Path) -> str:
     return str(model).rstrip("/") or str(model)
 
 
-def load_engine(model: str | Path, *, backend: str = "torch", batch_size: int = 32) -> Engine:
-    """Loads ``model`` (a folder or hub name) for serving with the given backend."""
+def load_engine(model: str | Path, *, backend: str = "torch", batch_size: int = 32, name: str | None = None) -> Engine:
+    """Loads ``model`` (a folder or hub name) for serving with the given backend; ``name`` is its served id."""
+    name = name or model_name(model)
     if backend == "torch":
         from sentsim.encoders.bi_encoder import SentenceTransformer
 
-        return TorchEngine(SentenceTransformer(model), name=model_name(model), batch_size=batch_size)
+        return TorchEngine(SentenceTransformer(model), name=name, batch_size=batch_size)
     if backend == "onnx":
-        return _load_onnx_engine(model, batch_size=batch_size)
+        return _load_onnx_engine(model, batch_size=batch_size, name=name)
     raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
 
 
@@ -126,7 +127,7 @@ class OnnxEngine:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def _load_onnx_engine(model: str | Path, *, batch_size: int) -> Engine:
+def _load_onnx_engine(model: str | Path, *, batch_size: int, name: str) -> Engine:
     from sentsim.inference.onnx_backend import OnnxSentenceEncoder
 
-    return OnnxEngine(OnnxSentenceEncoder(model), name=model_name(model), batch_size=batch_size)
+    return OnnxEngine(OnnxSentenceEncoder(model), name=name, batch_size=batch_size)

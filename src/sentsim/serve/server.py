@@ -23,19 +23,21 @@ GRACEFUL_SECONDS = 30
 OPTIONS_ENV = "SENTSIM_SERVE_OPTIONS"
 
 
-def build_app(model: str | Path, *, backend: str, settings: ServeSettings):
-    """The app over ``model``, loaded in the background on the chosen backend."""
+def build_app(model: str | Path, *, backend: str, settings: ServeSettings, name: str | None = None):
+    """The app over ``model``, loaded in the background on the chosen backend; ``name``: the served id."""
     from sentsim.serve.app import create_app
 
-    return create_app(settings, loader=lambda: load_engine(model, backend=backend,
+    name = name or model_name(model)
+    return create_app(settings, loader=lambda: load_engine(model, backend=backend, name=name,
                                                            batch_size=settings.inner_batch_size),
-                      model_name=model_name(model))
+                      model_name=name)
 
 
 def app_from_environment():
     """uvicorn's factory for ``--workers N``: rebuilds the app from the options the parent stored."""
     options = json.loads(os.environ[OPTIONS_ENV])
-    return build_app(options["model"], backend=options["backend"], settings=ServeSettings(**options["settings"]))
+    return build_app(options["folder"], backend=options["backend"], settings=ServeSettings(**options["settings"]),
+                     name=options["name"])
 
 
 def serve(
@@ -63,11 +65,12 @@ def serve(
     common = {"host": host, "port": port, "log_level": log_level, "timeout_graceful_shutdown": GRACEFUL_SECONDS}
     _keep_exit_status_on_signals()
     if workers == 1:
-        app = build_app(folder, backend=backend, settings=settings)
+        app = build_app(folder, backend=backend, settings=settings, name=model_name(model))
         uvicorn.Server(uvicorn.Config(app, **common)).run()
         return 0
     os.environ[OPTIONS_ENV] = json.dumps(
-        {"model": str(folder), "backend": backend, "settings": dataclasses.asdict(settings)})
+        {"folder": str(folder), "name": model_name(model), "backend": backend,
+         "settings": dataclasses.asdict(settings)})
     uvicorn.run("sentsim.serve.server:app_from_environment", factory=True, workers=workers, **common)
     return 0
 
@@ -81,3 +84,4 @@ def _keep_exit_status_on_signals() -> None:
 
 def _log_setup(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
+    logging.getLogger("sentsim.serve").setLevel(level.upper())  # the CLI set up logging at WARNING already
