@@ -112,17 +112,9 @@ def run_loop(
     precision is our own autocast around the forward pass rather than accelerate's, which would
     patch ``model.forward`` for good and leave later evaluation silently in bf16.
     """
-    from accelerate import Accelerator
-    from torch.utils.data import DataLoader
-
-    accelerator = Accelerator(mixed_precision="no")
-    sampler = _batch_sampler(lengths, config)
-    loader = DataLoader(range(len(lengths)), batch_sampler=sampler, collate_fn=collate)
-    optimizer = build_optimizer(model, config, device=accelerator.device)
-    total_steps = len(loader) * config.epochs
-    scheduler = build_schedule(optimizer, config, total_steps=total_steps)
     raw_model = model
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    accelerator, sampler, loader, epochs, total_steps, (model, optimizer, scheduler) = _prepare(
+        model, lengths, collate, config)
     precision = resolve_precision(config.dtype, accelerator.device)
     records: list[dict[str, Any]] = []
 
@@ -136,22 +128,17 @@ def run_loop(
     best.evaluate(0, 0.0)  # the base model: the checkpoint to beat, and the report's starting point
     throughput = Throughput()
     step, stopped_early = 0, False
-    for epoch in range(config.epochs):
+    for epoch in range(epochs):
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         model.train()
         throughput.start_window()
-        bar = progress_bar(loader, desc=f"Epoch {epoch + 1}/{config.epochs}", unit="batch", quiet=quiet)
+        bar = progress_bar(loader, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", quiet=quiet)
         for features, batch_labels in bar:
             with autocast_context(precision, accelerator.device):
                 outputs = forward(model, features)
             loss_value = loss(outputs, batch_labels)
-            accelerator.backward(loss_value)
-            if config.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            _update(loss_value, model, accelerator, optimizer, scheduler, max_grad_norm=config.max_grad_norm)
             step += 1
             throughput.add(len(batch_labels), float(loss_value.detach()))
             if step % config.log_every == 0 or step == total_steps:
@@ -164,6 +151,8 @@ def run_loop(
                 throughput.restart_clock()
                 if stopped_early:
                     break
+            if step >= total_steps:
+                break
         if hasattr(bar, "close"):
             bar.close()
         if stopped_early:
@@ -178,6 +167,34 @@ def run_loop(
         pairs_per_second=throughput.pairs / train_seconds if train_seconds > 0 else 0.0,
         stopped_early=stopped_early, records=records,
     )
+
+
+def _prepare(model: nn.Module, lengths: Sequence[int], collate: Callable, config: TrainConfig) -> tuple:
+    """Accelerator, sampler, loader, epochs and steps, and the prepared (model, optimizer, schedule)."""
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader
+
+    accelerator = Accelerator(mixed_precision="no")
+    sampler = _batch_sampler(lengths, config)
+    loader = DataLoader(range(len(lengths)), batch_sampler=sampler, collate_fn=collate)
+    optimizer = build_optimizer(model, config, device=accelerator.device)
+    # max_steps (the Trainer adapter's option) overrides epochs: as many passes as it takes, then stop.
+    epochs = -(-config.max_steps // len(loader)) if config.max_steps else config.epochs
+    total_steps = config.max_steps or len(loader) * config.epochs
+    scheduler = build_schedule(optimizer, config, total_steps=total_steps)
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    return accelerator, sampler, loader, epochs, total_steps, (model, optimizer, scheduler)
+
+
+def _update(loss_value: torch.Tensor, model: nn.Module, accelerator: Any, optimizer: Any, scheduler: Any, *,
+            max_grad_norm: float | None) -> None:
+    """backward → clip → optimizer step → schedule step → clear gradients."""
+    accelerator.backward(loss_value)
+    if max_grad_norm:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
 def _show(bar: Any, entry: dict[str, Any]) -> None:
