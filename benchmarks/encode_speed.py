@@ -66,7 +66,7 @@ def load_encoder(mode: str, folder: str) -> tuple[Any, str]:
     def sentsim_encode(sentences: list[str]) -> Any:
         if precision == "auto":  # the default path: no precision argument at all
             return model.encode(sentences, batch_size=BATCH_SIZE)
-        return model.encode(sentences, batch_size=BATCH_SIZE, precision=precision)
+        return model.encode(sentences, batch_size=BATCH_SIZE, dtype=precision)
 
     return sentsim_encode, resolve_precision(precision, model.device)
 

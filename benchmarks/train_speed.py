@@ -118,12 +118,12 @@ def sentsim_worker(payload: dict[str, Any], seed: int) -> dict[str, Any]:
     train_seconds = time.perf_counter() - started
 
     def embed(sentences: list[str]) -> Any:
-        return model.encode(sentences, batch_size=EVAL_BATCH_SIZE, precision="fp32")
+        return model.encode(sentences, batch_size=EVAL_BATCH_SIZE, dtype="fp32")
 
     return {
         "train_seconds": train_seconds, "library_train_seconds": result.train_seconds, "steps": result.steps,
         "load_seconds": load_seconds, "optimizer": "AdamW (sentsim)", "weight_decay": config.weight_decay,
-        "precision": resolve_precision(config.precision, model.device),
+        "precision": resolve_precision(config.dtype, model.device),
         **score_splits(payload, embed),
     }
 

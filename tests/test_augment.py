@@ -42,34 +42,34 @@ def test_cross_encoder_reads_both_sentences_as_one_sequence(tiny_transformer_dir
 
 def test_predict_is_in_0_1_symmetric_and_order_free(tiny_transformer_dir):
     model = CrossEncoder.from_pretrained(tiny_transformer_dir, seed=3)
-    forward = model.predict(A, B, precision="fp32")
-    backward = model.predict(B, A, precision="fp32")
+    forward = model.score_pairs(A, B, dtype="fp32")
+    backward = model.score_pairs(B, A, dtype="fp32")
     assert forward.shape == (len(A),) and np.all((forward > 0) & (forward < 1))
     np.testing.assert_allclose(forward, backward, atol=1e-6)  # both orders averaged
-    one_way = model.predict(A, B, precision="fp32", symmetric=False)
-    assert not np.allclose(one_way, model.predict(B, A, precision="fp32", symmetric=False))
+    one_way = model.score_pairs(A, B, dtype="fp32", symmetric=False)
+    assert not np.allclose(one_way, model.score_pairs(B, A, dtype="fp32", symmetric=False))
     # batching and length sorting do not change the scores or their order
-    np.testing.assert_allclose(model.predict(A, B, precision="fp32", batch_size=3), forward, atol=1e-5)
-    assert model.predict([], [], precision="fp32").shape == (0,)
+    np.testing.assert_allclose(model.score_pairs(A, B, dtype="fp32", batch_size=3), forward, atol=1e-5)
+    assert model.score_pairs([], [], dtype="fp32").shape == (0,)
     with pytest.raises(ConfigError, match="as many"):
-        model.predict(A, B[:-1])
+        model.score_pairs(A, B[:-1])
 
 
 def test_cross_encoder_saves_and_loads_itself(tiny_transformer_dir, tmp_path: Path):
     model = CrossEncoder.from_pretrained(tiny_transformer_dir, seed=5)
-    expected = model.predict(A, B, precision="fp32")
+    expected = model.score_pairs(A, B, dtype="fp32")
     model.save(tmp_path / "ce")
     assert not list(tmp_path.glob("*.tmp*")), "no temporary folder is left behind"
     loaded = CrossEncoder.load(tmp_path / "ce")
-    np.testing.assert_allclose(loaded.predict(A, B, precision="fp32"), expected, atol=1e-6)
+    np.testing.assert_allclose(loaded.score_pairs(A, B, dtype="fp32"), expected, atol=1e-6)
     with pytest.raises(ModelLoadError, match="not a sentsim cross-encoder"):
         CrossEncoder.load(tiny_transformer_dir)
 
 
 def test_cross_encoder_training_learns_and_keeps_the_best_dev_checkpoint(tiny_transformer_dir):
     model = CrossEncoder.from_pretrained(tiny_transformer_dir, seed=0)
-    before = model.predict(A, B, precision="fp32")
-    config = TrainConfig(batch_size=4, epochs=8, learning_rate=2e-3, precision="fp32", log_every=1)
+    before = model.score_pairs(A, B, dtype="fp32")
+    config = TrainConfig(batch_size=4, epochs=8, learning_rate=2e-3, dtype="fp32", log_every=1)
     result = train_cross_encoder(model, dataset=_dataset(genre="main-news"), config=config,
                                  dev=_dataset(genre="main-news"), quiet=True)
     losses = [record["loss"] for record in result.records if record["kind"] == "train"]
@@ -77,7 +77,7 @@ def test_cross_encoder_training_learns_and_keeps_the_best_dev_checkpoint(tiny_tr
     evals = [record for record in result.records if record["kind"] == "eval"]
     assert {"spearman", "pearson", "spearman_news"} <= set(evals[-1])
     assert result.best_score == max(record["spearman"] for record in evals)
-    after = model.predict(A, B, precision="fp32")
+    after = model.score_pairs(A, B, dtype="fp32")
     assert not np.allclose(before, after)
     assert result.best_score == pytest.approx(100 * float(stats.spearmanr(LABELS, after).statistic), abs=1e-6)
 
@@ -85,9 +85,9 @@ def test_cross_encoder_training_learns_and_keeps_the_best_dev_checkpoint(tiny_tr
 # -- silver pairs ------------------------------------------------------------------------------------
 def test_nearest_neighbour_pairs_match_brute_force(tiny_model):
     sentences = [*A, *B, A[0]]  # a repeated sentence counts once
-    pairs = nearest_neighbour_pairs(tiny_model, sentences, top_k=2, precision="fp32")
+    pairs = nearest_neighbour_pairs(tiny_model, sentences, top_k=2, dtype="fp32")
     unique = list(dict.fromkeys(sentences))
-    embeddings = torch.nn.functional.normalize(torch.as_tensor(tiny_model.encode(unique, precision="fp32")), dim=1)
+    embeddings = torch.nn.functional.normalize(torch.as_tensor(tiny_model.encode(unique, dtype="fp32")), dim=1)
     similarity = embeddings @ embeddings.T
     similarity.fill_diagonal_(-float("inf"))
     expected = set()
@@ -101,9 +101,9 @@ def test_nearest_neighbour_pairs_match_brute_force(tiny_model):
 
 
 def test_nearest_neighbour_pairs_leave_out_gold_pairs(tiny_model):
-    everything = nearest_neighbour_pairs(tiny_model, [*A, *B], top_k=3, precision="fp32")
+    everything = nearest_neighbour_pairs(tiny_model, [*A, *B], top_k=3, dtype="fp32")
     excluded = everything[:3]
-    rest = nearest_neighbour_pairs(tiny_model, [*A, *B], top_k=3, precision="fp32",
+    rest = nearest_neighbour_pairs(tiny_model, [*A, *B], top_k=3, dtype="fp32",
                                    exclude=[(b, a) for a, b in excluded])  # either order is excluded
     assert rest == everything[3:]
     assert nearest_neighbour_pairs(tiny_model, ["only one"], top_k=2) == []
@@ -114,8 +114,8 @@ def test_nearest_neighbour_pairs_leave_out_gold_pairs(tiny_model):
 def test_label_pairs_gives_silver_scores_and_combine_keeps_gold(tiny_transformer_dir):
     teacher = CrossEncoder.from_pretrained(tiny_transformer_dir, seed=1)
     pairs = [(A[0], B[1]), (A[2], A[3])]
-    silver = label_pairs(teacher, pairs, precision="fp32")
-    np.testing.assert_allclose(silver.scores, teacher.predict([A[0], A[2]], [B[1], A[3]], precision="fp32"),
+    silver = label_pairs(teacher, pairs, dtype="fp32")
+    np.testing.assert_allclose(silver.scores, teacher.score_pairs([A[0], A[2]], [B[1], A[3]], dtype="fp32"),
                                atol=1e-6)
     assert silver.genres == ["silver", "silver"]
     both = combine(_dataset(), silver)

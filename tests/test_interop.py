@@ -39,7 +39,7 @@ def test_bundled_model_is_found_by_its_usual_names(bundled_model_dir: Path):
 def test_bundled_model_matches_sentence_transformers(bundled, bundled_model_dir, stsb_sentences):
     reference = sentence_transformers.SentenceTransformer(str(bundled_model_dir), device="cpu")
     expected = reference.encode(stsb_sentences, batch_size=32, convert_to_numpy=True)
-    ours = bundled.encode(stsb_sentences, batch_size=32, precision="fp32")
+    ours = bundled.encode(stsb_sentences, batch_size=32, dtype="fp32")
     assert np.abs(ours - expected).max() <= 1e-5
 
 
@@ -53,10 +53,10 @@ def test_model_trained_by_sentsim_loads_in_sentence_transformers(bundled_model_d
     loaded = sentence_transformers.SentenceTransformer(str(folder), device="cpu")
     assert loaded.max_seq_length == model.max_seq_length
     expected = loaded.encode(stsb_sentences, batch_size=32, convert_to_numpy=True)
-    ours = model.encode(stsb_sentences, batch_size=32, precision="fp32")
+    ours = model.encode(stsb_sentences, batch_size=32, dtype="fp32")
     assert np.abs(ours - expected).max() <= 1e-5
     # Training moved the weights: the comparison above is not between two copies of the base model.
-    base = SentenceTransformer(bundled_model_dir).encode(stsb_sentences[:5], precision="fp32")
+    base = SentenceTransformer(bundled_model_dir).encode(stsb_sentences[:5], dtype="fp32")
     assert np.abs(base - ours[:5]).max() > 1e-3
 
 
@@ -64,6 +64,6 @@ def test_zero_shot_stsb_test_score_is_the_published_one(bundled, stsb_dir):
     from sentsim.evaluation.evaluate import evaluate_pairs
 
     test = read_stsbenchmark(stsb_dir, "test")
-    exact = evaluate_pairs(bundled, test, precision="fp32")
+    exact = evaluate_pairs(bundled, test, dtype="fp32")
     assert exact.spearman_cosine == pytest.approx(82.03, abs=0.05)
     assert evaluate_pairs(bundled, test).spearman_cosine == pytest.approx(82.03, abs=0.05)

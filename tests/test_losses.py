@@ -141,7 +141,7 @@ def test_model_argument_is_accepted_and_stored():
 
 
 def test_build_loss_names_and_scale():
-    assert set(losses.LOSSES) == {"cosine", "cosent", "angle"}
+    assert set(losses.LOSSES) == {"cosine", "cosent", "angle", "mnrl"}
     assert isinstance(losses.build_loss("cosine"), losses.CosineSimilarityLoss)
     assert isinstance(losses.build_loss(" CoSENT "), losses.CoSENTLoss)
     assert losses.build_loss("angle", scale=5.0).scale == 5.0

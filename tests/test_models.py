@@ -74,34 +74,34 @@ def test_normalize_gives_unit_vectors():
 
 
 def test_encode_keeps_order_and_matches_single_sentences(tiny_model):
-    batched = tiny_model.encode(SENTENCES, batch_size=2, precision="fp32")
+    batched = tiny_model.encode(SENTENCES, batch_size=2, dtype="fp32")
     assert batched.shape == (len(SENTENCES), 32) and batched.dtype == np.float32
     for index, sentence in enumerate(SENTENCES):
-        alone = tiny_model.encode(sentence, precision="fp32")
+        alone = tiny_model.encode(sentence, dtype="fp32")
         np.testing.assert_allclose(batched[index], alone, atol=1e-5)
 
 
 def test_encode_options(tiny_model):
-    as_tensor = tiny_model.encode(SENTENCES, convert_to="torch", normalize=True, precision="fp32")
+    as_tensor = tiny_model.encode(SENTENCES, convert_to_tensor=True, normalize_embeddings=True, dtype="fp32")
     assert isinstance(as_tensor, torch.Tensor)
     torch.testing.assert_close(as_tensor.norm(dim=1), torch.ones(len(SENTENCES)))
-    assert tiny_model.encode([], precision="fp32").shape == (0, 32)
-    with pytest.raises(ConfigError):
+    assert tiny_model.encode([], dtype="fp32").shape == (0,)  # as sentence-transformers returns it
+    with pytest.raises(ValueError):
         tiny_model.encode(SENTENCES, batch_size=0)
     with pytest.raises(ConfigError):
-        tiny_model.encode(SENTENCES, precision="fp8")
+        tiny_model.encode(SENTENCES, dtype="fp8")
 
 
 def test_encode_leaves_no_gradients_and_restores_mode(tiny_model):
     tiny_model.train()
-    tiny_model.encode(SENTENCES, precision="fp32")
+    tiny_model.encode(SENTENCES, dtype="fp32")
     assert tiny_model.training
     assert all(parameter.grad is None for parameter in tiny_model.parameters())
 
 
 def test_bf16_encode_is_close_to_fp32(tiny_model):
-    exact = tiny_model.encode(SENTENCES, precision="fp32", normalize=True)
-    fast = tiny_model.encode(SENTENCES, precision="bf16", normalize=True)
+    exact = tiny_model.encode(SENTENCES, dtype="fp32", normalize_embeddings=True)
+    fast = tiny_model.encode(SENTENCES, dtype="bf16", normalize_embeddings=True)
     assert np.abs(exact - fast).max() < 0.05
 
 
@@ -122,7 +122,7 @@ def test_save_load_round_trip(tiny_model, tmp_path: Path):
     loaded = SentenceTransformer(folder)
     assert loaded.max_seq_length == 48
     np.testing.assert_allclose(
-        loaded.encode(SENTENCES, precision="fp32"), tiny_model.encode(SENTENCES, precision="fp32"), atol=1e-6
+        loaded.encode(SENTENCES, dtype="fp32"), tiny_model.encode(SENTENCES, dtype="fp32"), atol=1e-6
     )
 
 
@@ -169,8 +169,8 @@ def test_hub_name_offline_names_the_way_out(monkeypatch):
         SentenceTransformer("someone/not-cached-model-xyz")
 
 
-def test_similarity_scales(tiny_model):
-    cosine = tiny_model.similarity("a dog", "a cat")
-    assert -1.0 <= cosine <= 1.0
+def test_pair_cosine_and_sts_score(tiny_model):
+    cosine = tiny_model.pair_cosine("a dog", "a cat")
+    assert isinstance(cosine, float) and -1.0 <= cosine <= 1.0
     with pytest.raises(ConfigError, match="calibrate"):
-        tiny_model.similarity("a dog", "a cat", scale="sts")
+        tiny_model.sts_score("a dog", "a cat")

@@ -141,7 +141,7 @@ def test_csv_output_with_calibration(tmp_path: Path, pair_file: Path, calls: lis
     count = score_pair_file(FakeModel(LinearCalibration()), pair_file, output=output, batch_size=7, quiet=True)
     assert count == 4
     assert len(calls) == 1  # one batched pass for all pairs
-    assert calls[0]["batch_size"] == 7 and calls[0]["normalize"] is True and calls[0]["precision"] == "auto"
+    assert calls[0]["batch_size"] == 7 and calls[0]["normalize"] is True and calls[0]["dtype"] == "auto"
     text = output.read_text(encoding="utf-8")
     assert text.splitlines()[0] == ",".join(OUTPUT_COLUMNS)
     rows = read_csv(text)

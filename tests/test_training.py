@@ -74,7 +74,7 @@ def test_train_config_rejects_nonsense():
 # -- the loop -----------------------------------------------------------------------------------
 def _train(model: SentenceTransformer, **options) -> object:
     config = TrainConfig(**{"batch_size": 4, "epochs": 2, "learning_rate": 1e-3, "log_every": 1,
-                            "precision": "fp32", **options})
+                            "dtype": "fp32", **options})
     a, b, labels = zip(*TRAIN_PAIRS, strict=True)
     return train(model, sentences_a=a, sentences_b=b, labels=labels, config=config, quiet=True)
 
@@ -114,7 +114,7 @@ def test_best_checkpoint_is_restored_and_patience_stops(tiny_transformer_dir):
         snapshots[score] = _weights(current).clone()
         return {"spearman_cosine": score}
 
-    config = TrainConfig(batch_size=4, epochs=5, learning_rate=1e-3, precision="fp32", patience=2,
+    config = TrainConfig(batch_size=4, epochs=5, learning_rate=1e-3, dtype="fp32", patience=2,
                          evaluation_steps=0)
     a, b, labels = zip(*TRAIN_PAIRS, strict=True)
     result = train(model, sentences_a=a, sentences_b=b, labels=labels, config=config, evaluator=evaluator,
@@ -135,9 +135,9 @@ def test_every_loss_trains(tiny_transformer_dir, loss):
 
 def test_bf16_training_leaves_fp32_weights_and_fp32_evaluation(tiny_transformer_dir):
     model = SentenceTransformer.from_transformer(tiny_transformer_dir)
-    _train(model, seed=0, precision="bf16")
+    _train(model, seed=0, dtype="bf16")
     assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
-    exact = model.encode(["a dog is running"], precision="fp32")
+    exact = model.encode(["a dog is running"], dtype="fp32")
     assert exact.dtype == np.float32
 
 
@@ -160,7 +160,7 @@ def test_classic_fit_snippet_runs_with_only_the_import_changed(tiny_transformer_
               evaluator=EmbeddingSimilarityEvaluator(s1, s2, scores), output_path=str(tmp_path / "out/"))
     # ---
     saved = SentenceTransformer(tmp_path / "out")
-    np.testing.assert_allclose(saved.encode(s1, precision="fp32"), model.encode(s1, precision="fp32"), atol=1e-6)
+    np.testing.assert_allclose(saved.encode(s1, dtype="fp32"), model.encode(s1, dtype="fp32"), atol=1e-6)
 
 
 def test_fit_rejects_what_it_cannot_train(tiny_model):
@@ -178,7 +178,7 @@ def test_sentence_transformers_is_never_imported(tiny_transformer_dir, tmp_path:
         from sentsim.training import TrainConfig, train
         model = SentenceTransformer.from_transformer({str(tiny_transformer_dir)!r})
         train(model, sentences_a=["a dog", "a cat"], sentences_b=["a dog runs", "a plane"], labels=[0.9, 0.1],
-              config=TrainConfig(batch_size=2, precision="fp32"), quiet=True)
+              config=TrainConfig(batch_size=2, dtype="fp32"), quiet=True)
         model.encode(["a dog"])
         model.save({str(tmp_path / "m")!r})
         SentenceTransformer({str(tmp_path / "m")!r}).encode(["a cat"])

@@ -17,6 +17,11 @@ _EXPORTS = {
     "SentencesDataset": "sentsim.training.compat",
     "losses": "sentsim.losses",
     "evaluation": "sentsim.evaluation",
+    "util": "sentsim.util",
+    "SentenceTransformerTrainer": "sentsim.training.trainer",
+    "SentenceTransformerTrainingArguments": "sentsim.training.trainer",
+    "SimilarityFunction": "sentsim.inference.similarity",
+    "quantize_embeddings": "sentsim.inference.quantize",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = ["__version__", *_EXPORTS]

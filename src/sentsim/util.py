@@ -11,6 +11,7 @@ from sentsim.inference.search import (
     semantic_search,
 )
 from sentsim.inference.similarity import (
+    SimilarityFunction,
     cos_sim,
     dot_score,
     euclidean_sim,
@@ -26,6 +27,7 @@ from sentsim.inference.similarity import (
 pytorch_cos_sim = cos_sim
 
 __all__ = [
+    "SimilarityFunction",
     "community_detection",
     "cos_sim",
     "dot_score",

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.model} is not a folder; pass --output FOLDER for the calibrated copy")
     device = common.device(args)
     dataset = common.load_data(args)
-    model = common.load_model(args.model, device=device)
+    model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle)
     common.warn_emulated_bf16(args.dtype, device)
     fit = calibrate_model(model, dataset, target=args.output or Path(args.model), whole_model=args.output is not None,
                           batch_size=args.batch_size, dtype=args.dtype, show_progress=common.show_progress(args))

@@ -77,11 +77,24 @@ def add_device_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup)
                         help="where the model runs; auto = cuda if available, else cpu")
 
 
+def add_allow_pickle_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="load a model whose weights are only pickle files (pytorch_model.bin); refused by "
+                             "default because unpickling can run code (still loaded with torch's weights_only)")
+
+
+def add_backend_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=("auto", "torch", "onnx"), default="auto",
+                        help="torch, or onnx (ONNX Runtime, no torch needed) for a folder from `sentsim export`; "
+                             "auto = onnx for such a folder when onnxruntime is installed, else torch")
+
+
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="sentences per encoding batch")
     parser.add_argument("--dtype", "--precision", dest="dtype", choices=PRECISIONS, default="auto",
                         help="compute type (old name: --precision); auto = native bf16 if any, else fp32")
     add_device_option(parser)
+    add_allow_pickle_option(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars (they are off anyway when "
                                                              "stderr is not a terminal)")
 
@@ -98,15 +111,32 @@ def show_progress(args: argparse.Namespace) -> bool | None:
 
 # -- loading -----------------------------------------------------------------------------------------
 def device(args: argparse.Namespace) -> str:
+    import importlib.util
+
     from sentsim.environment import resolve_device
+
+    backend = getattr(args, "backend", "torch")
+    if backend == "onnx" or (backend == "auto" and importlib.util.find_spec("torch") is None):
+        if args.device not in ("auto", "cpu"):
+            raise UsageError(f"--device {args.device}: the onnx backend runs on the CPU; use --backend torch")
+        return "cpu"  # without asking torch, which the onnx backend may not have
 
     return resolve_device(args.device)
 
 
-def load_model(name: str, *, device: str):
+def load_model(name: str, *, device: str, allow_pickle: bool = False, backend: str = "torch"):
+    """The model on the chosen backend; the onnx choice is named on stderr (``auto`` decides per folder)."""
+    from sentsim.inference.onnx_backend import choose_backend
+
+    if choose_backend(name, backend) == "onnx":
+        from sentsim.inference.onnx_backend import OnnxSentenceEncoder
+
+        encoder = OnnxSentenceEncoder(name)
+        print(f"backend: {encoder.describe()}", file=sys.stderr)
+        return encoder
     from sentsim.encoders.bi_encoder import SentenceTransformer
 
-    return SentenceTransformer(name, device=device)
+    return SentenceTransformer(name, device=device, allow_pickle=allow_pickle)
 
 
 def split(args: argparse.Namespace) -> str:
@@ -128,6 +158,8 @@ def load_data(args: argparse.Namespace):
 
 def warn_emulated_bf16(precision: str, device: str) -> None:
     """One stderr line when bf16 was asked for where the hardware only emulates it (slower than fp32)."""
+    if precision != "bf16":
+        return  # nothing to say, and no torch import (the onnx backend may run without torch)
     from sentsim.inference.forward import emulated_bf16_warning
 
     message = emulated_bf16_warning(precision, device)

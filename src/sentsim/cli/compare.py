@@ -18,6 +18,7 @@ def add_parser(commands: Any) -> None:
     compare.add_argument("model_b", help="model B: folder or name")
     common.add_data_options(compare, split_default="test")
     common.add_runtime_options(compare)
+    common.add_backend_option(compare)
     compare.add_argument("--bootstrap", type=int, default=1000, help="paired resamples")
     compare.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     compare.add_argument("--json", action="store_true", help="print one JSON object")
@@ -32,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
     result = compare_models(args.model_a, args.model_b, dataset, batch_size=args.batch_size, dtype=args.dtype,
                             device=device, bootstrap=args.bootstrap, seed=args.seed,
                             show_progress=common.show_progress(args),
-                            load_model=lambda name: common.load_model(name, device=device))
+                            load_model=lambda name: common.load_model(name, device=device,
+                                                                         allow_pickle=args.allow_pickle,
+                                                                         backend=args.backend))
     if args.json:
         common.print_json(result.to_dict())
         return EXIT_OK

@@ -19,6 +19,7 @@ def add_parser(commands: Any) -> None:
     encode.add_argument("--output", "-o", type=Path, help="output .npy (default: FILE with .npy suffix)")
     encode.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings (default: off)")
     common.add_runtime_options(encode)
+    common.add_backend_option(encode)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = common.device(args)
     sentences = read_sentence_file(args.file)
-    model = common.load_model(args.model, device=device)
+    model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle, backend=args.backend)
     common.warn_emulated_bf16(args.dtype, device)
     result = encode_to_npy(model, sentences, args.output or default_output(args.file), batch_size=args.batch_size,
                            normalize=args.normalize, dtype=args.dtype, show_progress=common.show_progress(args))

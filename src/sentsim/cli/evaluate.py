@@ -19,6 +19,7 @@ def add_parser(commands: Any) -> None:
     evaluate.add_argument("model", help="model folder or name (e.g. all-MiniLM-L6-v2)")
     common.add_data_options(evaluate, split_default="test")
     common.add_runtime_options(evaluate)
+    common.add_backend_option(evaluate)
     evaluate.add_argument("--bootstrap", type=int, default=1000,
                           help="bootstrap resamples for the 95%% intervals (0 turns them off)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = common.device(args)
     dataset = common.load_data(args)
-    model = common.load_model(args.model, device=device)
+    model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle, backend=args.backend)
     common.warn_emulated_bf16(args.dtype, device)
     result = evaluate_pairs(model, dataset, batch_size=args.batch_size, dtype=args.dtype,
                             bootstrap=args.bootstrap, seed=args.seed, show_progress=common.show_progress(args))

@@ -25,6 +25,7 @@ def add_parser(commands: Any) -> None:
                             help="write the scored rows here (.csv or .jsonl, atomically; default: stdout — a "
                                  "line for two texts, CSV for --pairs)")
     common.add_runtime_options(similarity)
+    common.add_backend_option(similarity)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.pairs is not None and args.texts:
         raise UsageError("give either two texts or --pairs FILE, not both")
     device = common.device(args)
-    model = common.load_model(args.model, device=device)
+    model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle, backend=args.backend)
     common.warn_emulated_bf16(args.dtype, device)
     options = {"output": args.output, "batch_size": args.batch_size, "dtype": args.dtype, "quiet": args.quiet}
     if args.pairs is not None:

@@ -43,6 +43,7 @@ def add_parser(commands: Any) -> None:
                        help="run folder to write (config, metrics, report, model/). Default: runs/stsb")
     _add_hyper_options(train.add_argument_group("hyper-parameters (unset ones come from --recipe)"))
     common.add_device_option(train)
+    common.add_allow_pickle_option(train)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--json", action="store_true", help="print the final figures as one JSON object")
 
@@ -137,7 +138,8 @@ def _run_setup(args: argparse.Namespace) -> tuple[Any, Any]:
     options = RunOptions(output=args.output, base_model=args.base_model, pooling=args.pooling,
                          normalize=args.normalize, data=args.data, dev_data=args.dev_data, test_data=args.test_data,
                          skip_bad_rows=args.skip_bad_rows, max_seq_length=args.max_seq_length,
-                         evaluate_test=not args.no_test, quiet=True if args.quiet or args.json else None,
+                         allow_pickle=args.allow_pickle, evaluate_test=not args.no_test,
+                         quiet=True if args.quiet or args.json else None,
                          command=common.command_line(args.argv), data_options=common.data_options(args))
     if args.seeds < 1:
         raise UsageError("--seeds must be at least 1")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import platform
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -14,9 +13,10 @@ from torch import nn
 
 from sentsim import __version__
 from sentsim.errors import ConfigError, ModelLoadError
+from sentsim.inference.calibration import CALIBRATION_FILE
 from sentsim.models import Normalize, Pooling, Transformer
 from sentsim.persistence.hub import DEFAULT_MODEL, resolve_model_path
-from sentsim.persistence.layout import CALIBRATION_FILE, load_modules, save_modules
+from sentsim.persistence.layout import load_modules, read_model_config, save_modules
 
 if TYPE_CHECKING:
     from sentsim.inference.calibration import IsotonicCalibration
@@ -49,11 +49,17 @@ class SentenceTransformer(nn.Sequential):
         device: str | torch.device | None = None,
         backend: str = "torch",  # "onnx" is handled by __new__ (returns an OnnxSentenceEncoder instead)
         allow_pickle: bool = False,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
+        similarity_fn_name: str | None = None,
+        truncate_dim: int | None = None,
     ) -> None:
         calibration = None
+        stored: dict[str, Any] = {}
         if modules is None:
             folder = resolve_model_path(model_name_or_path or DEFAULT_MODEL)
             modules = load_modules(folder, allow_pickle=allow_pickle)
+            stored = read_model_config(folder)
             from sentsim.inference.calibration import IsotonicCalibration
 
             calibration = IsotonicCalibration.load(folder)
@@ -62,6 +68,14 @@ class SentenceTransformer(nn.Sequential):
         super().__init__(*modules)
         self.name_or_path = str(model_name_or_path or "")
         self.calibration: IsotonicCalibration | None = calibration
+        # sentence-transformers' model options: given ones win over those saved with the model.
+        self.prompts: dict[str, str] = {**(stored.get("prompts") or {}), **(prompts or {})}
+        self.default_prompt_name = default_prompt_name or stored.get("default_prompt_name")
+        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
+            raise ValueError(f"default prompt name {self.default_prompt_name!r} is not among the prompts "
+                             f"{list(self.prompts)!r}")
+        self.similarity_fn_name = similarity_fn_name or stored.get("similarity_fn_name") or "cosine"
+        self.truncate_dim = truncate_dim if truncate_dim is not None else stored.get("truncate_dim")
         if device is not None:
             self.to(device)
 
@@ -122,52 +136,111 @@ class SentenceTransformer(nn.Sequential):
         """sentence-transformers' name for ``embedding_dimension``."""
         return self.embedding_dimension
 
-    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+    @property
+    def similarity_fn_name(self) -> str:
+        """How ``similarity`` compares embeddings: cosine, dot, euclidean or manhattan."""
+        return self._similarity_fn_name
+
+    @similarity_fn_name.setter
+    def similarity_fn_name(self, value: Any) -> None:
+        from sentsim.inference.similarity import check_similarity_fn_name
+
+        self._similarity_fn_name = check_similarity_fn_name("cosine" if value is None else value)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.transformer.tokenizer
+
+    def get_max_seq_length(self) -> int:
+        return self.max_seq_length
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Unpadded token ids per text (sentsim's own batching pads them per batch)."""
         return self.transformer.tokenize(list(texts))
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """sentence-transformers' ``tokenize``: the padded model inputs (``input_ids``, ``attention_mask`` …)."""
+        texts = [text.lower() for text in texts] if self.transformer.do_lower_case else list(texts)
+        return dict(self.tokenizer(texts, padding=True, truncation="longest_first", return_tensors="pt",
+                                   max_length=self.max_seq_length))
 
     def collate(self, ids: list[list[int]], *, pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
         return self.transformer.collate(ids, pad_to_multiple_of=pad_to_multiple_of)
 
     # -- use ------------------------------------------------------------------------------------
-    def encode(self, sentences: str | Sequence[str], **options: Any) -> np.ndarray | torch.Tensor:
-        """Embeds sentences; see ``sentsim.inference.encode.encode.encode`` for the options."""
-        from sentsim.inference.encode import encode
+    def encode(self, inputs: str | Sequence[str] | None = None, prompt_name: str | None = None,
+               prompt: str | None = None, batch_size: int = 32, show_progress_bar: bool | None = None,
+               output_value: str | None = "sentence_embedding", precision: str = "float32",
+               convert_to_numpy: bool = True, convert_to_tensor: bool = False, device: str | None = None,
+               normalize_embeddings: bool = False, truncate_dim: int | None = None, *,
+               sentences: str | Sequence[str] | None = None, dtype: str = "auto") -> Any:
+        """Embeds texts with sentence-transformers' arguments and return types.
 
-        return encode(self, sentences, **options)
-
-    def similarity(
-        self,
-        sentences_a: str | Sequence[str],
-        sentences_b: str | Sequence[str],
-        *,
-        scale: Literal["cosine", "sts"] = "cosine",
-        batch_size: int = 32,
-    ) -> np.ndarray | float:
-        """Cosine similarity of aligned pairs, or with ``scale="sts"`` the calibrated 0–5 score.
-
-        The STS scale needs a calibration (fitted after ``sentsim train`` or by ``sentsim calibrate``):
-        raw cosines of a trained model bunch up in a narrow band, while people read 0–5.
+        ``precision`` quantises the output (float32, int8, uint8, binary, ubinary); ``dtype`` is the
+        compute type of the forward pass (``auto`` = bf16 where the hardware runs it natively, else
+        fp32; ``fp32`` for exact results). One string gives a 1-D result, a list a 2-D one.
         """
-        single = isinstance(sentences_a, str) and isinstance(sentences_b, str)
-        first = [sentences_a] if isinstance(sentences_a, str) else list(sentences_a)
-        second = [sentences_b] if isinstance(sentences_b, str) else list(sentences_b)
-        if len(first) != len(second):
-            raise ConfigError(f"similarity needs aligned pairs: {len(first)} vs {len(second)} sentences")
-        from sentsim.inference.encode import encode_pairs
+        from sentsim.inference.encode_api import encode_compatible, resolve_prompt
 
-        embeddings_a, embeddings_b = encode_pairs(self, first, second, batch_size=batch_size, normalize=True)
-        cosines = np.clip(np.sum(embeddings_a.astype(np.float64) * embeddings_b, axis=1), -1.0, 1.0)
-        if scale == "sts":
-            if self.calibration is None:
-                raise ConfigError(
-                    "this model has no calibration for the 0–5 scale; run `sentsim calibrate MODEL --data ...`"
-                )
-            scores = self.calibration.predict(cosines)
-        elif scale == "cosine":
-            scores = cosines
-        else:
-            raise ConfigError(f"scale must be 'cosine' or 'sts', not {scale!r}")
-        return float(scores[0]) if single else scores
+        if inputs is None:
+            if sentences is None:
+                raise TypeError("encode() missing the texts to embed (inputs)")
+            inputs = sentences
+        if device is not None:
+            self.to(device)
+        return encode_compatible(
+            self, inputs, prompt=resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name),
+            batch_size=batch_size, show_progress_bar=show_progress_bar, output_value=output_value,
+            precision=precision, convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor,
+            normalize_embeddings=normalize_embeddings, dtype=dtype,
+            truncate_dim=truncate_dim if truncate_dim is not None else self.truncate_dim)
+
+    def encode_query(self, inputs: str | Sequence[str], prompt_name: str | None = None, prompt: str | None = None,
+                     **options: Any) -> Any:
+        """``encode`` with the model's "query" prompt, when it has one and none is given."""
+        if prompt_name is None and prompt is None and "query" in self.prompts:
+            prompt_name = "query"
+        return self.encode(inputs, prompt_name=prompt_name, prompt=prompt, **options)
+
+    def encode_document(self, inputs: str | Sequence[str], prompt_name: str | None = None,
+                        prompt: str | None = None, **options: Any) -> Any:
+        """``encode`` with the model's "document" (or "passage", "corpus") prompt, when it has one."""
+        if prompt_name is None and prompt is None:
+            prompt_name = next((name for name in ("document", "passage", "corpus") if name in self.prompts), None)
+        return self.encode(inputs, prompt_name=prompt_name, prompt=prompt, **options)
+
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> torch.Tensor:
+        """Score matrix ``[len(embeddings1), len(embeddings2)]`` under ``similarity_fn_name``."""
+        from sentsim.inference.similarity import MATRIX_FUNCTIONS
+
+        return MATRIX_FUNCTIONS[self.similarity_fn_name](embeddings1, embeddings2)
+
+    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> torch.Tensor:
+        """Score of each aligned pair ``(embeddings1[i], embeddings2[i])`` under ``similarity_fn_name``."""
+        from sentsim.inference.similarity import PAIRWISE_FUNCTIONS
+
+        return PAIRWISE_FUNCTIONS[self.similarity_fn_name](embeddings1, embeddings2)
+
+    def pair_cosine(self, sentences_a: str | Sequence[str], sentences_b: str | Sequence[str], *,
+                    batch_size: int = 32, dtype: str = "auto") -> np.ndarray | float:
+        """Cosine of each aligned text pair (sentsim's extra; one float for two strings)."""
+        from sentsim.inference.encode_api import aligned_pair_cosines
+
+        return aligned_pair_cosines(self, sentences_a, sentences_b, batch_size=batch_size, dtype=dtype)
+
+    def sts_score(self, sentences_a: str | Sequence[str], sentences_b: str | Sequence[str], *,
+                  batch_size: int = 32, dtype: str = "auto") -> np.ndarray | float:
+        """Calibrated 0–5 STS score of each aligned text pair (sentsim's extra).
+
+        Needs a calibration (fitted after ``sentsim train`` or by ``sentsim calibrate``): raw cosines
+        of a trained model bunch up in a narrow band, while people read 0–5.
+        """
+        if self.calibration is None:
+            raise ConfigError("this model has no calibration for the 0–5 scale; "
+                              "run `sentsim calibrate MODEL --data ...`")
+        cosines = self.pair_cosine(sentences_a, sentences_b, batch_size=batch_size, dtype=dtype)
+        scores = self.calibration.predict(np.atleast_1d(cosines))
+        return float(scores[0]) if isinstance(cosines, float) else scores
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path, *, model_card: str | None = None) -> Path:
@@ -176,8 +249,17 @@ class SentenceTransformer(nn.Sequential):
         if model_card is not None:
             extra["README.md"] = model_card
         if self.calibration is not None:
-            extra[CALIBRATION_FILE] = json.dumps(self.calibration.to_dict(), indent=2) + "\n"
-        return save_modules(list(self), path, extra_files=extra, versions=_versions())
+            extra[CALIBRATION_FILE] = self.calibration.to_json()
+        model_config = {"prompts": self.prompts, "default_prompt_name": self.default_prompt_name,
+                        "similarity_fn_name": self.similarity_fn_name}
+        if self.truncate_dim is not None:
+            model_config["truncate_dim"] = self.truncate_dim
+        return save_modules(list(self), path, extra_files=extra, versions=_versions(), model_config=model_config)
+
+    def save_pretrained(self, path: str | Path, model_name: str | None = None, create_model_card: bool = True,
+                        train_datasets: list[str] | None = None, safe_serialization: bool = True) -> Path:
+        """sentence-transformers' name for ``save`` (weights are always safetensors)."""
+        return self.save(path)
 
     # -- training (the classic sentence-transformers entry point) -------------------------------
     def fit(self, *args: Any, **kwargs: Any) -> None:

@@ -38,11 +38,26 @@ CONFIG_FILE = "sentsim_cross_encoder.json"
 class CrossEncoder(nn.Module):
     """Transformer over ``[CLS] a [SEP] b [SEP]`` → mean pooling → linear → one logit per pair."""
 
-    def __init__(self, transformer: Transformer, *, head: nn.Linear | None = None) -> None:
+    def __init__(self, model_name_or_path: str | Path | Transformer | None = None, *,
+                 head: nn.Linear | None = None, max_length: int | None = None, device: str | None = None) -> None:
+        """``CrossEncoder(path)`` loads a saved sentsim cross-encoder (sentence-transformers' call);
+        ``CrossEncoder(transformer, head=...)`` builds one from its parts.
+        """
         super().__init__()
+        if isinstance(model_name_or_path, str | Path):
+            loaded = type(self).load(resolve_model_path(model_name_or_path))
+            transformer, head = loaded.transformer, loaded.head
+        elif isinstance(model_name_or_path, Transformer):
+            transformer = model_name_or_path
+        else:
+            raise ModelLoadError("CrossEncoder needs a model folder (or a Transformer module)")
+        if max_length is not None:
+            transformer.max_seq_length = max_length
         self.transformer = transformer
         self.pooling = Pooling(transformer.embedding_dimension, modes="mean")
         self.head = head if head is not None else nn.Linear(transformer.embedding_dimension, 1)
+        if device is not None:
+            self.to(device)
 
     @classmethod
     def from_pretrained(cls, model_name_or_path: str | Path, *, seed: int = 42,
@@ -67,6 +82,31 @@ class CrossEncoder(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.transformer.tokenizer
+
+    # -- sentence-transformers' calls ---------------------------------------------------------
+    def predict(self, inputs: Any, batch_size: int = 32, show_progress_bar: bool | None = None,
+                activation_fn: Any = None, apply_softmax: bool | None = False, convert_to_numpy: bool = True,
+                convert_to_tensor: bool = False, *, dtype: str = "auto") -> Any:
+        """Score per (a, b) pair in the given order: sigmoid of the logit unless ``activation_fn`` is given."""
+        from sentsim.inference.predict_api import predict_compatible
+
+        return predict_compatible(self, inputs, batch_size=batch_size, show_progress_bar=show_progress_bar,
+                                  activation_fn=activation_fn, apply_softmax=apply_softmax,
+                                  convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor, dtype=dtype)
+
+    def rank(self, query: str, documents: Sequence[str], top_k: int | None = None, return_documents: bool = False,
+             batch_size: int = 32, show_progress_bar: bool | None = None, activation_fn: Any = None,
+             apply_softmax: bool = False, *, dtype: str = "auto") -> list[dict[str, Any]]:
+        """``documents`` by decreasing score against ``query``, as ``{"corpus_id", "score"[, "text"]}``."""
+        from sentsim.inference.predict_api import rank_compatible
+
+        return rank_compatible(self, query, documents, top_k=top_k, return_documents=return_documents,
+                               batch_size=batch_size, show_progress_bar=show_progress_bar,
+                               activation_fn=activation_fn, apply_softmax=apply_softmax, dtype=dtype)
 
     # -- pairs → ids ----------------------------------------------------------------------------
     def tokenize_pairs(self, sentences_a: Sequence[str],
@@ -97,8 +137,8 @@ class CrossEncoder(nn.Module):
         features = self.pooling(self.transformer(dict(features)))
         return self.head(features["sentence_embedding"]).squeeze(-1)
 
-    def predict(self, sentences_a: Sequence[str], sentences_b: Sequence[str], *, batch_size: int = 64,
-                precision: str = "auto", symmetric: bool = True, show_progress: bool | None = None) -> np.ndarray:
+    def score_pairs(self, sentences_a: Sequence[str], sentences_b: Sequence[str], *, batch_size: int = 64,
+                dtype: str = "auto", symmetric: bool = True, show_progress: bool | None = None) -> np.ndarray:
         """Similarity in 0–1 per pair. ``symmetric`` averages both sentence orders: the network
         itself is not symmetric, and averaging removes that order noise from silver labels.
         """
@@ -107,24 +147,24 @@ class CrossEncoder(nn.Module):
                               f"{len(sentences_b)})")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
-        scores = self._logits(sentences_a, sentences_b, batch_size=batch_size, precision=precision,
+        scores = self._logits(sentences_a, sentences_b, batch_size=batch_size, dtype=dtype,
                               show_progress=show_progress)
         if symmetric:
-            reverse = self._logits(sentences_b, sentences_a, batch_size=batch_size, precision=precision,
+            reverse = self._logits(sentences_b, sentences_a, batch_size=batch_size, dtype=dtype,
                                    show_progress=show_progress)
             scores = (torch.sigmoid(scores) + torch.sigmoid(reverse)) / 2
         else:
             scores = torch.sigmoid(scores)
         return scores.numpy().astype(np.float64)
 
-    def _logits(self, sentences_a: Sequence[str], sentences_b: Sequence[str], *, batch_size: int, precision: str,
+    def _logits(self, sentences_a: Sequence[str], sentences_b: Sequence[str], *, batch_size: int, dtype: str,
                 show_progress: bool | None) -> torch.Tensor:
         rows = self.tokenize_pairs(sentences_a, sentences_b)
         output = torch.empty(len(rows), dtype=torch.float32)
         if not rows:
             return output
         device = self.device
-        mode = resolve_precision(precision, device)
+        mode = resolve_precision(dtype, device)
         quiet = not show_progress if show_progress is not None else len(rows) < PROGRESS_THRESHOLD
         was_training = self.training
         self.eval()

@@ -1,1 +1,11 @@
 """Evaluation: metrics, evaluating a model on pairs, comparing two models, evaluators for training."""
+
+from sentsim.lazy import lazy_exports
+
+_EXPORTS = {
+    "EmbeddingSimilarityEvaluator": "sentsim.evaluation.evaluators",
+    "PairSetEvaluator": "sentsim.evaluation.evaluators",
+    "SimilarityFunction": "sentsim.evaluation.evaluators",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

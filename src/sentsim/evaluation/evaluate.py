@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from sentsim.data import PairDataset, genre_name
-from sentsim.errors import ConfigError
 from sentsim.evaluation.metrics import bootstrap_ci, by_genre, pairwise_similarities, similarity_report
 from sentsim.inference.pairs import encode_pairs
 
@@ -44,7 +42,7 @@ def evaluate_pairs(
     dataset: PairDataset,
     *,
     batch_size: int = 64,
-    precision: str = "auto",
+    dtype: str = "auto",
     bootstrap: int = 0,
     seed: int = 0,
     show_progress: bool | None = None,
@@ -55,7 +53,7 @@ def evaluate_pairs(
     a difference of a few tenths can be told apart from noise.
     """
     embeddings_a, embeddings_b = encode_pairs(model, dataset.sentences1, dataset.sentences2,
-                                              batch_size=batch_size, precision=precision,
+                                              batch_size=batch_size, dtype=dtype,
                                               show_progress=show_progress)
     return score_embeddings(dataset, embeddings_a, embeddings_b, bootstrap=bootstrap, seed=seed)
 
@@ -82,47 +80,10 @@ def genre_spearman(dataset: PairDataset, predicted: np.ndarray) -> dict[str, flo
     return by_genre(dataset.scores, predicted, genres) if all(genres) else {}
 
 
-class EmbeddingSimilarityEvaluator:
-    """The classic evaluator: Spearman of cosine similarity against gold scores on fixed pairs.
+def __getattr__(name: str):
+    # The evaluators moved to sentsim.evaluation.evaluators; this keeps the old import path working.
+    if name == "EmbeddingSimilarityEvaluator":
+        from sentsim.evaluation.evaluators import EmbeddingSimilarityEvaluator
 
-    Calling it returns a dict of metrics ×100 (``spearman_cosine`` leads), as sentence-transformers 3+
-    does; the training loop keeps the checkpoint with the best ``spearman_cosine``.
-    """
-
-    primary_metric = "spearman_cosine"
-
-    def __init__(self, sentences1: Sequence[str] = (), sentences2: Sequence[str] = (),
-                 scores: Sequence[float] = (), *, dataset: PairDataset | None = None, batch_size: int = 64,
-                 name: str = "", precision: str = "auto", **_ignored: Any) -> None:
-        if dataset is None:
-            dataset = _dataset_from_lists(sentences1, sentences2, scores, name=name or "evaluator")
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.precision = precision
-        self.name = name
-
-    @classmethod
-    def from_input_examples(cls, examples: Sequence[Any], **options: Any) -> EmbeddingSimilarityEvaluator:
-        return cls([e.texts[0] for e in examples], [e.texts[1] for e in examples],
-                   [float(e.label) for e in examples], **options)
-
-    def __call__(self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
-        """Metrics ×100; with genres, also ``spearman_cosine_<genre>``, so logs show where a model wins or loses."""
-        result = evaluate_pairs(model, self.dataset, batch_size=self.batch_size, precision=self.precision,
-                                show_progress=False)
-        return {**result.metrics, **{f"spearman_cosine_{genre}": value for genre, value in result.per_genre.items()}}
-
-
-def _dataset_from_lists(sentences1: Sequence[str], sentences2: Sequence[str], scores: Sequence[float], *,
-                        name: str) -> PairDataset:
-    """Classic callers pass 0–1 labels or raw 0–5 scores; correlations ignore the scale, pairs do not."""
-    from sentsim.data import ScoredPair
-
-    values = [float(score) for score in scores]
-    if not values or len(values) != len(sentences1) or len(values) != len(sentences2):
-        raise ConfigError("the evaluator needs equally long, non-empty sentences1, sentences2 and scores")
-    if min(values) < 0:
-        raise ConfigError("evaluator scores must not be negative")
-    span = max(max(values), 1.0)
-    pairs = [ScoredPair(a, b, value / span) for a, b, value in zip(sentences1, sentences2, values, strict=True)]
-    return PairDataset(pairs=pairs, source=name)
+        return EmbeddingSimilarityEvaluator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -28,39 +28,66 @@ def encode(
     batch_size: int = 32,
     normalize: bool = False,
     convert_to: Literal["numpy", "torch"] = "numpy",
-    precision: Precision = "auto",
+    dtype: Precision = "auto",
     show_progress: bool | None = None,
+    truncate_dim: int | None = None,
 ) -> np.ndarray | torch.Tensor:
-    """Embeds ``sentences``; one string gives one vector, a list gives a (n, dim) matrix."""
+    """Embeds ``sentences``; one string gives one vector, a list gives a (n, dim) matrix.
+
+    ``dtype`` is the compute type of the forward pass (``auto`` picks bf16 where the CPU/GPU runs
+    it natively); the result is always float32. ``truncate_dim`` keeps the first dimensions, before
+    ``normalize``.
+    """
     single = isinstance(sentences, str)
     texts = [sentences] if single else list(sentences)
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be positive, got {batch_size}")
-    if any(not isinstance(text, str) for text in texts):
-        raise ConfigError("encode takes strings only")
-    device = model.device
-    mode = resolve_precision(precision, device)
-    dimension = model.embedding_dimension
+    dimension = model.embedding_dimension if truncate_dim is None else min(truncate_dim, model.embedding_dimension)
     output = torch.empty((len(texts), dimension), dtype=torch.float32)
-    if texts:
-        ids = model.tokenize(texts)
-        quiet = not show_progress if show_progress is not None else len(texts) < PROGRESS_THRESHOLD
-        batches = list(length_sorted_batches([len(row) for row in ids], batch_size))
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.inference_mode(), autocast_context(mode, device):
-                for batch in progress_bar(batches, desc="Encoding", unit="batch", quiet=quiet):
-                    features = model.collate([ids[index] for index in batch])
-                    features = {name: tensor.to(device) for name, tensor in features.items()}
-                    embeddings = model(features)["sentence_embedding"]
-                    output[batch] = embeddings.float().cpu()
-        finally:
-            model.train(was_training)
+
+    def keep(batch: list[int], features: dict[str, torch.Tensor]) -> None:
+        output[batch] = features["sentence_embedding"][:, :dimension].float().cpu()
+
+    forward_in_batches(model, texts, keep, batch_size=batch_size, dtype=dtype, show_progress=show_progress)
     if normalize:
         output = torch.nn.functional.normalize(output, p=2, dim=1)
     result: np.ndarray | torch.Tensor = output if convert_to == "torch" else output.numpy()
     return result[0] if single else result
+
+
+def forward_in_batches(
+    model: SentenceTransformer,
+    texts: list[str],
+    consume: Callable[[list[int], dict[str, torch.Tensor]], None],
+    *,
+    batch_size: int = 32,
+    dtype: Precision = "auto",
+    show_progress: bool | None = None,
+) -> None:
+    """Runs the model over ``texts`` longest first and hands each batch's outputs to ``consume``.
+
+    ``consume(indices, features)`` gets the positions in ``texts`` and the model's output features
+    (``sentence_embedding``, ``token_embeddings``, ``attention_mask`` …) for those rows.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be positive, got {batch_size}")
+    if any(not isinstance(text, str) for text in texts):
+        raise ConfigError("encode takes strings only")
+    if not texts:
+        return
+    device = model.device
+    mode = resolve_precision(dtype, device)
+    ids = model.token_ids(texts)
+    quiet = not show_progress if show_progress is not None else len(texts) < PROGRESS_THRESHOLD
+    batches = list(length_sorted_batches([len(row) for row in ids], batch_size))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), autocast_context(mode, device):
+            for batch in progress_bar(batches, desc="Encoding", unit="batch", quiet=quiet):
+                features = model.collate([ids[index] for index in batch])
+                features = {name: tensor.to(device) for name, tensor in features.items()}
+                consume(batch, model(features))
+    finally:
+        model.train(was_training)
 
 
 def encode_pairs(

@@ -8,6 +8,7 @@ more similar, as in sentence-transformers.
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,16 @@ from torch import Tensor
 
 #: The names ``similarity_fn_name`` accepts.
 SIMILARITY_FN_NAMES = ("cosine", "dot", "euclidean", "manhattan")
+
+
+class SimilarityFunction(StrEnum):
+    """sentence-transformers' enum of similarity function names (a member compares equal to its name)."""
+
+    COSINE = "cosine"
+    DOT_PRODUCT = "dot"
+    DOT = "dot"
+    EUCLIDEAN = "euclidean"
+    MANHATTAN = "manhattan"
 
 
 def as_tensor(values: Any) -> Tensor:

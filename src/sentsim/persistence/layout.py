@@ -24,7 +24,8 @@ SAVED_TYPES: dict[type[nn.Module], str] = {
     Normalize: "sentence_transformers.models.Normalize",
 }
 _LOADERS: dict[str, Any] = {"Transformer": Transformer.load, "Pooling": Pooling.load, "Normalize": Normalize.load}
-CALIBRATION_FILE = "calibration.json"
+#: sentence-transformers' model-level options: prompts, similarity function, truncation.
+MODEL_CONFIG_FILE = "config_sentence_transformers.json"
 
 
 def load_modules(folder: str | Path, *, allow_pickle: bool = False) -> list[nn.Module]:
@@ -87,8 +88,22 @@ def read_modules_json(path: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def read_model_config(folder: str | Path) -> dict[str, Any]:
+    """``config_sentence_transformers.json`` (prompts, similarity_fn_name, truncate_dim …), or {} without one."""
+    path = Path(folder) / MODEL_CONFIG_FILE
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ModelLoadError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object")
+    return config
+
+
 def save_modules(modules: list[nn.Module], folder: str | Path, *, extra_files: dict[str, str] | None = None,
-                 versions: dict[str, str] | None = None) -> Path:
+                 versions: dict[str, str] | None = None, model_config: dict[str, Any] | None = None) -> Path:
     """Writes the pipeline atomically: a crash mid-save leaves any previous model folder intact."""
     final = Path(folder)
     with atomic_directory(final) as temp:
@@ -107,8 +122,9 @@ def save_modules(modules: list[nn.Module], folder: str | Path, *, extra_files: d
             "default_prompt_name": None,
             "similarity_fn_name": "cosine",
             "model_type": "SentenceTransformer",
+            **(model_config or {}),
         }
-        (temp / "config_sentence_transformers.json").write_text(json.dumps(config, indent=2) + "\n")
+        (temp / MODEL_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         for name, text in (extra_files or {}).items():
             (temp / name).write_text(text)
         _normal_file_modes(temp)

@@ -9,6 +9,8 @@ _EXPORTS = {
     "TrainConfig": "sentsim.training.config",
     "TrainResult": "sentsim.training.loop",
     "train": "sentsim.training.loop",
+    "SentenceTransformerTrainer": "sentsim.training.trainer",
+    "SentenceTransformerTrainingArguments": "sentsim.training.trainer",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

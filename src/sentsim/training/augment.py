@@ -33,7 +33,7 @@ def nearest_neighbour_pairs(
     top_k: int,
     exclude: Iterable[tuple[str, str]] = (),
     batch_size: int = 64,
-    precision: str = "auto",
+    dtype: str = "auto",
 ) -> list[tuple[str, str]]:
     """Each distinct sentence with its ``top_k`` most similar others (cosine), as unordered pairs.
 
@@ -45,7 +45,7 @@ def nearest_neighbour_pairs(
     unique = list(dict.fromkeys(sentences))
     if len(unique) < 2:
         return []
-    embeddings = encode(model, unique, batch_size=batch_size, precision=precision, normalize=True,
+    embeddings = encode(model, unique, batch_size=batch_size, dtype=dtype, normalize=True,
                         convert_to="torch")
     k = min(top_k + 1, len(unique))
     seen = {frozenset(pair) for pair in exclude}
@@ -66,11 +66,11 @@ def nearest_neighbour_pairs(
 
 
 def label_pairs(cross_encoder: CrossEncoder, pairs: Sequence[tuple[str, str]], *, batch_size: int = 64,
-                precision: str = "auto", source: str = "silver pairs") -> PairDataset:
+                dtype: str = "auto", source: str = "silver pairs") -> PairDataset:
     """Scores ``pairs`` with the cross-encoder (both orders averaged) into a dataset of silver pairs."""
     first = [a for a, _ in pairs]
     second = [b for _, b in pairs]
-    scores = cross_encoder.predict(first, second, batch_size=batch_size, precision=precision) if pairs else []
+    scores = cross_encoder.score_pairs(first, second, batch_size=batch_size, dtype=dtype) if pairs else []
     silver = [ScoredPair(a, b, float(np.clip(score, 0.0, 1.0)), genre="silver")
               for a, b, score in zip(first, second, scores, strict=True)]
     return PairDataset(pairs=silver, source=source)

@@ -19,25 +19,40 @@ class TokenizedPairs:
     ids_a: list[list[int]]
     ids_b: list[list[int]]
     labels: torch.Tensor
+    #: Hard negatives (a third text per row) for in-batch-negative losses, else None.
+    ids_negative: list[list[int]] | None = None
+    #: ``(rows, 2 or 3)``: one integer per distinct text, so a loss can tell in-batch duplicates apart.
+    text_ids: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ids_a)
 
     @property
     def lengths(self) -> list[int]:
-        """A pair's cost is set by its longer side: both sides are padded together."""
-        return [max(len(a), len(b)) for a, b in zip(self.ids_a, self.ids_b, strict=True)]
+        """A row's cost is set by its longest text: all its texts are padded together."""
+        sides = [self.ids_a, self.ids_b] + ([self.ids_negative] if self.ids_negative is not None else [])
+        return [max(len(ids) for ids in row) for row in zip(*sides, strict=True)]
 
 
 def tokenize_pairs(tokenize, sentences_a: Sequence[str], sentences_b: Sequence[str],
-                   labels: Sequence[float]) -> TokenizedPairs:
-    """Tokenises each distinct sentence once; STSb train repeats many of them."""
-    unique = list(dict.fromkeys([*sentences_a, *sentences_b]))
+                   labels: Sequence[float] | None = None, *,
+                   negatives: Sequence[str] | None = None) -> TokenizedPairs:
+    """Tokenises each distinct sentence once; STSb train repeats many of them.
+
+    Unscored rows (``labels=None``, for in-batch-negative losses) get zero labels and ``text_ids``.
+    """
+    columns = [list(sentences_a), list(sentences_b)] + ([list(negatives)] if negatives is not None else [])
+    unique = list(dict.fromkeys(text for column in columns for text in column))
     ids = dict(zip(unique, tokenize(unique), strict=True))
+    position = {text: index for index, text in enumerate(unique)}
+    values = np.zeros(len(columns[0]), dtype=np.float32) if labels is None else np.asarray(labels, dtype=np.float32)
     return TokenizedPairs(
-        ids_a=[ids[text] for text in sentences_a],
-        ids_b=[ids[text] for text in sentences_b],
-        labels=torch.as_tensor(np.asarray(labels, dtype=np.float32)),
+        ids_a=[ids[text] for text in columns[0]],
+        ids_b=[ids[text] for text in columns[1]],
+        labels=torch.as_tensor(values),
+        ids_negative=[ids[text] for text in columns[2]] if negatives is not None else None,
+        text_ids=torch.as_tensor([[position[text] for text in row] for row in zip(*columns, strict=True)],
+                                 dtype=torch.long),
     )
 
 
@@ -94,12 +109,21 @@ class PairCollator:
     on CPU than two passes of B; length grouping keeps the shared padding small.
     """
 
-    def __init__(self, pairs: TokenizedPairs, collate, *, pad_to_multiple_of: int | None = 8) -> None:
+    def __init__(self, pairs: TokenizedPairs, collate, *, pad_to_multiple_of: int | None = 8,
+                 targets: str = "labels") -> None:
+        if targets not in ("labels", "text_ids"):
+            raise ConfigError(f"targets must be 'labels' or 'text_ids', not {targets!r}")
         self.pairs = pairs
         self.collate = collate
         self.pad_to_multiple_of = pad_to_multiple_of
+        self.targets = targets
 
     def __call__(self, indices: list[int]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Features of side A, then B (then the negatives), and per row its label or its texts' ids."""
         ids = [self.pairs.ids_a[i] for i in indices] + [self.pairs.ids_b[i] for i in indices]
+        if self.pairs.ids_negative is not None:
+            ids += [self.pairs.ids_negative[i] for i in indices]
         features = self.collate(ids, pad_to_multiple_of=self.pad_to_multiple_of)
-        return features, self.pairs.labels[indices]
+        targets = self.pairs.text_ids if self.targets == "text_ids" else self.pairs.labels
+        assert targets is not None
+        return features, targets[indices]

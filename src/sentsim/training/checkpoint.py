@@ -47,7 +47,8 @@ class BestCheckpoint:
         self.model.train()
         self.eval_seconds += time.perf_counter() - started
         self.record({"kind": "eval", "step": step, "epoch": round(epoch, 4), "split": "dev", **metrics})
-        score = metrics[self.primary_metric]
+        # sentence-transformers' evaluators name their primary metric only once they have run
+        score = metrics[getattr(self.evaluator, "primary_metric", None) or self.primary_metric]
         if self.score is None or score > self.score:
             state = {name: tensor.detach().clone() for name, tensor in self.model.state_dict().items()} \
                 if self.keep_weights else None

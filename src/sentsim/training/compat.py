@@ -80,9 +80,12 @@ def fit(
         raise ConfigError("sentsim's fit trains one (dataloader, loss) objective at a time")
     dataloader, loss = train_objectives[0]
     examples = list(getattr(dataloader, "dataset", dataloader))
-    if not examples or not all(isinstance(example, InputExample) and len(example.texts) == 2
-                               for example in examples):
-        raise ConfigError("fit expects a DataLoader over InputExample pairs (texts=[a, b], label=score)")
+    in_batch = bool(getattr(loss, "in_batch_negatives", False))
+    sizes = {len(example.texts) for example in examples if isinstance(example, InputExample)}
+    if not examples or not all(isinstance(example, InputExample) for example in examples) or \
+            not (sizes == {2} or (in_batch and sizes == {3})):
+        raise ConfigError("fit expects a DataLoader over InputExample pairs (texts=[a, b], label=score), or "
+                          "for MultipleNegativesRankingLoss texts=[anchor, positive] or [anchor, positive, negative]")
     unused = {"scheduler": scheduler != "WarmupLinear", "optimizer_class": optimizer_class is not None,
               "use_amp": use_amp, "steps_per_epoch": steps_per_epoch is not None, **dict.fromkeys(ignored, True)}
     for name, used in unused.items():
@@ -102,7 +105,8 @@ def fit(
         model,
         sentences_a=[example.texts[0] for example in examples],
         sentences_b=[example.texts[1] for example in examples],
-        labels=[float(example.label) for example in examples],
+        labels=None if in_batch else [float(example.label) for example in examples],
+        negatives=[example.texts[2] for example in examples] if sizes == {3} else None,
         config=config,
         loss=loss,
         evaluator=evaluator,

@@ -22,14 +22,14 @@ PRIMARY_METRIC = "spearman"
 class CrossEncoderEvaluator:
     """Spearman/Pearson ×100 of a cross-encoder's scores on a dev set, per genre as well."""
 
-    def __init__(self, dataset: PairDataset, *, batch_size: int = 64, precision: str = "auto") -> None:
+    def __init__(self, dataset: PairDataset, *, batch_size: int = 64, dtype: str = "auto") -> None:
         self.dataset = dataset
         self.batch_size = batch_size
-        self.precision = precision
+        self.dtype = dtype
 
     def __call__(self, model: CrossEncoder) -> dict[str, float]:
-        predicted = model.predict(self.dataset.sentences1, self.dataset.sentences2, batch_size=self.batch_size,
-                                  precision=self.precision)
+        predicted = model.score_pairs(self.dataset.sentences1, self.dataset.sentences2, batch_size=self.batch_size,
+                                  dtype=self.dtype)
         gold = self.dataset.scores
         metrics = {"spearman": spearman(gold, predicted), "pearson": pearson(gold, predicted)}
         metrics.update({f"spearman_{genre}": value for genre, value in genre_spearman(self.dataset, predicted).items()})
@@ -72,7 +72,7 @@ def train_cross_encoder(
     def loss(logits: torch.Tensor, batch_labels: torch.Tensor) -> torch.Tensor:
         return bce(logits.float(), batch_labels.float())
 
-    evaluator = CrossEncoderEvaluator(dev, batch_size=config.eval_batch_size, precision=config.precision) \
+    evaluator = CrossEncoderEvaluator(dev, batch_size=config.eval_batch_size, dtype=config.dtype) \
         if dev is not None else None
     return run_loop(model, lengths=[len(ids) for ids, _ in rows], collate=collate, forward=forward, loss=loss,
                     config=config, evaluator=evaluator, on_record=on_record, quiet=quiet,

@@ -7,7 +7,7 @@ from typing import Any
 
 from sentsim.data import PairDataset
 from sentsim.encoders.bi_encoder import SentenceTransformer
-from sentsim.evaluation.evaluate import EmbeddingSimilarityEvaluator
+from sentsim.evaluation.evaluators import PairSetEvaluator
 from sentsim.training.build import build_model
 from sentsim.training.config import TrainConfig
 from sentsim.training.loop import TrainResult, train
@@ -22,8 +22,7 @@ def train_members(model: SentenceTransformer, options: RunOptions, config: Train
     Each run keeps its best dev checkpoint before averaging. Their records go to one log with
     steps counted on across runs and a ``run`` number, then one record for the averaged model.
     """
-    evaluator = EmbeddingSimilarityEvaluator(dataset=dev_set, batch_size=config.eval_batch_size,
-                                             dtype=config.dtype)
+    evaluator = PairSetEvaluator(dev_set, batch_size=config.eval_batch_size, dtype=config.dtype)
 
     def fit(member: SentenceTransformer, seed: int, log) -> TrainResult:
         return train(member, sentences_a=train_set.sentences1, sentences_b=train_set.sentences2,

@@ -1,0 +1,165 @@
+"""Evaluators: callables ``evaluator(model) -> metrics`` for training loops and scripts.
+
+``EmbeddingSimilarityEvaluator`` is sentence-transformers' evaluator with their constructor, keys,
+values (correlations in 0–1) and CSV; ``PairSetEvaluator`` is sentsim's own dev scorer (×100, all
+four similarities, per genre) that ``sentsim train`` logs to ``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
+
+from sentsim.data import PairDataset, ScoredPair
+from sentsim.errors import ConfigError
+from sentsim.evaluation.evaluate import evaluate_pairs
+from sentsim.inference.similarity import SimilarityFunction
+
+logger = logging.getLogger(__name__)
+
+_SIMILARITY_NAMES = ("cosine", "dot", "euclidean", "manhattan")
+__all__ = ["EmbeddingSimilarityEvaluator", "PairSetEvaluator", "SimilarityFunction"]
+
+
+def _similarity_name(value: Any) -> str:
+    name = getattr(value, "value", value)
+    if name not in _SIMILARITY_NAMES:
+        raise ValueError(f"{value!r} is not a similarity function; valid: {', '.join(_SIMILARITY_NAMES)}")
+    return name
+
+
+class EmbeddingSimilarityEvaluator:
+    """Pearson and Spearman of gold scores against embedding similarities (sentence-transformers' semantics).
+
+    Returns ``{name}_pearson_<fn>`` / ``{name}_spearman_<fn>`` (unprefixed without a name) in 0–1 for each
+    similarity function (by default the model's ``similarity_fn_name``), plus ``*_max`` over several;
+    ``primary_metric`` names the key to rank checkpoints by. With ``output_path`` and ``write_csv``,
+    appends a row to ``similarity_evaluation[_{name}][_{precision}]_results.csv``.
+    ``dtype`` (sentsim's extra) is the compute type of the encoder; ``precision`` quantises embeddings.
+    """
+
+    def __init__(self, sentences1: Sequence[str], sentences2: Sequence[str], scores: Sequence[float],
+                 batch_size: int = 16, main_similarity: Any = None, similarity_fn_names: Sequence[str] | None = None,
+                 name: str = "", show_progress_bar: bool | None = False, write_csv: bool = True,
+                 precision: str | None = None, truncate_dim: int | None = None, *, dtype: str = "auto") -> None:
+        if not len(sentences1) == len(sentences2) == len(scores):
+            raise ValueError(f"sentences1, sentences2 and scores differ in length ({len(sentences1)}, "
+                             f"{len(sentences2)}, {len(scores)})")
+        self.sentences1, self.sentences2, self.scores = list(sentences1), list(sentences2), list(scores)
+        self.batch_size = batch_size
+        self.main_similarity = _similarity_name(main_similarity) if main_similarity else None
+        self.similarity_fn_names = [_similarity_name(fn) for fn in similarity_fn_names or []]
+        if not self.similarity_fn_names and self.main_similarity is not None:
+            self.similarity_fn_names = [self.main_similarity]
+        self.name = name
+        self.show_progress_bar = bool(show_progress_bar)
+        self.write_csv = write_csv
+        self.precision = precision
+        self.truncate_dim = truncate_dim
+        self.dtype = dtype
+        self.greater_is_better = True
+        self.primary_metric: str | None = None
+        self.csv_file = ("similarity_evaluation" + (f"_{name}" if name else "") + (f"_{precision}" if precision else "")
+                         + "_results.csv")
+
+    @classmethod
+    def from_input_examples(cls, examples: Sequence[Any], **options: Any) -> EmbeddingSimilarityEvaluator:
+        return cls([e.texts[0] for e in examples], [e.texts[1] for e in examples], [e.label for e in examples],
+                   **options)
+
+    @property
+    def csv_headers(self) -> list[str]:
+        return ["epoch", "steps", *(f"{fn}_{m}" for fn in self.similarity_fn_names for m in ("pearson", "spearman"))]
+
+    def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
+                 steps: int = -1) -> dict[str, float]:
+        from sentsim.inference.similarity import PAIRWISE_FUNCTIONS
+
+        embeddings1, embeddings2 = self._embed(model)
+        if not self.similarity_fn_names:
+            self.similarity_fn_names = [model.similarity_fn_name]
+        metrics: dict[str, float] = {}
+        for fn in self.similarity_fn_names:
+            predicted = PAIRWISE_FUNCTIONS[fn](embeddings1, embeddings2).detach().cpu().numpy()
+            metrics[f"pearson_{fn}"] = float(pearsonr(self.scores, predicted)[0])
+            metrics[f"spearman_{fn}"] = float(spearmanr(self.scores, predicted)[0])
+            logger.info("%s-Similarity:\tPearson: %.4f\tSpearman: %.4f", fn.capitalize(), metrics[f"pearson_{fn}"],
+                        metrics[f"spearman_{fn}"])
+        if output_path is not None and self.write_csv:
+            self._append_csv(output_path, epoch, steps, metrics)
+        if len(self.similarity_fn_names) > 1:
+            metrics["pearson_max"] = max(metrics[f"pearson_{fn}"] for fn in self.similarity_fn_names)
+            metrics["spearman_max"] = max(metrics[f"spearman_{fn}"] for fn in self.similarity_fn_names)
+        if self.main_similarity:
+            primary = f"spearman_{self.main_similarity}"
+        else:
+            primary = "spearman_max" if len(self.similarity_fn_names) > 1 else f"spearman_{self.similarity_fn_names[0]}"
+        self.primary_metric = f"{self.name}_{primary}" if self.name else primary
+        return {f"{self.name}_{key}" if self.name else key: value for key, value in metrics.items()}
+
+    def _embed(self, model: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Both sides' embeddings; int8/uint8 share one range (one encode), binary is unpacked to bits."""
+        options = {"batch_size": self.batch_size, "show_progress_bar": self.show_progress_bar,
+                   "convert_to_numpy": True, "precision": self.precision or "float32",
+                   "normalize_embeddings": bool(self.precision), "truncate_dim": self.truncate_dim,
+                   "dtype": self.dtype}
+        if self.precision in ("int8", "uint8"):
+            both = model.encode([*self.sentences1, *self.sentences2], **options)
+            first, second = both[: len(self.sentences1)], both[len(self.sentences1):]
+        else:
+            first, second = model.encode(self.sentences1, **options), model.encode(self.sentences2, **options)
+        if self.precision == "binary":
+            first, second = first.astype(np.int16) + 128, second.astype(np.int16) + 128
+        if self.precision in ("binary", "ubinary"):
+            first = np.unpackbits(first.astype(np.uint8), axis=1)
+            second = np.unpackbits(second.astype(np.uint8), axis=1)
+        return first.astype(np.float32), second.astype(np.float32)
+
+    def _append_csv(self, output_path: str, epoch: int, steps: int, metrics: dict[str, float]) -> None:
+        os.makedirs(output_path, exist_ok=True)
+        path = os.path.join(output_path, self.csv_file)
+        exists = os.path.isfile(path)
+        with open(path, "a" if exists else "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            if not exists:
+                writer.writerow(self.csv_headers)
+            writer.writerow([epoch, steps, *(metrics[f"{m}_{fn}"] for fn in self.similarity_fn_names
+                                             for m in ("pearson", "spearman"))])
+
+
+class PairSetEvaluator:
+    """sentsim's dev scorer: metrics ×100 for all four similarities, and ``spearman_cosine_<genre>``."""
+
+    primary_metric = "spearman_cosine"
+
+    def __init__(self, dataset: PairDataset, *, batch_size: int = 64, dtype: str = "auto",
+                 show_progress_bar: bool = False) -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.show_progress_bar = show_progress_bar
+
+    @classmethod
+    def from_lists(cls, sentences1: Sequence[str], sentences2: Sequence[str], scores: Sequence[float], *,
+                   name: str = "evaluator", **options: Any) -> PairSetEvaluator:
+        """Classic callers pass 0–1 labels or raw 0–5 scores; correlations ignore the scale, pairs do not."""
+        values = [float(score) for score in scores]
+        if not values or len(values) != len(sentences1) or len(values) != len(sentences2):
+            raise ConfigError("the evaluator needs equally long, non-empty sentences1, sentences2 and scores")
+        if min(values) < 0:
+            raise ConfigError("evaluator scores must not be negative")
+        span = max(max(values), 1.0)
+        pairs = [ScoredPair(a, b, v / span) for a, b, v in zip(sentences1, sentences2, values, strict=True)]
+        return cls(PairDataset(pairs=pairs, source=name), **options)
+
+    def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
+                 steps: int = -1) -> dict[str, float]:
+        result = evaluate_pairs(model, self.dataset, batch_size=self.batch_size, dtype=self.dtype,
+                                show_progress=self.show_progress_bar)
+        return {**result.metrics, **{f"spearman_cosine_{genre}": value for genre, value in result.per_genre.items()}}
