@@ -74,16 +74,17 @@ def test_export_writes_the_sentence_transformers_layout_and_variants(tiny_export
     manifest = json.loads((tiny_exported / "onnx" / "sentsim_onnx.json").read_text())
     for name in manifest["variants"]:
         assert (tiny_exported / "onnx" / name).is_file()
-    assert "model_opt_qint8_avx512_vnni.onnx" in manifest["variants"]
-    assert manifest["variants"]["model_opt_qint8_avx2.onnx"]["weights"] == "QUInt8"
+    assert "model_qint8_avx512_vnni.onnx" in manifest["variants"]
+    assert manifest["variants"]["model_qint8_avx2.onnx"]["weights"] == "QUInt8"
 
 
 def test_the_cpu_picks_its_file_and_int8_stays_close(tiny_exported: Path) -> None:
     from sentsim.inference.onnx_backend import OnnxSentenceEncoder, find_onnx_file
 
-    assert find_onnx_file(tiny_exported, isa="avx2").name == "model_opt_qint8_avx2.onnx"
-    assert find_onnx_file(tiny_exported, isa="avx512_vnni").name == "model_opt_qint8_avx512_vnni.onnx"
-    assert find_onnx_file(tiny_exported, "fp32").name == "model_opt.onnx"
+    assert find_onnx_file(tiny_exported, isa="avx2").name == "model_qint8_avx2.onnx"
+    assert find_onnx_file(tiny_exported, isa="avx512_vnni").name == "model_qint8_avx512_vnni.onnx"
+    assert find_onnx_file(tiny_exported, isa="avx512").name == "model_qint8_avx2.onnx"
+    assert find_onnx_file(tiny_exported, "fp32").name == "model.onnx"
     encoder = OnnxSentenceEncoder(tiny_exported)
     if onnx_isa() is not None:
         assert "qint8" in encoder.file.name and "int8" in encoder.describe()
@@ -100,9 +101,8 @@ def test_a_folder_from_sentence_transformers_without_manifest(tiny_exported: Pat
     folder = tmp_path / "st-layout"
     shutil.copytree(tiny_exported, folder)
     (folder / "onnx" / "sentsim_onnx.json").unlink()
-    (folder / "onnx" / "model_opt_qint8_avx2.onnx").rename(folder / "onnx" / "model_qint8_avx2.onnx")
     assert find_onnx_file(folder, isa="avx2").name == "model_qint8_avx2.onnx"
-    assert find_onnx_file(folder, isa=None).name == "model.onnx"
+    assert find_onnx_file(folder, isa="generic").name == "model.onnx"  # a CPU without a matching file
 
 
 def test_a_folder_without_onnx_files_names_the_export_command(tiny_saved: Path) -> None:

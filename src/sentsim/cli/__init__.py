@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from sentsim.cli.common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UsageError
 from sentsim.cli.parser import COMMANDS, build_parser
-from sentsim.errors import SentsimError
+from sentsim.errors import SentsimError, missing_dependency
 
 __all__ = ["EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "UsageError", "build_parser", "main"]
 
@@ -29,6 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except SentsimError as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except ImportError as error:  # an optional dependency this install lacks (torch in a sentsim[onnx] venv)
+        missing = missing_dependency(error)
+        if missing is None:
+            raise
+        print(f"error: {missing}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

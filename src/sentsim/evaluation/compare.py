@@ -10,7 +10,7 @@ import numpy as np
 
 from sentsim.data import PairDataset
 from sentsim.evaluation.metrics import paired_bootstrap, pairwise_similarities, spearman
-from sentsim.inference.encode import encode_pairs
+from sentsim.inference.pairs import encode_pairs
 
 if TYPE_CHECKING:
     from sentsim.encoders.bi_encoder import SentenceTransformer

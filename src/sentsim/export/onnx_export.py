@@ -86,20 +86,22 @@ def _copy_extras(source: Path, temp: Path) -> None:
             shutil.copy2(path, temp / path.name)
 
 
-def default_choice(variants: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """Per instruction set, the file ``onnx_backend`` runs by default.
+#: Which int8 file a CPU runs: AVX512 without VNNI has AVX2's saturating u8×s8 multiply, so it gets
+#: the AVX2 file (u8 weights).
+ISA_FILE_ORDER = {"avx512_vnni": ("avx512_vnni",), "avx512": ("avx2",), "avx2": ("avx2",), "arm64": ("arm64",)}
 
-    The choice was measured (README: every variant's speed and Spearman on STSb test): dynamic int8
-    of the optimised graph is the fastest within 0.3 Spearman of fp32 on AVX512-VNNI; the AVX2 file
-    has u8 weights because AVX2's u8×s8 multiply-add saturates (see ``quantize.DYNAMIC_ISAS``).
+
+def default_choice(variants: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Per instruction set, the file ``onnx_backend`` runs by default; ``fp32``: the fp32 one.
+
+    Measured on STSb test (README, ``benchmarks/onnx_variants.py``): dynamic int8 of the fused graph is
+    the fastest variant within 0.3 Spearman of fp32; static int8 and 7-bit weights cost more than 1.4.
     """
     choice: dict[str, str] = {}
-    for isa in ("avx512_vnni", "avx512", "avx2", "arm64"):
-        for name in (f"model_opt_qint8_{isa}.onnx", f"model_qint8_{isa}.onnx", "model_opt.onnx", FP32_FILE):
-            if name in variants:
-                choice[isa] = name
-                break
-    choice["fp32"] = "model_opt.onnx" if "model_opt.onnx" in variants else FP32_FILE
+    for isa, candidates in ISA_FILE_ORDER.items():
+        names = [f"model_qint8_{candidate}.onnx" for candidate in candidates]
+        choice[isa] = next((name for name in names if name in variants), FP32_FILE)
+    choice["fp32"] = FP32_FILE
     return choice
 
 

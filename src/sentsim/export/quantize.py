@@ -26,24 +26,30 @@ OPTIMIZED_FILE = "model_opt.onnx"
 
 def write_variants(folder: Path, model: Any, *, quantize: str, optimize: bool,
                    calibration_sentences: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Writes the requested variants of ``folder/model.onnx`` next to it; returns their manifest entries."""
-    source = folder / "model.onnx"
+    """Writes the requested variants of ``folder/model.onnx`` next to it; returns their manifest entries.
+
+    int8 files are always quantised from ORT's fused graph: on STSb test that is both faster and more
+    accurate than quantising the exported graph (81.89 vs 81.73 Spearman; README). ``optimize`` keeps
+    the fused fp32 graph itself too.
+    """
     variants: dict[str, dict[str, Any]] = {}
-    prefix = "model"
+    fused = folder / OPTIMIZED_FILE
+    if optimize or quantize == "int8":
+        optimize_graph(folder / "model.onnx", fused, model)
     if optimize:
-        optimize_graph(source, folder / OPTIMIZED_FILE, model)
         variants[OPTIMIZED_FILE] = {"precision": "fp32", "graph": "ort-fused"}
-        source, prefix = folder / OPTIMIZED_FILE, "model_opt"
     if quantize == "int8":
         for isa, weight_type in DYNAMIC_ISAS.items():
-            name = f"{prefix}_qint8_{isa}.onnx"
-            quantize_dynamic_int8(source, folder / name, weight_type=weight_type)
+            name = f"model_qint8_{isa}.onnx"
+            quantize_dynamic_int8(fused, folder / name, weight_type=weight_type)
             variants[name] = {"precision": "int8-dynamic", "isa": isa, "weights": weight_type,
-                              "per_channel": False, "graph": "ort-fused" if optimize else "exported"}
+                              "per_channel": False, "graph": "ort-fused"}
         if calibration_sentences:
             quantize_static_int8(folder / "model.onnx", folder / STATIC_FILE, model, calibration_sentences)
             variants[STATIC_FILE] = {"precision": "int8-static", "per_channel": True, "graph": "exported",
                                      "calibration_sentences": len(calibration_sentences)}
+    if not optimize and fused.exists():
+        fused.unlink()
     return variants
 
 

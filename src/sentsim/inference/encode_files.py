@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sentsim.errors import ConfigError
-from sentsim.inference.encode import encode
+from sentsim.inference.pairs import encode_sentences
 from sentsim.persistence.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -59,8 +59,8 @@ def encode_to_npy(
     show_progress: bool | None = None,
 ) -> EncodedFile:
     """Embeds ``sentences`` and saves the float32 ``(len(sentences), dim)`` matrix to ``output``."""
-    embeddings = np.asarray(encode(model, sentences, batch_size=batch_size, normalize=normalize,
-                                   dtype=dtype, show_progress=show_progress))
+    embeddings = np.asarray(encode_sentences(model, sentences, batch_size=batch_size, normalize=normalize,
+                                             dtype=dtype, show_progress=show_progress))
     buffer = io.BytesIO()
     np.save(buffer, embeddings)
     atomic_write_bytes(output, buffer.getvalue())

@@ -325,3 +325,24 @@ def onnx_encoder_from_arguments(model_name_or_path: str | Path | None = None, *,
     if refused:
         raise ConfigError(f"{', '.join(sorted(refused))} not supported with backend='onnx'")
     return OnnxSentenceEncoder(model_name_or_path or DEFAULT_MODEL, **options)
+
+
+BACKENDS = ("auto", "torch", "onnx")
+
+
+def choose_backend(model_name_or_path: str | Path, backend: str = "auto") -> str:
+    """``torch`` or ``onnx`` for a model; ``auto`` picks onnx for a folder written by ``sentsim export``.
+
+    Only sentsim's own exports qualify for ``auto`` (their manifest names files whose speed and
+    accuracy were measured); ONNX files from elsewhere run when asked for with ``onnx``. Without
+    onnxruntime installed, ``auto`` stays on torch.
+    """
+    import importlib.util
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend != "auto":
+        return backend
+    folder = Path(model_name_or_path).expanduser()
+    exported = (folder / ONNX_FOLDER / MANIFEST_FILE).is_file()
+    return "onnx" if exported and importlib.util.find_spec("onnxruntime") is not None else "torch"

@@ -1,4 +1,4 @@
-"""Pair embedding for any backend: the torch model or the ONNX encoder, without importing torch for the latter."""
+"""Encoding for any backend (the torch model or the ONNX encoder), importing torch only for the former."""
 
 from __future__ import annotations
 
@@ -22,3 +22,12 @@ def encode_pairs(model: Any, sentences1: Sequence[str], sentences2: Sequence[str
     from sentsim.inference.encode import encode_pairs as encode_pairs_torch
 
     return encode_pairs_torch(model, sentences1, sentences2, **options)
+
+
+def encode_sentences(model: Any, sentences: Any, **options: Any) -> Any:
+    """``encode`` for any backend: the ONNX encoder's own method, else the torch path (imported only then)."""
+    if getattr(model, "backend", "torch") == "onnx":
+        return model.encode(sentences, **options)
+    from sentsim.inference.encode import encode
+
+    return encode(model, sentences, **options)

@@ -1,0 +1,72 @@
+"""``sentsim export`` and ``--backend onnx|auto`` on the commands that encode."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sentsim.cli import EXIT_OK, EXIT_USAGE, main
+
+from .conftest import TRAIN_PAIRS
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_transformer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sentsim import SentenceTransformer
+
+    folder = tmp_path_factory.mktemp("cli-onnx")
+    saved = SentenceTransformer.from_transformer(tiny_transformer_dir, pooling="mean").save(folder / "model")
+    assert main(["export", str(saved), "-o", str(folder / "exported"), "--quantize", "int8"]) == EXIT_OK
+    return folder / "exported"
+
+
+@pytest.fixture
+def pair_file(tmp_path: Path) -> Path:
+    path = tmp_path / "pairs.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sentence1", "sentence2", "score"])
+        writer.writerows([(a, b, 5 * score) for a, b, score in TRAIN_PAIRS])
+    return path
+
+
+def test_evaluate_with_each_backend(exported: Path, pair_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = {}
+    for backend in ("torch", "onnx", "auto"):
+        capsys.readouterr()
+        code = main(["evaluate", str(exported), "--data", str(pair_file), "--backend", backend, "--json",
+                     "--bootstrap", "0", "--quiet"])
+        out, err = capsys.readouterr()
+        assert code == EXIT_OK, err
+        results[backend] = json.loads(out)["spearman_cosine"]
+        assert ("backend: onnx int8" in err) == (backend != "torch"), err
+    # auto runs the CPU's int8 file, like onnx; torch is fp32/bf16, so only closeness is expected.
+    assert results["auto"] == results["onnx"]
+    assert abs(results["onnx"] - results["torch"]) < 15
+
+
+def test_encode_and_similarity_on_onnx(exported: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = tmp_path / "lines.txt"
+    lines.write_text("a man is playing a flute\na dog is running\n")
+    assert main(["encode", str(exported), str(lines), "--backend", "onnx", "--quiet"]) == EXIT_OK
+    matrix = np.load(tmp_path / "lines.npy")
+    assert matrix.shape == (2, 32) and matrix.dtype == np.float32
+    capsys.readouterr()
+    assert main(["similarity", str(exported), "a man is playing a flute", "a man plays a flute",
+                 "--backend", "onnx"]) == EXIT_OK
+    assert "cosine" in capsys.readouterr().out
+
+
+def test_export_refuses_an_existing_folder_and_onnx_needs_onnx_files(exported: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["export", str(exported), "-o", str(exported)]) == EXIT_USAGE
+    assert "--overwrite" in capsys.readouterr().err
+    lines = tmp_path / "lines.txt"
+    lines.write_text("a dog\n")
+    assert main(["encode", "all-MiniLM-L6-v2", str(lines), "--backend", "onnx"]) == EXIT_USAGE
+    assert "sentsim export" in capsys.readouterr().err
