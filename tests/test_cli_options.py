@@ -304,7 +304,7 @@ def test_commands_load_the_model_on_the_chosen_device(capsys, monkeypatch, tmp_p
 
     devices = []
 
-    def load_model(name, *, device, allow_pickle=False):
+    def load_model(name, *, device, **options):  # allow_pickle, backend
         devices.append(device)
         raise SentsimError("stop after loading")
 

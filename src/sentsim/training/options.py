@@ -25,6 +25,8 @@ class RunOptions:
     #: False keeps the test split unread, for tuning runs that must choose without looking at test.
     evaluate_test: bool = True
     max_seq_length: int | None = None
+    #: Let a base model with only pickle weights (pytorch_model.bin) load; still via weights_only.
+    allow_pickle: bool = False
     quiet: bool | None = None
     command: str = ""
     data_options: dict[str, Any] = field(default_factory=dict)
