@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
-__all__ = ["progress_bar", "progress_enabled"]
+__all__ = ["TrainingLog", "format_duration", "log_lines_enabled", "progress_bar", "progress_enabled"]
 
 # Variables that ask for silence when the caller did not decide either way.
 _QUIET_VARIABLES = ("SENTSIM_QUIET", "CI")
@@ -82,3 +83,116 @@ def progress_bar(
         dynamic_ncols=True,
         disable=not progress_enabled(quiet),
     )
+
+
+# -- plain log lines for a training run: what a redirected stderr (a log file, CI, nohup) gets ----------
+def log_lines_enabled(quiet: bool | None = None) -> bool:
+    """Say whether a long job should print its plain status lines (start, estimate, progress).
+
+    ``quiet=True`` and, when the caller did not decide, ``SENTSIM_QUIET`` silence them; ``CI`` does
+    not, since a CI log is exactly where a redirected run needs them.
+    """
+    if quiet:
+        return False
+    return not (quiet is None and _variable_set("SENTSIM_QUIET"))
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 02 min``: a duration a person reads at a glance."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class TrainingLog:
+    """Status lines of one training run on stderr.
+
+    Always (unless quiet): a start line (device, dtype and why, steps) and, after the first few steps,
+    an estimated duration. Only where no bar is drawn (stderr is not a terminal): a progress line every
+    ``every_steps`` steps or ``every_seconds`` seconds, whichever comes first, and one per evaluation.
+    The loop passes cumulative figures (pairs seen, seconds spent training, evaluations excluded).
+    """
+
+    #: The estimate is made from the steps after the first (which pays one-time costs).
+    ESTIMATE_AFTER_STEPS = 6
+    ESTIMATE_AFTER_SECONDS = 20.0
+
+    def __init__(self, total_steps: int, *, steps_per_epoch: int, evaluations: int = 0,
+                 every_steps: int | None = None, every_seconds: float = 30.0, quiet: bool | None = None,
+                 stream: TextIO | None = None) -> None:
+        self.total_steps = max(1, total_steps)
+        self.steps_per_epoch = max(1, steps_per_epoch)
+        self.evaluations = evaluations
+        self.every_steps = every_steps or max(1, self.total_steps // 10)
+        self.every_seconds = every_seconds
+        self.stream = stream
+        self.enabled = log_lines_enabled(quiet)
+        self.periodic = self.enabled and not progress_enabled(quiet)
+        self.evaluation_seconds: float | None = None
+        self._first: tuple[int, float] | None = None
+        self._estimated = False
+        self._last = (0, 0, 0.0, time.perf_counter())  # step, pairs, train seconds, clock at the last line
+        self._loss_sum, self._loss_count = 0.0, 0
+
+    def write(self, line: str) -> None:
+        if not self.enabled:
+            return
+        if self.stream is not None:
+            print(line, file=self.stream, flush=True)
+        else:  # around a live bar in a terminal; a plain line otherwise
+            tqdm.write(line, file=sys.stderr)
+
+    def start(self, *, device: str, dtype: str, reason: str, epochs: int, batch_size: int,
+              sequences_per_step: int | None = None) -> None:
+        per_step = f" ({sequences_per_step} sequences per forward)" if sequences_per_step else ""
+        self.write(f"training on {device}, {dtype}: {reason}; {self.total_steps} steps = {epochs} epoch(s) of "
+                   f"{self.steps_per_epoch} steps, batch {batch_size}{per_step}")
+
+    def step(self, step: int, *, pairs: int, train_seconds: float, loss: float) -> None:
+        """After each optimizer step: the estimate once, then periodic lines where no bar is drawn."""
+        self._loss_sum += loss
+        self._loss_count += 1
+        if self._first is None:
+            self._first = (step, train_seconds)
+        elif not self._estimated and (step - self._first[0] + 1 >= self.ESTIMATE_AFTER_STEPS
+                                      or train_seconds - self._first[1] >= self.ESTIMATE_AFTER_SECONDS):
+            self._estimate(step, train_seconds)
+        last_step, last_pairs, last_seconds, last_clock = self._last
+        due = (step - last_step >= self.every_steps or time.perf_counter() - last_clock >= self.every_seconds
+               or step == self.total_steps)
+        if not (self.periodic and due):
+            return
+        rate = (pairs - last_pairs) / max(train_seconds - last_seconds, 1e-9)
+        remaining = self._seconds_per_step(step, train_seconds) * (self.total_steps - step)
+        self.write(f"step {step}/{self.total_steps}  epoch {step / self.steps_per_epoch:.2f}  "
+                   f"loss {self._loss_sum / self._loss_count:.4f}  {rate:.1f} pairs/s  "
+                   f"ETA {format_duration(remaining)}")
+        self._last = (step, pairs, train_seconds, time.perf_counter())
+        self._loss_sum, self._loss_count = 0.0, 0
+
+    def evaluation(self, step: int, *, metric: str, score: float, best: float, seconds: float) -> None:
+        """One line per dev evaluation (where no bar is drawn); the first one times the rest."""
+        if self.evaluation_seconds is None:
+            self.evaluation_seconds = seconds
+        if self.periodic:
+            self.write(f"eval step {step}/{self.total_steps}  dev {metric} {score:.2f}  best {best:.2f}  "
+                       f"({format_duration(seconds)})")
+
+    def _seconds_per_step(self, step: int, train_seconds: float) -> float:
+        if self._first is None or step <= self._first[0]:
+            return train_seconds / max(step, 1)
+        return (train_seconds - self._first[1]) / (step - self._first[0])
+
+    def _estimate(self, step: int, train_seconds: float) -> None:
+        self._estimated = True
+        training = train_seconds + self._seconds_per_step(step, train_seconds) * (self.total_steps - step)
+        evaluating = (self.evaluation_seconds or 0.0) * self.evaluations
+        extra = (f" + {self.evaluations} dev evaluation(s) ≈ {format_duration(evaluating)}"
+                 if self.evaluations and self.evaluation_seconds is not None else "")
+        self.write(f"estimated training time {format_duration(training)}{extra} "
+                   f"(from steps {self._first[0] + 1}–{step})")

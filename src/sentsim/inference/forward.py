@@ -12,7 +12,7 @@ from sentsim.inference.batches import PROGRESS_THRESHOLD, length_sorted_batches
 
 # PROGRESS_THRESHOLD and length_sorted_batches live in batches (no torch, shared with the ONNX backend).
 __all__ = ["PROGRESS_THRESHOLD", "autocast_context", "emulated_bf16_warning", "length_sorted_batches", "native_bf16",
-           "resolve_precision"]
+           "precision_reason", "resolve_precision"]
 
 Precision = Literal["auto", "fp32", "bf16"]
 
@@ -36,6 +36,23 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     return precision
+
+
+def precision_reason(requested: str, device: torch.device) -> str:
+    """Why ``resolve_precision(requested, device)`` chose what it did, in a few words for a log line."""
+    chosen = resolve_precision(requested, device)
+    if requested != "auto":
+        emulated = " (emulated here: slower than fp32)" if chosen == "bf16" and not native_bf16(device) else ""
+        return f"asked for{emulated}"
+    if device.type == "cuda":
+        return "this GPU has native bf16" if chosen == "bf16" else "this GPU has no native bf16"
+    if chosen == "fp32":
+        return f"this {device.type.upper()} has no native bf16"
+    from sentsim.environment import cpu_flags
+
+    flags = cpu_flags()
+    names = [name for flag, name in (("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX-BF16")) if flag in flags]
+    return f"this CPU has native bf16 ({', '.join(names) or 'reported by torch'})"
 
 
 def emulated_bf16_warning(precision: str, device: str | torch.device) -> str | None:
