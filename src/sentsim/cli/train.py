@@ -40,7 +40,12 @@ def add_parser(commands: Any) -> None:
                             "none; default: off)")
     _add_data_options(train)
     train.add_argument("--output", "-o", type=Path, default=Path("runs/stsb"),
-                       help="run folder to write (config, metrics, report, model/). Default: runs/stsb")
+                       help="run folder to write (config, metrics, report, model/), created fresh; an existing "
+                            "non-empty folder is refused unless --overwrite. Default: runs/stsb")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace an existing --output folder, but only one sentsim wrote (a run, or a --seeds "
+                            "parent) holding nothing else; any other folder, a file or . is refused anyway "
+                            "(default: off)")
     _add_hyper_options(train.add_argument_group("hyper-parameters (unset ones come from --recipe)"))
     common.add_device_option(train)
     common.add_allow_pickle_option(train)
@@ -135,7 +140,8 @@ def _run_setup(args: argparse.Namespace) -> tuple[Any, Any]:
     config = TrainConfig(**chosen, loss_scale=args.loss_scale, max_grad_norm=args.max_grad_norm, seed=args.seed,
                          dtype=args.dtype, length_grouping=not args.no_length_grouping,
                          device=common.device(args))
-    options = RunOptions(output=args.output, base_model=args.base_model, pooling=args.pooling,
+    options = RunOptions(output=args.output, overwrite=args.overwrite, base_model=args.base_model,
+                         pooling=args.pooling,
                          normalize=args.normalize, data=args.data, dev_data=args.dev_data, test_data=args.test_data,
                          skip_bad_rows=args.skip_bad_rows, max_seq_length=args.max_seq_length,
                          allow_pickle=args.allow_pickle, evaluate_test=not args.no_test,

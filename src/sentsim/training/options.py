@@ -14,6 +14,8 @@ class RunOptions:
     """Everything ``sentsim train`` needs besides the hyper-parameters."""
 
     output: Path
+    #: Replace an existing ``output`` when it is a sentsim run folder holding nothing else (never another folder).
+    overwrite: bool = False
     base_model: str = DEFAULT_MODEL
     #: A pooling mode here means "from scratch": keep only the base transformer, add new pooling.
     pooling: str | None = None

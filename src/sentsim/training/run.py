@@ -21,6 +21,7 @@ from sentsim.training.build import build_model
 from sentsim.training.config import TrainConfig
 from sentsim.training.members import train_members
 from sentsim.training.options import RunOptions
+from sentsim.training.output_folder import claim_run_output, write_run_marker
 from sentsim.training.run_folder import config_record, metrics_log, model_card, write_predictions
 from sentsim.training.splits import load_splits
 from sentsim.training.summary import summarize
@@ -40,7 +41,16 @@ class TrainingRun:
 
 
 def run_training(options: RunOptions, config: TrainConfig) -> TrainingRun:
-    """Trains, evaluates and writes the run folder atomically (a crash leaves no half-written run)."""
+    """Trains, evaluates and writes the run folder atomically (a crash leaves no half-written run).
+
+    The output is checked and locked first (:func:`~sentsim.training.output_folder.claim_run_output`):
+    an existing folder is replaced only with ``options.overwrite`` and only when it is a sentsim run.
+    """
+    with claim_run_output(options.output, overwrite=options.overwrite):
+        return _run_training(options, config)
+
+
+def _run_training(options: RunOptions, config: TrainConfig) -> TrainingRun:
     started = time.perf_counter()
     train_set, dev_set, test_set = load_splits(options)
     model = build_model(options).to(resolve_device(config.device))
@@ -66,6 +76,7 @@ def run_training(options: RunOptions, config: TrainConfig) -> TrainingRun:
         summary.timing.wall_seconds = round(time.perf_counter() - started, 2)
         atomic_write_json(folder / SUMMARY_FILE, summary.to_dict())
         write_report(folder)
+        write_run_marker(folder)
     return TrainingRun(summary=summary, output=options.output)
 
 
@@ -74,6 +85,12 @@ def run_seeds(options: RunOptions, config: TrainConfig, *, seeds: list[int]) -> 
 
     One run's score moves by a few tenths with the seed alone; comparing recipes needs the spread.
     """
+    with claim_run_output(options.output, overwrite=options.overwrite):
+        return _run_seeds(options, config, seeds=seeds)
+
+
+def _run_seeds(options: RunOptions, config: TrainConfig, *, seeds: list[int]) -> dict[str, Any]:
+    options.output.mkdir(exist_ok=True)
     runs = []
     for seed in seeds:
         output = options.output / f"seed-{seed}"
@@ -93,6 +110,7 @@ def run_seeds(options: RunOptions, config: TrainConfig, *, seeds: list[int]) -> 
     result = {"recipe": config.to_dict(), "base_model": options.base_model, "seeds": seeds, "runs": runs,
               "mean": mean, "std": std, "command": options.command}
     atomic_write_json(options.output / "seeds.json", result)
+    write_run_marker(options.output, kind="seeds")
     return result
 
 
