@@ -79,14 +79,15 @@ def read_payload(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def run_worker(script: Path, arguments: Sequence[str]) -> dict[str, Any]:
+def run_worker(script: Path, arguments: Sequence[str], *, python: str | Path | None = None) -> dict[str, Any]:
     """Runs ``script`` as a worker in a fresh interpreter and returns the JSON line it reports.
 
     The worker's stderr passes straight through (warnings, progress bars); only the last JSON
     line of its stdout counts, so stray prints from a library cannot corrupt the result.
     """
     environment = {**os.environ, **WORKER_ENVIRONMENT}
-    completed = subprocess.run([sys.executable, str(script), *arguments], env=environment, stdout=subprocess.PIPE,
+    completed = subprocess.run([str(python or sys.executable), str(script), *arguments], env=environment,
+                               stdout=subprocess.PIPE,
                                text=True, check=False)
     if completed.returncode != 0:
         sys.exit(f"worker {' '.join(arguments)} failed with exit code {completed.returncode}")

@@ -1,6 +1,6 @@
 """The light install: ``pip install "sentsim[onnx]"`` in a venv without torch encodes, scores and evaluates.
 
-The venv is cached in ``.ci/.torch-free-venv`` (ignored), keyed by ``pyproject.toml``; sentsim is
+The venv is cached in ``.ci/.torch-free-venv`` (ignored), keyed by the base and ``onnx`` dependencies; sentsim is
 installed editable there, so source changes need no reinstall. The model is the tiny test BERT,
 exported here in the main venv, where torch also computes the embeddings the venv must reproduce.
 """
@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import venv
 from pathlib import Path
 
@@ -30,7 +31,10 @@ PAIRS = [(SENTENCES[0], SENTENCES[1], 0.8), (SENTENCES[2], SENTENCES[3], 0.0), (
 
 def torch_free_python() -> Path:
     """The venv's python, (re)built when pyproject.toml changed; fails the test if pip pulls torch."""
-    stamp = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    # Keyed by what this venv installs (base + onnx extra), not by the whole file: other extras change often.
+    wanted = [project["dependencies"], project["optional-dependencies"]["onnx"], sys.version]
+    stamp = hashlib.sha256(json.dumps(wanted).encode()).hexdigest()
     python = VENV / "bin" / "python"
     if python.is_file() and (VENV / "sentsim-stamp").is_file() and (VENV / "sentsim-stamp").read_text() == stamp:
         return python

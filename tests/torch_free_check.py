@@ -38,7 +38,33 @@ def main(model_dir: str, expected_path: str) -> None:
     else:
         raise AssertionError("the torch model loaded without torch")
     assert "torch" not in sys.modules
+    check_cli(model_dir, expected["pairs"], result.spearman_cosine)
     print(json.dumps({"max_difference": difference, "spearman_cosine": result.spearman_cosine}))
+
+
+def check_cli(model_dir: str, pairs: list, spearman: float) -> None:
+    """``sentsim evaluate --backend onnx`` and ``similarity`` as a user runs them, in this venv."""
+    import csv
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "pairs.csv"
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["sentence1", "sentence2", "score"])
+            writer.writerows([(a, b, 5 * score) for a, b, score in pairs])
+        evaluate = subprocess.run([sys.executable, "-m", "sentsim", "evaluate", model_dir, "--backend", "onnx",
+                                   "--data", str(path), "--json", "--bootstrap", "0", "--quiet"],
+                                  capture_output=True, text=True, check=False)
+        assert evaluate.returncode == 0, evaluate.stderr
+        assert abs(json.loads(evaluate.stdout)["spearman_cosine"] - spearman) < 1e-3, evaluate.stdout
+        similarity = subprocess.run([sys.executable, "-m", "sentsim", "similarity", model_dir, pairs[0][0],
+                                     pairs[0][1]], capture_output=True, text=True, check=False)
+        assert similarity.returncode == 0 and "cosine" in similarity.stdout, similarity.stderr
+        train = subprocess.run([sys.executable, "-m", "sentsim", "evaluate", model_dir, "--backend", "torch",
+                                "--data", str(path)], capture_output=True, text=True, check=False)
+        assert train.returncode == 2 and "sentsim[torch]" in train.stderr, train.stderr
 
 
 if __name__ == "__main__":
