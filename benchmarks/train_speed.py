@@ -7,11 +7,18 @@ worker encodes dev and test with its own library's ``encode`` in fp32 and scores
 Spearman(cosine) code, so quality is compared on equal terms. Medians are reported.
 
     .venv/bin/python benchmarks/train_speed.py --repeat 3 --json results/train_speed.json
+
+The header names the CPU's capability as torch sees it (and its bf16/VNNI/AMX flags), recorded in the
+JSON too. ``--emulate-avx2`` caps torch, oneDNN and MKL at AVX2 in both workers (and trains sentsim
+in fp32): a rough, clearly labelled stand-in for a CPU without AVX-512 and native bf16, on this CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +53,11 @@ EPOCHS = 1
 #: Batch size of the post-training dev/test encode (not timed).
 EVAL_BATCH_SIZE = 64
 DEFAULT_SEED = 42
+
+#: What ``--emulate-avx2`` sets for every worker: torch's kernels, oneDNN and MKL all capped at AVX2.
+EMULATE_AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+#: /proc/cpuinfo flags that decide the fast paths (native bf16, int8 dot products, AMX tiles).
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
 
 MODES = ("st", "sentsim")
 NAMES = {"st": "sentence-transformers", "sentsim": "sentsim"}
@@ -100,7 +112,7 @@ def st_worker(payload: dict[str, Any], seed: int) -> dict[str, Any]:
     }
 
 
-def sentsim_worker(payload: dict[str, Any], seed: int) -> dict[str, Any]:
+def sentsim_worker(payload: dict[str, Any], seed: int, dtype: str = "auto") -> dict[str, Any]:
     """sentsim's library API with its defaults (the classic recipe; precision "auto")."""
     from sentsim import SentenceTransformer
     from sentsim.inference.forward import resolve_precision
@@ -110,7 +122,7 @@ def sentsim_worker(payload: dict[str, Any], seed: int) -> dict[str, Any]:
     model = SentenceTransformer(payload["model"])
     load_seconds = time.perf_counter() - started
     config = TrainConfig(batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, epochs=EPOCHS,
-                         warmup_ratio=WARMUP_RATIO, seed=seed)
+                         warmup_ratio=WARMUP_RATIO, seed=seed, dtype=dtype)
     train_split = payload["splits"]["train"]
     started = time.perf_counter()
     result = train(model, sentences_a=train_split["sentences1"], sentences_b=train_split["sentences2"],
@@ -141,11 +153,12 @@ def score_splits(payload: dict[str, Any], embed: Any) -> dict[str, Any]:
     return scores
 
 
-def worker_main(mode: str, payload_path: Path, seed: int) -> None:
+def worker_main(mode: str, payload_path: Path, seed: int, dtype: str) -> None:
     """Trains and scores one library, then prints one JSON line (the only thing on stdout)."""
     payload = read_payload(payload_path)
     with stdout_to_stderr() as result_stream:
-        result = (st_worker if mode == "st" else sentsim_worker)(payload, seed)
+        result = st_worker(payload, seed) if mode == "st" else sentsim_worker(payload, seed, dtype)
+        result["cpu_capability"] = _torch_capability()
         pairs = len(payload["splits"]["train"]["scores"])
         result.update(mode=mode, pairs=pairs, pairs_per_second=pairs / result["train_seconds"],
                       peak_rss_mb=peak_rss_mb(), torch_threads=_torch_threads(), versions=library_versions())
@@ -158,6 +171,38 @@ def _torch_threads() -> int:
     return torch.get_num_threads()
 
 
+def _torch_capability() -> str:
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def cpu_capability() -> dict[str, Any]:
+    """The CPU as the workers will see it: torch's kernel capability (in the workers' environment, so
+    ``--emulate-avx2`` shows), whether torch finds native bf16, and the /proc/cpuinfo flags that matter."""
+    from sentsim.environment import cpu_flags, cpu_name
+
+    probe = ("import json, torch; print(json.dumps({'capability': torch.backends.cpu.get_cpu_capability(), "
+             "'native_bf16': bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())}))")
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False,
+                               env=dict(os.environ))
+    seen = json.loads(completed.stdout.strip().splitlines()[-1]) if completed.returncode == 0 else {}
+    flags = cpu_flags()
+    return {"processor": cpu_name(), "torch_cpu_capability": seen.get("capability"),
+            "torch_native_bf16": seen.get("native_bf16"), "flags": {flag: flag in flags for flag in CPU_FLAGS},
+            "emulated_isa_environment": {name: os.environ[name] for name in EMULATE_AVX2 if name in os.environ}}
+
+
+def describe_cpu(cpu: dict[str, Any], *, emulate_avx2: bool) -> str:
+    flags = ", ".join(f"{flag} {'yes' if present else 'no'}" for flag, present in cpu["flags"].items())
+    line = f"CPU: {cpu['processor']}; torch capability {cpu['torch_cpu_capability']}; flags: {flags}"
+    if emulate_avx2:
+        settings = " ".join(f"{name}={value}" for name, value in EMULATE_AVX2.items())
+        line += (f"\nEMULATED AVX2 ({settings}; sentsim in fp32): an approximation of a CPU without AVX-512 and "
+                 "native bf16, run on this CPU; not a measurement of a real AVX2 CPU (e.g. Zen 3)")
+    return line
+
+
 # -- the parent -----------------------------------------------------------------------------------
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -167,11 +212,20 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=None,
                         help="use only the first N train pairs and first N dev/test pairs (smoke tests)")
     parser.add_argument("--json", type=Path, default=None, help="also write all raw results here")
+    parser.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="sentsim's training dtype (default: auto, bf16 where native); ST always trains in fp32")
+    parser.add_argument("--emulate-avx2", action="store_true",
+                        help="cap torch/oneDNN/MKL at AVX2 in both workers and train sentsim in fp32 (an "
+                             "approximation of a CPU without AVX-512 and native bf16, clearly labelled)")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--payload", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
     if arguments.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if arguments.emulate_avx2 and arguments.dtype == "bf16":
+        parser.error("--emulate-avx2 stands for a CPU without native bf16: use --dtype fp32 or auto")
+    if arguments.emulate_avx2:
+        arguments.dtype = "fp32"
     if arguments.limit is not None and arguments.limit < BATCH_SIZE:
         parser.error(f"--limit must be at least {BATCH_SIZE} (one batch)")
     return arguments
@@ -180,19 +234,24 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     arguments = parse_arguments(argv)
     if arguments.worker:
-        worker_main(arguments.worker, arguments.payload, arguments.seed)
+        worker_main(arguments.worker, arguments.payload, arguments.seed, arguments.dtype)
         return
+    if arguments.emulate_avx2:
+        os.environ.update(EMULATE_AVX2)  # inherited by every worker (run_worker passes os.environ on)
     payload = {"model": str(model_folder()),
                "splits": load_splits(arguments.data, ("train", "dev", "test"), arguments.limit)}
     train_pairs = len(payload["splits"]["train"]["scores"])
     print(f"training all-MiniLM-L6-v2 on {train_pairs} STSb train pairs: batch {BATCH_SIZE}, lr {LEARNING_RATE}, "
           f"warm-up {WARMUP_RATIO:.0%}, {EPOCHS} epoch, seed {arguments.seed}; {arguments.repeat} round(s)",
           flush=True)
+    cpu = cpu_capability()
+    print(describe_cpu(cpu, emulate_avx2=arguments.emulate_avx2), flush=True)
     load_at_start = warn_if_busy()
     script = Path(__file__).resolve()
     with payload_file(payload) as path:
         def run_one(mode: str, round_index: int) -> dict[str, Any]:
-            return run_worker(script, ["--worker", mode, "--payload", str(path), "--seed", str(arguments.seed)])
+            return run_worker(script, ["--worker", mode, "--payload", str(path), "--seed", str(arguments.seed),
+                                       "--dtype", arguments.dtype])
 
         results = run_alternating(MODES, arguments.repeat, run_one, report=print_run)
     medians = {mode: {key: median_of(results, mode, key)
@@ -204,8 +263,9 @@ def main(argv: list[str] | None = None) -> None:
             "benchmark": "train_speed",
             "settings": {"batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE, "warmup_ratio": WARMUP_RATIO,
                          "epochs": EPOCHS, "seed": arguments.seed, "repeat": arguments.repeat,
-                         "limit": arguments.limit, "train_pairs": train_pairs, "data": str(arguments.data)},
-            "environment": environment_record(load_at_start), "runs": results, "medians": medians,
+                         "limit": arguments.limit, "train_pairs": train_pairs, "data": str(arguments.data),
+                         "sentsim_dtype": arguments.dtype, "emulate_avx2": arguments.emulate_avx2},
+            "environment": environment_record(load_at_start), "cpu": cpu, "runs": results, "medians": medians,
         })
 
 
@@ -213,7 +273,7 @@ def print_run(result: dict[str, Any]) -> None:
     print(f"run {result['round']}  {NAMES[result['mode']]:<21}  train {result['train_seconds']:8.2f} s  "
           f"{result['pairs_per_second']:7.1f} pairs/s  peak RSS {result['peak_rss_mb']:7.0f} MB  "
           f"dev {result['dev']:6.2f}  test {result['test']:6.2f}  ({result['precision']}, "
-          f"{result['torch_threads']} threads)", flush=True)
+          f"{result['torch_threads']} threads, {result['cpu_capability']})", flush=True)
 
 
 def print_summary(medians: dict[str, dict[str, float]]) -> None:
