@@ -270,3 +270,62 @@ def test_anchor_positive_reader(tmp_path: Path):
     missing.write_text("anchor,text\na,b\n")
     with pytest.raises(DataFormatError, match="header lacks column 'positive'"):
         read_anchor_positive_file(missing)
+
+
+# -- the commands on top: train --loss mnrl, search, dedup -------------------------------------------------
+def _main(capsys, *argv: object) -> tuple[int, str, str]:
+    from sentsim.cli import main
+
+    capsys.readouterr()
+    code = main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_mnrl_on_an_unscored_file(capsys, tiny_transformer_dir, tmp_path: Path):
+    import json
+
+    train = tmp_path / "nli.csv"
+    train.write_text("anchor,positive\n" + "".join(f"{a},{b}\n" for a, b in zip(S1, S2, strict=True)))
+    dev = tmp_path / "dev.csv"
+    dev.write_text("sentence1,sentence2,score\n" + "".join(f"{a},{b},{s * 5}\n" for a, b, s in TRAIN_PAIRS))
+    code, _, err = _main(capsys, "train", "--base-model", tiny_transformer_dir, "--pooling", "mean", "--data", train,
+                         "--dev-data", dev, "--loss", "mnrl", "--batch-size", "4", "--epochs", "1", "--dtype", "fp32",
+                         "--output", tmp_path / "run", "--quiet")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["loss"] == "mnrl" and summary["steps"] == 3
+    code, _, err = _main(capsys, "train", "--base-model", tiny_transformer_dir, "--pooling", "mean", "--data", dev,
+                         "--dev-data", dev, "--loss", "mnrl", "--output", tmp_path / "run2", "--quiet")
+    assert code == 2 and "header lacks columns 'anchor', 'positive'" in err and not (tmp_path / "run2").exists()
+
+
+def test_search_and_dedup_commands(capsys, tiny_transformer_dir, tmp_path: Path):
+    import json
+
+    from sentsim import SentenceTransformer, util
+
+    model_dir = SentenceTransformer.from_transformer(tiny_transformer_dir).save(tmp_path / "model")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(S1 + S2 + [S1[0]]) + "\n")
+    queries = tmp_path / "queries.txt"
+    queries.write_text("\n".join(S1[:2]) + "\n")
+    output = tmp_path / "hits.jsonl"
+    code, _, err = _main(capsys, "search", model_dir, queries, corpus, "-o", output, "--top-k", "2", "--dtype", "fp32")
+    assert code == 0, err
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    model = SentenceTransformer(model_dir)
+    expected = util.semantic_search(model.encode(S1[:2], dtype="fp32"), model.encode(S1 + S2 + [S1[0]], dtype="fp32"),
+                                    top_k=2)
+    assert [r["query"] for r in records] == S1[:2]
+    for record, hits in zip(records, expected, strict=True):
+        np.testing.assert_allclose([h["score"] for h in record["hits"]], [h["score"] for h in hits], atol=1e-5)
+        assert all(h["text"] == (S1 + S2 + [S1[0]])[h["corpus_id"]] for h in record["hits"])
+    code, _, err = _main(capsys, "search", model_dir, queries, corpus, "-o", output)
+    assert code == 2 and "--force" in err
+    dedup = tmp_path / "dups.jsonl"
+    code, _, err = _main(capsys, "dedup", model_dir, corpus, "-o", dedup, "--threshold", "0.99999", "--dtype", "fp32")
+    assert code == 0, err
+    pairs = [json.loads(line) for line in dedup.read_text().splitlines()]
+    assert {"score", "i", "j", "text_i", "text_j"} <= set(pairs[0])
+    assert any(p["text_i"] == p["text_j"] == S1[0] for p in pairs)  # the repeated line is found

@@ -5,12 +5,26 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from sentsim.cli import calibrate, clean, common, compare, encode, evaluate, export, report, serve, similarity, train
+from sentsim.cli import (
+    calibrate,
+    clean,
+    common,
+    compare,
+    dedup,
+    encode,
+    evaluate,
+    export,
+    report,
+    search,
+    serve,
+    similarity,
+    train,
+)
 
 #: Command name → its module (each has ``add_parser(commands)`` and ``run(args) -> exit code``).
 COMMAND_MODULES = {"train": train, "evaluate": evaluate, "similarity": similarity, "encode": encode,
                    "calibrate": calibrate, "compare": compare, "report": report, "clean": clean, "serve": serve,
-                   "export": export}
+                   "export": export, "search": search, "dedup": dedup}
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     name: module.run for name, module in COMMAND_MODULES.items()}
 

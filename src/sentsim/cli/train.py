@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from sentsim.cli import common
+from sentsim.cli import common, train_resume
 from sentsim.cli.common import EXIT_OK, UsageError
 from sentsim.persistence.hub import DEFAULT_MODEL
 from sentsim.training.recipes import RECIPE_OPTIONS, RECIPES, describe_recipe, recipe_values
@@ -49,6 +50,7 @@ def add_parser(commands: Any) -> None:
     _add_hyper_options(train.add_argument_group("hyper-parameters (unset ones come from --recipe)"))
     common.add_device_option(train)
     common.add_allow_pickle_option(train)
+    train_resume.add_checkpoint_options(train)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--json", action="store_true", help="print the final figures as one JSON object")
 
@@ -78,7 +80,8 @@ def _add_hyper_options(hyper: argparse._ArgumentGroup) -> None:
                            f"{name} = {describe_recipe(values)}" for name, values in RECIPES.items()))
     hyper.add_argument("--loss", default=None,
                        help="cosine (MSE of cosine vs score), cosent, angle, or a weighted sum such as "
-                            "cosine+cosent or cosine+0.03*cosent " + _from_recipe("loss"))
+                            "cosine+cosent or cosine+0.03*cosent; mnrl (in-batch negatives) trains on an unscored "
+                            "--data file with anchor, positive[, negative] columns " + _from_recipe("loss"))
     hyper.add_argument("--loss-scale", type=float, default=None,
                        help="scale of cosent/angle (default: each loss's own, 20)")
     hyper.add_argument("--batch-size", type=int, default=None, help="pairs per step " + _from_recipe("batch_size"))
@@ -114,13 +117,26 @@ def _add_hyper_options(hyper: argparse._ArgumentGroup) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sentsim.training import signals
     from sentsim.training.run import run_training
 
-    options, config = _run_setup(args)
-    common.warn_emulated_bf16(args.dtype, config.device)
-    if args.seeds > 1:
-        return _train_seeds(args, options, config)
-    summary = run_training(options, config).summary
+    if args.resume is not None:
+        options, config = train_resume.resume_setup(args)
+        args.output = options.output
+    else:
+        options, config = _run_setup(args)
+    common.warn_emulated_bf16(config.dtype, config.device)
+    try:
+        with signals.handled():  # SIGINT/SIGTERM: a checkpoint at the next step, the resume command, 130/143
+            if args.seeds > 1:
+                return _train_seeds(args, options, config)
+            run = run_training(options, config)
+    except signals.Interrupted as stop:
+        print(f"error: {stop}", file=sys.stderr)
+        return stop.exit_code
+    if run is None:  # a process of a multi-process run other than the main one, which prints
+        return EXIT_OK
+    summary = run.summary
     if args.json:
         common.print_json(summary.figures(args.output))
     else:
@@ -145,10 +161,13 @@ def _run_setup(args: argparse.Namespace) -> tuple[Any, Any]:
                          normalize=args.normalize, data=args.data, dev_data=args.dev_data, test_data=args.test_data,
                          skip_bad_rows=args.skip_bad_rows, max_seq_length=args.max_seq_length,
                          allow_pickle=args.allow_pickle, evaluate_test=not args.no_test,
-                         quiet=True if args.quiet or args.json else None,
+                         quiet=True if args.quiet or args.json else None, save_steps=args.save_steps,
+                         save_total_limit=args.save_total_limit,
                          command=common.command_line(args.argv), data_options=common.data_options(args))
     if args.seeds < 1:
         raise UsageError("--seeds must be at least 1")
+    if args.seeds > 1 and args.save_steps is not None:
+        raise UsageError("--save-steps saves a single run's checkpoints: not with --seeds")
     return options, config
 
 

@@ -45,6 +45,11 @@ class AnchorPositiveDataset:
     def positives(self) -> list[str]:
         return [row.positive for row in self.rows]
 
+    # The names a scored PairDataset uses, so the training run reads either kind of training set.
+    sentences1 = anchors
+    sentences2 = positives
+    scores = None
+
     @property
     def negatives(self) -> list[str] | None:
         """Hard negatives, or None when the file has no negative column."""

@@ -12,11 +12,12 @@ from sentsim.training.build import build_model
 from sentsim.training.config import TrainConfig
 from sentsim.training.loop import TrainResult, train
 from sentsim.training.options import RunOptions
+from sentsim.training.resume import Checkpoints
 from sentsim.training.soup import average_into
 
 
 def train_members(model: SentenceTransformer, options: RunOptions, config: TrainConfig, *, train_set: PairDataset,
-                  dev_set: PairDataset, on_record) -> TrainResult:
+                  dev_set: PairDataset, on_record, checkpoints: Checkpoints | None = None) -> TrainResult:
     """One run, or with ``config.average = N`` N runs (seeds seed … seed+N−1) averaged into ``model``.
 
     Each run keeps its best dev checkpoint before averaging. Their records go to one log with
@@ -26,8 +27,9 @@ def train_members(model: SentenceTransformer, options: RunOptions, config: Train
 
     def fit(member: SentenceTransformer, seed: int, log) -> TrainResult:
         return train(member, sentences_a=train_set.sentences1, sentences_b=train_set.sentences2,
-                     labels=train_set.scores, config=replace(config, seed=seed, average=1), on_record=log,
-                     quiet=options.quiet, evaluator=evaluator)
+                     labels=train_set.scores, negatives=getattr(train_set, "negatives", None),
+                     config=replace(config, seed=seed, average=1), on_record=log,
+                     quiet=options.quiet, evaluator=evaluator, checkpoints=checkpoints)
 
     if config.average == 1:
         return fit(model, config.seed, on_record)

@@ -19,9 +19,11 @@ from sentsim.reporting import write_report
 from sentsim.reporting.summary import SUMMARY_FILE, RunSummary
 from sentsim.training.build import build_model
 from sentsim.training.config import TrainConfig
+from sentsim.training.loop import refuse_untrainable
 from sentsim.training.members import train_members
 from sentsim.training.options import RunOptions
 from sentsim.training.output_folder import claim_run_output, write_run_marker
+from sentsim.training.resume import run_checkpoints
 from sentsim.training.run_folder import config_record, metrics_log, model_card, write_predictions
 from sentsim.training.splits import load_splits
 from sentsim.training.summary import summarize
@@ -45,14 +47,25 @@ def run_training(options: RunOptions, config: TrainConfig) -> TrainingRun:
 
     The output is checked and locked first (:func:`~sentsim.training.output_folder.claim_run_output`):
     an existing folder is replaced only with ``options.overwrite`` and only when it is a sentsim run.
+    Checkpoints of the unfinished run go to ``OUTPUT.partial/`` (see :mod:`sentsim.training.resume`).
+
+    Under ``accelerate launch`` / ``torchrun`` every process trains on its shard of each batch, but only
+    the main one evaluates and writes: the others return None.
     """
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return _train_other_process(options, config)  # type: ignore[return-value]
     with claim_run_output(options.output, overwrite=options.overwrite):
         return _run_training(options, config)
 
 
 def _run_training(options: RunOptions, config: TrainConfig) -> TrainingRun:
     started = time.perf_counter()
-    train_set, dev_set, test_set = load_splits(options)
+    train_set, dev_set, test_set = load_splits(options, unscored_train=config.loss == "mnrl")
+    if config.loss != "mnrl":
+        refuse_untrainable(train_set.scores)
+    checkpoints = run_checkpoints(options, config)
     model = build_model(options).to(resolve_device(config.device))
     evaluate = _evaluator(config)
     base_test = evaluate(model, test_set, bootstrap=0) if test_set is not None else None
@@ -61,7 +74,7 @@ def _run_training(options: RunOptions, config: TrainConfig) -> TrainingRun:
         atomic_write_json(folder / "config.json", config_record(options, config, train_set, dev_set, test_set))
         with metrics_log(folder / "metrics.jsonl") as on_record:
             result = train_members(model, options, config, train_set=train_set, dev_set=dev_set,
-                                   on_record=on_record)
+                                   on_record=on_record, checkpoints=checkpoints)
         base_dev = next((record for record in result.records if record["kind"] == "eval" and record["step"] == 0),
                         None)
         dev = evaluate(model, dev_set, bootstrap=BOOTSTRAP_RESAMPLES)
@@ -77,7 +90,19 @@ def _run_training(options: RunOptions, config: TrainConfig) -> TrainingRun:
         atomic_write_json(folder / SUMMARY_FILE, summary.to_dict())
         write_report(folder)
         write_run_marker(folder)
+    if checkpoints is not None:
+        checkpoints.discard()  # the finished run is in place: its checkpoints are no longer needed
     return TrainingRun(summary=summary, output=options.output)
+
+
+def _train_other_process(options: RunOptions, config: TrainConfig) -> None:
+    """A process other than the main one: trains its shards and saves its part of each checkpoint."""
+    train_set, dev_set, _ = load_splits(replace(options, evaluate_test=False), unscored_train=config.loss == "mnrl")
+    if config.loss != "mnrl":
+        refuse_untrainable(train_set.scores)
+    model = build_model(options).to(resolve_device(config.device))
+    train_members(model, options, config, train_set=train_set, dev_set=dev_set, on_record=lambda entry: None,
+                  checkpoints=run_checkpoints(options, config, check_partial=False))
 
 
 def run_seeds(options: RunOptions, config: TrainConfig, *, seeds: list[int]) -> dict[str, Any]:
@@ -94,7 +119,7 @@ def _run_seeds(options: RunOptions, config: TrainConfig, *, seeds: list[int]) ->
     runs = []
     for seed in seeds:
         output = options.output / f"seed-{seed}"
-        summary = run_training(replace(options, output=output), replace(config, seed=seed)).summary
+        summary = run_training(replace(options, output=output, resumable=False), replace(config, seed=seed)).summary
         runs.append({"seed": seed, "output": str(output),
                      "dev_spearman_cosine": summary.dev["spearman_cosine"],
                      "test_spearman_cosine": (summary.test or {}).get("spearman_cosine"),

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from sentsim.data import PairDataset, load_pairs
+from sentsim.data import PairDataset, load_pairs, read_anchor_positive_file
 from sentsim.errors import ConfigError
 from sentsim.training.options import RunOptions
 
 
-def load_splits(options: RunOptions) -> tuple[PairDataset, PairDataset, PairDataset | None]:
-    """train/dev/test from an STSb folder, or from separate pair files (test is optional there)."""
+def load_splits(options: RunOptions, *, unscored_train: bool = False) -> tuple[Any, PairDataset, PairDataset | None]:
+    """train/dev/test from an STSb folder, or from separate pair files (test is optional there).
+
+    ``unscored_train`` (for in-batch-negative losses) reads the training file as anchor, positive and
+    optional negative columns; dev and test stay scored, to pick and report the checkpoint.
+    """
     common = {"skip_bad_rows": options.skip_bad_rows, **options.data_options}
     data_is_file = options.data is not None and Path(options.data).is_file()
-    train_set = load_pairs(options.data, split="train", **common)
+    if unscored_train:
+        if not data_is_file:
+            raise ConfigError("--loss mnrl trains on an unscored file with anchor and positive (and optional "
+                              "negative) columns: pass it as --data FILE, with --dev-data for scored dev pairs")
+        train_set: Any = read_anchor_positive_file(options.data, skip_bad_rows=options.skip_bad_rows)
+    else:
+        train_set = load_pairs(options.data, split="train", **common)
     if options.dev_data is not None:
         dev_set = load_pairs(options.dev_data, split="dev", **common)
     elif data_is_file:

@@ -1,0 +1,96 @@
+"""``sentsim search`` and ``sentsim dedup`` as library calls: text files in, top-k hits as JSONL out.
+
+A query file is searched against a corpus (a text file, or a ``.npy`` matrix from ``sentsim encode``
+plus optionally the text file it came from); dedup mines the most similar pairs within one corpus.
+Output is written atomically and never replaces an existing file unless ``force`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sentsim.errors import ConfigError
+from sentsim.inference.encode_files import read_sentence_file
+from sentsim.inference.search import paraphrase_mining_embeddings, semantic_search
+from sentsim.persistence.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    from sentsim.encoders.bi_encoder import SentenceTransformer
+
+
+def _check_output(output: Path, force: bool) -> None:
+    if output.exists() and not force:
+        raise ConfigError(f"{output} exists; pass --force to overwrite it")
+
+
+def _write_jsonl(output: Path, records: list[dict[str, Any]]) -> None:
+    atomic_write_text(output, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+
+
+def load_corpus(model: SentenceTransformer, corpus: Path, *, corpus_text: Path | None, batch_size: int,
+                dtype: str) -> tuple[np.ndarray, list[str] | None]:
+    """Corpus embeddings (read from ``.npy`` or encoded from a text file) and texts, when known."""
+    if corpus.suffix.lower() == ".npy":
+        if not corpus.is_file():
+            raise ConfigError(f"no such file: {corpus}")
+        try:
+            embeddings = np.load(corpus, allow_pickle=False)
+        except ValueError as error:
+            raise ConfigError(f"{corpus}: not a .npy matrix ({error})") from error
+        if embeddings.ndim != 2 or embeddings.shape[1] != model.embedding_dimension:
+            raise ConfigError(f"{corpus}: shape {embeddings.shape} does not match the model's "
+                              f"{model.embedding_dimension} dimensions")
+        texts = read_sentence_file(corpus_text) if corpus_text is not None else None
+        if texts is not None and len(texts) != len(embeddings):
+            raise ConfigError(f"{corpus_text} has {len(texts)} lines but {corpus} has {len(embeddings)} rows")
+        return embeddings, texts
+    texts = read_sentence_file(corpus)
+    return model.encode(texts, batch_size=batch_size, dtype=dtype), texts
+
+
+def search_file(model: SentenceTransformer, queries: Path, corpus: Path, output: Path, *, top_k: int = 10,
+                corpus_text: Path | None = None, force: bool = False, batch_size: int = 64,
+                dtype: str = "auto") -> int:
+    """Writes one JSONL line per query: ``{"query", "hits": [{"corpus_id", "score"[, "text"]}]}``."""
+    if top_k < 1:
+        raise ConfigError(f"--top-k must be at least 1, got {top_k}")
+    _check_output(output, force)
+    query_texts = read_sentence_file(queries)
+    corpus_embeddings, corpus_texts = load_corpus(model, corpus, corpus_text=corpus_text, batch_size=batch_size,
+                                                  dtype=dtype)
+    query_embeddings = model.encode(query_texts, batch_size=batch_size, dtype=dtype)
+    results = semantic_search(query_embeddings, corpus_embeddings.astype(np.float32), top_k=top_k)
+    records = []
+    for text, hits in zip(query_texts, results, strict=True):
+        if corpus_texts is not None:
+            hits = [{**hit, "text": corpus_texts[hit["corpus_id"]]} for hit in hits]
+        records.append({"query": text, "hits": hits})
+    _write_jsonl(output, records)
+    return len(records)
+
+
+def dedup_file(model: SentenceTransformer, corpus: Path, output: Path, *, threshold: float = 0.9, top_k: int = 10,
+               corpus_text: Path | None = None, force: bool = False, batch_size: int = 64,
+               dtype: str = "auto") -> int:
+    """Writes the corpus pairs with cosine ≥ ``threshold``, best first: ``{"score", "i", "j"[, texts]}``."""
+    if not -1.0 <= threshold <= 1.0:
+        raise ConfigError(f"--threshold is a cosine in [-1, 1], got {threshold}")
+    if top_k < 1:
+        raise ConfigError(f"--top-k must be at least 1, got {top_k}")
+    _check_output(output, force)
+    embeddings, texts = load_corpus(model, corpus, corpus_text=corpus_text, batch_size=batch_size, dtype=dtype)
+    pairs = paraphrase_mining_embeddings(embeddings.astype(np.float32), top_k=top_k)
+    records = []
+    for score, i, j in pairs:
+        if score < threshold:
+            break
+        record: dict[str, Any] = {"score": score, "i": i, "j": j}
+        if texts is not None:
+            record.update(text_i=texts[i], text_j=texts[j])
+        records.append(record)
+    _write_jsonl(output, records)
+    return len(records)
