@@ -16,7 +16,7 @@ from sentsim.errors import ConfigError, ModelLoadError
 from sentsim.inference.calibration import CALIBRATION_FILE
 from sentsim.models import Normalize, Pooling, Transformer
 from sentsim.persistence.hub import DEFAULT_MODEL, resolve_model_path
-from sentsim.persistence.layout import load_modules, read_model_config, save_modules
+from sentsim.persistence.layout import load_modules, load_transformer, read_model_config, save_modules
 
 if TYPE_CHECKING:
     from sentsim.inference.calibration import IsotonicCalibration
@@ -93,11 +93,8 @@ class SentenceTransformer(nn.Sequential):
 
         Given a sentence-transformers folder, only its transformer is kept (its pooling is replaced).
         """
-        folder = resolve_model_path(model_name_or_path)
-        transformer = Transformer.load(folder, allow_pickle=allow_pickle) if (folder / "modules.json").is_file() \
-            else Transformer(folder, local_files_only=True, allow_pickle=allow_pickle)
-        if max_seq_length is not None:
-            transformer.max_seq_length = max_seq_length
+        transformer = load_transformer(resolve_model_path(model_name_or_path), max_seq_length=max_seq_length,
+                                       allow_pickle=allow_pickle)
         modules: list[nn.Module] = [transformer, Pooling(transformer.embedding_dimension, modes=pooling)]
         if normalize:
             modules.append(Normalize())
@@ -235,19 +232,26 @@ class SentenceTransformer(nn.Sequential):
         Needs a calibration (fitted after ``sentsim train`` or by ``sentsim calibrate``): raw cosines
         of a trained model bunch up in a narrow band, while people read 0–5.
         """
-        if self.calibration is None:
-            raise ConfigError("this model has no calibration for the 0–5 scale; "
-                              "run `sentsim calibrate MODEL --data ...`")
+        from sentsim.inference.calibration import calibrated_scores, require_calibration
+
+        calibration = require_calibration(self.calibration)
         cosines = self.pair_cosine(sentences_a, sentences_b, batch_size=batch_size, dtype=dtype)
-        scores = self.calibration.predict(np.atleast_1d(cosines))
+        scores = calibrated_scores(cosines, calibration)
         return float(scores[0]) if isinstance(cosines, float) else scores
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | Path, *, model_card: str | None = None) -> Path:
         """Writes the model in the sentence-transformers layout, atomically."""
         extra = {}
-        if model_card is not None:
-            extra["README.md"] = model_card
+        if model_card is None:
+            from sentsim.persistence.minimal_card import render_minimal_card
+
+            pooling = self.pooling
+            model_card = render_minimal_card(
+                model_name=Path(path).name, base_model=self.name_or_path or "(unknown)",
+                dimensions=self.embedding_dimension, max_seq_length=self.max_seq_length,
+                pooling="+".join(pooling.modes) if pooling else "none", calibrated=self.calibration is not None)
+        extra["README.md"] = model_card
         if self.calibration is not None:
             extra[CALIBRATION_FILE] = self.calibration.to_json()
         model_config = {"prompts": self.prompts, "default_prompt_name": self.default_prompt_name,

@@ -12,27 +12,22 @@ cross-entropy against the normalised gold score (the sentence-transformers Cross
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from sentsim import __version__
 from sentsim.errors import ConfigError, ModelLoadError
-from sentsim.inference.forward import PROGRESS_THRESHOLD, autocast_context, length_sorted_batches, resolve_precision
+from sentsim.inference.forward import batched_forward
 from sentsim.models import Pooling, Transformer
-from sentsim.persistence.atomic import atomic_directory
+from sentsim.persistence.cross_layout import CONFIG_FILE, HEAD_FILE, load_cross_encoder_parts, save_cross_encoder
 from sentsim.persistence.hub import resolve_model_path
-from sentsim.progress import progress_bar
+from sentsim.persistence.layout import load_transformer
 
-#: The head's weights and this module's options, beside the transformer's own files.
-HEAD_FILE = "cross_encoder_head.safetensors"
-CONFIG_FILE = "sentsim_cross_encoder.json"
+__all__ = ["CONFIG_FILE", "HEAD_FILE", "CrossEncoder"]
 
 
 class CrossEncoder(nn.Module):
@@ -67,11 +62,8 @@ class CrossEncoder(nn.Module):
         Given a sentence-transformers folder (like the bundled all-MiniLM-L6-v2), only its
         transformer is kept; its sentence-level training is a good start for reading pairs too.
         """
-        folder = resolve_model_path(model_name_or_path)
-        transformer = Transformer.load(folder, allow_pickle=allow_pickle) if (folder / "modules.json").is_file() \
-            else Transformer(folder, local_files_only=True, allow_pickle=allow_pickle)
-        if max_seq_length is not None:
-            transformer.max_seq_length = max_seq_length
+        transformer = load_transformer(resolve_model_path(model_name_or_path), max_seq_length=max_seq_length,
+                                       allow_pickle=allow_pickle)
         generator = torch.Generator().manual_seed(seed)
         head = nn.Linear(transformer.embedding_dimension, 1)
         with torch.no_grad():
@@ -161,50 +153,22 @@ class CrossEncoder(nn.Module):
                 show_progress: bool | None) -> torch.Tensor:
         rows = self.tokenize_pairs(sentences_a, sentences_b)
         output = torch.empty(len(rows), dtype=torch.float32)
-        if not rows:
-            return output
-        device = self.device
-        mode = resolve_precision(dtype, device)
-        quiet = not show_progress if show_progress is not None else len(rows) < PROGRESS_THRESHOLD
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode(), autocast_context(mode, device):
-                batches = list(length_sorted_batches([len(ids) for ids, _ in rows], batch_size))
-                for batch in progress_bar(batches, desc="Scoring pairs", unit="batch", quiet=quiet):
-                    features = self.collate([rows[index] for index in batch], pad_to_multiple_of=8)
-                    features = {name: tensor.to(device) for name, tensor in features.items()}
-                    output[batch] = self(features).float().cpu()
-        finally:
-            self.train(was_training)
+
+        def keep(batch: list[int], logits: torch.Tensor) -> None:
+            output[batch] = logits.float().cpu()
+
+        batched_forward(self, rows, lambda batch: self.collate(batch, pad_to_multiple_of=8), keep,
+                        lengths=[len(ids) for ids, _ in rows], batch_size=batch_size, dtype=dtype,
+                        show_progress=show_progress, desc="Scoring pairs")
         return output
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Transformer files at the top (any HF tool can read the encoder), head and options beside them.
-
-        Written to a temporary folder and renamed, so a crash never leaves half a model.
-        """
-        path = Path(path)
-        with atomic_directory(path) as folder:
-            self.transformer.save(folder)
-            save_file({name: tensor.detach().cpu().contiguous() for name, tensor in self.head.state_dict().items()},
-                      str(folder / HEAD_FILE))
-            (folder / CONFIG_FILE).write_text(json.dumps(
-                {"type": "sentsim.CrossEncoder", "pooling": "mean", "activation": "sigmoid",
-                 "sentsim_version": __version__}, indent=2) + "\n")
-        return path
+        """Transformer files at the top (any HF tool can read the encoder), head and options beside them,
+        written atomically (``persistence.cross_layout``)."""
+        return save_cross_encoder(self.transformer, self.head, path)
 
     @classmethod
     def load(cls, path: str | Path) -> CrossEncoder:
-        folder = Path(path)
-        if not (folder / CONFIG_FILE).is_file() or not (folder / HEAD_FILE).is_file():
-            raise ModelLoadError(f"{folder} is not a sentsim cross-encoder (no {CONFIG_FILE} / {HEAD_FILE})")
-        transformer = Transformer.load(folder)
-        state: dict[str, Any] = load_file(str(folder / HEAD_FILE))
-        if "weight" not in state or state["weight"].shape != (1, transformer.embedding_dimension):
-            raise ModelLoadError(f"{folder / HEAD_FILE}: head does not match the encoder's "
-                                 f"{transformer.embedding_dimension} dimensions")
-        head = nn.Linear(transformer.embedding_dimension, 1)
-        head.load_state_dict(state)
+        transformer, head = load_cross_encoder_parts(path)
         return cls(transformer, head=head)

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from sentsim.errors import SentsimError
+from sentsim.errors import ConfigError, SentsimError
 from sentsim.persistence.atomic import atomic_write_text
 
-__all__ = ["CALIBRATION_FILE", "CalibrationFileError", "IsotonicCalibration"]
+__all__ = ["CALIBRATION_FILE", "CalibrationFileError", "IsotonicCalibration", "aligned_cosines", "calibrated_scores",
+           "require_calibration"]
 
 CALIBRATION_FILE = "calibration.json"
 """File name of the calibration inside a model folder."""
@@ -208,6 +209,29 @@ class IsotonicCalibration:
             return cls.from_dict(data)
         except CalibrationFileError as exc:
             raise CalibrationFileError(path, exc.reason) from exc
+
+
+def aligned_cosines(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Cosine of each row pair ``(first[i], second[i])`` of unit vectors, in float64.
+
+    Clipping to ±1 only removes float rounding past the range, which would otherwise look like a bug.
+    """
+    products = np.asarray(first, dtype=np.float64) * np.asarray(second, dtype=np.float64)
+    return np.clip(np.sum(products, axis=1), -1.0, 1.0)
+
+
+def calibrated_scores(cosines: np.ndarray | float, calibration: IsotonicCalibration | None) -> np.ndarray | None:
+    """The 0–5 score of each cosine under the model's ``calibration`` (float64, at least 1-D), or None without one."""
+    if calibration is None:
+        return None
+    return calibration.predict(np.atleast_1d(np.asarray(cosines, dtype=np.float64)))
+
+
+def require_calibration(calibration: IsotonicCalibration | None) -> IsotonicCalibration:
+    """``calibration`` itself; without one, a ConfigError that says how to add one (for the 0–5 scale)."""
+    if calibration is None:
+        raise ConfigError("this model has no calibration for the 0–5 scale; run `sentsim calibrate MODEL --data ...`")
+    return calibration
 
 
 def _reject_constant(name: str) -> float:

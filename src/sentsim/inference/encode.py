@@ -9,14 +9,7 @@ import numpy as np
 import torch
 
 from sentsim.errors import ConfigError
-from sentsim.inference.forward import (
-    PROGRESS_THRESHOLD,
-    Precision,
-    autocast_context,
-    length_sorted_batches,
-    resolve_precision,
-)
-from sentsim.progress import progress_bar
+from sentsim.inference.forward import Precision, batched_forward
 
 if TYPE_CHECKING:
     from sentsim.encoders.bi_encoder import SentenceTransformer
@@ -73,21 +66,9 @@ def forward_in_batches(
         raise ConfigError("encode takes strings only")
     if not texts:
         return
-    device = model.device
-    mode = resolve_precision(dtype, device)
     ids = model.token_ids(texts)
-    quiet = not show_progress if show_progress is not None else len(texts) < PROGRESS_THRESHOLD
-    batches = list(length_sorted_batches([len(row) for row in ids], batch_size))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), autocast_context(mode, device):
-            for batch in progress_bar(batches, desc="Encoding", unit="batch", quiet=quiet):
-                features = model.collate([ids[index] for index in batch])
-                features = {name: tensor.to(device) for name, tensor in features.items()}
-                consume(batch, model(features))
-    finally:
-        model.train(was_training)
+    batched_forward(model, ids, model.collate, consume, lengths=[len(row) for row in ids], batch_size=batch_size,
+                    dtype=dtype, show_progress=show_progress, desc="Encoding")
 
 
 def encode_pairs(

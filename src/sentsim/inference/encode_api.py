@@ -100,6 +100,7 @@ def aligned_pair_cosines(model: SentenceTransformer, sentences_a: str | Sequence
                          dtype: str = "auto") -> np.ndarray | float:
     """Cosine of ``(sentences_a[i], sentences_b[i])`` per pair, in float64; one float for two strings."""
     from sentsim.errors import ConfigError
+    from sentsim.inference.calibration import aligned_cosines
     from sentsim.inference.encode import encode_pairs
 
     single = isinstance(sentences_a, str) and isinstance(sentences_b, str)
@@ -109,5 +110,5 @@ def aligned_pair_cosines(model: SentenceTransformer, sentences_a: str | Sequence
         raise ConfigError(f"aligned pairs needed: {len(first)} vs {len(second)} sentences")
     embeddings_a, embeddings_b = encode_pairs(model, first, second, batch_size=batch_size, normalize=True,
                                               dtype=dtype)
-    cosines = np.clip(np.sum(embeddings_a.astype(np.float64) * embeddings_b, axis=1), -1.0, 1.0)
+    cosines = aligned_cosines(embeddings_a, embeddings_b)
     return float(cosines[0]) if single else cosines

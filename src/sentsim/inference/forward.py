@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar
 
 import torch
+from torch import nn
 
 from sentsim.errors import ConfigError
 from sentsim.inference.batches import PROGRESS_THRESHOLD, length_sorted_batches
+from sentsim.progress import progress_bar
 
 # PROGRESS_THRESHOLD and length_sorted_batches live in batches (no torch, shared with the ONNX backend).
-__all__ = ["PROGRESS_THRESHOLD", "autocast_context", "emulated_bf16_warning", "length_sorted_batches", "native_bf16",
+__all__ = ["PROGRESS_THRESHOLD", "autocast_context", "batched_forward", "emulated_bf16_warning",
+           "length_sorted_batches", "native_bf16",
            "precision_reason", "resolve_precision"]
 
 Precision = Literal["auto", "fp32", "bf16"]
+Row = TypeVar("Row")
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -72,3 +77,29 @@ def autocast_context(precision: str, device: torch.device) -> contextlib.Abstrac
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def batched_forward(model: nn.Module, rows: Sequence[Row], collate: Callable[[list[Row]], dict[str, torch.Tensor]],
+                    consume: Callable[[list[int], Any], None], *, lengths: Sequence[int], batch_size: int,
+                    dtype: str = "auto", show_progress: bool | None = None, desc: str = "Encoding") -> None:
+    """The one batched no-grad forward of both encoders: eval mode, inference mode, autocast, longest first.
+
+    ``collate`` turns a batch of ``rows`` (token ids, unpadded) into the model's input tensors;
+    ``consume(indices, outputs)`` gets the positions in ``rows`` and the model's outputs for them, so the
+    caller writes results back in input order. The model's train/eval mode is restored afterwards.
+    """
+    if not rows:
+        return
+    device = next(model.parameters()).device
+    mode = resolve_precision(dtype, device)
+    quiet = not show_progress if show_progress is not None else len(rows) < PROGRESS_THRESHOLD
+    batches = list(length_sorted_batches(list(lengths), batch_size))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), autocast_context(mode, device):
+            for batch in progress_bar(batches, desc=desc, unit="batch", quiet=quiet):
+                features = collate([rows[index] for index in batch])
+                consume(batch, model({name: tensor.to(device) for name, tensor in features.items()}))
+    finally:
+        model.train(was_training)

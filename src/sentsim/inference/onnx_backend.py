@@ -270,12 +270,11 @@ class OnnxSentenceEncoder:
             raise ConfigError(f"similarity needs aligned pairs: {len(first)} vs {len(second)} sentences")
         if scale not in ("cosine", "sts"):
             raise ConfigError(f"scale must be 'cosine' or 'sts', not {scale!r}")
-        if scale == "sts" and self.calibration is None:
-            raise ConfigError("this model has no calibration for the 0–5 scale; "
-                              "run `sentsim calibrate MODEL --data ...`")
-        embeddings_a, embeddings_b = self.encode_pairs(first, second, batch_size=batch_size, normalize=True)
-        cosines = np.clip(np.sum(embeddings_a.astype(np.float64) * embeddings_b, axis=1), -1.0, 1.0)
-        scores = self.calibration.predict(cosines) if scale == "sts" and self.calibration is not None else cosines
+        from sentsim.inference.calibration import aligned_cosines, calibrated_scores, require_calibration
+
+        calibration = require_calibration(self.calibration) if scale == "sts" else None
+        cosines = aligned_cosines(*self.encode_pairs(first, second, batch_size=batch_size, normalize=True))
+        scores = calibrated_scores(cosines, calibration) if scale == "sts" else cosines
         return float(scores[0]) if single else scores
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 from sentsim.data.pair_files import read_text_pairs
 from sentsim.data.pairs import TextPair
 from sentsim.errors import ConfigError
+from sentsim.inference.calibration import aligned_cosines, calibrated_scores
 from sentsim.inference.pairs import encode_pairs
 from sentsim.persistence.atomic import atomic_write_text
 
@@ -104,11 +105,8 @@ def pair_scores(
         normalize=True,
         show_progress=False if quiet else None,
     )
-    # Both sides are unit vectors, so the row-wise dot product is the cosine; clipping only removes float
-    # rounding past ±1, which would otherwise look like a bug in the output.
-    cosines = np.clip(np.einsum("ij,ij->i", np.asarray(first, np.float64), np.asarray(second, np.float64)), -1, 1)
-    scores = model.calibration.predict(cosines) if model.calibration is not None else None
-    return cosines, scores
+    cosines = aligned_cosines(first, second)  # both sides are unit vectors
+    return cosines, calibrated_scores(cosines, model.calibration)
 
 
 def _score_and_write(model: SentenceTransformer, pairs: Sequence[TextPair], render: Renderer, *,

@@ -38,10 +38,8 @@ def load_modules(folder: str | Path, *, allow_pickle: bool = False) -> list[nn.M
     folder = Path(folder)
     modules_path = folder / "modules.json"
     if not modules_path.is_file():
-        if not (folder / "config.json").is_file():
-            raise ModelLoadError(f"{folder} holds neither modules.json nor a transformer config.json")
+        transformer = load_transformer(folder, allow_pickle=allow_pickle)
         logger.info("%s has no modules.json: using it as a transformer with new mean pooling", folder)
-        transformer = Transformer(folder, local_files_only=True, allow_pickle=allow_pickle)
         return [transformer, Pooling(transformer.embedding_dimension, modes="mean")]
     modules: list[nn.Module] = []
     for entry in sorted(read_modules_json(modules_path), key=lambda item: item.get("idx", 0)):
@@ -57,6 +55,26 @@ def load_modules(folder: str | Path, *, allow_pickle: bool = False) -> list[nn.M
         else:
             raise ModelLoadError(f"{modules_path}: module folder {module_folder} is missing")
     return modules
+
+
+def load_transformer(folder: str | Path, *, max_seq_length: int | None = None,
+                     allow_pickle: bool = False) -> Transformer:
+    """The transformer of a model folder, for a new pipeline or a cross-encoder built on it.
+
+    A sentence-transformers folder (``modules.json``) gives its own Transformer module (its pooling
+    and the rest are left out); a plain Hugging Face folder (``config.json``) is read as a new one.
+    ``max_seq_length`` replaces the stored limit (checked against the model's position limit).
+    """
+    folder = Path(folder)
+    if (folder / "modules.json").is_file():
+        transformer = Transformer.load(folder, allow_pickle=allow_pickle)
+    elif (folder / "config.json").is_file():
+        transformer = Transformer(folder, local_files_only=True, allow_pickle=allow_pickle)
+    else:
+        raise ModelLoadError(f"{folder} holds neither modules.json nor a transformer config.json")
+    if max_seq_length is not None:
+        transformer.max_seq_length = max_seq_length
+    return transformer
 
 
 def read_modules_json(path: Path) -> list[dict[str, Any]]:

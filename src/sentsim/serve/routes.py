@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sentsim.inference.calibration import aligned_cosines, calibrated_scores
 from sentsim.serve import schemas
 from sentsim.serve.engine import Engine
 from sentsim.serve.limits import ServeSettings
@@ -233,12 +234,11 @@ async def similarity(body: schemas.SimilarityRequest, request: Request) -> Respo
     vectors, tokens = await _embed(service, unique, truncate=body.truncate, model=body.model)
     position = {text: index for index, text in enumerate(unique)}
     unit = _unit(vectors).astype(np.float64)
-    cosines = np.clip(np.sum(unit[[position[t] for t in firsts]] * unit[[position[t] for t in seconds]], axis=1),
-                      -1.0, 1.0)
+    cosines = aligned_cosines(unit[[position[t] for t in firsts]], unit[[position[t] for t in seconds]])
     if body.inputs is not None:
         return JSONResponse(cosines.tolist())
-    calibration = service.engine.calibration
-    scores = calibration.predict(cosines).tolist() if calibration is not None else [None] * len(cosines)
+    calibrated = calibrated_scores(cosines, service.engine.calibration)
+    scores = calibrated.tolist() if calibrated is not None else [None] * len(cosines)
     data = [{"index": index, "cosine": float(cosine), "score": score}
             for index, (cosine, score) in enumerate(zip(cosines.tolist(), scores, strict=True))]
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}

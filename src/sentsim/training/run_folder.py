@@ -12,7 +12,7 @@ from sentsim.data import PairDataset, genre_name
 from sentsim.encoders.bi_encoder import SentenceTransformer
 from sentsim.environment import library_versions, machine_details
 from sentsim.evaluation.evaluate import EvaluationResult
-from sentsim.inference.calibration import IsotonicCalibration
+from sentsim.inference.calibration import IsotonicCalibration, calibrated_scores
 from sentsim.reporting import render_model_card
 from sentsim.reporting.summary import RunSummary
 from sentsim.training.config import TrainConfig
@@ -48,7 +48,7 @@ def metrics_log(path: Path) -> Iterator[Callable[[dict[str, Any]], None]]:
 def write_predictions(path: Path, dataset: PairDataset, result: EvaluationResult,
                       calibration: IsotonicCalibration | None) -> None:
     """predictions.jsonl: each test pair with its gold score, cosine and calibrated score."""
-    calibrated = calibration.predict(result.cosines) if calibration is not None else None
+    calibrated = calibrated_scores(result.cosines, calibration)
     with open(path, "w", encoding="utf-8") as handle:
         for index, pair in enumerate(dataset):
             handle.write(json.dumps({
@@ -68,4 +68,8 @@ def model_card(options: RunOptions, config: TrainConfig, summary: RunSummary, mo
         data=f"{train_set.source} ({len(train_set)} pairs)", hyperparameters=config.to_dict(), metrics=metrics,
         confidence_intervals=intervals or None, command=options.command, dimensions=model.embedding_dimension,
         max_seq_length=model.max_seq_length, pooling="+".join(pooling.modes) if pooling else "none",
+        base_metrics={split: summary.base.split(split) for split in ("dev", "test") if summary.base.split(split)},
+        per_genre={split: {genre: change.to_dict() for genre, change in genres.items()}
+                   for split, genres in (summary.per_genre or {}).items()},
+        calibrated=model.calibration is not None,
     )
