@@ -63,7 +63,8 @@ def _format_interval(interval: Any) -> str:
 
 
 def _front_matter(*, model_name: str, base_model: str, metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    lines = ["---", "library_name: sentsim", "pipeline_tag: sentence-similarity", "tags:"]
+    # The folder is in the sentence-transformers layout, so the Hub files it under that library.
+    lines = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity", "tags:"]
     lines += [f"- {tag}" for tag in _TAGS]
     if _HUB_ID.match(base_model):
         lines.append(f"base_model: {_yaml_string(base_model)}")
@@ -112,6 +113,9 @@ def render_model_card(
     dimensions: int,
     max_seq_length: int,
     pooling: str,
+    base_metrics: Mapping[str, Mapping[str, Any]] | None = None,
+    per_genre: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+    calibrated: bool = False,
 ) -> str:
     """Render the Markdown README for a saved model folder.
 
@@ -129,13 +133,46 @@ def render_model_card(
         dimensions: embedding size.
         max_seq_length: longest input in tokens before truncation.
         pooling: pooling mode, e.g. ``"mean"``.
+        base_metrics: the base model's scores before training, same shape as ``metrics``.
+        per_genre: ``{"test": {"news": {"base": 80.1, "trained": 84.2}, ...}}`` Spearman ×100 per genre.
+        calibrated: whether the folder holds a ``calibration.json`` (0–5 scores).
 
     Returns:
         The card text, ending in a newline.
     """
-    intervals = confidence_intervals or {}
     lines = _front_matter(model_name=model_name, base_model=base_model, metrics=metrics)
+    lines += _description_and_usage(model_name=model_name, base_model=base_model, loss=loss, dimensions=dimensions,
+                                    pooling=pooling, max_seq_length=max_seq_length)
     lines += [
+        "",
+        "## Training details",
+        "",
+        "| Setting | Value |",
+        "| --- | --- |",
+        f"| Base model | {escape_markdown(base_model)} |",
+        f"| Loss | {escape_markdown(loss)} |",
+        f"| Training data | {escape_markdown(data)} |",
+        f"| Pooling | {escape_markdown(pooling)} |",
+        f"| Embedding dimensions | {dimensions} |",
+        f"| Max sequence length | {max_seq_length} |",
+    ]
+    lines += [f"| {escape_markdown(key)} | {escape_markdown(value)} |" for key, value in hyperparameters.items()]
+    lines += _evaluation_section(metrics, confidence_intervals or {})
+    if base_metrics:
+        lines += ["", "## Base model scores", "", f"{escape_markdown(base_model)} before training (×100):", "",
+                  "| Split | Metric | Value |", "| --- | --- | --- |"]
+        lines += [f"| {escape_markdown(split)} | {escape_markdown(_METRIC_NAMES.get(key, key))} | {number:.2f} |"
+                  for split, values in base_metrics.items() if isinstance(values, Mapping)
+                  for key, number in ((k, _number(v)) for k, v in values.items()) if number is not None]
+    lines += _calibration_section(calibrated)
+    lines += _limitations_section(per_genre or {})
+    lines += ["", "## Reproduce", "", code_block(command, "bash"), ""]
+    return "\n".join(lines)
+
+
+def _description_and_usage(*, model_name: str, base_model: str, loss: str, dimensions: int, pooling: str,
+                           max_seq_length: int) -> list[str]:
+    return [
         "",
         f"# {escape_markdown(model_name)}",
         "",
@@ -160,20 +197,12 @@ def render_model_card(
         "",
         "The folder uses the sentence-transformers layout, so "
         '`sentence_transformers.SentenceTransformer("path/to/this/model")` loads it too.',
-        "",
-        "## Training details",
-        "",
-        "| Setting | Value |",
-        "| --- | --- |",
-        f"| Base model | {escape_markdown(base_model)} |",
-        f"| Loss | {escape_markdown(loss)} |",
-        f"| Training data | {escape_markdown(data)} |",
-        f"| Pooling | {escape_markdown(pooling)} |",
-        f"| Embedding dimensions | {dimensions} |",
-        f"| Max sequence length | {max_seq_length} |",
     ]
-    lines += [f"| {escape_markdown(key)} | {escape_markdown(value)} |" for key, value in hyperparameters.items()]
 
+
+def _evaluation_section(metrics: Mapping[str, Mapping[str, Any]],
+                        intervals: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]:
+    """The metrics table (every finite metric of every split, with its interval where known), or nothing."""
     metric_rows: list[str] = []
     for split, split_metrics in metrics.items():
         if not isinstance(split_metrics, Mapping):
@@ -184,20 +213,48 @@ def render_model_card(
                 continue
             interval = _format_interval(intervals.get(split, {}).get(key))
             label = _METRIC_NAMES.get(key, key)
-            row = f"| {escape_markdown(split)} | {escape_markdown(label)} | {number:.2f} | {interval} |"
-            metric_rows.append(row)
-    if metric_rows:
-        lines += [
-            "",
-            "## Evaluation",
-            "",
-            "Correlation ×100 between the cosine similarity of the embeddings and the gold scores of the "
-            "STS Benchmark. The interval column, where filled, is the confidence interval computed "
-            "during training.",
-            "",
-            "| Split | Metric | Value | Confidence interval |",
-            "| --- | --- | ---: | --- |",
-            *metric_rows,
-        ]
-    lines += ["", "## Reproduce", "", code_block(command, "bash"), ""]
-    return "\n".join(lines)
+            metric_rows.append(f"| {escape_markdown(split)} | {escape_markdown(label)} | {number:.2f} | {interval} |")
+    if not metric_rows:
+        return []
+    return [
+        "",
+        "## Evaluation",
+        "",
+        "Correlation ×100 between the cosine similarity of the embeddings and the gold scores of the "
+        "STS Benchmark. The interval column, where filled, is the confidence interval computed "
+        "during training.",
+        "",
+        "| Split | Metric | Value | Confidence interval |",
+        "| --- | --- | ---: | --- |",
+        *metric_rows,
+    ]
+
+
+def _calibration_section(calibrated: bool) -> list[str]:
+    if not calibrated:
+        return ["", "## 0–5 scores", "", "This folder has no `calibration.json`; run "
+                "`sentsim calibrate MODEL --data PAIRS` to fit the cosine → 0–5 map on scored pairs."]
+    return ["", "## 0–5 scores (calibration.json)", "",
+            "Raw cosines of a trained model bunch up in a narrow band, while people read STS scores on 0–5. "
+            "`calibration.json` holds an isotonic map from cosine to the 0–5 scale, fitted on the dev split; "
+            "sentence-transformers ignores it, sentsim applies it:", "",
+            code_block('from sentsim import SentenceTransformer\n\nmodel = SentenceTransformer("path/to/this/model")\n'
+                       'model.sts_score("A man is playing a guitar.", "Someone plays an instrument.")  # 0–5',
+                       "python"),
+            "", "or on the command line: `sentsim similarity MODEL \"text a\" \"text b\"`."]
+
+
+def _limitations_section(per_genre: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
+    lines = ["", "## Limitations", "", "Trained and evaluated on English STS Benchmark pairs (news, image "
+             "captions, forums); other domains and languages may score lower."]
+    split = "test" if "test" in per_genre else next(iter(per_genre), None)
+    if split is None:
+        return lines
+    lines += ["", f"Spearman ×100 per genre ({escape_markdown(split)}):", "", "| Genre | Base | Trained |",
+              "| --- | --- | --- |"]
+    for genre, change in per_genre[split].items():
+        base, trained = _number(change.get("base")), _number(change.get("trained"))
+        lines.append(f"| {escape_markdown(genre)} | {'' if base is None else f'{base:.2f}'} | "
+                     f"{'' if trained is None else f'{trained:.2f}'} |")
+    return lines
+

@@ -63,23 +63,7 @@ def plot_learning_curve(
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
-    train_points: list[tuple[float, float]] = []
-    dev_points: list[tuple[float, float]] = []
-    for record in records:
-        step = record.get("step")
-        if not _finite(step):
-            continue
-        if record.get("kind") == "train" and _finite(record.get("loss")):
-            train_points.append((step, record["loss"]))
-        elif (
-            record.get("kind") == "eval"
-            and record.get("split", "dev") == "dev"
-            and _finite(record.get("spearman_cosine"))
-        ):
-            dev_points.append((step, record["spearman_cosine"]))
-    train_points.sort()
-    dev_points.sort()
-
+    train_points, dev_points = _curve_points(records)
     figure = Figure(figsize=_SIZE_INCHES, layout="constrained")
     loss_axis = figure.add_subplot()
     dev_axis = loss_axis.twinx()
@@ -109,6 +93,25 @@ def plot_learning_curve(
     else:
         loss_axis.text(0.5, 0.5, "no training or dev records", ha="center", va="center", transform=loss_axis.transAxes)
     return _save(figure, path)
+
+
+def _curve_points(records: Iterable[Mapping[str, Any]]) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(step, training loss) and (step, dev Spearman) points, by step; other or non-finite records left out."""
+    train_points: list[tuple[float, float]] = []
+    dev_points: list[tuple[float, float]] = []
+    for record in records:
+        step = record.get("step")
+        if not _finite(step):
+            continue
+        if record.get("kind") == "train" and _finite(record.get("loss")):
+            train_points.append((step, record["loss"]))
+        elif (
+            record.get("kind") == "eval"
+            and record.get("split", "dev") == "dev"
+            and _finite(record.get("spearman_cosine"))
+        ):
+            dev_points.append((step, record["spearman_cosine"]))
+    return sorted(train_points), sorted(dev_points)
 
 
 def plot_scatter(
@@ -157,6 +160,15 @@ def plot_scatter(
     axis.set_ylabel("gold score (0–5)")
     axis.grid(True, alpha=0.3)
     axis.scatter(cosine, gold, s=8, alpha=0.45, color=_LOSS_COLOR, linewidths=0, label="test pair")
+    _draw_score_maps(axis, x_min, x_max, knots_x, knots_y)
+    axis.set_xlim(x_min - 0.02, x_max + 0.02)
+    axis.set_ylim(-0.2, 5.2)
+    axis.legend(loc="upper left", fontsize="small")
+    return _save(figure, path)
+
+
+def _draw_score_maps(axis: Any, x_min: float, x_max: float, knots_x: list[float], knots_y: list[float]) -> None:
+    """The ``5 × cosine`` line and, given knots, the calibration curve, across ``[x_min, x_max]``."""
     # The uncalibrated prediction, clipped to the score range because no gold score is below 0.
     naive_x = [x_min, 0.0, x_max] if x_min < 0.0 else [x_min, x_max]
     axis.plot(
@@ -173,7 +185,3 @@ def plot_scatter(
         curve_x = [x_min, *knots_x, x_max]
         curve_y = [knots_y[0], *knots_y, knots_y[-1]]
         axis.plot(curve_x, curve_y, color=_DEV_COLOR, linewidth=2.0, label="calibration curve")
-    axis.set_xlim(x_min - 0.02, x_max + 0.02)
-    axis.set_ylim(-0.2, 5.2)
-    axis.legend(loc="upper left", fontsize="small")
-    return _save(figure, path)
