@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -147,31 +147,12 @@ def _read_delimited(
     A record may span several physical lines inside quotes; it is reported at the line where it starts,
     and a bad byte anywhere in it makes the record bad.
     """
-    reader = csv.reader((line.text for line in lines), delimiter=delimiter)
     labels = _labels("column", names)
     header: list[str] | None = None
     header_line = 0
     indices: list[int] = []
     genre_index: int | None = None
-    consumed = 0  # physical lines the csv reader has taken so far
-    while True:
-        start = consumed + 1
-        try:
-            row = next(reader)
-            error = None
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            # The csv module's own wording ("open the file in universal-newline mode") misleads here:
-            # lines are already split, so this only means a lone carriage return inside a field.
-            detail = "a stray carriage return (\\r) inside an unquoted field" if "new-line" in str(exc) else exc
-            row, error = None, f"cannot parse the row: {detail}"
-        consumed = reader.line_num
-        span = lines[start - 1 : consumed]
-        if row is not None and len(row) <= 1 and not "".join(row).strip():
-            continue  # a blank line; a row of empty fields is reported as empty sentences instead
-        decode_error = next((line.decode_error for line in span if line.decode_error), None)
-        error = error or decode_error
+    for start, consumed, row, error in _csv_records(lines, delimiter):
         if header is None:
             if error:
                 raise DataFormatError(collector.path, start, f"header row: {error}")
@@ -198,6 +179,32 @@ def _read_delimited(
         raise DataFormatError(collector.path, None, "file is empty")
     if not collector.pairs and not collector.skipped:
         raise DataFormatError(collector.path, None, f"no data rows after the header on line {header_line}")
+
+
+def _csv_records(lines: list[SourceLine], delimiter: str) -> Iterator[tuple[int, int, list[str] | None, str | None]]:
+    """(first line, last line, fields, error) per record, blank lines left out; fields is None when unparsable.
+
+    The error is the csv module's (reworded) or the first bad byte's anywhere in the record.
+    """
+    reader = csv.reader((line.text for line in lines), delimiter=delimiter)
+    consumed = 0  # physical lines the csv reader has taken so far
+    while True:
+        start = consumed + 1
+        try:
+            row = next(reader)
+            error = None
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # The csv module's own wording ("open the file in universal-newline mode") misleads here:
+            # lines are already split, so this only means a lone carriage return inside a field.
+            detail = "a stray carriage return (\\r) inside an unquoted field" if "new-line" in str(exc) else exc
+            row, error = None, f"cannot parse the row: {detail}"
+        consumed = reader.line_num
+        if row is not None and len(row) <= 1 and not "".join(row).strip():
+            continue  # a blank line; a row of empty fields is reported as empty sentences instead
+        decode_error = next((line.decode_error for line in lines[start - 1 : consumed] if line.decode_error), None)
+        yield start, consumed, row, error or decode_error
 
 
 def _header_indices(path: str, line: int, header: list[str], names: Sequence[str]) -> list[int]:

@@ -76,16 +76,8 @@ def fit(
     ``optimizer_class``, ``use_amp``, ``steps_per_epoch``, callbacks, checkpoints) are accepted and
     logged as ignored, so existing scripts run unchanged.
     """
-    if len(train_objectives) != 1:
-        raise ConfigError("sentsim's fit trains one (dataloader, loss) objective at a time")
-    dataloader, loss = train_objectives[0]
-    examples = list(getattr(dataloader, "dataset", dataloader))
+    dataloader, loss, examples = _objective(train_objectives)
     in_batch = bool(getattr(loss, "in_batch_negatives", False))
-    sizes = {len(example.texts) for example in examples if isinstance(example, InputExample)}
-    if not examples or not all(isinstance(example, InputExample) for example in examples) or \
-            not (sizes == {2} or (in_batch and sizes == {3})):
-        raise ConfigError("fit expects a DataLoader over InputExample pairs (texts=[a, b], label=score), or "
-                          "for MultipleNegativesRankingLoss texts=[anchor, positive] or [anchor, positive, negative]")
     unused = {"scheduler": scheduler != "WarmupLinear", "optimizer_class": optimizer_class is not None,
               "use_amp": use_amp, "steps_per_epoch": steps_per_epoch is not None, **dict.fromkeys(ignored, True)}
     for name, used in unused.items():
@@ -106,7 +98,7 @@ def fit(
         sentences_a=[example.texts[0] for example in examples],
         sentences_b=[example.texts[1] for example in examples],
         labels=None if in_batch else [float(example.label) for example in examples],
-        negatives=[example.texts[2] for example in examples] if sizes == {3} else None,
+        negatives=[example.texts[2] for example in examples] if len(examples[0].texts) == 3 else None,
         config=config,
         loss=loss,
         evaluator=evaluator,
@@ -115,3 +107,18 @@ def fit(
     )
     if output_path is not None:
         model.save(output_path)
+
+
+def _objective(train_objectives: Sequence[tuple[Any, nn.Module]]) -> tuple[Any, nn.Module, list[InputExample]]:
+    """The one (dataloader, loss) objective and its examples: all pairs, or all triplets for in-batch losses."""
+    if len(train_objectives) != 1:
+        raise ConfigError("sentsim's fit trains one (dataloader, loss) objective at a time")
+    dataloader, loss = train_objectives[0]
+    examples = list(getattr(dataloader, "dataset", dataloader))
+    in_batch = bool(getattr(loss, "in_batch_negatives", False))
+    sizes = {len(example.texts) for example in examples if isinstance(example, InputExample)}
+    if not examples or not all(isinstance(example, InputExample) for example in examples) or \
+            not (sizes == {2} or (in_batch and sizes == {3})):
+        raise ConfigError("fit expects a DataLoader over InputExample pairs (texts=[a, b], label=score), or "
+                          "for MultipleNegativesRankingLoss texts=[anchor, positive] or [anchor, positive, negative]")
+    return dataloader, loss, examples
