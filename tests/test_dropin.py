@@ -98,6 +98,8 @@ def test_tokenizer_tokenize_save_pretrained(tiny_model, tmp_path: Path):
     assert features["input_ids"].shape == features["attention_mask"].shape and features["input_ids"].ndim == 2
     assert tiny_model.get_max_seq_length() == tiny_model.max_seq_length
     tiny_model.save_pretrained(str(tmp_path / "saved"))
+    card = (tmp_path / "saved" / "README.md").read_text()  # save() always writes a card
+    assert card.startswith("---\nlibrary_name: sentence-transformers") and "sentsim calibrate" in card
     np.testing.assert_allclose(SentenceTransformer(tmp_path / "saved").encode(S1, dtype="fp32"),
                                tiny_model.encode(S1, dtype="fp32"), atol=1e-6)
 
@@ -149,7 +151,7 @@ def test_evaluator_keys_values_primary_metric_and_csv(tiny_model, tmp_path: Path
     cosines = util.pairwise_cos_sim(tiny_model.encode(S1, dtype="fp32"), tiny_model.encode(S2, dtype="fp32")).numpy()
     assert metrics["sts-dev_spearman_cosine"] == pytest.approx(spearmanr(SCORES, cosines)[0], abs=1e-6)
     assert metrics["sts-dev_pearson_cosine"] == pytest.approx(pearsonr(SCORES, cosines)[0], abs=1e-5)
-    rows = list(csv.reader(open(tmp_path / "similarity_evaluation_sts-dev_results.csv")))
+    rows = list(csv.reader((tmp_path / "similarity_evaluation_sts-dev_results.csv").read_text().splitlines()))
     assert rows[0] == ["epoch", "steps", "cosine_pearson", "cosine_spearman"] and len(rows) == 2
     several = EmbeddingSimilarityEvaluator(S1, S2, SCORES, similarity_fn_names=["cosine", "dot"], write_csv=False)
     keys = set(several(tiny_model))
@@ -295,6 +297,9 @@ def test_train_mnrl_on_an_unscored_file(capsys, tiny_transformer_dir, tmp_path: 
     assert code == 0, err
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["loss"] == "mnrl" and summary["steps"] == 3
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "library_name: sentence-transformers" in card and "## Base model scores" in card
+    assert "calibration.json" in card and "sts_score" in card and "## Limitations" in card
     code, _, err = _main(capsys, "train", "--base-model", tiny_transformer_dir, "--pooling", "mean", "--data", dev,
                          "--dev-data", dev, "--loss", "mnrl", "--output", tmp_path / "run2", "--quiet")
     assert code == 2 and "header lacks columns 'anchor', 'positive'" in err and not (tmp_path / "run2").exists()

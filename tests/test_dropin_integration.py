@@ -88,9 +88,9 @@ def test_util_functions_match(models, sentences):
 
 
 def test_evaluator_keys_and_values_match(models, sentences, tmp_path: Path):
-    from sentsim.evaluation import EmbeddingSimilarityEvaluator
-
     from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator as their_evaluator
+
+    from sentsim.evaluation import EmbeddingSimilarityEvaluator
 
     ours, theirs = models
     s1, s2, scores = sentences

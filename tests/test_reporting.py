@@ -338,7 +338,7 @@ def _front_matter(card: str) -> dict[str, Any]:
 def test_model_card_front_matter() -> None:
     card = _card()
     meta = _front_matter(card)
-    assert meta["library_name"] == "sentsim"
+    assert meta["library_name"] == "sentence-transformers"
     assert meta["pipeline_tag"] == "sentence-similarity"
     assert meta["tags"] == ["sentence-transformers", "sentence-similarity", "feature-extraction", "sentsim"]
     assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
@@ -378,6 +378,6 @@ def test_model_card_local_base_model_and_no_metrics() -> None:
 def test_model_card_reads_with_hub_tooling() -> None:
     hub = pytest.importorskip("huggingface_hub")
     card = hub.ModelCard(_card())
-    assert card.data.library_name == "sentsim"
+    assert card.data.library_name == "sentence-transformers"
     results = {(result.dataset_split, result.metric_type): result.metric_value for result in card.data.eval_results}
     assert results[("test", "spearman_cosine")] == 84.26
