@@ -13,16 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from sentsim.errors import ModelLoadError
+from sentsim.models.pooling_modes import LEGACY_KEYS
 
 #: Pooling modes in sentence-transformers' concatenation order, with their legacy config keys.
-POOLING_KEYS = {
-    "cls": "pooling_mode_cls_token",
-    "max": "pooling_mode_max_tokens",
-    "mean": "pooling_mode_mean_tokens",
-    "mean_sqrt_len": "pooling_mode_mean_sqrt_len_tokens",
-    "weightedmean": "pooling_mode_weightedmean_tokens",
-    "lasttoken": "pooling_mode_lasttoken",
-}
+POOLING_KEYS = LEGACY_KEYS
 _ALIASES = {"cls_token": "cls", "mean_tokens": "mean", "max_tokens": "max", "last_token": "lasttoken",
             "weighted_mean": "weightedmean"}
 

@@ -1,7 +1,15 @@
-"""The model's building blocks: small torch modules that each save and load themselves."""
+"""The model's building blocks: small torch modules that each save and load themselves.
 
-from sentsim.models.normalize import Normalize
-from sentsim.models.pooling import POOLING_MODES, Pooling
-from sentsim.models.transformer import Transformer
+Exports resolve lazily, so the torch-free ``pooling_modes`` table can be imported without torch.
+"""
 
-__all__ = ["POOLING_MODES", "Normalize", "Pooling", "Transformer"]
+from sentsim.lazy import lazy_exports
+
+_EXPORTS = {
+    "POOLING_MODES": "sentsim.models.pooling_modes",
+    "Normalize": "sentsim.models.normalize",
+    "Pooling": "sentsim.models.pooling",
+    "Transformer": "sentsim.models.transformer",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

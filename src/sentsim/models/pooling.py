@@ -10,18 +10,8 @@ import torch
 from torch import nn
 
 from sentsim.errors import ModelLoadError
+from sentsim.models.pooling_modes import LEGACY_KEYS, POOLING_MODES
 
-#: Pooling modes, in the order sentence-transformers concatenates them when several are on.
-POOLING_MODES = ("cls", "max", "mean", "mean_sqrt_len", "weightedmean", "lasttoken")
-#: Legacy config keys (``1_Pooling/config.json``) for each mode.
-LEGACY_KEYS = {
-    "cls": "pooling_mode_cls_token",
-    "max": "pooling_mode_max_tokens",
-    "mean": "pooling_mode_mean_tokens",
-    "mean_sqrt_len": "pooling_mode_mean_sqrt_len_tokens",
-    "weightedmean": "pooling_mode_weightedmean_tokens",
-    "lasttoken": "pooling_mode_lasttoken",
-}
 _ALIASES = {"mean-sqrt-len": "mean_sqrt_len", "weighted-mean": "weightedmean", "weighted_mean": "weightedmean",
             "last-token": "lasttoken", "last_token": "lasttoken", "cls_token": "cls"}
 
