@@ -143,31 +143,29 @@ def render_model_card(
     lines = _front_matter(model_name=model_name, base_model=base_model, metrics=metrics)
     lines += _description_and_usage(model_name=model_name, base_model=base_model, loss=loss, dimensions=dimensions,
                                     pooling=pooling, max_seq_length=max_seq_length)
-    lines += [
-        "",
-        "## Training details",
-        "",
-        "| Setting | Value |",
-        "| --- | --- |",
-        f"| Base model | {escape_markdown(base_model)} |",
-        f"| Loss | {escape_markdown(loss)} |",
-        f"| Training data | {escape_markdown(data)} |",
-        f"| Pooling | {escape_markdown(pooling)} |",
-        f"| Embedding dimensions | {dimensions} |",
-        f"| Max sequence length | {max_seq_length} |",
-    ]
+    settings = {"Base model": base_model, "Loss": loss, "Training data": data, "Pooling": pooling,
+                "Embedding dimensions": dimensions, "Max sequence length": max_seq_length}
+    lines += ["", "## Training details", "", "| Setting | Value |", "| --- | --- |"]
+    lines += [f"| {key} | {escape_markdown(value)} |" for key, value in settings.items()]
     lines += [f"| {escape_markdown(key)} | {escape_markdown(value)} |" for key, value in hyperparameters.items()]
     lines += _evaluation_section(metrics, confidence_intervals or {})
-    if base_metrics:
-        lines += ["", "## Base model scores", "", f"{escape_markdown(base_model)} before training (×100):", "",
-                  "| Split | Metric | Value |", "| --- | --- | --- |"]
-        lines += [f"| {escape_markdown(split)} | {escape_markdown(_METRIC_NAMES.get(key, key))} | {number:.2f} |"
-                  for split, values in base_metrics.items() if isinstance(values, Mapping)
-                  for key, number in ((k, _number(v)) for k, v in values.items()) if number is not None]
+    lines += _base_scores_section(base_model, base_metrics or {})
     lines += _calibration_section(calibrated)
     lines += _limitations_section(per_genre or {})
     lines += ["", "## Reproduce", "", code_block(command, "bash"), ""]
     return "\n".join(lines)
+
+
+def _base_scores_section(base_model: str, base_metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The base model's finite scores before training, as a table; nothing without them."""
+    if not base_metrics:
+        return []
+    lines = ["", "## Base model scores", "", f"{escape_markdown(base_model)} before training (×100):", "",
+             "| Split | Metric | Value |", "| --- | --- | --- |"]
+    lines += [f"| {escape_markdown(split)} | {escape_markdown(_METRIC_NAMES.get(key, key))} | {number:.2f} |"
+              for split, values in base_metrics.items() if isinstance(values, Mapping)
+              for key, number in ((k, _number(v)) for k, v in values.items()) if number is not None]
+    return lines
 
 
 def _description_and_usage(*, model_name: str, base_model: str, loss: str, dimensions: int, pooling: str,
