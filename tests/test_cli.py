@@ -402,16 +402,19 @@ def test_encode_writes_npy(capsys, tmp_path, model_dir):
     sentences = tmp_path / "sentences.txt"
     sentences.write_text("a man is playing a flute\n\na dog is running\nthe red car\n", encoding="utf-8")
     output = tmp_path / "out.npy"
-    code, out, err = run_cli(capsys, "encode", model_dir, sentences, "-o", output, "--normalize", "--quiet")
+    code, _, err = run_cli(capsys, "encode", model_dir, sentences, "-o", output, "--normalize", "--quiet")
+    assert_one_line_error(code, err, f"{sentences}, line 2", "blank", "--allow-blank")  # never dropped silently
+    code, out, err = run_cli(capsys, "encode", model_dir, sentences, "-o", output, "--normalize", "--quiet",
+                             "--allow-blank")
     assert code == EXIT_OK, err
     embeddings = np.load(output)
-    assert embeddings.shape == (3, 32)  # the blank line is not a sentence
+    assert embeddings.shape == (4, 32)  # one row per line, the blank one included
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-4)
     assert str(output) in out
 
-    code, _, err = run_cli(capsys, "encode", model_dir, sentences, "--quiet")
+    code, _, err = run_cli(capsys, "encode", model_dir, sentences, "--quiet", "--allow-blank")
     assert code == EXIT_OK, err
-    assert np.load(sentences.with_suffix(".npy")).shape == (3, 32)
+    assert np.load(sentences.with_suffix(".npy")).shape == (4, 32)
 
 
 def test_encode_bad_input(capsys, tmp_path, model_dir):

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-__all__ = ["TrainingLog", "format_duration", "log_lines_enabled", "progress_bar", "progress_enabled"]
+__all__ = ["ProgressLog", "TrainingLog", "format_duration", "log_lines_enabled", "progress_bar", "progress_enabled"]
 
 # Variables that ask for silence when the caller did not decide either way.
 _QUIET_VARIABLES = ("SENTSIM_QUIET", "CI")
@@ -196,3 +196,40 @@ class TrainingLog:
                  if self.evaluations and self.evaluation_seconds is not None else "")
         self.write(f"estimated training time {format_duration(training)}{extra} "
                    f"(from steps {self._first[0] + 1}–{step})")
+
+
+class ProgressLog:
+    """Progress of a job with a known total (lines to encode): a bar in a terminal, else plain lines.
+
+    Where stderr is redirected, writes ``desc: 20,000 / 200,000 lines (10%), 1,530 lines/s, 13 s``
+    every ``every`` calls of :meth:`update` and once at :meth:`close`; nothing when quiet (see
+    :func:`log_lines_enabled`).
+    """
+
+    def __init__(self, total: int, *, desc: str, unit: str = "it", quiet: bool | None = None, every: int = 1,
+                 stream: TextIO | None = None) -> None:
+        self.total, self.desc, self.unit, self.every, self.stream = total, desc, unit, max(1, every), stream
+        self.done = self._updates = 0
+        self._started = time.perf_counter()
+        self._bar = progress_bar(total=total, desc=desc, unit=unit, quiet=quiet) if progress_enabled(quiet) else None
+        self._lines = self._bar is None and log_lines_enabled(quiet)
+
+    def update(self, count: int) -> None:
+        self.done += count
+        self._updates += 1
+        if self._bar is not None:
+            self._bar.update(count)
+        elif self._lines and self._updates % self.every == 0 and self.done < self.total:
+            self._write()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        elif self._lines:
+            self._write()
+
+    def _write(self) -> None:
+        elapsed = max(time.perf_counter() - self._started, 1e-9)
+        share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        print(f"{self.desc}: {self.done:,} / {self.total:,} {self.unit}{share}, {self.done / elapsed:,.0f} "
+              f"{self.unit}/s, {format_duration(elapsed)}", file=self.stream or sys.stderr, flush=True)

@@ -15,7 +15,7 @@ import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sentsim.persistence.temporaries import (
     MARKER_NAME,
@@ -25,7 +25,7 @@ from sentsim.persistence.temporaries import (
     write_owner_marker,
 )
 
-__all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
+__all__ = ["atomic_directory", "atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
            "find_stale_temporaries", "remove_stale_temporaries"]
 
 _ATTEMPTS = 100
@@ -118,6 +118,29 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """
     text = json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
     return atomic_write_text(path, text)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` piece by piece: it appears at ``path`` only if the body succeeds.
+
+    For outputs too large to hold in memory (streamed embeddings); like :func:`atomic_write_bytes`
+    the data goes to a hidden sibling, is fsynced and renamed over ``path``, and on any error
+    (KeyboardInterrupt included) the sibling is removed and ``path`` is left as it was.
+    """
+    target = Path(path)
+    temporary, fd = _open_new_sibling(target)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
+    _fsync_directory(target.parent)
 
 
 @contextlib.contextmanager
