@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +24,33 @@ def add_parser(commands: Any) -> None:
                                                             "sentence1, sentence2; score optional; default: none)")
     similarity.add_argument("--output", "-o", type=Path,
                             help="write the scored rows here (.csv or .jsonl, atomically; default: stdout — a "
-                                 "line for two texts, CSV for --pairs)")
+                                 "line for two texts, CSV for --pairs); never the --pairs file, a folder or a "
+                                 "missing folder; an existing file only with --force")
+    similarity.add_argument("--force", action="store_true", help="replace an existing --output file "
+                                                                 "(default: refuse)")
     common.add_runtime_options(similarity)
     common.add_backend_option(similarity)
 
 
 def run(args: argparse.Namespace) -> int:
     from sentsim.inference.scoring import score_pair_file, score_pairs
+    from sentsim.inference.text_checks import check_not_empty, truncation_warning
+    from sentsim.persistence.outputs import check_output_path
 
     if args.pairs is None and len(args.texts) != 2:
         raise UsageError("similarity takes two texts, or --pairs FILE")
     if args.pairs is not None and args.texts:
         raise UsageError("give either two texts or --pairs FILE, not both")
+    if args.pairs is None:
+        check_not_empty(args.texts)
+    if args.output is not None:
+        check_output_path(args.output, force=args.force, inputs=[args.pairs] if args.pairs else [])
     device = common.device(args)
     model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle, backend=args.backend)
     common.warn_emulated_bf16(args.dtype, device)
+    warning = truncation_warning(model, args.texts) if args.pairs is None else None
+    if warning is not None:
+        print(warning, file=sys.stderr)
     options = {"output": args.output, "batch_size": args.batch_size, "dtype": args.dtype, "quiet": args.quiet}
     if args.pairs is not None:
         score_pair_file(model, Path(args.pairs), **options)
