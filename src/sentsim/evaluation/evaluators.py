@@ -18,7 +18,8 @@ from scipy.stats import pearsonr, spearmanr
 
 from sentsim.data import PairDataset, ScoredPair
 from sentsim.errors import ConfigError
-from sentsim.evaluation.evaluate import evaluate_pairs
+from sentsim.evaluation.evaluate import score_embeddings
+from sentsim.inference.pairs import encode_pairs
 from sentsim.inference.similarity import SimilarityFunction
 
 logger = logging.getLogger(__name__)
@@ -144,6 +145,9 @@ class PairSetEvaluator:
         self.batch_size = batch_size
         self.dtype = dtype
         self.show_progress_bar = show_progress_bar
+        #: (primary score, embeddings of side 1, of side 2) of the best-scoring call so far, so a run that
+        #: ends on its best checkpoint can score dev again (with intervals) without encoding it again.
+        self.best: tuple[float, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def from_lists(cls, sentences1: Sequence[str], sentences2: Sequence[str], scores: Sequence[float], *,
@@ -160,6 +164,15 @@ class PairSetEvaluator:
 
     def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
                  steps: int = -1) -> dict[str, float]:
-        result = evaluate_pairs(model, self.dataset, batch_size=self.batch_size, dtype=self.dtype,
-                                show_progress=self.show_progress_bar)
+        embeddings = encode_pairs(model, self.dataset.sentences1, self.dataset.sentences2,
+                                  batch_size=self.batch_size, dtype=self.dtype, show_progress=self.show_progress_bar)
+        result = score_embeddings(self.dataset, *embeddings)
+        if self.best is None or result.spearman_cosine > self.best[0]:  # as BestCheckpoint: strictly better
+            self.best = (result.spearman_cosine, *embeddings)
         return {**result.metrics, **{f"spearman_cosine_{genre}": value for genre, value in result.per_genre.items()}}
+
+    def embeddings_scoring(self, score: float | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """The dev embeddings of the best call so far if it scored ``score`` (the checkpoint a run kept), else None."""
+        if self.best is None or score is None or self.best[0] != score:
+            return None
+        return self.best[1], self.best[2]

@@ -12,9 +12,9 @@ from torch import nn
 
 from sentsim.encoders.bi_encoder import SentenceTransformer
 from sentsim.errors import ConfigError
-from sentsim.inference.forward import autocast_context, resolve_precision
+from sentsim.inference.forward import autocast_context, precision_reason, resolve_precision
 from sentsim.losses import build_loss
-from sentsim.progress import progress_bar
+from sentsim.progress import TrainingLog, progress_bar
 from sentsim.training.batching import LengthGroupedSampler, PairCollator, tokenize_pairs
 from sentsim.training.checkpoint import BestCheckpoint, Throughput
 from sentsim.training.config import TrainConfig
@@ -39,6 +39,8 @@ class TrainResult:
     pairs_per_second: float
     stopped_early: bool
     records: list[dict[str, Any]] = field(default_factory=list)
+    #: Dev embeddings of the weights the run ended on, when its evaluator kept them (PairSetEvaluator).
+    dev_embeddings: tuple[Any, Any] | None = None
 
 
 def train(
@@ -116,6 +118,9 @@ def run_loop(
     accelerator, sampler, loader, epochs, total_steps, (model, optimizer, scheduler) = _prepare(
         model, lengths, collate, config)
     precision = resolve_precision(config.dtype, accelerator.device)
+    log = _start_log(config, accelerator.device, total_steps=total_steps, steps_per_epoch=len(loader),
+                     epochs=epochs, evaluations=_evaluations(config, total_steps, len(loader), evaluator),
+                     quiet=quiet if accelerator.is_main_process else True)
     records: list[dict[str, Any]] = []
 
     def record(entry: dict[str, Any]) -> None:
@@ -125,7 +130,8 @@ def run_loop(
 
     best = BestCheckpoint(raw_model, evaluator, record=record, patience=config.patience, keep_weights=keep_best,
                           primary_metric=getattr(evaluator, "primary_metric", None) or primary_metric)
-    best.evaluate(0, 0.0)  # the base model: the checkpoint to beat, and the report's starting point
+    _evaluate(best, log, records, 0, len(loader))  # the base model: the checkpoint to beat, the report's start
+    base_eval_seconds = best.eval_seconds  # spent before the clock starts: not to be taken off again
     throughput = Throughput()
     step, stopped_early = 0, False
     for epoch in range(epochs):
@@ -140,14 +146,16 @@ def run_loop(
             loss_value = loss(outputs, batch_labels)
             _update(loss_value, model, accelerator, optimizer, scheduler, max_grad_norm=config.max_grad_norm)
             step += 1
-            throughput.add(len(batch_labels), float(loss_value.detach()))
+            throughput.add(len(batch_labels), loss_float := float(loss_value.detach()))
+            log.step(step, pairs=throughput.pairs, loss=loss_float,
+                     train_seconds=throughput.elapsed() - (best.eval_seconds - base_eval_seconds))
             if step % config.log_every == 0 or step == total_steps:
                 entry = {"kind": "train", "step": step, "epoch": round(step / len(loader), 4),
                          **throughput.take(lr=scheduler.get_last_lr()[0])}
                 record(entry)
                 _show(bar, entry)
             if best.due(step, steps_per_epoch=len(loader), every=config.evaluation_steps):
-                stopped_early = best.evaluate(step, step / len(loader))
+                stopped_early = _evaluate(best, log, records, step, len(loader))
                 throughput.restart_clock()
                 if stopped_early:
                     break
@@ -158,7 +166,7 @@ def run_loop(
         if stopped_early:
             logger.info("early stop after %d evaluations without a better dev score", config.patience)
             break
-    train_seconds = throughput.elapsed() - best.eval_seconds
+    train_seconds = throughput.elapsed() - (best.eval_seconds - base_eval_seconds)
     best.restore()
     raw_model.eval()
     return TrainResult(
@@ -174,7 +182,8 @@ def _prepare(model: nn.Module, lengths: Sequence[int], collate: Callable, config
     from accelerate import Accelerator
     from torch.utils.data import DataLoader
 
-    accelerator = Accelerator(mixed_precision="no")
+    # cpu=True keeps accelerate off a GPU when --device cpu asked for the CPU.
+    accelerator = Accelerator(cpu=config.device == "cpu", mixed_precision="no")
     sampler = _batch_sampler(lengths, config)
     loader = DataLoader(range(len(lengths)), batch_sampler=sampler, collate_fn=collate)
     optimizer = build_optimizer(model, config, device=accelerator.device)
@@ -195,6 +204,39 @@ def _update(loss_value: torch.Tensor, model: nn.Module, accelerator: Any, optimi
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+
+
+def _start_log(config: TrainConfig, device: torch.device, *, total_steps: int, steps_per_epoch: int, epochs: int,
+               evaluations: int, quiet: bool | None) -> TrainingLog:
+    """The run's status lines, opened with the start line: device, dtype and why, steps, epochs, batch."""
+    log = TrainingLog(total_steps, steps_per_epoch=steps_per_epoch, evaluations=evaluations, quiet=quiet)
+    log.start(device=str(device), dtype=resolve_precision(config.dtype, device),
+              reason=precision_reason(config.dtype, device), epochs=epochs, batch_size=config.batch_size)
+    return log
+
+
+def _evaluations(config: TrainConfig, total_steps: int, steps_per_epoch: int, evaluator: Any) -> int:
+    """Dev evaluations still to come after the base model's (for the estimated duration)."""
+    if evaluator is None:
+        return 0
+    every = {*range(steps_per_epoch, total_steps + 1, steps_per_epoch)}
+    if config.evaluation_steps:
+        every |= {*range(config.evaluation_steps, total_steps + 1, config.evaluation_steps)}
+    return len(every)
+
+
+def _evaluate(best: BestCheckpoint, log: TrainingLog, records: list[dict[str, Any]], step: int,
+              steps_per_epoch: int) -> bool:
+    """Scores dev (when there is an evaluator) and logs one line with the score and the best so far."""
+    spent = best.eval_seconds
+    stopped = best.evaluate(step, step / steps_per_epoch)
+    if best.evaluator is not None and records and records[-1].get("kind") == "eval":
+        metric = getattr(best.evaluator, "primary_metric", None) or best.primary_metric
+        score = float(records[-1][metric])
+        log.evaluation(step, metric=metric, score=score, best=max(score, best.score if best.score is not None
+                                                                  else score),
+                       seconds=best.eval_seconds - spent)
+    return stopped
 
 
 def _show(bar: Any, entry: dict[str, Any]) -> None:

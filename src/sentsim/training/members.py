@@ -32,7 +32,9 @@ def train_members(model: SentenceTransformer, options: RunOptions, config: Train
                      quiet=options.quiet, evaluator=evaluator, checkpoints=checkpoints)
 
     if config.average == 1:
-        return fit(model, config.seed, on_record)
+        result = fit(model, config.seed, on_record)
+        result.dev_embeddings = evaluator.embeddings_scoring(result.best_score)  # the restored best checkpoint's
+        return result
     states, results, records, offset = [], [], [], 0
     for index in range(config.average):
         member = model if index == 0 else build_model(options)

@@ -12,7 +12,7 @@ import numpy as np
 from sentsim.data import PairDataset
 from sentsim.encoders.bi_encoder import SentenceTransformer
 from sentsim.environment import resolve_device
-from sentsim.evaluation.evaluate import EvaluationResult, evaluate_pairs
+from sentsim.evaluation.evaluate import EvaluationResult, evaluate_pairs, score_embeddings
 from sentsim.inference.calibration import IsotonicCalibration
 from sentsim.persistence.atomic import atomic_directory, atomic_write_json
 from sentsim.reporting import write_report
@@ -77,7 +77,9 @@ def _run_training(options: RunOptions, config: TrainConfig) -> TrainingRun:
                                    on_record=on_record, checkpoints=checkpoints)
         base_dev = next((record for record in result.records if record["kind"] == "eval" and record["step"] == 0),
                         None)
-        dev = evaluate(model, dev_set, bootstrap=BOOTSTRAP_RESAMPLES)
+        # The best checkpoint's dev embeddings, kept from its evaluation: no need to encode dev once more.
+        dev = (score_embeddings(dev_set, *result.dev_embeddings, bootstrap=BOOTSTRAP_RESAMPLES, seed=config.seed)
+               if result.dev_embeddings is not None else evaluate(model, dev_set, bootstrap=BOOTSTRAP_RESAMPLES))
         model.calibration = IsotonicCalibration.fit(dev.cosines, dev.gold * 5.0, source=f"{dev_set.source} (dev)")
         test = evaluate(model, test_set, bootstrap=BOOTSTRAP_RESAMPLES) if test_set is not None else None
 
