@@ -137,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
     if run is None:  # a process of a multi-process run other than the main one, which prints
         return EXIT_OK
     summary = run.summary
+    for text in summary.warnings:
+        print(f"warning: {text}", file=sys.stderr)
     if args.json:
         common.print_json(summary.figures(args.output))
     else:

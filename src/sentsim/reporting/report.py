@@ -224,6 +224,7 @@ def _build(run_dir: Path) -> tuple[str, list[Block]]:
     blocks: list[Block] = [Heading(title, 1)]
     if intro:
         blocks.append(intro[0].upper() + intro[1:] + ".")
+    blocks += [f"Warning: {text}" for text in summary.warnings]
     blocks += _headline(summary)
 
     plots = run_dir / _PLOTS_FOLDER

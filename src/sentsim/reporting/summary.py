@@ -173,6 +173,8 @@ class RunSummary:
     calibration: CalibrationErrors | None = None
     #: split → genre → change; only for data with genres (the STS benchmark).
     per_genre: dict[str, dict[str, GenreChange]] | None = None
+    #: What the reader must know about this run (e.g. no evaluation beat the base model), one line each.
+    warnings: list[str] = field(default_factory=list)
 
     # -- the file ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -186,6 +188,8 @@ class RunSummary:
         if self.per_genre:
             summary["per_genre"] = {split: {genre: change.to_dict() for genre, change in genres.items()}
                                     for split, genres in self.per_genre.items()}
+        if self.warnings:
+            summary["warnings"] = list(self.warnings)
         return summary
 
     @classmethod
@@ -210,6 +214,8 @@ class RunSummary:
             test_ci=_intervals(data["test_ci"]) if "test_ci" in data else None,
             calibration=CalibrationErrors.from_dict(data["calibration"]) if "calibration" in data else None,
             per_genre=per_genre or None,
+            warnings=[text for text in data.get("warnings") or [] if isinstance(text, str)]
+            if isinstance(data.get("warnings"), list) else [],
         )
 
     @classmethod

@@ -63,6 +63,18 @@ class BestCheckpoint:
         if self.state is not None:
             self.model.load_state_dict(self.state)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Best step, score and metrics, patience count and evaluation time (JSON; the weights go apart)."""
+        return {"step": self.step, "score": self.score, "metrics": self.metrics,
+                "evaluations_without_gain": self.evaluations_without_gain, "eval_seconds": self.eval_seconds}
+
+    def load_state_dict(self, state: dict[str, Any], weights: dict[str, Any] | None) -> None:
+        """Back to a saved best-so-far (``weights``: the best weights, None when they were not kept)."""
+        self.step, self.score, self.metrics = state["step"], state["score"], state["metrics"]
+        self.evaluations_without_gain = state["evaluations_without_gain"]
+        self.eval_seconds = state["eval_seconds"]
+        self.state = weights if self.keep_weights else None
+
 
 class Throughput:
     """Pairs per second and mean loss over the current logging window, and pairs seen in all.
@@ -72,6 +84,8 @@ class Throughput:
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
+        #: Training time of the run before it was resumed from a checkpoint.
+        self.earlier_seconds = 0.0
         self.pairs = 0
         self.start_window()
 
@@ -99,4 +113,16 @@ class Throughput:
         return figures
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.started
+        return time.perf_counter() - self.started + self.earlier_seconds
+
+    def state_dict(self) -> dict[str, Any]:
+        """Pairs seen, the open window's sums and the time so far, for a checkpoint."""
+        return {"pairs": self.pairs, "window_loss": self.window_loss, "window_batches": self.window_batches,
+                "window_pairs": self.window_pairs, "elapsed": self.elapsed()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continues a saved meter: its time counts on from the saved elapsed time, starting now."""
+        self.pairs, self.window_loss = state["pairs"], state["window_loss"]
+        self.window_batches, self.window_pairs = state["window_batches"], state["window_pairs"]
+        self.started, self.earlier_seconds = time.perf_counter(), state["elapsed"]
+        self.restart_clock()

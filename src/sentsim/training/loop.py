@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from sentsim.encoders.bi_encoder import SentenceTransformer
+from sentsim.environment import resolve_device
 from sentsim.errors import ConfigError
 from sentsim.inference.forward import autocast_context, precision_reason, resolve_precision
 from sentsim.losses import build_loss
@@ -19,6 +20,8 @@ from sentsim.training.batching import LengthGroupedSampler, PairCollator, tokeni
 from sentsim.training.checkpoint import BestCheckpoint, Throughput
 from sentsim.training.config import TrainConfig
 from sentsim.training.optimizer import build_optimizer, build_schedule
+from sentsim.training.resume import Checkpoints, at_step_boundary
+from sentsim.training.signals import stop_at_step_boundaries
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +59,11 @@ def train(
     on_record: Callable[[dict[str, Any]], None] | None = None,
     quiet: bool | None = None,
     keep_best: bool = True,
+    checkpoints: Checkpoints | None = None,
 ) -> TrainResult:
     """Fine-tunes ``model`` in place on scored pairs; with an evaluator, ends on the best dev checkpoint
-    (``keep_best=False`` keeps the last weights instead, evaluating only for the log).
+    (``keep_best=False`` keeps the last weights instead, evaluating only for the log). ``checkpoints``:
+    where to save resumable checkpoints (and whether to start from the latest), see ``run_loop``.
 
     An in-batch-negative loss (``mnrl``) trains on unscored (anchor = ``sentences_a``, positive =
     ``sentences_b``[, ``negatives``]) rows instead: ``labels`` are then not needed.
@@ -73,6 +78,8 @@ def train(
                           "train with an in-batch-negative loss (mnrl)")
     if negatives is not None and not in_batch:
         raise ConfigError("hard negatives are only used by in-batch-negative losses (mnrl)")
+    if not in_batch:
+        refuse_untrainable(labels)
     pairs = tokenize_pairs(model.token_ids, sentences_a, sentences_b, None if in_batch else labels,
                            negatives=negatives)
     collator = PairCollator(pairs, model.collate, pad_to_multiple_of=config.pad_to_multiple_of,
@@ -89,8 +96,23 @@ def train(
         return loss_fn(parts[0], parts[1], targets.float())
 
     return run_loop(model, lengths=pairs.lengths, collate=collator, forward=forward, loss=pair_loss,
-                    config=config, evaluator=evaluator, on_record=on_record, quiet=quiet, keep_best=keep_best)
+                    config=config, evaluator=evaluator, on_record=on_record, quiet=quiet, keep_best=keep_best,
+                    checkpoints=checkpoints)
 
+
+def refuse_untrainable(labels: Sequence[float] | None) -> None:
+    """ConfigError for scored training data nothing can be learnt from: one pair, or one score for all."""
+    if labels is None:
+        return
+    if len(labels) < 2:
+        raise ConfigError(f"{len(labels)} training pair{'s' if len(labels) != 1 else ''}: training needs at least "
+                          "two pairs with different scores")
+    if min(labels) == max(labels):
+        raise ConfigError(f"all {len(labels)} training pairs have the same score ({float(labels[0]):g}): a loss "
+                          "learns nothing about similarity from constant scores")
+
+
+@stop_at_step_boundaries
 def run_loop(
     model: nn.Module,
     *,
@@ -104,8 +126,13 @@ def run_loop(
     quiet: bool | None = None,
     keep_best: bool = True,
     primary_metric: str = PRIMARY_METRIC,
+    checkpoints: Checkpoints | None = None,
 ) -> TrainResult:
     """The loop every sentsim model trains with (bi-encoder and cross-encoder alike).
+
+    With ``checkpoints``, saves a resumable checkpoint when due and always when SIGINT or SIGTERM
+    asks to stop (then raises :class:`~sentsim.training.signals.TrainingInterrupted`); with
+    ``checkpoints.resume`` it first restores the latest one and continues exactly where it stopped.
 
     ``collate`` turns example indices into (features, labels); ``forward`` runs under autocast and
     ``loss`` outside it, in fp32, so a bf16 forward never costs the loss its precision.
@@ -130,17 +157,33 @@ def run_loop(
 
     best = BestCheckpoint(raw_model, evaluator, record=record, patience=config.patience, keep_weights=keep_best,
                           primary_metric=getattr(evaluator, "primary_metric", None) or primary_metric)
-    _evaluate(best, log, records, 0, len(loader))  # the base model: the checkpoint to beat, the report's start
-    base_eval_seconds = best.eval_seconds  # spent before the clock starts: not to be taken off again
-    throughput = Throughput()
-    step, stopped_early = 0, False
-    for epoch in range(epochs):
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+    if checkpoints is not None and checkpoints.resume:
+        throughput = Throughput()
+        step, first_epoch, skip, base_eval_seconds = checkpoints.restore(accelerator, best, throughput, record,
+                                                                         steps_per_epoch=len(loader))
+    else:
+        _evaluate(best, log, records, 0, len(loader), accelerator)  # the base model: the checkpoint to beat
+        base_eval_seconds = best.eval_seconds  # spent before the clock starts: not to be taken off again
+        throughput = Throughput()
+        step, first_epoch, skip = 0, 0, 0
+    stopped_early = False
+
+    def snapshot(epoch: int, batch: int) -> dict[str, Any]:
+        return {"step": step, "epoch": epoch, "batch": batch, "num_processes": accelerator.num_processes,
+                "records": records, "best": best.state_dict(), "throughput": throughput.state_dict(),
+                "base_eval_seconds": base_eval_seconds}
+
+    for epoch in range(first_epoch, epochs):
+        _set_epoch(loader, sampler, epoch)
         model.train()
-        throughput.start_window()
-        bar = progress_bar(loader, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", quiet=quiet)
-        for features, batch_labels in bar:
+        if skip:
+            throughput.restart_clock()  # the saved window carries on
+        else:
+            throughput.start_window()
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        bar = progress_bar(batches, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch",
+                           quiet=quiet if accelerator.is_main_process else True)
+        for batch, (features, batch_labels) in enumerate(bar, start=skip + 1):
             with autocast_context(precision, accelerator.device):
                 outputs = forward(model, features)
             loss_value = loss(outputs, batch_labels)
@@ -154,19 +197,23 @@ def run_loop(
                          **throughput.take(lr=scheduler.get_last_lr()[0])}
                 record(entry)
                 _show(bar, entry)
-            if best.due(step, steps_per_epoch=len(loader), every=config.evaluation_steps):
-                stopped_early = _evaluate(best, log, records, step, len(loader))
+            evaluated = best.due(step, steps_per_epoch=len(loader), every=config.evaluation_steps)
+            if evaluated:
+                stopped_early = _evaluate(best, log, records, step, len(loader), accelerator)
                 throughput.restart_clock()
-                if stopped_early:
-                    break
+            at_step_boundary(checkpoints, accelerator, best, step=step, evaluated=evaluated and not stopped_early,
+                           snapshot=lambda epoch=epoch, batch=batch: snapshot(epoch, batch))
+            if stopped_early:
+                break
             if step >= total_steps:
                 break
+        skip = 0
         if hasattr(bar, "close"):
             bar.close()
         if stopped_early:
             logger.info("early stop after %d evaluations without a better dev score", config.patience)
             break
-    train_seconds = throughput.elapsed() - (best.eval_seconds - base_eval_seconds)
+    train_seconds = max(0.0, throughput.elapsed() - (best.eval_seconds - base_eval_seconds))
     best.restore()
     raw_model.eval()
     return TrainResult(
@@ -180,18 +227,27 @@ def run_loop(
 def _prepare(model: nn.Module, lengths: Sequence[int], collate: Callable, config: TrainConfig) -> tuple:
     """Accelerator, sampler, loader, epochs and steps, and the prepared (model, optimizer, schedule)."""
     from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
     from torch.utils.data import DataLoader
 
-    # cpu=True keeps accelerate off a GPU when --device cpu asked for the CPU.
-    accelerator = Accelerator(cpu=config.device == "cpu", mixed_precision="no")
+    # cpu=True keeps accelerate off a GPU when the run is on the CPU (and is what makes it use gloo
+    # under torchrun). Under DDP some weights (a BERT pooler that mean pooling never reads) get no
+    # gradient, which DDP must be told about.
+    accelerator = Accelerator(cpu=resolve_device(config.device) == "cpu", mixed_precision="no",
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     sampler = _batch_sampler(lengths, config)
-    loader = DataLoader(range(len(lengths)), batch_sampler=sampler, collate_fn=collate)
+    # The loader's own generator: making an iterator then draws nothing from the global RNG, so a run
+    # resumed mid-epoch sees the same random numbers (dropout) as one that never stopped.
+    loader = accelerator.prepare(DataLoader(range(len(lengths)), batch_sampler=sampler, collate_fn=collate,
+                                            generator=torch.Generator().manual_seed(config.seed)))
     optimizer = build_optimizer(model, config, device=accelerator.device)
     # max_steps (the Trainer adapter's option) overrides epochs: as many passes as it takes, then stop.
+    # len(loader) is per process: each of N processes takes every N-th batch.
     epochs = -(-config.max_steps // len(loader)) if config.max_steps else config.epochs
     total_steps = config.max_steps or len(loader) * config.epochs
-    scheduler = build_schedule(optimizer, config, total_steps=total_steps)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    # accelerate steps a prepared schedule once per process at each step, so it is built N times as long.
+    scheduler = build_schedule(optimizer, config, total_steps=total_steps * accelerator.num_processes)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     return accelerator, sampler, loader, epochs, total_steps, (model, optimizer, scheduler)
 
 
@@ -226,7 +282,18 @@ def _evaluations(config: TrainConfig, total_steps: int, steps_per_epoch: int, ev
 
 
 def _evaluate(best: BestCheckpoint, log: TrainingLog, records: list[dict[str, Any]], step: int,
-              steps_per_epoch: int) -> bool:
+              steps_per_epoch: int, accelerator: Any) -> bool:
+    """Only the main process evaluates; the others wait for its verdict (stop early or not)."""
+    if accelerator.num_processes == 1:
+        return _evaluate_here(best, log, records, step, steps_per_epoch)
+    from accelerate.utils import broadcast_object_list
+
+    verdict = [_evaluate_here(best, log, records, step, steps_per_epoch) if accelerator.is_main_process else False]
+    return bool(broadcast_object_list(verdict, from_process=0)[0])
+
+
+def _evaluate_here(best: BestCheckpoint, log: TrainingLog, records: list[dict[str, Any]], step: int,
+                   steps_per_epoch: int) -> bool:
     """Scores dev (when there is an evaluator) and logs one line with the score and the best so far."""
     spent = best.eval_seconds
     stopped = best.evaluate(step, step / steps_per_epoch)
@@ -237,6 +304,14 @@ def _evaluate(best: BestCheckpoint, log: TrainingLog, records: list[dict[str, An
                                                                   else score),
                        seconds=best.eval_seconds - spent)
     return stopped
+
+
+def _set_epoch(loader: Any, sampler: Any, epoch: int) -> None:
+    """The epoch decides the sampler's order; accelerate's loader would otherwise reset it to its own count."""
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
 
 
 def _show(bar: Any, entry: dict[str, Any]) -> None:

@@ -30,5 +30,14 @@ class RunOptions:
     #: Let a base model with only pickle weights (pytorch_model.bin) load; still via weights_only.
     allow_pickle: bool = False
     quiet: bool | None = None
+    #: Save a resumable checkpoint (in ``OUTPUT.partial/``) every N steps and after each dev evaluation;
+    #: None: only when SIGINT or SIGTERM stops the run.
+    save_steps: int | None = None
+    #: Keep the newest N checkpoints.
+    save_total_limit: int = 2
+    #: Continue from the latest checkpoint in ``OUTPUT.partial/`` instead of starting afresh.
+    resume: bool = False
+    #: False: never save checkpoints (one of several ``--seeds`` runs, which resume cannot continue).
+    resumable: bool = True
     command: str = ""
     data_options: dict[str, Any] = field(default_factory=dict)

@@ -32,6 +32,9 @@ __all__ = ["BOOTSTRAP_RESAMPLES", "RunOptions", "TrainingRun", "run_seeds", "run
 
 #: Bootstrap resamples for the confidence intervals of the final dev/test figures.
 BOOTSTRAP_RESAMPLES = 1000
+#: Said (summary.json, report, stderr) when no dev evaluation beat the untrained model.
+BASE_MODEL_KEPT = ("no dev evaluation improved on the base model (step 0), so the saved model is the base model "
+                   "unchanged: try another learning rate, more epochs or other data")
 
 
 @dataclass
@@ -54,7 +57,8 @@ def run_training(options: RunOptions, config: TrainConfig) -> TrainingRun:
     """
     from accelerate import PartialState
 
-    if not PartialState().is_main_process:
+    # cpu=True is what makes accelerate use gloo for CPU processes started by torchrun/accelerate launch
+    if not PartialState(cpu=resolve_device(config.device) == "cpu").is_main_process:
         return _train_other_process(options, config)  # type: ignore[return-value]
     with claim_run_output(options.output, overwrite=options.overwrite):
         return _run_training(options, config)
@@ -85,6 +89,8 @@ def _run_training(options: RunOptions, config: TrainConfig) -> TrainingRun:
 
         summary = summarize(options, config, result, dev=dev, test=test, base_dev=base_dev, base_test=base_test,
                             calibration=model.calibration)
+        if result.best_step == 0:
+            summary.warnings.append(BASE_MODEL_KEPT)
         if test is not None and test_set is not None:
             write_predictions(folder / "predictions.jsonl", test_set, test, model.calibration)
         model.save(folder / "model", model_card=model_card(options, config, summary, model, train_set))
