@@ -5,7 +5,9 @@ sentence-transformers is a dev dependency: only these tests (and test_interop) i
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -59,32 +61,89 @@ def test_similarity_matrices_match(models, sentences):
     ours.similarity_fn_name = theirs.similarity_fn_name = "cosine"
 
 
-def test_util_functions_match(models, sentences):
+def _same_hits(mine: list, reference: list) -> None:
+    assert len(mine) == len(reference)
+    for hits, expected in zip(mine, reference, strict=True):
+        assert [h["corpus_id"] for h in hits] == [h["corpus_id"] for h in expected]
+        np.testing.assert_allclose([h["score"] for h in hits], [h["score"] for h in expected], atol=1e-5)
+
+
+def _same_pairs(mine: list, reference: list) -> None:
+    assert [(i, j) for _, i, j in mine] == [(i, j) for _, i, j in reference]
+    np.testing.assert_allclose([s for s, _, _ in mine], [s for s, _, _ in reference], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def unique_corpus(models, sentences):
+    """Embeddings of distinct STSb dev sentences (STSb repeats some), so no two scores tie."""
+    texts = list(dict.fromkeys(sentences[0] + sentences[1]))
+    return texts, models[1].encode(texts, convert_to_tensor=True)
+
+
+def test_util_similarity_functions_match(unique_corpus):
     from sentsim import util
 
-    _, theirs = models
-    corpus = theirs.encode(sentences[0] + sentences[1], convert_to_tensor=True)
-    queries = corpus[:10]
-    np.testing.assert_allclose(util.cos_sim(queries, corpus).numpy(), st.util.cos_sim(queries, corpus).numpy(),
+    corpus = unique_corpus[1]
+    a, b = corpus[:20], corpus[20:50]
+    for mine, theirs in ((util.cos_sim, st.util.cos_sim), (util.dot_score, st.util.dot_score)):
+        np.testing.assert_allclose(mine(a, b).numpy(), theirs(a, b).numpy(), atol=1e-5)
+        np.testing.assert_allclose(mine(a[0], b.numpy()).numpy(), theirs(a[0], b.numpy()).numpy(), atol=1e-5)
+    np.testing.assert_allclose(util.pairwise_cos_sim(a, b[:20]).numpy(), st.util.pairwise_cos_sim(a, b[:20]).numpy(),
                                atol=1e-5)
-    mine = util.semantic_search(queries, corpus, top_k=5)
-    reference = st.util.semantic_search(queries, corpus, top_k=5)
-    for hits, expected in zip(mine, reference, strict=True):
-        np.testing.assert_allclose([h["score"] for h in hits], [h["score"] for h in expected], atol=1e-5)
-        # STSb repeats sentences, so equal scores may list their ids in either order
-        assert {h["corpus_id"] for h in hits} == {h["corpus_id"] for h in expected}
-    mined = util.paraphrase_mining_embeddings(corpus, top_k=5, max_pairs=50)
-    expected_pairs = st.util.paraphrase_mining_embeddings(corpus, top_k=5, max_pairs=50)
-    # Repeated STSb sentences tie at the max_pairs cut, so the pairs kept at equal scores may differ
-    full = st.util.cos_sim(corpus, corpus).numpy()
-    assert all(abs(full[i, j] - score) < 1e-5 and i < j for score, i, j in mined)
-    np.testing.assert_allclose([s for s, _, _ in mined], [s for s, _, _ in expected_pairs], atol=1e-5)
-    assert util.community_detection(corpus, threshold=0.8, min_community_size=2) == \
-        st.util.community_detection(corpus, threshold=0.8, min_community_size=2)
-    calibration = corpus.numpy()
+    np.testing.assert_allclose(util.normalize_embeddings(a * 3).numpy(), st.util.normalize_embeddings(a * 3).numpy(),
+                               atol=1e-6)
+
+
+def test_util_semantic_search_matches(unique_corpus):
+    from sentsim import util
+
+    corpus = unique_corpus[1]
+    queries = corpus[::37]
+    for options in ({}, {"top_k": 5}, {"top_k": 50, "query_chunk_size": 3, "corpus_chunk_size": 41},
+                    {"top_k": len(corpus) + 5}):
+        _same_hits(util.semantic_search(queries, corpus, **options),
+                   st.util.semantic_search(queries, corpus, **options))
+    _same_hits(util.semantic_search(queries, corpus, top_k=7, score_function=util.dot_score),
+               st.util.semantic_search(queries, corpus, top_k=7, score_function=st.util.dot_score))
+    _same_hits(util.semantic_search(queries[0].numpy(), corpus.numpy()),
+               st.util.semantic_search(queries[0].numpy(), corpus.numpy()))
+
+
+def test_util_paraphrase_mining_matches(models, unique_corpus):
+    from sentsim import util
+
+    ours, theirs = models
+    texts, corpus = unique_corpus
+    for options in ({}, {"top_k": 5}, {"top_k": 5, "max_pairs": 50}, {"top_k": 1, "max_pairs": 10},
+                    {"top_k": 20, "max_pairs": 200, "query_chunk_size": 17, "corpus_chunk_size": 29}):
+        _same_pairs(util.paraphrase_mining_embeddings(corpus, **options),
+                    st.util.paraphrase_mining_embeddings(corpus, **options))
+    # the model path: sentsim encodes with its own forward pass (fp32 here, as "auto" may pick bf16)
+    fp32 = SimpleNamespace(encode=functools.partial(ours.encode, dtype="fp32"))
+    _same_pairs(util.paraphrase_mining(fp32, texts[:120], top_k=5, max_pairs=40),
+                st.util.paraphrase_mining(theirs, texts[:120], top_k=5, max_pairs=40))
+
+
+def test_util_community_detection_and_quantize_match(unique_corpus):
+    from sentsim import util
+
+    corpus = unique_corpus[1]
+    for threshold, size, batch_size in ((0.8, 2, 1024), (0.6, 3, 50), (0.7, 5, 1024), (0.95, 2, 7)):
+        mine = util.community_detection(corpus, threshold=threshold, min_community_size=size, batch_size=batch_size)
+        reference = st.util.community_detection(corpus, threshold=threshold, min_community_size=size,
+                                                batch_size=batch_size)
+        assert mine == reference
+    assert any(util.community_detection(corpus, threshold=0.6, min_community_size=3))
+    embeddings = corpus.numpy()
+    calibration, ranges = embeddings[100:], np.vstack((embeddings.min(axis=0) - 0.01, embeddings.max(axis=0)))
     for precision in ("int8", "uint8", "binary", "ubinary"):
-        np.testing.assert_array_equal(util.quantize_embeddings(calibration, precision=precision),
-                                      st.util.quantize_embeddings(calibration, precision=precision))
+        for options in ({}, {"calibration_embeddings": calibration}, {"ranges": ranges}):
+            mine = util.quantize_embeddings(embeddings[:100], precision=precision, **options)
+            reference = st.util.quantize_embeddings(embeddings[:100], precision=precision, **options)
+            assert mine.dtype == reference.dtype
+            np.testing.assert_array_equal(mine, reference)
+        np.testing.assert_array_equal(util.quantize_embeddings(corpus, precision=precision),
+                                      st.util.quantize_embeddings(corpus, precision=precision))
 
 
 def test_evaluator_keys_and_values_match(models, sentences, tmp_path: Path):

@@ -1,13 +1,15 @@
 """Search over embeddings: top-k corpus hits per query, paraphrase mining, community detection.
 
-Same inputs and outputs as sentence-transformers' ``util`` functions of these names; the work is
-done in chunks so a large corpus never needs a full query × corpus matrix in memory.
+Same inputs, outputs and tie-breaking as sentence-transformers' ``util`` functions of these names
+(equal scores come back in the order theirs gives them); the work is done in chunks so a large
+corpus never needs a full query × corpus matrix in memory.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,34 +36,50 @@ def _merge_top_k(best: tuple[Tensor, Tensor] | None, scores: Tensor, offset: int
     return values, ids
 
 
+def _keep_best(heap: list[tuple[float, int]], scores: list[float], ids: list[int], k: int) -> None:
+    """Adds one chunk's candidates to a query's min-heap of (score, corpus id), capped at ``k``.
+
+    At equal scores the tuple order decides: the larger corpus id stays, as in sentence-transformers.
+    """
+    candidates = zip(scores, ids, strict=True)
+    for candidate in islice(candidates, max(k - len(heap), 0)):
+        heapq.heappush(heap, candidate)
+    for candidate in candidates:
+        heapq.heappushpop(heap, candidate)
+
+
 def semantic_search(query_embeddings: Any, corpus_embeddings: Any, query_chunk_size: int = 100,
                     corpus_chunk_size: int = 500000, top_k: int = 10,
                     score_function: ScoreFunction = cos_sim) -> list[list[dict[str, int | float]]]:
-    """Per query, the ``top_k`` corpus entries as ``{"corpus_id", "score"}`` dicts, best first."""
+    """Per query, the ``top_k`` corpus entries as ``{"corpus_id", "score"}`` dicts, best first.
+
+    Corpus chunks are the outer loop (each is normalised once); every query sees them in order.
+    """
     queries = as_tensor(query_embeddings)
     corpus = as_tensor(corpus_embeddings)
     if queries.ndim == 1:
         queries = queries.unsqueeze(0)
     queries = queries.to(corpus.device)
-    results: list[list[dict[str, int | float]]] = []
-    for query_start in range(0, len(queries), query_chunk_size):
-        query_chunk = queries[query_start : query_start + query_chunk_size]
-        if score_function is cos_sim:
-            query_chunk = normalize_embeddings(query_chunk)
-        best = None
-        for corpus_start in range(0, len(corpus), corpus_chunk_size):
-            corpus_chunk = corpus[corpus_start : corpus_start + corpus_chunk_size]
-            if score_function is cos_sim:  # both sides normalised once: a plain product is the cosine
-                scores = dot_score(query_chunk, normalize_embeddings(corpus_chunk))
+    cosine = score_function is cos_sim  # both sides normalised once: a plain product is the cosine
+    heaps: list[list[tuple[float, int]]] = [[] for _ in range(len(queries))]
+    for corpus_start in range(0, len(corpus), corpus_chunk_size):
+        corpus_chunk = corpus[corpus_start : corpus_start + corpus_chunk_size]
+        if cosine:
+            corpus_chunk = normalize_embeddings(_matrix(corpus_chunk))
+        for query_start in range(0, len(queries), query_chunk_size):
+            query_chunk = queries[query_start : query_start + query_chunk_size]
+            if cosine:
+                scores = dot_score(normalize_embeddings(query_chunk), corpus_chunk)
             else:
                 scores = score_function(query_chunk, corpus_chunk)
-            best = _merge_top_k(best, scores, corpus_start, top_k)
-        if best is None:
-            results.extend([] for _ in range(len(query_chunk)))
-            continue
-        for values, ids in zip(best[0].cpu().tolist(), best[1].cpu().tolist(), strict=True):
-            results.append([{"corpus_id": int(i), "score": float(v)} for v, i in zip(values, ids, strict=True)])
-    return results
+            values, ids = scores.topk(min(top_k, scores.shape[1]), dim=1, largest=True, sorted=False)
+            rows = zip(heaps[query_start : query_start + query_chunk_size], values.cpu().tolist(),
+                       (ids + corpus_start).cpu().tolist(), strict=True)
+            for heap, row_values, row_ids in rows:
+                _keep_best(heap, row_values, row_ids, top_k)
+    # a stable sort on the score alone: equal scores keep their heap order, as theirs do
+    return [[{"corpus_id": int(i), "score": float(v)} for v, i in sorted(heap, key=lambda hit: hit[0], reverse=True)]
+            for heap in heaps]
 
 
 def paraphrase_mining(model: SentenceTransformer, sentences: list[str], show_progress_bar: bool = False,
@@ -81,10 +99,15 @@ def paraphrase_mining(model: SentenceTransformer, sentences: list[str], show_pro
 def paraphrase_mining_embeddings(embeddings: Any, query_chunk_size: int = 5000, corpus_chunk_size: int = 100000,
                                  max_pairs: int = 500000, top_k: int = 100,
                                  score_function: ScoreFunction = cos_sim) -> list[list[float | int]]:
-    """Each embedding's ``top_k`` neighbours (itself excluded) as unordered pairs; the ``max_pairs`` best."""
+    """Each embedding's ``top_k`` neighbours (itself excluded) as unordered pairs; the ``max_pairs`` best.
+
+    Pairs compete as (score, i, j) tuples in a min-heap, so at equal scores the larger (i, j) stays;
+    once a pair is dropped, no later candidate scoring at most the dropped score is considered.
+    """
     embeddings = as_tensor(embeddings)
-    kept: list[tuple[float, int, int]] = []  # a min-heap, so the weakest pair is the one to drop
-    seen: set[tuple[int, int]] = set()
+    kept: list[tuple[float, int, int]] = []
+    queued: set[tuple[int, int]] = set()
+    floor = float("-inf")
     for query_start in range(0, len(embeddings), query_chunk_size):
         query_chunk = embeddings[query_start : query_start + query_chunk_size]
         best = None
@@ -94,19 +117,40 @@ def paraphrase_mining_embeddings(embeddings: Any, query_chunk_size: int = 5000, 
         assert best is not None
         for row, (values, ids) in enumerate(zip(best[0].cpu().tolist(), best[1].cpu().tolist(), strict=True)):
             i = query_start + row
-            neighbours = [(j, score) for j, score in zip(ids, values, strict=True) if j != i][:top_k]
-            for j, score in neighbours:
+            for j, score in [(j, score) for j, score in zip(ids, values, strict=True) if j != i][:top_k]:
                 pair = (min(i, j), max(i, j))
-                if pair in seen:
+                if score <= floor or pair in queued:
                     continue
+                queued.add(pair)
                 if len(kept) < max_pairs:
                     heapq.heappush(kept, (score, *pair))
-                    seen.add(pair)
-                elif score > kept[0][0]:
-                    dropped = heapq.heappushpop(kept, (score, *pair))
-                    seen.add(pair)
-                    seen.discard(dropped[1:])
+                    continue
+                dropped = heapq.heappushpop(kept, (score, *pair))
+                queued.discard(dropped[1:])
+                floor = dropped[0]
     return [[score, i, j] for score, i, j in sorted(kept, key=lambda item: item[0], reverse=True)]
+
+
+def _community_candidates(unit: Tensor, threshold: Tensor, min_community_size: int, batch_size: int,
+                          show_progress_bar: bool) -> list[tuple[int, np.ndarray]]:
+    """(centre, members best first) for every embedding with enough neighbours within ``threshold``.
+
+    Members come from ``topk`` over a window that doubles until it holds every member, the window
+    size carrying over from row to row, so equal scores are listed as sentence-transformers lists them.
+    """
+    candidates: list[tuple[int, np.ndarray]] = []
+    window = min(max(2 * min_community_size, 50), len(unit))
+    starts = range(0, len(unit), batch_size)
+    for start in progress_bar(starts, desc="Finding clusters", unit="batch", quiet=not show_progress_bar):
+        scores = unit[start : start + batch_size] @ unit.T
+        smallest_needed = scores.topk(k=min_community_size, largest=True)[0][:, -1]
+        for row in torch.nonzero(smallest_needed >= threshold).squeeze(1).tolist():
+            values, ids = scores[row].topk(k=window, largest=True)
+            while values[-1] >= threshold and window < len(unit):
+                window = min(2 * window, len(unit))
+                values, ids = scores[row].topk(k=window, largest=True)
+            candidates.append((start + row, ids[values >= threshold].cpu().numpy().astype(np.uint32)))
+    return candidates
 
 
 def community_detection(embeddings: Any, threshold: float = 0.75, min_community_size: int = 10,
@@ -117,18 +161,12 @@ def community_detection(embeddings: Any, threshold: float = 0.75, min_community_
     """
     if len(embeddings) == 0:
         return []
-    unit = normalize_embeddings(_matrix(embeddings))
+    unit = _matrix(embeddings)
     if len(unit) < min_community_size:
         return []
-    candidates: list[tuple[int, np.ndarray]] = []
-    starts = range(0, len(unit), batch_size)
-    for start in progress_bar(starts, desc="Finding clusters", unit="batch", quiet=not show_progress_bar):
-        scores = unit[start : start + batch_size] @ unit.T
-        for row, row_scores in enumerate(scores):
-            members = torch.nonzero(row_scores >= threshold).squeeze(1)
-            if len(members) >= min_community_size:
-                order = row_scores[members].argsort(descending=True, stable=True)
-                candidates.append((start + row, members[order].cpu().numpy()))
+    unit = normalize_embeddings(unit)
+    limit = torch.tensor(threshold, device=unit.device)  # a float32 bound, as theirs, for any input dtype
+    candidates = _community_candidates(unit, limit, min_community_size, batch_size, show_progress_bar)
     candidates.sort(key=lambda item: len(item[1]), reverse=True)
     used = np.zeros(len(unit), dtype=bool)
     communities: list[list[int]] = []
@@ -137,7 +175,7 @@ def community_detection(embeddings: Any, threshold: float = 0.75, min_community_
             continue
         free = members[~used[members]]
         if len(free) >= min_community_size:
-            community = [centre, *(int(index) for index in free if index != centre)]
+            community = [centre, *free[free != centre].tolist()]
             communities.append(community)
             used[community] = True
     return sorted(communities, key=len, reverse=True)

@@ -41,6 +41,8 @@ def as_tensor(values: Any) -> Tensor:
         tensor = torch.from_numpy(np.stack(values))
     else:
         tensor = torch.tensor(values)
+    if tensor.is_sparse:  # sparse embeddings (SPLADE-style) are scored densely, in fp32 as theirs are
+        tensor = tensor.to_dense().float()
     if tensor.is_floating_point() and torch.finfo(tensor.dtype).bits < 32:
         tensor = tensor.float()
     return tensor
