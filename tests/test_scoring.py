@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import sentsim.inference.scoring as scoring
 
+import sentsim.inference.scoring as scoring
 from sentsim.data import TextPair, read_text_pairs
 from sentsim.errors import ConfigError, DataFormatError
 from sentsim.inference.scoring import OUTPUT_COLUMNS, score_pair_file
