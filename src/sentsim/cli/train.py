@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
             run = run_training(options, config)
     except signals.Interrupted as stop:
         print(f"error: {stop}", file=sys.stderr)
+        train_resume.name_earlier_checkpoint(stop, options.output)
         return stop.exit_code
     if run is None:  # a process of a multi-process run other than the main one, which prints
         return EXIT_OK

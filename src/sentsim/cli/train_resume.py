@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,13 @@ def _refuse_conflicts(args: argparse.Namespace, record: dict[str, Any]) -> None:
     if conflicts:
         raise UsageError(f"--resume continues {args.resume} with its saved options; these differ: "
                          + "; ".join(conflicts))
+
+
+def name_earlier_checkpoint(stop: BaseException, output: Path) -> None:
+    """A signal outside the loop (final evaluation, say) saves nothing, but an earlier checkpoint may resume."""
+    from sentsim.training.resume import latest_checkpoint, partial_folder, resume_command
+    from sentsim.training.signals import TrainingInterrupted
+
+    checkpoint = latest_checkpoint(partial_folder(output))
+    if checkpoint is not None and not isinstance(stop, TrainingInterrupted):
+        print(f"an earlier checkpoint can be resumed ({checkpoint}): {resume_command(output, 1)}", file=sys.stderr)
