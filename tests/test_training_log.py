@@ -98,3 +98,18 @@ def test_a_redirected_train_command_says_device_dtype_estimate_and_progress(tiny
     assert steps[-1] == "20" and len(steps) >= 10, log
     evaluations = re.findall(r"^eval step (\d+)/20  dev spearman_cosine -?[\d.]+  best -?[\d.]+", log, re.MULTILINE)
     assert evaluations == ["0", "10", "20"], log
+
+
+def test_time_spent_evaluating_does_not_make_a_progress_line_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sentsim.progress as progress
+
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: clock[0])
+    log, stream = _log(monkeypatch, total_steps=100, steps_per_epoch=100, every_seconds=30.0)
+    clock[0] = 60.0  # the base evaluation took a minute
+    log.evaluation(0, metric="spearman_cosine", score=80.0, best=80.0, seconds=60.0)
+    log.step(1, pairs=16, train_seconds=1.0, loss=0.5)
+    assert not [line for line in stream.getvalue().splitlines() if line.startswith("step ")]
+    clock[0] = 91.0
+    log.step(2, pairs=32, train_seconds=31.0, loss=0.5)
+    assert [line.split()[1] for line in stream.getvalue().splitlines() if line.startswith("step ")] == ["2/100"]

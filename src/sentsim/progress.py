@@ -179,6 +179,7 @@ class TrainingLog:
         """One line per dev evaluation (where no bar is drawn); the first one times the rest."""
         if self.evaluation_seconds is None:
             self.evaluation_seconds = seconds
+        self._last = (*self._last[:3], time.perf_counter())  # the seconds between lines count training only
         if self.periodic:
             self.write(f"eval step {step}/{self.total_steps}  dev {metric} {score:.2f}  best {best:.2f}  "
                        f"({format_duration(seconds)})")
