@@ -234,3 +234,24 @@ def test_two_processes_under_accelerate_launch_write_one_run_folder(tiny_transfo
     assert [record["step"] for record in records if record["kind"] == "eval"] == [0, 40, 50]
     figures = json.loads(process.stdout.strip().splitlines()[-1])
     assert figures["output"] == str(run)
+
+
+def test_length_grouped_shards_cover_every_pair_in_equal_whole_batches():
+    """accelerate's shards assume only the last batch is short; with it anywhere a process got a batch
+    fewer than its loader's length, and the epoch-end evaluation never came."""
+    import numpy as np
+    from accelerate.data_loader import BatchSamplerShard
+
+    from sentsim.training.batching import LengthGroupedSampler
+
+    lengths = list(np.random.default_rng(0).integers(5, 40, 5749))
+    sampler = LengthGroupedSampler(lengths, batch_size=8, seed=42, short_batch_last=True)
+    seen = []
+    for rank in (0, 1):
+        shard = BatchSamplerShard(sampler, num_processes=2, process_index=rank, split_batches=False)
+        batches = list(shard)
+        assert len(batches) == len(shard) == 360 and {len(batch) for batch in batches} == {8}
+        seen += [index for batch in batches for index in batch]
+    assert set(seen) == set(range(5749))
+    plain = LengthGroupedSampler(lengths, batch_size=8, seed=42)
+    assert sorted(map(tuple, plain)) == sorted(map(tuple, sampler))  # the same batches, one moved to the end

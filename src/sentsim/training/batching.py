@@ -67,7 +67,7 @@ class LengthGroupedSampler(Sampler[list[int]]):
     """
 
     def __init__(self, lengths: Sequence[int], *, batch_size: int, seed: int = 0, group_batches: int = 64,
-                 drop_last: bool = False) -> None:
+                 drop_last: bool = False, short_batch_last: bool = False) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
         if group_batches < 1:
@@ -77,6 +77,8 @@ class LengthGroupedSampler(Sampler[list[int]]):
         self.seed = seed
         self.group_batches = group_batches
         self.drop_last = drop_last
+        #: Yield the one short batch last (multi-process runs: accelerate's shards assume it is).
+        self.short_batch_last = short_batch_last
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -98,7 +100,11 @@ class LengthGroupedSampler(Sampler[list[int]]):
         # Chunks are whole batches long, so only the very last batch can be short.
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches.pop()
-        for index in generator.permutation(len(batches)):
+        order = generator.permutation(len(batches))
+        if self.short_batch_last and batches and len(batches[-1]) < self.batch_size:
+            # accelerate's per-process sharding expects only the last batch to be short
+            order = np.concatenate([order[order != len(batches) - 1], [len(batches) - 1]])
+        for index in order:
             yield batches[index].tolist()
 
 

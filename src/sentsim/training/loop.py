@@ -175,6 +175,10 @@ def run_loop(
 
     for epoch in range(first_epoch, epochs):
         _set_epoch(loader, sampler, epoch)
+        if not skip:
+            # What a loader without its own generator drew at each epoch's start: keeps the random
+            # numbers (dropout) of runs made before it had one, and so their published figures.
+            torch.empty((), dtype=torch.int64).random_()
         model.train()
         if skip:
             throughput.restart_clock()  # the saved window carries on
@@ -235,7 +239,7 @@ def _prepare(model: nn.Module, lengths: Sequence[int], collate: Callable, config
     # gradient, which DDP must be told about.
     accelerator = Accelerator(cpu=resolve_device(config.device) == "cpu", mixed_precision="no",
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-    sampler = _batch_sampler(lengths, config)
+    sampler = _batch_sampler(lengths, config, processes=accelerator.num_processes)
     # The loader's own generator: making an iterator then draws nothing from the global RNG, so a run
     # resumed mid-epoch sees the same random numbers (dropout) as one that never stopped.
     loader = accelerator.prepare(DataLoader(range(len(lengths)), batch_sampler=sampler, collate_fn=collate,
@@ -320,11 +324,11 @@ def _show(bar: Any, entry: dict[str, Any]) -> None:
                         pairs_s=f"{entry['pairs_per_second']:.0f}")
 
 
-def _batch_sampler(lengths: Sequence[int], config: TrainConfig) -> Any:
+def _batch_sampler(lengths: Sequence[int], config: TrainConfig, *, processes: int = 1) -> Any:
     """Length-grouped batches (little padding), or with ``length_grouping=False`` plainly shuffled ones."""
     if config.length_grouping:
         return LengthGroupedSampler(lengths, batch_size=config.batch_size, seed=config.seed,
-                                    group_batches=config.group_batches)
+                                    group_batches=config.group_batches, short_batch_last=processes > 1)
     from torch.utils.data import BatchSampler, RandomSampler
 
     generator = torch.Generator().manual_seed(config.seed)

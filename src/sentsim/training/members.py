@@ -34,6 +34,9 @@ def train_members(model: SentenceTransformer, options: RunOptions, config: Train
     if config.average == 1:
         result = fit(model, config.seed, on_record)
         result.dev_embeddings = evaluator.embeddings_scoring(result.best_score)  # the restored best checkpoint's
+        if checkpoints is not None and checkpoints.resumed_from is not None \
+                and (result.best_step or 0) <= checkpoints.resumed_from:
+            result.dev_embeddings = None  # the best was scored before the resume: not by this evaluator
         return result
     states, results, records, offset = [], [], [], 0
     for index in range(config.average):

@@ -93,6 +93,8 @@ class Checkpoints:
     total_limit: int = 2
     resume: bool = False
     last_saved_step: int | None = field(default=None, init=False)
+    #: The step this run was resumed from (None: not resumed).
+    resumed_from: int | None = field(default=None, init=False)
     _best_file: tuple[int | None, Path] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -173,7 +175,7 @@ class Checkpoints:
 
             best = load_file(checkpoint / BEST_FILE, device=str(accelerator.device))
             self._best_file = (state["best"].get("step"), checkpoint / BEST_FILE)
-        self.last_saved_step = state["step"]
+        self.last_saved_step = self.resumed_from = state["step"]
         return state, best
 
     def restore(self, accelerator: Any, best: BestCheckpoint, throughput: Throughput,
