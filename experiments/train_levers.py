@@ -59,6 +59,7 @@ LEVERS: dict[str, tuple[Callable[[SentenceTransformer], Callable[[], None]] | No
     "eager_attention": (_eager_attention, {}),
     "one_thread": (_one_thread, {}),
     "pad_none": (None, {"pad_to_multiple_of": None}),
+    "pad_8": (None, {"pad_to_multiple_of": 8}),
     "pad_32": (None, {"pad_to_multiple_of": 32}),
     "compile_pad_32": (_compile, {"pad_to_multiple_of": 32}),
 }
