@@ -27,6 +27,33 @@ from sentsim.serve.engine import Engine
 from sentsim.serve.limits import ServeSettings
 from sentsim.serve.queue import BatchQueue, QueueFullError
 
+try:  # orjson writes float32 arrays straight from numpy, several times faster than json on float lists
+    import orjson
+except ImportError:  # pragma: no cover - the serve extra installs it
+    orjson = None
+
+
+class VectorResponse(Response):
+    """JSON for bodies full of vectors: numpy rows are serialised by orjson without ``tolist``."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        if orjson is None:
+            return JSONResponse(content).render(_plain(content))
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _plain(content: Any) -> Any:
+    """``content`` with numpy arrays as lists, for the stdlib json fallback."""
+    if isinstance(content, np.ndarray):
+        return content.tolist()
+    if isinstance(content, dict):
+        return {key: _plain(value) for key, value in content.items()}
+    if isinstance(content, list):
+        return [_plain(value) for value in content]
+    return content
+
 logger = logging.getLogger(__name__)
 
 #: Routes that answer without an API key: liveness and readiness probes rarely carry secrets and
@@ -193,10 +220,10 @@ async def create_embeddings(body: schemas.EmbeddingsRequest, request: Request) -
     if body.encoding_format == "base64":
         encoded: list[Any] = [base64.b64encode(row.tobytes()).decode("ascii") for row in vectors]
     else:
-        encoded = vectors.tolist()
+        encoded = list(vectors)
     data = [{"object": "embedding", "index": index, "embedding": row} for index, row in enumerate(encoded)]
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-    return JSONResponse({"object": "list", "data": data, "model": service.engine.name, "usage": usage})
+    return VectorResponse({"object": "list", "data": data, "model": service.engine.name, "usage": usage})
 
 
 @router.get("/v1/models", response_model=schemas.ModelList, responses=ERRORS, tags=["openai"])
@@ -215,7 +242,7 @@ async def embed(body: schemas.EmbedRequest, request: Request) -> Response:
     vectors, _ = await _embed(_service(request), _as_list(body.inputs), truncate=body.truncate, model=None)
     if body.normalize:
         vectors = _unit(vectors)
-    return JSONResponse(vectors.tolist())
+    return VectorResponse(np.ascontiguousarray(vectors, dtype=np.float32))
 
 
 @router.post("/similarity", response_model=schemas.SimilarityResponse | list[float], responses=ERRORS,
