@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from sentsim.errors import ConfigError
-from sentsim.inference.batches import PROGRESS_THRESHOLD, length_sorted_batches
+from sentsim.inference.batches import PROGRESS_THRESHOLD, TORCH_RUN_OVERHEAD_TOKENS, length_sorted_batches
 from sentsim.progress import progress_bar
 
 # PROGRESS_THRESHOLD and length_sorted_batches live in batches (no torch, shared with the ONNX backend).
@@ -93,7 +93,7 @@ def batched_forward(model: nn.Module, rows: Sequence[Row], collate: Callable[[li
     device = next(model.parameters()).device
     mode = resolve_precision(dtype, device)
     quiet = not show_progress if show_progress is not None else len(rows) < PROGRESS_THRESHOLD
-    batches = list(length_sorted_batches(list(lengths), batch_size))
+    batches = list(length_sorted_batches(list(lengths), batch_size, run_overhead=TORCH_RUN_OVERHEAD_TOKENS))
     was_training = model.training
     model.eval()
     try:
