@@ -39,10 +39,19 @@ class FakeEngine:
         self.batches: list[list[str]] = []
         self.started = threading.Event()
 
-    def count_tokens(self, texts):
-        return [len(text.split()) + 2 for text in texts]
+    def tokenize(self, texts):
+        """Ids stand for their text (so ``embed_tokens`` can tell them apart): len = words + 2, cut at the limit."""
+        self.texts = getattr(self, "texts", [])
+        ids, lengths = [], []
+        for text in texts:
+            self.texts.append(text)
+            length = len(text.split()) + 2
+            ids.append([len(self.texts) - 1] * min(length, self.max_seq_length))
+            lengths.append(length)
+        return ids, lengths
 
-    def embed(self, texts):
+    def embed_tokens(self, ids):
+        texts = [self.texts[row[0]] for row in ids]
         self.started.set()
         if self.gate is not None:
             assert self.gate.wait(10), "test gate never opened"
@@ -420,3 +429,16 @@ def test_serve_command_refuses_bad_input_with_exit_2(capsys, tmp_path):
     assert main(["serve", str(tmp_path), "--workers", "0"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
+
+
+def test_serve_tokenizer_cuts_like_the_model_and_reports_uncut_lengths(tiny_model):
+    from sentsim.serve.engine import ServeTokenizer
+
+    limit = tiny_model.max_seq_length
+    texts = ["a short one", " ".join(["word"] * (limit * 3)), "Mixed CASE text"]
+    tokenize = ServeTokenizer(tiny_model.transformer.tokenizer.backend_tokenizer.to_str(), max_seq_length=limit,
+                              lower_case=tiny_model.transformer.do_lower_case)
+    ids, lengths = tokenize(texts)
+    assert ids == [list(row) for row in tiny_model.token_ids(texts)]
+    assert lengths[0] == len(ids[0]) and lengths[2] == len(ids[2])
+    assert len(ids[1]) == limit and lengths[1] == limit * 3 + 2  # every "word" is one token, plus [CLS]/[SEP]

@@ -155,11 +155,11 @@ class Slow:
         self.engine = engine
         for name in ("name", "max_seq_length", "embedding_dimension", "calibration"):
             setattr(self, name, getattr(engine, name))
-    def count_tokens(self, texts):
-        return self.engine.count_tokens(texts)
-    def embed(self, texts):
+    def tokenize(self, texts):
+        return self.engine.tokenize(texts)
+    def embed_tokens(self, ids):
         time.sleep(2.0)
-        return self.engine.embed(texts)
+        return self.engine.embed_tokens(ids)
 
 server.load_engine = lambda *args, **options: Slow(load(*args, **options))
 sys.exit(server.serve(sys.argv[1], port=int(sys.argv[2]), log_level="warning"))

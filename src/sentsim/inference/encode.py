@@ -33,17 +33,44 @@ def encode(
     """
     single = isinstance(sentences, str)
     texts = [sentences] if single else list(sentences)
-    dimension = model.embedding_dimension if truncate_dim is None else min(truncate_dim, model.embedding_dimension)
-    output = torch.empty((len(texts), dimension), dtype=torch.float32)
-
-    def keep(batch: list[int], features: dict[str, torch.Tensor]) -> None:
-        output[batch] = features["sentence_embedding"][:, :dimension].float().cpu()
-
-    forward_in_batches(model, texts, keep, batch_size=batch_size, dtype=dtype, show_progress=show_progress)
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be positive, got {batch_size}")
+    if any(not isinstance(text, str) for text in texts):
+        raise ConfigError("encode takes strings only")
+    ids = model.token_ids(texts) if texts else []
+    output = encode_token_ids(model, ids, batch_size=batch_size, dtype=dtype, show_progress=show_progress,
+                              truncate_dim=truncate_dim)
     if normalize:
         output = torch.nn.functional.normalize(output, p=2, dim=1)
     result: np.ndarray | torch.Tensor = output if convert_to == "torch" else output.numpy()
     return result[0] if single else result
+
+
+def encode_token_ids(
+    model: SentenceTransformer,
+    ids: Sequence[Sequence[int]],
+    *,
+    batch_size: int = 32,
+    dtype: Precision = "auto",
+    show_progress: bool | None = None,
+    truncate_dim: int | None = None,
+) -> torch.Tensor:
+    """Embeddings (float32, input order) of texts already tokenised (ids cut to ``max_seq_length``).
+
+    The server tokenises once, on its worker thread, to check lengths and budget batches, and then
+    hands the ids here instead of the texts.
+    """
+    dimension = model.embedding_dimension if truncate_dim is None else min(truncate_dim, model.embedding_dimension)
+    output = torch.empty((len(ids), dimension), dtype=torch.float32)
+
+    def keep(batch: list[int], features: dict[str, torch.Tensor]) -> None:
+        output[batch] = features["sentence_embedding"][:, :dimension].float().cpu()
+
+    if ids:
+        rows = [list(row) for row in ids]
+        batched_forward(model, rows, model.collate, keep, lengths=[len(row) for row in rows], batch_size=batch_size,
+                        dtype=dtype, show_progress=show_progress, desc="Encoding")
+    return output
 
 
 def forward_in_batches(

@@ -224,14 +224,19 @@ class OnnxSentenceEncoder:
                               f"{dtype!r}/{precision!r} need the torch backend (--backend torch)")
 
     def _embed(self, texts: list[str], *, batch_size: int, show_progress: bool | None) -> np.ndarray:
-        ids = self.token_ids(texts) if texts else []
-        quiet = not show_progress if show_progress is not None else len(texts) < PROGRESS_THRESHOLD
+        return self.embed_token_ids(self.token_ids(texts) if texts else [], batch_size=batch_size,
+                                    show_progress=show_progress)
+
+    def embed_token_ids(self, ids: Sequence[Sequence[int]], *, batch_size: int = 32,
+                        show_progress: bool | None = False) -> np.ndarray:
+        """Embeddings (pooled, normalised as configured) of texts already tokenised by :meth:`token_ids`."""
+        quiet = not show_progress if show_progress is not None else len(ids) < PROGRESS_THRESHOLD
         chunks: list[tuple[list[int], np.ndarray]] = []
         batches = list(length_sorted_batches([len(row) for row in ids], batch_size))
         for batch in progress_bar(batches, desc="Encoding", unit="batch", quiet=quiet):
             chunks.append((batch, self._run([ids[index] for index in batch])))
         width = chunks[0][1].shape[1] if chunks else (self._dimension or 0)
-        output = np.empty((len(texts), width), dtype=np.float32)
+        output = np.empty((len(ids), width), dtype=np.float32)
         for batch, embeddings in chunks:
             output[batch] = embeddings
         return output

@@ -7,6 +7,7 @@ model routes (and ``/ready``) say 503 until it is in; orchestrators can tell "st
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -90,6 +91,11 @@ def _load(service: Service, loader: EngineLoader, metrics: ServeMetrics) -> None
         service.load_error = str(error)
         service.status = "failed"
         return
+    # Everything loaded so far (the model, torch or onnxruntime, their imports) lives as long as the
+    # server: freezing it keeps the collector from walking those millions of objects again on every
+    # full collection, which took ~5 % of a core under load.
+    gc.collect()
+    gc.freeze()
     _attach(service, engine, metrics)
     logger.info("model %s loaded (max_seq_length %d, dimension %d)", engine.name, engine.max_seq_length,
                 engine.embedding_dimension)

@@ -38,6 +38,16 @@ class QueueFullError(Exception):
         super().__init__(f"the server is at its limit of {limit} concurrent requests; retry in {retry_after} s")
 
 
+class InputTooLongError(Exception):
+    """Input ``index`` of a request has ``tokens`` tokens, more than ``limit``, and truncation was not asked for."""
+
+    def __init__(self, index: int, tokens: int, limit: int) -> None:
+        self.index = index
+        self.tokens = tokens
+        self.limit = limit
+        super().__init__(f"input {index} has {tokens} tokens; the limit is {limit}")
+
+
 class BatchObserver(Protocol):
     """Where the queue reports what it does (the Prometheus metrics implement it)."""
 
@@ -48,22 +58,27 @@ class BatchObserver(Protocol):
 
 @dataclass(eq=False)
 class _Job:
-    """One request's sentences, the vectors filled in so far, and the future its handler awaits."""
+    """One request's sentences, their token ids once the worker has them, and the future its handler awaits."""
 
     texts: Sequence[str]
-    tokens: Sequence[int]
+    truncate: bool
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
     results: np.ndarray
+    ids: list[list[int]] = field(default_factory=list)
     next_index: int = 0
     remaining: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.remaining = len(self.texts)
 
+    @property
+    def tokens(self) -> int:
+        return sum(len(row) for row in self.ids)
+
 
 class BatchQueue:
-    """Queues embedding work for one engine and runs it on a single worker thread."""
+    """Queues embedding work for one engine; a single worker thread tokenises it and runs the batches."""
 
     def __init__(
         self,
@@ -77,12 +92,13 @@ class BatchQueue:
         self.max_batch_tokens = max_batch_tokens
         self.max_concurrent_requests = max_concurrent_requests
         self.observer = observer
-        self._waiting: deque[_Job] = deque()
+        self._incoming: deque[_Job] = deque()  # appended on the event loop, under the condition's lock
+        self._ready: deque[_Job] = deque()  # tokenised jobs: the worker thread's alone
         self._condition = threading.Condition()
         self._stopping = False
         self._in_flight = 0  # touched on the event loop only
-        self._queued_tokens = 0
-        self._tokens_per_second = 0.0
+        self._queued_sentences = 0  # under the condition's lock
+        self._sentences_per_second = 0.0
         self._thread = threading.Thread(target=self._work, name=f"sentsim-batch-{engine.name}", daemon=True)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -102,18 +118,20 @@ class BatchQueue:
         return self._in_flight
 
     # -- the event-loop side ------------------------------------------------------------------------
-    async def embed(self, texts: Sequence[str], tokens: Sequence[int]) -> np.ndarray:
-        """Embeddings of ``texts`` in order; ``tokens`` are their (already truncated) token counts.
+    async def embed(self, texts: Sequence[str], *, truncate: bool = False) -> tuple[np.ndarray, int]:
+        """Embeddings of ``texts`` in order, and the tokens they used (after any truncation).
 
         Raises:
             QueueFullError: when ``max_concurrent_requests`` requests are already queued or running.
+            InputTooLongError: when a text is longer than the model's ``max_seq_length`` and
+                ``truncate`` is false (nothing of the request is embedded then).
         """
         if not texts:
-            return np.empty((0, self.engine.embedding_dimension), dtype=np.float32)
+            return np.empty((0, self.engine.embedding_dimension), dtype=np.float32), 0
         if self._in_flight >= self.max_concurrent_requests:
             raise QueueFullError(self._retry_after(), self.max_concurrent_requests)
         loop = asyncio.get_running_loop()
-        job = _Job(texts, tokens, loop.create_future(), loop,
+        job = _Job(texts, truncate, loop.create_future(), loop,
                    np.empty((len(texts), self.engine.embedding_dimension), dtype=np.float32))
         self._in_flight += 1
         job.future.add_done_callback(self._finished)
@@ -121,11 +139,12 @@ class BatchQueue:
             if self._stopping:
                 job.future.cancel()
                 raise QueueFullError(1, self.max_concurrent_requests)
-            self._waiting.append(job)
-            self._queued_tokens += sum(tokens)
+            self._incoming.append(job)
+            self._queued_sentences += len(texts)
             self._condition.notify()
         self._report_depth()
-        return await job.future
+        vectors = await job.future
+        return vectors, job.tokens
 
     def _finished(self, _future: asyncio.Future) -> None:
         self._in_flight -= 1
@@ -136,59 +155,93 @@ class BatchQueue:
             self.observer.set_queue_depth(self._in_flight)
 
     def _retry_after(self) -> int:
-        """Seconds until the queued work is likely done, from the measured token rate (1 to 60)."""
-        if self._tokens_per_second <= 0:
+        """Seconds until the queued work is likely done, from the measured sentence rate (1 to 60)."""
+        if self._sentences_per_second <= 0:
             return 1
-        return max(1, min(60, math.ceil(self._queued_tokens / self._tokens_per_second)))
+        return max(1, min(60, math.ceil(self._queued_sentences / self._sentences_per_second)))
 
     # -- the worker side ------------------------------------------------------------------------------
     def _work(self) -> None:
         while True:
             with self._condition:
-                while not self._waiting and not self._stopping:
+                while not self._incoming and not self._ready and not self._stopping:
                     self._condition.wait()
-                if not self._waiting:
+                if not self._incoming and not self._ready:
                     return
-                batch = self._take_batch()
+                arrived = list(self._incoming)
+                self._incoming.clear()
+            if arrived:  # outside the lock: the event loop keeps queueing meanwhile
+                self._tokenize(arrived)
+            batch = self._take_batch()
             if batch:
                 self._run(batch)
+
+    def _tokenize(self, jobs: list[_Job]) -> None:
+        """Tokenises every newly arrived request in one call (each call hands the GIL back and forth)."""
+        texts = [text for job in jobs for text in job.texts]
+        try:
+            ids, lengths = self.engine.tokenize(texts)
+        except Exception as error:  # a bug or a broken tokenizer: fail these requests, keep serving
+            logger.exception("tokenizing %d sentences failed", len(texts))
+            for job in jobs:
+                self._drop(job, error)
+            return
+        limit, start = self.engine.max_seq_length, 0
+        for job in jobs:
+            stop = start + len(job.texts)
+            too_long = [(index, length) for index, length in enumerate(lengths[start:stop]) if length > limit]
+            if too_long and not job.truncate:
+                self._drop(job, InputTooLongError(*too_long[0], limit))
+            else:
+                job.ids = ids[start:stop]
+                self._ready.append(job)
+            start = stop
+
+    def _drop(self, job: _Job, error: BaseException) -> None:
+        with self._condition:
+            self._queued_sentences -= len(job.texts)
+        job.loop.call_soon_threadsafe(_fail, job.future, error)
 
     def _take_batch(self) -> list[tuple[_Job, int]]:
         """Up to ``max_batch_tokens`` tokens of sentences, one per waiting request per turn."""
         batch: list[tuple[_Job, int]] = []
-        used = 0
-        while self._waiting:
-            job = self._waiting[0]
+        used = taken = 0
+        while self._ready:
+            job = self._ready[0]
             if job.future.done():  # the client went away: drop the rest of its sentences
-                self._waiting.popleft()
-                self._queued_tokens -= sum(job.tokens[job.next_index :])
+                self._ready.popleft()
+                taken += len(job.texts) - job.next_index
                 continue
-            cost = job.tokens[job.next_index]
+            cost = len(job.ids[job.next_index])
             if batch and used + cost > self.max_batch_tokens:
                 break
             batch.append((job, job.next_index))
             used += cost
+            taken += 1
             job.next_index += 1
             if job.next_index == len(job.texts):
-                self._waiting.popleft()
+                self._ready.popleft()
             else:
-                self._waiting.rotate(-1)
-        self._queued_tokens -= used
+                self._ready.rotate(-1)
+        with self._condition:
+            self._queued_sentences -= taken
         return batch
 
     def _run(self, batch: list[tuple[_Job, int]]) -> None:
-        tokens = sum(job.tokens[index] for job, index in batch)
+        rows = [job.ids[index] for job, index in batch]
+        tokens = sum(len(row) for row in rows)
         started = time.perf_counter()
         try:
-            vectors = self.engine.embed([job.texts[index] for job, index in batch])
+            vectors = self.engine.embed_tokens(rows)
         except Exception as error:  # a bug or a broken model: fail these requests, keep serving
             logger.exception("embedding a batch of %d sentences failed", len(batch))
             for job in dict.fromkeys(job for job, _ in batch):
                 job.loop.call_soon_threadsafe(_fail, job.future, error)
             return
         seconds = time.perf_counter() - started
-        rate = tokens / seconds if seconds > 0 else 0.0
-        self._tokens_per_second = rate if self._tokens_per_second == 0 else 0.8 * self._tokens_per_second + 0.2 * rate
+        rate = len(batch) / seconds if seconds > 0 else 0.0
+        previous = self._sentences_per_second
+        self._sentences_per_second = rate if previous == 0 else 0.8 * previous + 0.2 * rate
         if self.observer is not None:
             self.observer.observe_batch(len(batch), tokens, seconds)
         for row, (job, index) in enumerate(batch):

@@ -7,7 +7,6 @@ ready. Nothing a client sends produces a stack trace in a response.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import time
@@ -26,7 +25,7 @@ from sentsim.inference.calibration import aligned_cosines, calibrated_scores
 from sentsim.serve import schemas
 from sentsim.serve.engine import Engine
 from sentsim.serve.limits import ServeSettings
-from sentsim.serve.queue import BatchQueue, QueueFullError
+from sentsim.serve.queue import BatchQueue, InputTooLongError, QueueFullError
 
 
 class VectorResponse(Response):
@@ -43,8 +42,6 @@ logger = logging.getLogger(__name__)
 #: Routes that answer without an API key: liveness and readiness probes rarely carry secrets and
 #: reveal nothing but "up" and "loaded".
 OPEN_PATHS = frozenset({"/health", "/ready"})
-#: Above this many characters in one request, token counting moves off the event loop.
-OFF_LOOP_CHARS = 50_000
 
 
 class ServeError(Exception):
@@ -144,33 +141,24 @@ def _check_inputs(settings: ServeSettings, texts: list[str]) -> None:
                              f"{settings.max_input_chars}", code="input_too_long")
 
 
-async def _token_counts(engine: Engine, texts: list[str], *, truncate: bool) -> list[int]:
-    """Token counts after truncation; without ``truncate`` an over-long input is refused (413)."""
-    if sum(len(text) for text in texts) > OFF_LOOP_CHARS:
-        counts = await asyncio.to_thread(engine.count_tokens, texts)
-    else:
-        counts = engine.count_tokens(texts)
-    limit = engine.max_seq_length
-    if not truncate:
-        for index, count in enumerate(counts):
-            if count > limit:
-                raise ServeError(413, f"input {index} has {count} tokens; the model's limit (max_seq_length) is "
-                                 f"{limit}. Send \"truncate\": true to cut it to {limit} tokens", code="input_too_long")
-    return [min(count, limit) for count in counts]
-
-
 async def _embed(service: Service, texts: list[str], *, truncate: bool, model: str | None) -> tuple[np.ndarray, int]:
-    """Checks, queues and embeds ``texts``; returns the raw vectors and the tokens they used."""
+    """Checks, queues and embeds ``texts``; returns the raw vectors and the tokens they used.
+
+    Without ``truncate`` an input over the model's ``max_seq_length`` is refused (413); the queue's
+    worker finds that out when it tokenises the request, before any of it is embedded.
+    """
     engine, queue = service.require_ready()
     _check_model(engine, model)
     _check_inputs(service.settings, texts)
-    counts = await _token_counts(engine, texts, truncate=truncate)
     try:
-        vectors = await queue.embed(texts, counts)
+        return await queue.embed(texts, truncate=truncate)
     except QueueFullError as error:
         raise ServeError(429, str(error), type="rate_limit_error", code="queue_full",
                          headers={"Retry-After": str(error.retry_after)}) from None
-    return vectors, sum(counts)
+    except InputTooLongError as error:
+        raise ServeError(413, f"input {error.index} has {error.tokens} tokens; the model's limit (max_seq_length) "
+                         f"is {error.limit}. Send \"truncate\": true to cut it to {error.limit} tokens",
+                         code="input_too_long") from None
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
