@@ -29,7 +29,7 @@ def test_every_index_once_within_the_cap_longest_first_and_never_costlier_than_p
 
 
 def test_even_lengths_run_in_full_batches():
-    assert sorted(len(batch) for batch in length_sorted_batches([12] * 100, 32)) == [4, 32, 32, 32]
+    assert sorted(len(batch) for batch in length_sorted_batches([12] * 100, 32, run_overhead=16)) == [4, 32, 32, 32]
 
 
 def test_a_mixed_server_batch_is_cut_where_the_lengths_jump():
@@ -37,6 +37,12 @@ def test_a_mixed_server_batch_is_cut_where_the_lengths_jump():
     batches = list(length_sorted_batches(lengths, 32, run_overhead=16))
     assert [len(batch) for batch in batches] == [4, 28]
     assert padded_cost(batches, lengths, 0) == sum(lengths)
+
+
+def test_without_an_overhead_the_cut_is_plain_chunks_of_the_sorted_order():
+    lengths = [5, 30, 12, 7, 30, 9, 1]
+    order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
+    assert list(length_sorted_batches(lengths, 3)) == [order[0:3], order[3:6], order[6:]]
 
 
 def test_batch_size_must_be_positive():

@@ -54,11 +54,13 @@ def encode_token_ids(
     dtype: Precision = "auto",
     show_progress: bool | None = None,
     truncate_dim: int | None = None,
+    run_overhead: int | None = None,
 ) -> torch.Tensor:
     """Embeddings (float32, input order) of texts already tokenised (ids cut to ``max_seq_length``).
 
     The server tokenises once, on its worker thread, to check lengths and budget batches, and then
-    hands the ids here instead of the texts.
+    hands the ids here instead of the texts, with a ``run_overhead`` so its mixed batches are cut
+    where padding costs most (``sentsim.inference.batches.length_sorted_batches``).
     """
     dimension = model.embedding_dimension if truncate_dim is None else min(truncate_dim, model.embedding_dimension)
     output = torch.empty((len(ids), dimension), dtype=torch.float32)
@@ -69,7 +71,7 @@ def encode_token_ids(
     if ids:
         rows = [list(row) for row in ids]
         batched_forward(model, rows, model.collate, keep, lengths=[len(row) for row in rows], batch_size=batch_size,
-                        dtype=dtype, show_progress=show_progress, desc="Encoding")
+                        dtype=dtype, show_progress=show_progress, desc="Encoding", run_overhead=run_overhead)
     return output
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from sentsim.errors import ConfigError
-from sentsim.inference.batches import PROGRESS_THRESHOLD, TORCH_RUN_OVERHEAD_TOKENS, length_sorted_batches
+from sentsim.inference.batches import PROGRESS_THRESHOLD, length_sorted_batches
 from sentsim.progress import progress_bar
 
 # PROGRESS_THRESHOLD and length_sorted_batches live in batches (no torch, shared with the ONNX backend).
@@ -81,8 +81,11 @@ def autocast_context(precision: str, device: torch.device) -> contextlib.Abstrac
 
 def batched_forward(model: nn.Module, rows: Sequence[Row], collate: Callable[[list[Row]], dict[str, torch.Tensor]],
                     consume: Callable[[list[int], Any], None], *, lengths: Sequence[int], batch_size: int,
-                    dtype: str = "auto", show_progress: bool | None = None, desc: str = "Encoding") -> None:
+                    dtype: str = "auto", show_progress: bool | None = None, desc: str = "Encoding",
+                    run_overhead: int | None = None) -> None:
     """The one batched no-grad forward of both encoders: eval mode, inference mode, autocast, longest first.
+
+    ``run_overhead``: cut batches where padding costs most (see ``length_sorted_batches``; the server).
 
     ``collate`` turns a batch of ``rows`` (token ids, unpadded) into the model's input tensors;
     ``consume(indices, outputs)`` gets the positions in ``rows`` and the model's outputs for them, so the
@@ -93,7 +96,7 @@ def batched_forward(model: nn.Module, rows: Sequence[Row], collate: Callable[[li
     device = next(model.parameters()).device
     mode = resolve_precision(dtype, device)
     quiet = not show_progress if show_progress is not None else len(rows) < PROGRESS_THRESHOLD
-    batches = list(length_sorted_batches(list(lengths), batch_size, run_overhead=TORCH_RUN_OVERHEAD_TOKENS))
+    batches = list(length_sorted_batches(list(lengths), batch_size, run_overhead=run_overhead))
     was_training = model.training
     model.eval()
     try:

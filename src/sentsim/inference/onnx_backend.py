@@ -228,11 +228,12 @@ class OnnxSentenceEncoder:
                                     show_progress=show_progress)
 
     def embed_token_ids(self, ids: Sequence[Sequence[int]], *, batch_size: int = 32,
-                        show_progress: bool | None = False) -> np.ndarray:
-        """Embeddings (pooled, normalised as configured) of texts already tokenised by :meth:`token_ids`."""
+                        show_progress: bool | None = False, run_overhead: int | None = None) -> np.ndarray:
+        """Embeddings (pooled, normalised as configured) of texts already tokenised by :meth:`token_ids`;
+        ``run_overhead``: cut batches where padding costs most (the server; see ``length_sorted_batches``)."""
         quiet = not show_progress if show_progress is not None else len(ids) < PROGRESS_THRESHOLD
         chunks: list[tuple[list[int], np.ndarray]] = []
-        batches = list(length_sorted_batches([len(row) for row in ids], batch_size))
+        batches = list(length_sorted_batches([len(row) for row in ids], batch_size, run_overhead=run_overhead))
         for batch in progress_bar(batches, desc="Encoding", unit="batch", quiet=quiet):
             chunks.append((batch, self._run([ids[index] for index in batch])))
         width = chunks[0][1].shape[1] if chunks else (self._dimension or 0)

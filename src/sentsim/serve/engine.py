@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 import numpy as np
 
 from sentsim.errors import ConfigError
+from sentsim.inference.batches import ONNX_RUN_OVERHEAD_TOKENS, TORCH_RUN_OVERHEAD_TOKENS
 
 if TYPE_CHECKING:
     from sentsim.encoders.bi_encoder import SentenceTransformer
@@ -100,7 +101,8 @@ class TorchEngine:
     def embed_tokens(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
         from sentsim.inference.encode import encode_token_ids
 
-        return encode_token_ids(self.model, ids, batch_size=self.batch_size, show_progress=False).numpy()
+        return encode_token_ids(self.model, ids, batch_size=self.batch_size, show_progress=False,
+                                run_overhead=TORCH_RUN_OVERHEAD_TOKENS).numpy()
 
 
 def model_name(model: str | Path) -> str:
@@ -134,7 +136,8 @@ class OnnxEngine:
                                        lower_case=encoder.config.do_lower_case)
 
     def embed_tokens(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
-        return self.encoder.embed_token_ids(ids, batch_size=self.batch_size, show_progress=False)
+        return self.encoder.embed_token_ids(ids, batch_size=self.batch_size, show_progress=False,
+                                            run_overhead=ONNX_RUN_OVERHEAD_TOKENS)
 
 
 def _load_onnx_engine(model: str | Path, *, batch_size: int, name: str) -> Engine:
