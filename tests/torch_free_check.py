@@ -31,6 +31,9 @@ def main(model_dir: str, expected_path: str) -> None:
     result = evaluate_pairs(sentsim.OnnxSentenceEncoder(model_dir), PairDataset(pairs=pairs, source="tiny"))
     # Same file, same pairs: only a different onnxruntime build could move it, and not by a point.
     assert abs(result.spearman_cosine - expected["int8_spearman"]) < 1.0, result.spearman_cosine
+    via_backend = sentsim.SentenceTransformer(model_dir, backend="onnx", model_kwargs={"file_name": "model.onnx"})
+    assert isinstance(via_backend, sentsim.OnnxSentenceEncoder), type(via_backend)
+    assert np.allclose(via_backend.encode(expected["sentences"]), embeddings, atol=1e-6)
     try:
         sentsim.SentenceTransformer(model_dir)
     except MissingDependencyError as error:

@@ -23,5 +23,7 @@ _EXPORTS = {
     "SimilarityFunction": "sentsim.inference.similarity",
     "quantize_embeddings": "sentsim.inference.quantize",
 }
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+#: Without torch, ``SentenceTransformer(folder, backend="onnx")`` still works (see sentsim.inference.torch_free).
+_FALLBACKS = {"SentenceTransformer": "sentsim.inference.torch_free"}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, fallbacks=_FALLBACKS)
 __all__ = ["__version__", *_EXPORTS]

@@ -14,11 +14,15 @@ from typing import Any
 from sentsim.errors import missing_dependency
 
 
-def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def lazy_exports(package: str, exports: dict[str, str], *, fallbacks: dict[str, str] | None = None,
+                 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """Returns ``(__getattr__, __dir__)`` for ``package``; ``exports`` maps a name to its module.
 
     A name mapped to ``f"{package}.{name}"`` is that submodule itself (``sentsim.losses``).
+    ``fallbacks`` maps a name to a module whose same-named attribute stands in when the real one's
+    optional dependency is missing (``SentenceTransformer`` without torch).
     """
+    fallbacks = fallbacks or {}
     namespace = importlib.import_module(package).__dict__
 
     def __getattr__(name: str) -> Any:
@@ -31,7 +35,9 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str],
             missing = missing_dependency(error)
             if missing is None:
                 raise
-            raise missing from error
+            if name not in fallbacks:
+                raise missing from error
+            imported, module = importlib.import_module(fallbacks[name]), fallbacks[name]
         value = imported if module == f"{package}.{name}" else getattr(imported, name)
         namespace[name] = value
         return value
