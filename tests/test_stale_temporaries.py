@@ -140,3 +140,22 @@ def test_sigterm_handled_as_an_exception_removes_the_temporary(tmp_path: Path):
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=30) == 143
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_during_encode_exits_143_and_leaves_no_temporary(tiny_model, tmp_path: Path):
+    model = tiny_model.save(tmp_path / "model")
+    lines = tmp_path / "lines.txt"
+    lines.write_text("".join(f"sentence number {index} about a dog in a park\n" for index in range(400_000)))
+    output = tmp_path / "out" / "vectors.npy"
+    output.parent.mkdir()
+    child = subprocess.Popen([sys.executable, "-m", "sentsim", "encode", str(model), str(lines), "--output",
+                              str(output), "--chunk-lines", "2000", "--backend", "torch"],
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(output.parent.glob(".*tmp-*")) and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    assert child.poll() is None, "encode finished before it could be stopped"
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(timeout=60) == 143
+    assert "terminated" in child.stderr.read()
+    assert list(output.parent.iterdir()) == []  # no output, no hidden temporary

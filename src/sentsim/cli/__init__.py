@@ -6,16 +6,49 @@ Nothing here imports torch until a command runs, so ``sentsim --help`` stays fas
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from sentsim.cli.common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UsageError
 from sentsim.cli.parser import COMMANDS, build_parser
 from sentsim.errors import SentsimError, missing_dependency
 
 __all__ = ["EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "UsageError", "build_parser", "main"]
+
+#: Commands with their own SIGTERM handling: train saves a checkpoint, serve drains its requests.
+OWN_SIGNAL_HANDLING = frozenset({"train", "serve"})
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. A BaseException, like KeyboardInterrupt, so no ``except Exception`` swallows it."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises(enabled: bool) -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` while a command runs, so the atomic writers' cleanup runs.
+
+    Why: by default SIGTERM ends the process on the spot, and ``sentsim encode`` stopped that way
+    left its hidden ``.OUT.npy.tmp-*`` file behind. Raising instead unwinds every ``with`` block (the
+    temporary is removed, the output never appears) and the command exits 143 like a killed one.
+    """
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def _raise(_signum: int, _frame: object) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,7 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = list(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(argv)
         args.argv = argv  # what train records as the command; sys.argv is the host's when called in-process
-        return COMMANDS[args.command](args)
+        with _sigterm_raises(args.command not in OWN_SIGNAL_HANDLING):
+            return COMMANDS[args.command](args)
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except SentsimError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
