@@ -33,11 +33,7 @@ def encode(
     """
     single = isinstance(sentences, str)
     texts = [sentences] if single else list(sentences)
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be positive, got {batch_size}")
-    if any(not isinstance(text, str) for text in texts):
-        raise ConfigError("encode takes strings only")
-    ids = model.token_ids(texts) if texts else []
+    ids = _checked_token_ids(model, texts, batch_size=batch_size)
     output = encode_token_ids(model, ids, batch_size=batch_size, dtype=dtype, show_progress=show_progress,
                               truncate_dim=truncate_dim)
     if normalize:
@@ -69,10 +65,18 @@ def encode_token_ids(
         output[batch] = features["sentence_embedding"][:, :dimension].float().cpu()
 
     if ids:
-        rows = [list(row) for row in ids]
-        batched_forward(model, rows, model.collate, keep, lengths=[len(row) for row in rows], batch_size=batch_size,
+        batched_forward(model, ids, model.collate, keep, lengths=[len(row) for row in ids], batch_size=batch_size,
                         dtype=dtype, show_progress=show_progress, desc="Encoding", run_overhead=run_overhead)
     return output
+
+
+def _checked_token_ids(model: SentenceTransformer, texts: list[str], *, batch_size: int) -> list[list[int]]:
+    """The texts' token ids, after refusing a non-positive batch size and anything but strings."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be positive, got {batch_size}")
+    if any(not isinstance(text, str) for text in texts):
+        raise ConfigError("encode takes strings only")
+    return model.token_ids(texts) if texts else []
 
 
 def forward_in_batches(
@@ -89,13 +93,9 @@ def forward_in_batches(
     ``consume(indices, features)`` gets the positions in ``texts`` and the model's output features
     (``sentence_embedding``, ``token_embeddings``, ``attention_mask`` …) for those rows.
     """
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be positive, got {batch_size}")
-    if any(not isinstance(text, str) for text in texts):
-        raise ConfigError("encode takes strings only")
-    if not texts:
+    ids = _checked_token_ids(model, texts, batch_size=batch_size)
+    if not ids:
         return
-    ids = model.token_ids(texts)
     batched_forward(model, ids, model.collate, consume, lengths=[len(row) for row in ids], batch_size=batch_size,
                     dtype=dtype, show_progress=show_progress, desc="Encoding")
 

@@ -154,16 +154,6 @@ class OnnxSentenceEncoder:
 
     tokenize = token_ids
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """Tokens per text before truncation (what a server checks against its limits)."""
-        if self.config.do_lower_case:
-            texts = [text.lower() for text in texts]
-        self.tokenizer.no_truncation()
-        try:
-            return [len(item.ids) for item in self.tokenizer.encode_batch(list(texts), add_special_tokens=True)]
-        finally:
-            self.tokenizer.enable_truncation(max_length=self.config.max_seq_length)
-
     def _pad_id(self) -> int:
         padding = json.loads((self.folder / "tokenizer.json").read_text(encoding="utf-8")).get("padding") or {}
         if isinstance(padding.get("pad_id"), int):
