@@ -29,8 +29,11 @@ class FakeEngine:
     """Deterministic vectors from the text (so a mix-up between requests shows), batches recorded."""
 
     def __init__(self, *, dimension: int = 8, max_seq_length: int = 16, gate: threading.Event | None = None,
-                 fail: bool = False) -> None:
+                 fail: bool = False, parallel_runs: int = 1) -> None:
         self.name = "fake-model"
+        self.parallel_runs = parallel_runs
+        self.batch_size = 32
+        self.run_overhead = None
         self.max_seq_length = max_seq_length
         self.embedding_dimension = dimension
         self.calibration = None
@@ -236,6 +239,51 @@ def test_big_request_is_split_and_cannot_starve_a_small_one():
     assert small_batch == 0 and len(batches) >= 20
 
 
+class ConcurrencyProbe(FakeEngine):
+    """A fake whose forwards take a while and count how many run at the same moment."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.lock = threading.Lock()
+        self.active = self.most_active = 0
+
+    def embed_tokens(self, ids):
+        with self.lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+        try:
+            time.sleep(0.02)
+            return super().embed_tokens(ids)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+def test_parallel_runners_run_forwards_at_once_and_keep_every_vector_in_place():
+    engine = ConcurrencyProbe(parallel_runs=3)
+    engine.batch_size = 4  # the queue cuts its batches into forwards of at most 4 sentences
+    requests = [[f"request {number} sentence {index}" for index in range(1 + number % 7)] for number in range(40)]
+    with TestClient(create_app(ServeSettings(), engine)) as client, ThreadPoolExecutor(16) as pool:
+        assert client.app.state.service.queue.runners == 3
+        bodies = list(pool.map(lambda texts: client.post("/embed", json={"inputs": texts, "normalize": False}),
+                               requests))
+    for texts, response in zip(requests, bodies, strict=True):
+        assert response.status_code == 200
+        np.testing.assert_allclose(np.array(response.json()), np.stack([vector_for(t) for t in texts]), rtol=1e-6)
+    assert sorted(text for batch in engine.batches for text in batch) == sorted(t for r in requests for t in r)
+    assert max(len(batch) for batch in engine.batches) <= 4
+    assert engine.most_active > 1  # forwards overlapped
+
+
+def test_one_runner_never_overlaps_forwards():
+    engine = ConcurrencyProbe()
+    requests = [[f"request {number}"] * 3 for number in range(20)]
+    with TestClient(create_app(ServeSettings(), engine)) as client, ThreadPoolExecutor(8) as pool:
+        assert all(r.status_code == 200 for r in pool.map(lambda t: client.post("/embed", json={"inputs": t}),
+                                                             requests))
+    assert engine.most_active == 1
+
+
 def _wait_until(condition, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -370,7 +418,8 @@ def test_engine_failure_is_a_json_500_without_details():
         assert client.get("/health").status_code == 200
 
 
-@pytest.mark.parametrize("options", [{"max_batch_tokens": 0}, {"payload_limit": -1}, {"api_key": " "}])
+@pytest.mark.parametrize("options", [{"max_batch_tokens": 0}, {"payload_limit": -1}, {"api_key": " "},
+                                     {"runners": 0}, {"runners": True}])
 def test_bad_settings_are_config_errors(options):
     with pytest.raises(ConfigError):
         ServeSettings(**options)
@@ -384,8 +433,8 @@ def test_onnx_backend_serves_the_exported_model(tiny_model, tmp_path):
     from sentsim.serve.engine import OnnxEngine, load_engine
 
     exported = export_model(tiny_model.save(tmp_path / "model"), tmp_path / "exported")
-    engine = load_engine(exported, backend="onnx")
-    assert isinstance(engine, OnnxEngine) and isinstance(engine, Engine)
+    engine = load_engine(exported, backend="onnx", runners=2)
+    assert isinstance(engine, OnnxEngine) and isinstance(engine, Engine) and engine.parallel_runs == 2
     long_text = "a man is playing a flute " * 20
     with TestClient(create_app(ServeSettings(), engine)) as client:
         served = np.array(client.post("/embed", json={"inputs": TEXTS}).json())
@@ -417,8 +466,28 @@ def test_serve_command_passes_options_and_environment_key(monkeypatch):
     settings = seen["settings"]
     assert (settings.max_batch_tokens, settings.max_concurrent_requests, settings.api_key) == (512, 7, "env-key")
     assert settings.payload_limit == ServeSettings().payload_limit
-    main(["serve", "my-model", "--api-key", "flag-key"])
-    assert seen["settings"].api_key == "flag-key"
+    assert settings.runners is None  # one per core, decided where the model loads
+    main(["serve", "my-model", "--api-key", "flag-key", "--runners", "1"])
+    assert seen["settings"].api_key == "flag-key" and seen["settings"].runners == 1
+
+
+def test_workers_share_the_cores_between_their_runners(monkeypatch, tiny_model, tmp_path):
+    import json
+
+    import uvicorn
+
+    import sentsim.serve.server as server
+
+    monkeypatch.setattr("sentsim.environment.physical_cores", lambda: 8)
+    monkeypatch.setattr(server, "_keep_exit_status_on_signals", lambda: None)
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **options: None)
+    monkeypatch.delenv(server.OPTIONS_ENV, raising=False)
+    folder = tiny_model.save(tmp_path / "model")
+    assert server.serve(folder, workers=4) == 0
+    assert json.loads(server.os.environ[server.OPTIONS_ENV])["settings"]["runners"] == 2
+    assert server.serve(folder, workers=4, settings=ServeSettings(runners=3)) == 0
+    assert json.loads(server.os.environ[server.OPTIONS_ENV])["settings"]["runners"] == 3
+    monkeypatch.delenv(server.OPTIONS_ENV)
 
 
 def test_serve_command_refuses_bad_input_with_exit_2(capsys, tmp_path):

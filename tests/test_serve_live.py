@@ -153,7 +153,8 @@ load = server.load_engine
 class Slow:
     def __init__(self, engine):
         self.engine = engine
-        for name in ("name", "max_seq_length", "embedding_dimension", "calibration"):
+        for name in ("name", "max_seq_length", "embedding_dimension", "calibration", "parallel_runs",
+                     "batch_size", "run_overhead"):
             setattr(self, name, getattr(engine, name))
     def tokenize(self, texts):
         return self.engine.tokenize(texts)

@@ -35,6 +35,10 @@ def add_parser(commands: Any) -> None:
     defaults = ServeSettings()
     for name, text in _LIMITS.items():
         serve.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name), help=text)
+    serve.add_argument("--runners", type=int, default=None,
+                       help="forwards run at once, each on its own thread with an equal share of the cores "
+                            "(default: one per physical core, divided among --workers; 1: one forward "
+                            "over every core)")
     serve.add_argument("--workers", type=int, default=1,
                        help="server processes, each with its own model copy (on a small CPU keep 1)")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
@@ -46,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from sentsim.serve.server import serve
 
     settings = ServeSettings.with_environment_key(api_key=args.api_key,
+                                                  runners=args.runners,
                                                   **{name: getattr(args, name) for name in _LIMITS})
     return serve(args.model, host=args.host, port=args.port, backend=args.backend, settings=settings,
                  workers=args.workers, log_level=args.log_level)

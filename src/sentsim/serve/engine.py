@@ -24,16 +24,24 @@ BACKENDS: tuple[str, ...] = ("torch", "onnx")
 class Engine(Protocol):
     """A loaded sentence encoder as the server sees it.
 
-    Both methods are only ever called from the queue's single worker thread, so an engine need not be
-    thread-safe. Tokenising there, not on the event loop, matters for speed: a tokenizer call releases
-    the GIL and then waits to get it back from whichever thread took it, so on a busy two-core box
-    counting tokens on the loop cost 16 % of a core; on the worker each text is tokenised once.
+    Both methods are called from the queue's runner threads, never from the event loop: ``tokenize``
+    from one runner at a time, ``embed_tokens`` from up to ``parallel_runs`` at once (so an engine
+    with ``parallel_runs`` 1 need not be thread-safe). Tokenising there, not on the event loop,
+    matters for speed: a tokenizer call releases the GIL and then waits to get it back from whichever
+    thread took it, so on a busy two-core box counting tokens on the loop cost 16 % of a core; on a
+    runner each text is tokenised once.
     """
 
     name: str
     max_seq_length: int
     embedding_dimension: int
     calibration: IsotonicCalibration | None
+    #: Forwards that may run at once (each on its own runner thread).
+    parallel_runs: int
+    #: Most sentences in one forward; the queue cuts its batches into forwards of this size.
+    batch_size: int
+    #: What one forward costs beyond its tokens, in padded tokens (``length_sorted_batches``).
+    run_overhead: int | None
 
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
         """Token ids per text cut to ``max_seq_length``, and each text's token count *before* the cut."""
@@ -81,10 +89,15 @@ class TorchEngine:
     ``model.encode`` and ``sentsim encode``, so served vectors equal offline ones.
     """
 
-    def __init__(self, model: SentenceTransformer, *, name: str, batch_size: int = 32) -> None:
+    run_overhead = TORCH_RUN_OVERHEAD_TOKENS
+
+    def __init__(self, model: SentenceTransformer, *, name: str, batch_size: int = 32,
+                 parallel_runs: int = 1) -> None:
+        model.eval()  # once, here: concurrent forwards must not race on switching train/eval back and forth
         self.model = model
         self.name = name
         self.batch_size = batch_size
+        self.parallel_runs = parallel_runs
         self.calibration = model.calibration
         self.tokenize = ServeTokenizer(model.transformer.tokenizer.backend_tokenizer.to_str(),
                                        max_seq_length=model.max_seq_length,
@@ -102,7 +115,7 @@ class TorchEngine:
         from sentsim.inference.encode import encode_token_ids
 
         return encode_token_ids(self.model, ids, batch_size=self.batch_size, show_progress=False,
-                                run_overhead=TORCH_RUN_OVERHEAD_TOKENS).numpy()
+                                run_overhead=self.run_overhead).numpy()
 
 
 def model_name(model: str | Path) -> str:
@@ -110,25 +123,53 @@ def model_name(model: str | Path) -> str:
     return str(model).rstrip("/") or str(model)
 
 
-def load_engine(model: str | Path, *, backend: str = "torch", batch_size: int = 32, name: str | None = None) -> Engine:
-    """Loads ``model`` (a folder or hub name) for serving with the given backend; ``name`` is its served id."""
+def load_engine(model: str | Path, *, backend: str = "torch", batch_size: int = 32, name: str | None = None,
+                runners: int | None = None) -> Engine:
+    """Loads ``model`` (a folder or hub name) for serving with the given backend; ``name`` is its served id.
+
+    ``runners``: forwards the queue runs at once (default one per physical core); each gets an equal
+    share of the cores as its intra-op threads, so together they never oversubscribe the CPU. With
+    torch that share is set process-wide (``torch.set_num_threads``): a serving process owns its cores.
+    """
+    from sentsim.environment import physical_cores
+
     name = name or model_name(model)
+    cores = physical_cores()
+    runners = runners or cores
+    if runners < 1:
+        raise ConfigError(f"runners must be at least 1, got {runners}")
+    threads = max(1, cores // runners)
     if backend == "torch":
+        import torch
+
         from sentsim.encoders.bi_encoder import SentenceTransformer
 
-        return TorchEngine(SentenceTransformer(model), name=name, batch_size=batch_size)
+        loaded = SentenceTransformer(model)
+        if runners > 1:
+            torch.set_num_threads(threads)
+        return TorchEngine(loaded, name=name, batch_size=batch_size, parallel_runs=runners)
     if backend == "onnx":
-        return _load_onnx_engine(model, batch_size=batch_size, name=name)
+        from sentsim.inference.onnx_backend import OnnxSentenceEncoder
+
+        return OnnxEngine(OnnxSentenceEncoder(model, threads=threads), name=name, batch_size=batch_size,
+                          parallel_runs=runners)
     raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
 
 
 class OnnxEngine:
-    """An :class:`~sentsim.inference.onnx_backend.OnnxSentenceEncoder` (no torch) behind the engine protocol."""
+    """An :class:`~sentsim.inference.onnx_backend.OnnxSentenceEncoder` (no torch) behind the engine protocol.
 
-    def __init__(self, encoder: OnnxSentenceEncoder, *, name: str, batch_size: int = 32) -> None:
+    ``parallel_runs``: forwards run at once (an ONNX Runtime session may be run from several threads);
+    :func:`load_engine` sizes the session's threads to an equal share of the cores for each.
+    """
+
+    def __init__(self, encoder: OnnxSentenceEncoder, *, name: str, batch_size: int = 32,
+                 parallel_runs: int = 1) -> None:
         self.encoder = encoder
         self.name = name
         self.batch_size = batch_size
+        self.parallel_runs = parallel_runs
+        self.run_overhead = ONNX_RUN_OVERHEAD_TOKENS
         self.calibration = encoder.calibration
         self.max_seq_length = encoder.max_seq_length
         self.embedding_dimension = encoder.embedding_dimension  # probes the graph once, here, not mid-request
@@ -137,10 +178,4 @@ class OnnxEngine:
 
     def embed_tokens(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
         return self.encoder.embed_token_ids(ids, batch_size=self.batch_size, show_progress=False,
-                                            run_overhead=ONNX_RUN_OVERHEAD_TOKENS)
-
-
-def _load_onnx_engine(model: str | Path, *, batch_size: int, name: str) -> Engine:
-    from sentsim.inference.onnx_backend import OnnxSentenceEncoder
-
-    return OnnxEngine(OnnxSentenceEncoder(model), name=name, batch_size=batch_size)
+                                            run_overhead=self.run_overhead)

@@ -1,9 +1,13 @@
-"""Dynamic batching: concurrent requests merged into token-budgeted batches on one worker thread.
+"""Dynamic batching: concurrent requests merged into token-budgeted batches on the model's runner threads.
 
-Why one thread: torch (and onnxruntime) already spread one forward over every core; two forwards at
-once would fight for the same cores and both get slower. So the event loop only queues work, and a
-single worker thread per model runs the forwards back to back. While it runs one batch the next one
-fills up, which is where the throughput over one-request-at-a-time comes from.
+The event loop only queues work. Runner threads tokenise it, cut it into batches and run the
+forwards; while one batch runs the next one fills up, which is where the throughput over
+one-request-at-a-time comes from. How many runners an engine gets is its ``parallel_runs``: one for
+an engine whose single forward already spreads over every core (torch), so that two forwards never
+fight for the same cores; one per core for an engine with single-threaded forwards (ONNX Runtime
+here). The second layout is faster under a server's load: the event loop takes a slice of a core
+now and then, and a forward split over every core waits at each of its barriers for the thread that
+was preempted, while single-threaded forwards on separate cores only lose the slice itself.
 
 Fairness: batches are filled round-robin, one sentence per waiting request per turn, so a request
 with thousands of sentences is split across many batches and a small request that arrives behind it
@@ -24,6 +28,7 @@ from typing import Protocol
 
 import numpy as np
 
+from sentsim.inference.batches import length_sorted_batches
 from sentsim.serve.engine import Engine
 
 logger = logging.getLogger(__name__)
@@ -78,7 +83,7 @@ class _Job:
 
 
 class BatchQueue:
-    """Queues embedding work for one engine; a single worker thread tokenises it and runs the batches."""
+    """Queues embedding work for one engine; ``engine.parallel_runs`` runner threads tokenise it and run the batches."""
 
     def __init__(
         self,
@@ -93,25 +98,40 @@ class BatchQueue:
         self.max_concurrent_requests = max_concurrent_requests
         self.observer = observer
         self._incoming: deque[_Job] = deque()  # appended on the event loop, under the condition's lock
-        self._ready: deque[_Job] = deque()  # tokenised jobs: the worker thread's alone
+        self._ready: deque[_Job] = deque()  # tokenised jobs, under the planning lock
         self._condition = threading.Condition()
+        self._planned: deque[list[tuple[_Job, int]]] = deque()  # forwards cut, not yet run; planning lock
+        self._planning = threading.Lock()  # one runner at a time tokenises and cuts a batch
+        self._finishing = threading.Lock()  # results and rates written by several runners
         self._stopping = False
         self._in_flight = 0  # touched on the event loop only
         self._queued_sentences = 0  # under the condition's lock
         self._sentences_per_second = 0.0
-        self._thread = threading.Thread(target=self._work, name=f"sentsim-batch-{engine.name}", daemon=True)
+        # read once, here: an engine that lacks one fails when the queue is built, not on a runner
+        self._forward_size = int(engine.batch_size)
+        self._run_overhead = engine.run_overhead
+        runners = max(1, int(engine.parallel_runs))
+        self._threads = [threading.Thread(target=self._work, name=f"sentsim-batch-{number}-{engine.name}", daemon=True)
+                         for number in range(runners)]
 
     # -- lifecycle --------------------------------------------------------------------------------
+    @property
+    def runners(self) -> int:
+        return len(self._threads)
+
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float | None = 30.0) -> None:
-        """Finishes the queued work, then ends the worker thread."""
+        """Finishes the queued work, then ends the runner threads (waiting up to ``timeout`` in all)."""
         with self._condition:
             self._stopping = True
             self._condition.notify_all()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     @property
     def in_flight(self) -> int:
@@ -162,19 +182,44 @@ class BatchQueue:
 
     # -- the worker side ------------------------------------------------------------------------------
     def _work(self) -> None:
+        """One runner: plan when nothing is planned, then run the next planned forward."""
         while True:
             with self._condition:
-                while not self._incoming and not self._ready and not self._stopping:
+                while not (self._incoming or self._ready or self._planned) and not self._stopping:
                     self._condition.wait()
-                if not self._incoming and not self._ready:
+                if not (self._incoming or self._ready or self._planned):
                     return
-                arrived = list(self._incoming)
-                self._incoming.clear()
-            if arrived:  # outside the lock: the event loop keeps queueing meanwhile
-                self._tokenize(arrived)
-            batch = self._take_batch()
+            with self._planning:  # outside the condition's lock: the event loop keeps queueing meanwhile
+                if not self._planned:
+                    self._plan()
+                piece = self._planned.popleft() if self._planned else None
+                more = bool(self._planned or self._ready)
+            if more and len(self._threads) > 1:
+                with self._condition:  # another runner may take the next forward while this one runs
+                    self._condition.notify()
+            if piece:
+                self._run(piece)
+
+    def _plan(self) -> None:
+        """Tokenises what arrived and cuts the next batch into forwards, fewest padded tokens first.
+
+        Planning one batch at a time keeps fairness: requests that arrive meanwhile join the next
+        batch, not the end of a long backlog. Each forward finishes its requests' rows at once, so a
+        request whose sentences all landed in the first forward is answered before the batch ends.
+        """
+        with self._condition:
+            arrived = list(self._incoming)
+            self._incoming.clear()
+        if arrived:
+            self._tokenize(arrived)
+        batch = self._take_batch()
+        if len(self._threads) == 1:
             if batch:
-                self._run(batch)
+                self._planned.append(batch)
+            return
+        lengths = [len(job.ids[index]) for job, index in batch]
+        for piece in length_sorted_batches(lengths, self._forward_size, run_overhead=self._run_overhead):
+            self._planned.append([batch[position] for position in piece])
 
     def _tokenize(self, jobs: list[_Job]) -> None:
         """Tokenises every newly arrived request in one call (each call hands the GIL back and forth)."""
@@ -239,16 +284,17 @@ class BatchQueue:
                 job.loop.call_soon_threadsafe(_fail, job.future, error)
             return
         seconds = time.perf_counter() - started
-        rate = len(batch) / seconds if seconds > 0 else 0.0
-        previous = self._sentences_per_second
-        self._sentences_per_second = rate if previous == 0 else 0.8 * previous + 0.2 * rate
+        rate = len(batch) * len(self._threads) / seconds if seconds > 0 else 0.0
+        with self._finishing:
+            previous = self._sentences_per_second
+            self._sentences_per_second = rate if previous == 0 else 0.8 * previous + 0.2 * rate
+            for row, (job, index) in enumerate(batch):
+                job.results[index] = vectors[row]
+                job.remaining -= 1
+                if job.remaining == 0:
+                    job.loop.call_soon_threadsafe(_succeed, job.future, job.results)
         if self.observer is not None:
             self.observer.observe_batch(len(batch), tokens, seconds)
-        for row, (job, index) in enumerate(batch):
-            job.results[index] = vectors[row]
-            job.remaining -= 1
-            if job.remaining == 0:
-                job.loop.call_soon_threadsafe(_succeed, job.future, job.results)
 
 
 def _succeed(future: asyncio.Future, value: np.ndarray) -> None:

@@ -29,7 +29,8 @@ def build_app(model: str | Path, *, backend: str, settings: ServeSettings, name:
 
     name = name or model_name(model)
     return create_app(settings, loader=lambda: load_engine(model, backend=backend, name=name,
-                                                           batch_size=settings.inner_batch_size),
+                                                           batch_size=settings.inner_batch_size,
+                                                           runners=settings.runners),
                       model_name=name)
 
 
@@ -60,6 +61,10 @@ def serve(
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
+    if settings.runners is None and workers > 1:  # N processes share the cores: no oversubscription
+        from sentsim.environment import physical_cores
+
+        settings = dataclasses.replace(settings, runners=max(1, physical_cores() // workers))
     folder = resolve_model_path(model)  # a wrong path fails here, before the port is taken
     _log_setup(log_level)
     common = {"host": host, "port": port, "log_level": log_level, "timeout_graceful_shutdown": GRACEFUL_SECONDS}
