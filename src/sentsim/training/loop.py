@@ -14,6 +14,7 @@ from sentsim.errors import ConfigError
 from sentsim.losses import build_loss
 from sentsim.training.batching import PairCollator, tokenize_pairs
 from sentsim.training.config import TrainConfig
+from sentsim.training.dropout import fast_dropout
 from sentsim.training.loop_run import LoopRun, TrainResult
 from sentsim.training.resume import Checkpoints
 from sentsim.training.signals import stop_at_step_boundaries
@@ -124,8 +125,9 @@ def run_loop(
                   on_record=on_record, quiet=quiet, keep_best=keep_best, primary_metric=primary_metric,
                   checkpoints=checkpoints)
     run.start()
-    for epoch in range(run.first_epoch, run.epochs):
-        if run.train_epoch(epoch, forward=forward, loss=loss):
-            logger.info("early stop after %d evaluations without a better dev score", config.patience)
-            break
+    with fast_dropout(model, enabled=config.fast_dropout):
+        for epoch in range(run.first_epoch, run.epochs):
+            if run.train_epoch(epoch, forward=forward, loss=loss):
+                logger.info("early stop after %d evaluations without a better dev score", config.patience)
+                break
     return run.finish()
