@@ -157,13 +157,14 @@ def test_train_no_test_with_test_data_is_refused(capsys, tmp_path, model_dir, da
     no_leftovers(run)
 
 
-def test_train_records_the_resolved_device(capsys, tmp_path, model_dir, data_dir):
+def test_train_records_the_resolved_device_and_the_dropout_masks(capsys, tmp_path, model_dir, data_dir):
     run = tmp_path / "on-cpu"
     code, _out, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", data_dir / "train.tsv",
                               "--dev-data", data_dir / "dev.tsv", "--epochs", "1", "--batch-size", "4",
-                              "--device", "cpu", "--output", run, "--json")
+                              "--device", "cpu", "--torch-dropout", "--output", run, "--json")
     assert code == EXIT_OK, err
-    assert json.loads((run / "config.json").read_text())["device"] == "cpu"
+    recorded = json.loads((run / "config.json").read_text())
+    assert recorded["device"] == "cpu" and recorded["fast_dropout"] is False
 
 
 # -- evaluate / calibrate / compare: --split only with a folder --------------------------------------------

@@ -114,6 +114,9 @@ def _add_hyper_options(hyper: argparse._ArgumentGroup) -> None:
     hyper.add_argument("--no-length-grouping", action="store_true",
                        help="shuffle batches plainly instead of grouping pairs of similar length (slower; "
                             "default: grouped)")
+    hyper.add_argument("--torch-dropout", action="store_true",
+                       help="draw CPU dropout masks with torch's own sampler (slower; the masks of runs made "
+                            "before the fast masks, to repeat their exact numbers)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -158,7 +161,7 @@ def _run_setup(args: argparse.Namespace) -> tuple[Any, Any]:
     chosen = merge_recipe(args.recipe, {name: getattr(args, name) for name in RECIPE_OPTIONS})
     config = TrainConfig(**chosen, loss_scale=args.loss_scale, max_grad_norm=args.max_grad_norm, seed=args.seed,
                          dtype=args.dtype, length_grouping=not args.no_length_grouping,
-                         device=common.device(args))
+                         fast_dropout=not args.torch_dropout, device=common.device(args))
     options = RunOptions(output=args.output, overwrite=args.overwrite, base_model=args.base_model,
                          pooling=args.pooling,
                          normalize=args.normalize, data=args.data, dev_data=args.dev_data, test_data=args.test_data,

@@ -21,14 +21,14 @@ from torch import nn
 
 _GOLDEN = -1640531535  # 0x9E3779B1 as int32: spreads consecutive positions over the whole range
 _MULTIPLIERS = (0x7FEB352D, -2073254261)  # lowbias32's 0x7feb352d and 0x846ca68b as int32
-_positions = torch.empty(0, dtype=torch.int32)  # position × golden, grown on demand, shared by every call
+_ROUNDS = ((16, 0xFFFF), (15, 0x1FFFF), (16, 0xFFFF))  # lowbias32's shifts, each as (shift, mask)
+#: Elements hashed per pass: two 1 MiB int32 buffers that stay in cache, whatever the tensor's size.
+_CHUNK = 1 << 18
+_steps: torch.Tensor | None = None  # position × golden for one chunk, made on first use
 
 
-def _scrambled_positions(count: int) -> torch.Tensor:
-    global _positions
-    if _positions.numel() < count:
-        _positions = torch.arange(max(count, 2 * _positions.numel()), dtype=torch.int32).mul_(_GOLDEN)
-    return _positions[:count]
+def _as_int32(value: int) -> int:
+    return (value + 2**31) % 2**32 - 2**31
 
 
 def drop_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
@@ -36,22 +36,31 @@ def drop_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
 
     Element i gets lowbias32(i · golden + seed), one seed per call from torch's generator; int32
     arithmetic wraps, so this is the uint32 hash in two's complement, and each ``>>`` (arithmetic
-    on int32) is masked down to the logical shift. Every step works in place on two int32 buffers.
+    on int32) is masked down to the logical shift. The hash runs in place on two chunk-sized int32
+    buffers, so a mask costs its bool output and 2 MiB, not four bytes per element.
     """
+    global _steps
+    if _steps is None:
+        _steps = torch.arange(_CHUNK, dtype=torch.int32).mul_(_GOLDEN)
     seed = int(torch.randint(-(2**31), 2**31 - 1, (1,)))
     count = 1
     for size in shape:
         count *= size
-    value = _scrambled_positions(count) + seed
+    threshold = round(p * 2**32) - 2**31  # the hash is uniform over int32: drop under the p-quantile
+    mask = torch.empty(count, dtype=torch.bool)
+    value = torch.empty(min(count, _CHUNK), dtype=torch.int32)
     shifted = torch.empty_like(value)
-    rounds = ((16, 0xFFFF), (15, 0x1FFFF), (16, 0xFFFF))  # lowbias32's shifts, each as (shift, mask)
-    for multiplier, (shift, keep) in zip((*_MULTIPLIERS, None), rounds, strict=True):
-        torch.bitwise_right_shift(value, shift, out=shifted)
-        value ^= shifted.bitwise_and_(keep)
-        if multiplier is not None:
-            value *= multiplier
-    # value is uniform over int32: drop where it is under the p-quantile
-    return (value < round(p * 2**32) - 2**31).view(shape)
+    for start in range(0, count, _CHUNK):
+        size = min(_CHUNK, count - start)
+        hashed, scratch = value[:size], shifted[:size]
+        torch.add(_steps[:size], _as_int32(start * _GOLDEN + seed), out=hashed)
+        for multiplier, (shift, keep) in zip((*_MULTIPLIERS, None), _ROUNDS, strict=True):
+            torch.bitwise_right_shift(hashed, shift, out=scratch)
+            hashed ^= scratch.bitwise_and_(keep)
+            if multiplier is not None:
+                hashed *= multiplier
+        torch.lt(hashed, threshold, out=mask[start : start + size])
+    return mask.view(shape)
 
 
 def inverted_dropout(x: torch.Tensor, p: float, *, training: bool = True) -> torch.Tensor:
