@@ -190,3 +190,22 @@ def test_minilm_int8_default_is_within_the_accuracy_budget(minilm_int8: Path, st
     encoder = OnnxSentenceEncoder(minilm_int8)
     result = evaluate_pairs(encoder, read_stsbenchmark(stsb_dir, "test"), batch_size=32)
     assert abs(result.spearman_cosine - 82.03) <= 0.3, (encoder.describe(), result.spearman_cosine)
+
+
+CPUINFO_4_CORES = "".join(f"processor\t: {n}\nphysical id\t: 0\ncore id\t: {n // 2}\n\n" for n in range(8))
+
+
+@pytest.mark.parametrize(("cpu_max", "expected"), [("max 100000\n", 4), ("200000 100000\n", 2), ("150000 100000", 2),
+                                                    ("50000 100000", 1), (OSError, 4), ("garbage", 4)])
+def test_physical_cores_count_cores_within_the_cgroup_quota(monkeypatch, cpu_max, expected) -> None:
+    import sentsim.environment as environment
+
+    def read_cpu_max() -> str:
+        if cpu_max is OSError:
+            raise OSError("no cgroup v2 here")
+        return cpu_max
+
+    monkeypatch.setattr(environment, "_read_cpuinfo", lambda: CPUINFO_4_CORES)
+    monkeypatch.setattr(environment, "_read_cgroup_cpu_max", read_cpu_max)
+    monkeypatch.setattr(environment.os, "sched_getaffinity", lambda _pid: set(range(8)), raising=False)
+    assert environment.physical_cores() == expected

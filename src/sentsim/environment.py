@@ -36,12 +36,37 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+def _read_cgroup_cpu_max() -> str:
+    with open("/sys/fs/cgroup/cpu.max", encoding="utf-8") as handle:
+        return handle.read()
+
+
+def cpu_quota() -> int | None:
+    """CPUs the cgroup (v2) quota allows, rounded up (``docker --cpus=2`` → 2); None when unlimited.
+
+    Affinity shows every core of the host inside such a container, so sizing thread pools from it
+    alone would start dozens of threads that then share two CPUs' worth of time.
+    """
+    try:
+        quota, _, period = _read_cgroup_cpu_max().strip().partition(" ")
+    except OSError:
+        return None
+    if quota == "max":
+        return None
+    try:
+        return max(1, -(-int(quota) // int(period or "100000")))
+    except ValueError:
+        return None
+
+
 def physical_cores() -> int:
-    """Physical cores (not hardware threads): int8/fp32 GEMMs gain nothing from a core's second thread."""
+    """Physical cores (not hardware threads) this process may use, within its affinity and cgroup quota:
+    int8/fp32 GEMMs gain nothing from a core's second thread."""
+    quota = cpu_quota()
     try:
         text = _read_cpuinfo()
     except OSError:
-        return max(1, os.cpu_count() or 1)
+        return max(1, min(os.cpu_count() or 1, quota or os.cpu_count() or 1))
     cores = set()
     physical_id = core_id = None
     for line in text.splitlines():
@@ -53,7 +78,7 @@ def physical_cores() -> int:
             core_id = value.strip()
             cores.add((physical_id, core_id))
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(len(cores) or available, available))
+    return max(1, min(len(cores) or available, available, quota or available))
 
 
 def onnx_isa(flags: frozenset[str] | None = None) -> str | None:
