@@ -449,6 +449,8 @@ def test_unknown_backend_is_a_config_error():
 
     with pytest.raises(ConfigError, match="backend"):
         load_engine("anything", backend="tensorrt")
+    with pytest.raises(ConfigError, match="runners"):
+        load_engine("anything", backend="onnx", runners=0)
 
 
 # -- the command -----------------------------------------------------------------------------------

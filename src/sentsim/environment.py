@@ -62,11 +62,12 @@ def cpu_quota() -> int | None:
 def physical_cores() -> int:
     """Physical cores (not hardware threads) this process may use, within its affinity and cgroup quota:
     int8/fp32 GEMMs gain nothing from a core's second thread."""
-    quota = cpu_quota()
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    available = min(available, cpu_quota() or available)
     try:
         text = _read_cpuinfo()
     except OSError:
-        return max(1, min(os.cpu_count() or 1, quota or os.cpu_count() or 1))
+        return max(1, available)
     cores = set()
     physical_id = core_id = None
     for line in text.splitlines():
@@ -77,8 +78,7 @@ def physical_cores() -> int:
         elif key == "core id":
             core_id = value.strip()
             cores.add((physical_id, core_id))
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(len(cores) or available, available, quota or available))
+    return max(1, min(len(cores) or available, available))
 
 
 def onnx_isa(flags: frozenset[str] | None = None) -> str | None:

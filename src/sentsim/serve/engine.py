@@ -135,7 +135,7 @@ def load_engine(model: str | Path, *, backend: str = "torch", batch_size: int = 
 
     name = name or model_name(model)
     cores = physical_cores()
-    runners = runners or cores
+    runners = cores if runners is None else runners
     if runners < 1:
         raise ConfigError(f"runners must be at least 1, got {runners}")
     threads = max(1, cores // runners)
@@ -163,13 +163,14 @@ class OnnxEngine:
     :func:`load_engine` sizes the session's threads to an equal share of the cores for each.
     """
 
+    run_overhead = ONNX_RUN_OVERHEAD_TOKENS
+
     def __init__(self, encoder: OnnxSentenceEncoder, *, name: str, batch_size: int = 32,
                  parallel_runs: int = 1) -> None:
         self.encoder = encoder
         self.name = name
         self.batch_size = batch_size
         self.parallel_runs = parallel_runs
-        self.run_overhead = ONNX_RUN_OVERHEAD_TOKENS
         self.calibration = encoder.calibration
         self.max_seq_length = encoder.max_seq_length
         self.embedding_dimension = encoder.embedding_dimension  # probes the graph once, here, not mid-request

@@ -2,12 +2,12 @@
 
 The event loop only queues work. Runner threads tokenise it, cut it into batches and run the
 forwards; while one batch runs the next one fills up, which is where the throughput over
-one-request-at-a-time comes from. How many runners an engine gets is its ``parallel_runs``: one for
-an engine whose single forward already spreads over every core (torch), so that two forwards never
-fight for the same cores; one per core for an engine with single-threaded forwards (ONNX Runtime
-here). The second layout is faster under a server's load: the event loop takes a slice of a core
-now and then, and a forward split over every core waits at each of its barriers for the thread that
-was preempted, while single-threaded forwards on separate cores only lose the slice itself.
+one-request-at-a-time comes from. How many runners an engine gets is its ``parallel_runs``
+(``load_engine`` gives both backends one per core, each forward on its own share of the cores, so
+they never fight over them). That is faster under a server's load than one forward over every
+core: the event loop takes a slice of a core now and then, and a forward split over every core
+waits at each of its barriers for the thread that was preempted, while single-threaded forwards on
+separate cores only lose the slice itself.
 
 Fairness: batches are filled round-robin, one sentence per waiting request per turn, so a request
 with thousands of sentences is split across many batches and a small request that arrives behind it
@@ -213,7 +213,7 @@ class BatchQueue:
         if arrived:
             self._tokenize(arrived)
         batch = self._take_batch()
-        if len(self._threads) == 1:
+        if len(self._threads) == 1:  # the engine cuts the whole batch itself, in one call
             if batch:
                 self._planned.append(batch)
             return
@@ -284,7 +284,7 @@ class BatchQueue:
                 job.loop.call_soon_threadsafe(_fail, job.future, error)
             return
         seconds = time.perf_counter() - started
-        rate = len(batch) * len(self._threads) / seconds if seconds > 0 else 0.0
+        rate = len(batch) * len(self._threads) / seconds if seconds > 0 else 0.0  # the runners together
         with self._finishing:
             previous = self._sentences_per_second
             self._sentences_per_second = rate if previous == 0 else 0.8 * previous + 0.2 * rate

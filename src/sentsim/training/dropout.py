@@ -12,6 +12,7 @@ CPU, or outside training, it is torch's own dropout. (Measured alternatives: 16-
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -43,9 +44,7 @@ def drop_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
     if _steps is None:
         _steps = torch.arange(_CHUNK, dtype=torch.int32).mul_(_GOLDEN)
     seed = int(torch.randint(-(2**31), 2**31 - 1, (1,)))
-    count = 1
-    for size in shape:
-        count *= size
+    count = math.prod(shape)
     threshold = round(p * 2**32) - 2**31  # the hash is uniform over int32: drop under the p-quantile
     mask = torch.empty(count, dtype=torch.bool)
     value = torch.empty(min(count, _CHUNK), dtype=torch.int32)
@@ -97,9 +96,11 @@ def attention_with_fast_dropout(module: nn.Module, query: torch.Tensor, key: tor
     """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    causal = kwargs.get("is_causal")
+    if causal is None:
+        causal = getattr(module, "is_causal", False)
     plain = (dropout == 0.0 or query.device.type != "cpu" or getattr(module, "num_key_value_groups", 1) > 1
-             or kwargs.get("is_causal") or (kwargs.get("is_causal") is None and getattr(module, "is_causal", False))
-             or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None
+             or causal or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None
              or key.shape[1] != query.shape[1])
     if plain:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
