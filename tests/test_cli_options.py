@@ -161,10 +161,21 @@ def test_train_records_the_resolved_device_and_the_dropout_masks(capsys, tmp_pat
     run = tmp_path / "on-cpu"
     code, _out, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", data_dir / "train.tsv",
                               "--dev-data", data_dir / "dev.tsv", "--epochs", "1", "--batch-size", "4",
-                              "--device", "cpu", "--torch-dropout", "--output", run, "--json")
+                              "--device", "cpu", "--torch-dropout", "--max-forward-tokens", "12", "--output", run,
+                              "--json")
     assert code == EXIT_OK, err
     recorded = json.loads((run / "config.json").read_text())
     assert recorded["device"] == "cpu" and recorded["fast_dropout"] is False
+    assert recorded["max_forward_tokens"] == 12
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "lots", "1.5"])
+def test_train_refuses_a_bad_max_forward_tokens(capsys, tmp_path, model_dir, data_dir, value):
+    run = tmp_path / "bad-chunks"
+    code, out, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", data_dir / "train.tsv",
+                             "--max-forward-tokens", value, "--output", run)
+    assert code == 2 and "--max-forward-tokens" in err and out == ""
+    no_leftovers(run)
 
 
 # -- evaluate / calibrate / compare: --split only with a folder --------------------------------------------

@@ -125,7 +125,12 @@ class CosineSimilarityLoss(nn.Module):
 
     It asks the cosine itself to equal the label, so the trained model's raw cosines are directly
     interpretable as scores, at the price of slower training than the ranking losses.
+
+    ``per_pair = True``: the loss is a mean of one term per pair, so a batch can be backpropagated
+    in chunks of pairs without changing the gradient (``sentsim.training.chunks``).
     """
+
+    per_pair = True
 
     def __init__(self, model: nn.Module | None = None) -> None:
         """Create the loss.

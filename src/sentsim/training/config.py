@@ -47,6 +47,10 @@ class TrainConfig:
     #: torch's serial sampler: the same drop rate, ~8 % less time per bf16 step. False: torch's masks,
     #: which runs made before this option drew (to reproduce their exact numbers).
     fast_dropout: bool = True
+    #: Padded tokens per forward pass; a batch over it is backpropagated in chunks with the same gradient
+    #: (``sentsim.training.chunks``). "auto": 1024 for per-pair losses (cosine), where chunks cost no extra
+    #: work, no limit for ranking losses, where each chunked batch costs one more forward pass; None: never.
+    max_forward_tokens: int | str | None = "auto"
     log_every: int = 20
     eval_batch_size: int = 64
 
@@ -65,6 +69,9 @@ class TrainConfig:
             (self.dtype in ("auto", "fp32", "bf16"), "dtype must be auto, fp32 or bf16"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              "device must be auto, cpu or cuda"),
+            (self.max_forward_tokens in ("auto", None) or (type(self.max_forward_tokens) is int
+                                                          and self.max_forward_tokens >= 1),
+             "max_forward_tokens must be a positive integer, 'auto' or None"),
         ]
         for ok, message in checks:
             if not ok:

@@ -13,6 +13,7 @@ from sentsim.encoders.bi_encoder import SentenceTransformer
 from sentsim.errors import ConfigError
 from sentsim.losses import build_loss
 from sentsim.training.batching import PairCollator, tokenize_pairs
+from sentsim.training.chunks import Chunking
 from sentsim.training.config import TrainConfig
 from sentsim.training.dropout import fast_dropout
 from sentsim.training.loop_run import LoopRun, TrainResult
@@ -75,9 +76,11 @@ def train(
             return loss_fn(*parts, text_ids=targets)
         return loss_fn(parts[0], parts[1], targets.float())
 
+    chunking = Chunking.resolve(config.max_forward_tokens, loss=loss_fn, sides=sides,
+                                pad_to_multiple_of=config.pad_to_multiple_of)
     return run_loop(model, lengths=pairs.lengths, collate=collator, forward=forward, loss=pair_loss,
                     config=config, evaluator=evaluator, on_record=on_record, quiet=quiet, keep_best=keep_best,
-                    checkpoints=checkpoints)
+                    checkpoints=checkpoints, chunking=chunking)
 
 
 def refuse_untrainable(labels: Sequence[float] | None) -> None:
@@ -107,8 +110,12 @@ def run_loop(
     keep_best: bool = True,
     primary_metric: str = PRIMARY_METRIC,
     checkpoints: Checkpoints | None = None,
+    chunking: Chunking | None = None,
 ) -> TrainResult:
     """The loop every sentsim model trains with (bi-encoder and cross-encoder alike).
+
+    ``chunking``: how batches over a token limit are cut into several forward passes with the same
+    gradient (see ``sentsim.training.chunks``); None runs every batch whole.
 
     With ``checkpoints``, saves a resumable checkpoint when due and always when SIGINT or SIGTERM
     asks to stop (then raises :class:`~sentsim.training.signals.TrainingInterrupted`); with
@@ -123,7 +130,7 @@ def run_loop(
     """
     run = LoopRun(model, lengths=lengths, collate=collate, config=config, evaluator=evaluator,
                   on_record=on_record, quiet=quiet, keep_best=keep_best, primary_metric=primary_metric,
-                  checkpoints=checkpoints)
+                  checkpoints=checkpoints, chunking=chunking)
     run.start()
     with fast_dropout(model, enabled=config.fast_dropout):
         for epoch in range(run.first_epoch, run.epochs):

@@ -19,6 +19,7 @@ from sentsim.inference.forward import autocast_context, precision_reason, resolv
 from sentsim.progress import TrainingLog, progress_bar
 from sentsim.training.batching import LengthGroupedSampler
 from sentsim.training.checkpoint import BestCheckpoint, Throughput
+from sentsim.training.chunks import Chunking, chunk_backward
 from sentsim.training.config import TrainConfig
 from sentsim.training.optimizer import build_optimizer, build_schedule
 from sentsim.training.resume import Checkpoints, at_step_boundary
@@ -48,8 +49,9 @@ class LoopRun:
     def __init__(self, model: nn.Module, *, lengths: Sequence[int], collate: Callable, config: TrainConfig,
                  evaluator: Callable[[nn.Module], dict[str, float]] | None,
                  on_record: Callable[[dict[str, Any]], None] | None, quiet: bool | None, keep_best: bool,
-                 primary_metric: str, checkpoints: Checkpoints | None) -> None:
+                 primary_metric: str, checkpoints: Checkpoints | None, chunking: Chunking | None = None) -> None:
         self.raw_model, self.config, self.quiet, self.checkpoints = model, config, quiet, checkpoints
+        self.chunking = chunking
         self.on_record = on_record
         (self.accelerator, self.sampler, self.loader, self.epochs, self.total_steps,
          (self.model, self.optimizer, self.scheduler)) = _prepare(model, lengths, collate, config)
@@ -119,11 +121,8 @@ class LoopRun:
     def train_step(self, epoch: int, batch: int, features: dict[str, torch.Tensor], batch_labels: torch.Tensor, *,
                    forward: Callable, loss: Callable, bar: Any) -> bool:
         """forward → loss → update → log → evaluate when due → checkpoint; True when the epoch must end."""
-        with autocast_context(self.precision, self.accelerator.device):
-            outputs = forward(self.model, features)
-        loss_value = loss(outputs, batch_labels)
-        _update(loss_value, self.model, self.accelerator, self.optimizer, self.scheduler,
-                max_grad_norm=self.config.max_grad_norm)
+        loss_value = self.backpropagate(features, batch_labels, forward=forward, loss=loss)
+        _update(self.model, self.accelerator, self.optimizer, self.scheduler, max_grad_norm=self.config.max_grad_norm)
         self.step += 1
         step = self.step
         self.throughput.add(len(batch_labels), loss_float := float(loss_value.detach()))
@@ -142,6 +141,23 @@ class LoopRun:
                          evaluated=evaluated and not self.stopped_early,
                          snapshot=lambda: self.snapshot(epoch, batch))
         return self.stopped_early or step >= self.total_steps
+
+    def backpropagate(self, features: dict[str, torch.Tensor], batch_labels: torch.Tensor, *, forward: Callable,
+                      loss: Callable) -> torch.Tensor:
+        """The batch's gradients, in one forward pass or, over the token limit, in chunks; returns its loss."""
+        def autocast() -> Any:
+            return autocast_context(self.precision, self.accelerator.device)
+
+        parts = self.chunking.parts(features) if self.chunking is not None else 1
+        if parts > 1:
+            return chunk_backward(self.model, features, batch_labels, chunking=self.chunking, parts=parts,
+                                  forward=forward, loss=loss, autocast=autocast, backward=self.accelerator.backward,
+                                  no_sync=lambda: self.accelerator.no_sync(self.model))
+        with autocast():
+            outputs = forward(self.model, features)
+        loss_value = loss(outputs, batch_labels)
+        self.accelerator.backward(loss_value)
+        return loss_value
 
     def finish(self) -> TrainResult:
         """Ends on the best checkpoint (or the last weights), in eval mode, with the pure training time."""
@@ -183,10 +199,9 @@ def _prepare(model: nn.Module, lengths: Sequence[int], collate: Callable, config
     return accelerator, sampler, loader, epochs, total_steps, (model, optimizer, scheduler)
 
 
-def _update(loss_value: torch.Tensor, model: nn.Module, accelerator: Any, optimizer: Any, scheduler: Any, *,
+def _update(model: nn.Module, accelerator: Any, optimizer: Any, scheduler: Any, *,
             max_grad_norm: float | None) -> None:
-    """backward → clip → optimizer step → schedule step → clear gradients."""
-    accelerator.backward(loss_value)
+    """clip → optimizer step → schedule step → clear gradients."""
     if max_grad_norm:
         accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
