@@ -225,6 +225,11 @@ class CombinedLoss(nn.Module):
         self.losses = nn.ModuleList(loss for loss, _ in parts)
         self.weights = tuple(weights)
 
+    @property
+    def per_pair(self) -> bool:
+        """A weighted sum of per-pair means is one too, when every part is (``sentsim.training.chunks``)."""
+        return all(getattr(loss, "per_pair", False) for loss in self.losses)
+
     def forward(self, embeddings_a: Tensor, embeddings_b: Tensor, labels: Tensor) -> Tensor:
         """Return ``Σ weight_k · loss_k(embeddings_a, embeddings_b, labels)``."""
         total = None

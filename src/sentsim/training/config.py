@@ -7,6 +7,13 @@ from typing import Any
 
 from sentsim.errors import ConfigError
 
+FORWARD_TOKENS_MESSAGE = "max_forward_tokens must be a positive integer, 'auto' or None"
+
+
+def valid_forward_tokens(setting: object) -> bool:
+    """``max_forward_tokens``: "auto", None or a positive int (not a bool, not a float)."""
+    return setting in ("auto", None) or (type(setting) is int and setting >= 1)
+
 
 @dataclass(kw_only=True)
 class TrainConfig:
@@ -69,9 +76,7 @@ class TrainConfig:
             (self.dtype in ("auto", "fp32", "bf16"), "dtype must be auto, fp32 or bf16"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              "device must be auto, cpu or cuda"),
-            (self.max_forward_tokens in ("auto", None) or (type(self.max_forward_tokens) is int
-                                                          and self.max_forward_tokens >= 1),
-             "max_forward_tokens must be a positive integer, 'auto' or None"),
+            (valid_forward_tokens(self.max_forward_tokens), FORWARD_TOKENS_MESSAGE),
         ]
         for ok, message in checks:
             if not ok:
