@@ -14,8 +14,8 @@ from sentsim.inference.batches import PROGRESS_THRESHOLD, length_sorted_batches
 from sentsim.progress import progress_bar
 
 # PROGRESS_THRESHOLD and length_sorted_batches live in batches (no torch, shared with the ONNX backend).
-__all__ = ["PROGRESS_THRESHOLD", "autocast_context", "batched_forward", "emulated_bf16_warning",
-           "length_sorted_batches", "native_bf16",
+__all__ = ["PROGRESS_THRESHOLD", "autocast_context", "batched_forward", "cast_linear_weights",
+           "emulated_bf16_warning", "length_sorted_batches", "native_bf16",
            "precision_reason", "resolve_precision"]
 
 Precision = Literal["auto", "fp32", "bf16"]
@@ -79,6 +79,27 @@ def autocast_context(precision: str, device: torch.device) -> contextlib.Abstrac
     return contextlib.nullcontext()
 
 
+def cast_linear_weights(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> int:
+    """Stores the weights and biases of ``model``'s plain ``nn.Linear`` layers in ``dtype``, in place; returns how many.
+
+    For a model that from now on only runs inference under ``dtype`` autocast, such as a server's.
+    Autocast casts every fp32 matmul weight again in each forward: its cache lasts one autocast
+    context and does not work under inference mode at all. For a one-sentence forward of MiniLM on one
+    core that re-cast was half the time (12.9 → 6.6 ms once the weights are stored in bf16). Autocast
+    finds these weights already in its dtype and casts nothing, and the outputs are the same bits:
+    the cast done once here is the same rounding as the one autocast did per call. Layers whose
+    forward is not ``nn.Linear``'s own are left alone, since their code might not go through autocast.
+    Afterwards the model no longer runs outside autocast (fp32 inputs meet bf16 weights), so this is
+    only for a model the caller owns.
+    """
+    cast = 0
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and type(module).forward is nn.Linear.forward:
+            module.to(dtype)
+            cast += 1
+    return cast
+
+
 def batched_forward(model: nn.Module, rows: Sequence[Row], collate: Callable[[list[Row]], dict[str, torch.Tensor]],
                     consume: Callable[[list[int], Any], None], *, lengths: Sequence[int], batch_size: int,
                     dtype: str = "auto", show_progress: bool | None = None, desc: str = "Encoding",
@@ -97,10 +118,15 @@ def batched_forward(model: nn.Module, rows: Sequence[Row], collate: Callable[[li
     mode = resolve_precision(dtype, device)
     quiet = not show_progress if show_progress is not None else len(rows) < PROGRESS_THRESHOLD
     batches = list(length_sorted_batches(list(lengths), batch_size, run_overhead=run_overhead))
+    # Several batches under bf16 autocast: no_grad rather than inference mode, because only there does
+    # autocast keep its cast of each fp32 weight for the whole call instead of casting it again in every
+    # batch (STSb test on 2 Intel AMX cores: 1,205 → 1,430 sentences/s, the same vectors). One batch
+    # cannot reuse a cast, and there filling the cache costs more than it saves (13 → 21 ms a forward).
+    reuse_casts = mode == "bf16" and len(batches) > 1
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), autocast_context(mode, device):
+        with torch.no_grad() if reuse_casts else torch.inference_mode(), autocast_context(mode, device):
             for batch in progress_bar(batches, desc=desc, unit="batch", quiet=quiet):
                 features = collate([rows[index] for index in batch])
                 consume(batch, model({name: tensor.to(device) for name, tensor in features.items()}))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 Backend = Literal["torch", "onnx"]
 BACKENDS: tuple[str, ...] = ("torch", "onnx")
+
+logger = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -144,7 +147,7 @@ def load_engine(model: str | Path, *, backend: str = "torch", batch_size: int = 
 
         from sentsim.encoders.bi_encoder import SentenceTransformer
 
-        loaded = SentenceTransformer(model)
+        loaded = _serving_model(SentenceTransformer(model), reload=lambda: SentenceTransformer(model))
         if runners > 1:
             torch.set_num_threads(threads)
         return TorchEngine(loaded, name=name, batch_size=batch_size, parallel_runs=runners)
@@ -154,6 +157,36 @@ def load_engine(model: str | Path, *, backend: str = "torch", batch_size: int = 
         return OnnxEngine(OnnxSentenceEncoder(model, threads=threads), name=name, batch_size=batch_size,
                           parallel_runs=runners)
     raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+
+
+def _serving_model(model: SentenceTransformer, *, reload: Callable[[], SentenceTransformer]) -> SentenceTransformer:
+    """``model`` with its linear layers stored in bf16 when it will run under bf16 autocast (native bf16).
+
+    A server's per-request forwards are small, and re-casting the fp32 weights was half of each one
+    (see ``cast_linear_weights``). The served vectors must stay those of offline ``encode``, so a
+    probe sentence is embedded before and after; should they differ, or the cast model fail (a model
+    whose code does not go through autocast), a fresh fp32 copy from ``reload`` is served instead.
+    """
+    import torch
+
+    from sentsim.inference.encode import encode_token_ids
+    from sentsim.inference.forward import cast_linear_weights, resolve_precision
+
+    if resolve_precision("auto", model.device) != "bf16":
+        return model
+    probe = [model.token_ids(["A probe sentence, embedded before and after the cast."])[0]]
+    before = encode_token_ids(model, probe, show_progress=False)
+    try:
+        cast_linear_weights(model, torch.bfloat16)
+        after = encode_token_ids(model, probe, show_progress=False)
+    except Exception:  # any failure means: serve the plain model
+        logger.warning("serving fp32 weights: the model does not run with bf16 linear weights", exc_info=True)
+        return reload()
+    if not torch.allclose(before, after, rtol=0, atol=1e-6):
+        logger.warning("serving fp32 weights: bf16 linear weights changed the embeddings by up to %.2g",
+                       (before - after).abs().max().item())
+        return reload()
+    return model
 
 
 class OnnxEngine:

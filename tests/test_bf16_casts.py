@@ -1,0 +1,112 @@
+"""bf16 inference without per-forward weight casts: the same vectors, bit for bit, as autocast's own casts."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sentsim.inference.encode import encode_token_ids
+from sentsim.inference.forward import cast_linear_weights
+
+SENTENCES = [
+    "a man is playing a flute",
+    "a dog",
+    "two children are playing ball in the park with a red ball",
+    "a cat is eating food",
+    "the stock market fell sharply on monday as investors worried",
+]
+
+
+def _token_ids(model) -> list[list[int]]:
+    return model.token_ids(SENTENCES)
+
+
+def test_cast_linear_weights_gives_the_same_bf16_vectors(tiny_model):
+    ids = _token_ids(tiny_model)
+    expected = encode_token_ids(tiny_model, ids, dtype="bf16", batch_size=2)
+    cast = copy.deepcopy(tiny_model)
+    linears = [module for module in cast.modules() if isinstance(module, nn.Linear)]
+    assert cast_linear_weights(cast, torch.bfloat16) == len(linears) > 0
+    assert all(module.weight.dtype == torch.bfloat16 for module in linears)
+    assert cast.transformer.auto_model.embeddings.word_embeddings.weight.dtype == torch.float32  # not a Linear
+    for batch_size in (1, 2, 32):  # one batch per call and several (the no_grad path) alike
+        assert torch.equal(encode_token_ids(cast, ids, dtype="bf16", batch_size=batch_size), expected)
+
+
+def test_cast_leaves_linear_subclasses_with_their_own_forward_alone():
+    class Scaled(nn.Linear):
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            return torch.einsum("...i,oi->...o", inputs, self.weight) * 2
+
+    model = nn.Sequential(nn.Linear(4, 4), Scaled(4, 4))
+    assert cast_linear_weights(model) == 1
+    assert model[0].weight.dtype == torch.bfloat16 and model[1].weight.dtype == torch.float32
+
+
+def test_several_batches_equal_one_batch_per_call_in_bf16(tiny_model):
+    """Several batches run under no_grad (autocast keeps its weight casts); one batch under inference mode."""
+    ids = _token_ids(tiny_model)
+    together = encode_token_ids(tiny_model, ids, dtype="bf16", batch_size=1)
+    alone = torch.cat([encode_token_ids(tiny_model, [row], dtype="bf16", batch_size=1) for row in ids])
+    assert torch.equal(together, alone)
+    assert not together.requires_grad
+    assert all(parameter.grad is None for parameter in tiny_model.parameters())
+
+
+@pytest.fixture
+def bf16_here(monkeypatch):
+    """Serving code sees a native-bf16 CPU, whatever this one is (bf16 is emulated, only slower, elsewhere)."""
+    import sentsim.inference.forward as forward
+
+    real = forward.resolve_precision
+    monkeypatch.setattr(forward, "resolve_precision", lambda precision, device: "bf16" if precision == "auto"
+                        else real(precision, device))
+
+
+def test_served_model_gets_bf16_linears_and_offline_vectors(tiny_model, bf16_here):
+    from sentsim.serve.engine import TorchEngine, _serving_model
+
+    expected = encode_token_ids(tiny_model, _token_ids(tiny_model), dtype="bf16")
+    served = _serving_model(copy.deepcopy(tiny_model), reload=lambda: pytest.fail("must not reload"))
+    assert served.transformer.auto_model.encoder.layer[0].intermediate.dense.weight.dtype == torch.bfloat16
+    engine = TorchEngine(served, name="tiny")
+    ids, _ = engine.tokenize(SENTENCES)
+    np.testing.assert_array_equal(engine.embed_tokens(ids), expected.numpy())
+
+
+def test_served_model_falls_back_to_fp32_when_the_cast_fails(tiny_model, bf16_here, monkeypatch, caplog):
+    import sentsim.inference.forward as forward
+    from sentsim.serve.engine import _serving_model
+
+    def broken(model, dtype=torch.bfloat16):
+        raise RuntimeError("expected both operands to have the same dtype")
+
+    monkeypatch.setattr(forward, "cast_linear_weights", broken)
+    fresh = copy.deepcopy(tiny_model)
+    with caplog.at_level(logging.WARNING, logger="sentsim.serve.engine"):
+        assert _serving_model(tiny_model, reload=lambda: fresh) is fresh
+    assert "fp32 weights" in caplog.text
+
+
+def test_served_model_falls_back_when_the_cast_changes_the_vectors(tiny_model, bf16_here, monkeypatch, caplog):
+    import sentsim.inference.forward as forward
+    from sentsim.serve.engine import _serving_model
+
+    real = forward.cast_linear_weights
+
+    def drifting(model, dtype=torch.bfloat16):
+        count = real(model, dtype)
+        with torch.no_grad():
+            model.transformer.auto_model.encoder.layer[0].output.dense.bias.add_(0.5)
+        return count
+
+    monkeypatch.setattr(forward, "cast_linear_weights", drifting)
+    fresh = copy.deepcopy(tiny_model)
+    with caplog.at_level(logging.WARNING, logger="sentsim.serve.engine"):
+        assert _serving_model(tiny_model, reload=lambda: fresh) is fresh
+    assert "changed the embeddings" in caplog.text
