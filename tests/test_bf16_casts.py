@@ -110,3 +110,23 @@ def test_served_model_falls_back_when_the_cast_changes_the_vectors(tiny_model, b
     with caplog.at_level(logging.WARNING, logger="sentsim.serve.engine"):
         assert _serving_model(tiny_model, reload=lambda: fresh) is fresh
     assert "changed the embeddings" in caplog.text
+
+
+def test_encode_inside_a_callers_autocast_leaves_training_gradients_intact(tiny_model):
+    """No weight cast made by encode's no_grad batches may reach a training forward in the same context."""
+    ids = _token_ids(tiny_model)
+    features = tiny_model.collate(ids)
+
+    def gradients(model, *, encode_first: bool) -> list[torch.Tensor]:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            if encode_first:
+                encode_token_ids(model, ids, dtype="bf16", batch_size=1)
+            model.eval()  # no dropout: both runs must compute the very same gradients
+            model(dict(features))["sentence_embedding"].float().sum().backward()
+        return [parameter.grad for parameter in model.parameters() if parameter.requires_grad]
+
+    plain = gradients(copy.deepcopy(tiny_model), encode_first=False)
+    after_encode = gradients(tiny_model, encode_first=True)
+    assert sum(grad is not None for grad in plain) > 10  # all but the unused pooler's
+    assert all((a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
+               for a, b in zip(plain, after_encode, strict=True))
