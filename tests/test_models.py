@@ -174,3 +174,13 @@ def test_pair_cosine_and_sts_score(tiny_model):
     assert isinstance(cosine, float) and -1.0 <= cosine <= 1.0
     with pytest.raises(ConfigError, match="calibrate"):
         tiny_model.sts_score("a dog", "a cat")
+
+
+def test_collate_pads_each_row_and_masks_only_its_tokens(tiny_model):
+    ids = [[101, 7, 8, 9, 102], [101, 102], [101, 5, 6, 102]]
+    features = tiny_model.collate(ids, pad_to_multiple_of=4)
+    pad = tiny_model.transformer.tokenizer.pad_token_id or 0
+    assert features["input_ids"].dtype == features["attention_mask"].dtype == torch.long
+    assert features["input_ids"].tolist() == [row + [pad] * (8 - len(row)) for row in ids]
+    assert features["attention_mask"].tolist() == [[1] * len(row) + [0] * (8 - len(row)) for row in ids]
+    assert tiny_model.collate(ids)["input_ids"].shape == (3, 5)

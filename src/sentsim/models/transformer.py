@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import operator
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -94,13 +96,13 @@ class Transformer(nn.Module):
         if pad_to_multiple_of:
             rounded = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
             longest = min(rounded, max(self.max_seq_length, longest))
-        pad_id = self.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(ids), longest), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(ids), longest), dtype=torch.long)
-        for row, sequence in enumerate(ids):
-            input_ids[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)
-            attention_mask[row, : len(sequence)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
+        # A handful of numpy calls whatever the batch size, instead of three tensor writes per row: the
+        # server runs one collate per forward beside other threads that need the GIL (4 % of a runner).
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        mask = np.arange(longest) < lengths[:, None]
+        input_ids = np.full((len(ids), longest), self.tokenizer.pad_token_id or 0, dtype=np.int64)
+        input_ids[mask] = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+        return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask.astype(np.int64))}
 
     # -- ids → token embeddings ---------------------------------------------------------------
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
