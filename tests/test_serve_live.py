@@ -212,3 +212,41 @@ def _wait_for_queue(url: str) -> None:
     while "sentsim_queue_depth 1.0" not in httpx.get(f"{url}/metrics", timeout=2).text:
         assert time.monotonic() < deadline, "the request never reached the queue"
         time.sleep(0.02)
+
+
+def test_metrics_count_every_worker_whichever_one_answers_the_scrape(tiny_model, tmp_path):
+    """``--workers 2``: each scrape reports the requests of both workers, and the shared folder is removed."""
+    import re
+
+    folder = tiny_model.save(tmp_path / "model")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    process = subprocess.Popen([sys.executable, "-m", "sentsim", "serve", str(folder), "--port", str(port),
+                                "--workers", "2", "--log-level", "warning"],
+                               env={**os.environ, "SENTSIM_API_KEY": "", "TMPDIR": str(scratch)})
+    try:
+        deadline, in_a_row = time.monotonic() + 90, 0
+        while in_a_row < 40:  # both workers loaded (the kernel hands each new connection to either)
+            assert time.monotonic() < deadline and process.poll() is None, "the workers never all became ready"
+            try:
+                in_a_row = in_a_row + 1 if httpx.get(f"{url}/ready", timeout=5).status_code == 200 else 0
+            except httpx.TransportError:
+                in_a_row = 0
+                time.sleep(0.1)
+        requests = 24
+        for _ in range(requests):  # a new connection each: spread over the workers
+            assert httpx.post(f"{url}/embed", json={"inputs": TEXTS}, timeout=30).status_code == 200
+        pattern = re.compile(r'^sentsim_requests_total\{route="/embed",status="200"\} (\S+)$', re.M)
+        counts = {float(pattern.search(httpx.get(f"{url}/metrics", timeout=5).text).group(1)) for _ in range(8)}
+        assert counts == {requests}
+        assert any(path.name.startswith("sentsim-metrics-") for path in scratch.iterdir())
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+        assert not any(path.name.startswith("sentsim-metrics-") for path in scratch.iterdir())
+    finally:
+        if process.poll() is None:
+            process.kill()

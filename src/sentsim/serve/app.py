@@ -62,6 +62,7 @@ def create_app(
                 logger.warning("shutting down while the model is still loading")
             if service.queue is not None:
                 await asyncio.to_thread(service.queue.stop)
+            metrics.close()
 
     app = FastAPI(title="sentsim", version=__version__, lifespan=lifespan, redoc_url=None,
                   description="Sentence embeddings and calibrated 0–5 similarity over a sentsim model.")

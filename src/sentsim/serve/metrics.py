@@ -1,17 +1,23 @@
 """Prometheus metrics of one server process: requests, latency, batches, queue depth, tokens.
 
 Each app gets its own registry, so two apps in one process (tests) never share counters. With
-``--workers N`` every worker process keeps its own counters and ``/metrics`` answers for the worker
-that took the scrape.
+``--workers N`` the workers write their counters to files in ``PROMETHEUS_MULTIPROC_DIR`` (the
+parent makes a private folder for them) and ``/metrics`` sums every worker's, whichever one took the
+scrape: without it a scrape saw the counts of one worker picked by the kernel, and a rate computed
+from successive scrapes jumped between workers.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+#: The folder prometheus_client's multi-process mode keeps each process's values in.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
@@ -25,6 +31,8 @@ class ServeMetrics:
 
     def __init__(self, routes: frozenset[str]) -> None:
         self.routes = routes
+        #: True in a ``--workers N`` worker: values live in shared files, ``render`` sums all workers'.
+        self.multiprocess = bool(os.environ.get(MULTIPROCESS_ENV))
         self.registry = CollectorRegistry()
         self.requests = Counter("sentsim_requests", "HTTP requests by route and status",
                                 ["route", "status"], registry=self.registry)
@@ -35,7 +43,8 @@ class ServeMetrics:
         self.batch_seconds = Histogram("sentsim_batch_seconds", "Time of one forward batch",
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
         self.tokens = Counter("sentsim_tokens", "Tokens embedded", registry=self.registry)
-        self.queue_depth = Gauge("sentsim_queue_depth", "Requests queued or running", registry=self.registry)
+        self.queue_depth = Gauge("sentsim_queue_depth", "Requests queued or running", registry=self.registry,
+                                 multiprocess_mode="livesum")  # workers: the sum over the live ones
 
     # -- the BatchObserver the queue reports to ---------------------------------------------------
     def observe_batch(self, sentences: int, tokens: int, seconds: float) -> None:
@@ -47,7 +56,20 @@ class ServeMetrics:
         self.queue_depth.set(requests)
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if not self.multiprocess:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from prometheus_client import multiprocess
+
+        every_worker = CollectorRegistry()
+        multiprocess.MultiProcessCollector(every_worker)
+        return generate_latest(every_worker), CONTENT_TYPE_LATEST
+
+    def close(self) -> None:
+        """At shutdown: a stopped worker's queue depth no longer counts (its counters still do)."""
+        if self.multiprocess:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())
 
     def route_label(self, path: str) -> str:
         """Known routes by name; anything else (404s, scanners) shares one label to bound cardinality."""

@@ -6,16 +6,21 @@ On SIGTERM (or Ctrl-C) uvicorn stops accepting connections, lets in-flight reque
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
+import shutil
 import signal
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from sentsim.errors import ConfigError
 from sentsim.serve.engine import BACKENDS, load_engine, model_name
 from sentsim.serve.limits import ServeSettings
+from sentsim.serve.metrics import MULTIPROCESS_ENV
 
 #: How long a stopping server waits for in-flight requests before closing them.
 GRACEFUL_SECONDS = 30
@@ -76,8 +81,27 @@ def serve(
     os.environ[OPTIONS_ENV] = json.dumps(
         {"folder": str(folder), "name": model_name(model), "backend": backend,
          "settings": dataclasses.asdict(settings)})
-    uvicorn.run("sentsim.serve.server:app_from_environment", factory=True, workers=workers, **common)
+    with _shared_metrics_folder():
+        uvicorn.run("sentsim.serve.server:app_from_environment", factory=True, workers=workers, **common)
     return 0
+
+
+@contextlib.contextmanager
+def _shared_metrics_folder() -> Iterator[None]:
+    """A private folder where the workers' Prometheus values meet (``sentsim.serve.metrics``), removed after.
+
+    A folder the caller named in ``PROMETHEUS_MULTIPROC_DIR`` is used as it is and left in place.
+    """
+    if os.environ.get(MULTIPROCESS_ENV):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="sentsim-metrics-")
+    os.environ[MULTIPROCESS_ENV] = folder
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROCESS_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _keep_exit_status_on_signals() -> None:
