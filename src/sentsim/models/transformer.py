@@ -8,7 +8,7 @@ import json
 import logging
 import operator
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ class Transformer(nn.Module):
         # padding to 128 tokens inside tokenizer.json; sentsim pads per batch instead.
         self.tokenizer.backend_tokenizer.no_padding()
         self.tokenizer.backend_tokenizer.no_truncation()
+        #: (graph, input names, precision) once ``use_inference_graph`` is called; a tuple, not a module.
+        self._inference_graph: tuple[Callable[..., torch.Tensor], tuple[str, ...], str] | None = None
         #: Longest input the position embeddings can take; ``max_seq_length`` may not exceed it.
         self.position_limit = position_limit(config)
         if max_seq_length is None:
@@ -109,9 +111,33 @@ class Transformer(nn.Module):
         inputs = {"input_ids": features["input_ids"], "attention_mask": features["attention_mask"]}
         if "token_type_ids" in features:
             inputs["token_type_ids"] = features["token_type_ids"]
+        graph = getattr(self, "_inference_graph", None)  # absent on objects unpickled from older versions
+        if graph is not None and self._graph_applies(features["input_ids"].device, set(inputs)):
+            with torch.autocast(features["input_ids"].device.type, enabled=False):  # its casts are recorded
+                features["token_embeddings"] = graph[0](*(inputs[name] for name in graph[1]))
+            return features
         output = self.auto_model(**inputs, return_dict=True)
         features["token_embeddings"] = output.last_hidden_state
         return features
+
+    def use_inference_graph(self, graph: Callable[..., torch.Tensor], *, inputs: tuple[str, ...],
+                            precision: str) -> None:
+        """Runs no-grad eval forwards under ``precision`` through ``graph`` (see ``sentsim.inference.graph``).
+
+        ``graph`` takes the ``inputs`` tensors in that order and returns the last hidden states; it is
+        kept outside the module tree, so it is neither saved nor counted among the parameters.
+        """
+        self._inference_graph = (graph, inputs, precision)
+
+    def _graph_applies(self, device: torch.device, given: set[str]) -> bool:
+        """Only where the graph was recorded: no gradients, eval mode, the same inputs and autocast."""
+        _graph, names, precision = self._inference_graph
+        if torch.is_grad_enabled() or self.training or set(names) != given:
+            return False
+        autocast = torch.is_autocast_enabled(device.type)
+        if precision == "bf16":
+            return autocast and torch.get_autocast_dtype(device.type) == torch.bfloat16
+        return not autocast
 
     @property
     def embedding_dimension(self) -> int:

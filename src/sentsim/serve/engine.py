@@ -160,32 +160,39 @@ def load_engine(model: str | Path, *, backend: str = "torch", batch_size: int = 
 
 
 def _serving_model(model: SentenceTransformer, *, reload: Callable[[], SentenceTransformer]) -> SentenceTransformer:
-    """``model`` with its linear layers stored in bf16 when it will run under bf16 autocast (native bf16).
+    """``model`` made fast for many small forwards, with the same vectors as offline ``encode``.
 
-    A server's per-request forwards are small, and re-casting the fp32 weights was half of each one
-    (see ``cast_linear_weights``). The served vectors must stay those of offline ``encode``, so a
-    probe sentence is embedded before and after; should they differ, or the cast model fail (a model
-    whose code does not go through autocast), a fresh fp32 copy from ``reload`` is served instead.
+    Two steps, each checked and each skipped when its check fails:
+
+    - bf16 linear weights where it runs under bf16 autocast (native bf16): re-casting the fp32 weights
+      was half of a small forward (see ``cast_linear_weights``). A probe sentence is embedded before
+      and after; should it differ, or the cast model fail (a model whose code does not go through
+      autocast), a fresh fp32 copy from ``reload`` is served instead.
+    - the transformer traced as a graph (``sentsim.inference.graph``), used only if it reproduces the
+      eager forward bit for bit on probe batches.
     """
     import torch
 
     from sentsim.inference.encode import encode_token_ids
     from sentsim.inference.forward import cast_linear_weights, resolve_precision
+    from sentsim.inference.graph import trace_transformer
 
-    if resolve_precision("auto", model.device) != "bf16":
-        return model
-    probe = [model.token_ids(["A probe sentence, embedded before and after the cast."])[0]]
-    before = encode_token_ids(model, probe, show_progress=False)
-    try:
-        cast_linear_weights(model, torch.bfloat16)
-        after = encode_token_ids(model, probe, show_progress=False)
-    except Exception:  # any failure means: serve the plain model
-        logger.warning("serving fp32 weights: the model does not run with bf16 linear weights", exc_info=True)
-        return reload()
-    if not torch.allclose(before, after, rtol=0, atol=1e-6):
-        logger.warning("serving fp32 weights: bf16 linear weights changed the embeddings by up to %.2g",
-                       (before - after).abs().max().item())
-        return reload()
+    precision = resolve_precision("auto", model.device)
+    if precision == "bf16":
+        probe = [model.token_ids(["A probe sentence, embedded before and after the cast."])[0]]
+        before = encode_token_ids(model, probe, show_progress=False)
+        try:
+            cast_linear_weights(model, torch.bfloat16)
+            after = encode_token_ids(model, probe, show_progress=False)
+        except Exception:  # any failure means: serve the plain model
+            logger.warning("serving fp32 weights: the model does not run with bf16 linear weights", exc_info=True)
+            model = reload()
+        else:
+            if not torch.allclose(before, after, rtol=0, atol=1e-6):
+                logger.warning("serving fp32 weights: bf16 linear weights changed the embeddings by up to %.2g",
+                               (before - after).abs().max().item())
+                model = reload()
+    trace_transformer(model, precision=precision)
     return model
 
 
