@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -169,10 +170,7 @@ sys.exit(server.serve(sys.argv[1], port=int(sys.argv[2]), log_level="warning"))
 
 def test_sigterm_finishes_in_flight_requests_and_exits_zero(tiny_model, tmp_path):
     folder = tiny_model.save(tmp_path / "model")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    port, url = _free_loopback()
     process = subprocess.Popen([sys.executable, "-c", SLOW_SERVER, str(folder), str(port)],
                                env={**os.environ, "SENTSIM_API_KEY": ""})
     try:
@@ -192,6 +190,14 @@ def test_sigterm_finishes_in_flight_requests_and_exits_zero(tiny_model, tmp_path
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def _free_loopback() -> tuple[int, str]:
+    """A port nothing listens on now, and the base URL a server started on it will have."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return port, f"http://127.0.0.1:{port}"
 
 
 def _wait_ready(url: str, process: subprocess.Popen) -> None:
@@ -216,13 +222,8 @@ def _wait_for_queue(url: str) -> None:
 
 def test_metrics_count_every_worker_whichever_one_answers_the_scrape(tiny_model, tmp_path):
     """``--workers 2``: each scrape reports the requests of both workers, and the shared folder is removed."""
-    import re
-
     folder = tiny_model.save(tmp_path / "model")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    port, url = _free_loopback()
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     process = subprocess.Popen([sys.executable, "-m", "sentsim", "serve", str(folder), "--port", str(port),
