@@ -141,16 +141,22 @@ def run(args: argparse.Namespace) -> int:
     from sentsim.training import signals
     from sentsim.training.run import run_training
 
-    if args.resume is not None:
+    seeds = None
+    if args.resume is not None and train_resume.is_seeds_run(args.resume):
+        options, config, seeds = train_resume.resume_seeds_setup(args)
+        args.output = options.output
+    elif args.resume is not None:
         options, config = train_resume.resume_setup(args)
         args.output = options.output
     else:
         options, config = _run_setup(args)
+        if args.seeds > 1:  # an averaged model with seed s uses runs s … s+N-1: seeds step by N, share no run
+            seeds = [args.seed + config.average * offset for offset in range(args.seeds)]
     common.warn_emulated_bf16(config.dtype, config.device)
     try:
         with signals.handled():  # SIGINT/SIGTERM: a checkpoint at the next step, the resume command, 130/143
-            if args.seeds > 1:
-                return _train_seeds(args, options, config)
+            if seeds is not None:
+                return _train_seeds(args, options, config, seeds=seeds)
             run = run_training(options, config)
     except signals.Interrupted as stop:
         print(f"error: {stop}", file=sys.stderr)
@@ -210,12 +216,10 @@ def _print_run(summary: dict[str, Any], output: Path) -> None:
           f"peak memory {timing['peak_rss_mb']:.0f} MB; wall {timing['wall_seconds']:.1f} s")
 
 
-def _train_seeds(args: argparse.Namespace, options: Any, config: Any) -> int:
-    from sentsim.training.run import run_seeds
+def _train_seeds(args: argparse.Namespace, options: Any, config: Any, *, seeds: list[int]) -> int:
+    from sentsim.training.seeds import run_seeds
 
-    # An averaged model with seed s uses runs s … s+N-1, so seeds step by N and share no run.
-    step = config.average
-    result = run_seeds(options, config, seeds=[args.seed + step * offset for offset in range(args.seeds)])
+    result = run_seeds(options, config, seeds=seeds, resume=args.resume is not None)
     if args.json:
         common.print_json(result)
         return EXIT_OK

@@ -23,7 +23,8 @@ def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--save-total-limit", type=int, default=2, metavar="K", help="keep the newest K checkpoints")
     group.add_argument("--resume", type=Path, default=None, metavar="RUN",
                        help="continue the unfinished run whose --output was RUN from its latest checkpoint, with "
-                            "its saved options (others given must agree; default: start a new run)")
+                            "its saved options (others given must agree; default: start a new run); for a --seeds "
+                            "run: keep the finished seeds, train the others")
 
 
 def resume_setup(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -43,6 +44,29 @@ def resume_setup(args: argparse.Namespace) -> tuple[Any, Any]:
     try:
         return RunOptions(**saved), TrainConfig(**record["config"])
     except TypeError as error:  # a resume.json of another sentsim version
+        raise UsageError(f"{args.resume}: the saved options do not fit this sentsim ({error})") from error
+
+
+def is_seeds_run(output: Path) -> bool:
+    """Whether ``output`` is a ``--seeds`` run folder (finished or not) rather than a single run."""
+    from sentsim.training.seeds import SEEDS_FILE, SEEDS_PLAN
+
+    return (Path(output) / SEEDS_PLAN).is_file() or (Path(output) / SEEDS_FILE).is_file()
+
+
+def resume_seeds_setup(args: argparse.Namespace) -> tuple[Any, Any, list[int]]:
+    """The saved options, config and seeds of the unfinished ``--seeds`` run ``--resume RUN`` names."""
+    from sentsim.training.config import TrainConfig
+    from sentsim.training.options import RunOptions
+    from sentsim.training.seeds import read_seeds_plan
+
+    record = read_seeds_plan(args.resume)
+    _refuse_conflicts(args, record)
+    saved = dict(record["options"])
+    saved.update(output=Path(args.resume), resume=True, quiet=True if args.quiet or args.json else None)
+    try:
+        return RunOptions(**saved), TrainConfig(**record["config"]), list(record["seeds"])
+    except TypeError as error:  # a plan of another sentsim version
         raise UsageError(f"{args.resume}: the saved options do not fit this sentsim ({error})") from error
 
 

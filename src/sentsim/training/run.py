@@ -5,9 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from sentsim.data import PairDataset
 from sentsim.encoders.bi_encoder import SentenceTransformer
@@ -28,7 +25,7 @@ from sentsim.training.run_folder import config_record, metrics_log, model_card, 
 from sentsim.training.splits import load_splits
 from sentsim.training.summary import summarize
 
-__all__ = ["BOOTSTRAP_RESAMPLES", "RunOptions", "TrainingRun", "run_seeds", "run_training"]
+__all__ = ["BOOTSTRAP_RESAMPLES", "RunOptions", "TrainingRun", "run_training"]
 
 #: Bootstrap resamples for the confidence intervals of the final dev/test figures.
 BOOTSTRAP_RESAMPLES = 1000
@@ -111,40 +108,6 @@ def _train_other_process(options: RunOptions, config: TrainConfig) -> None:
     model = build_model(options).to(resolve_device(config.device))
     train_members(model, options, config, train_set=train_set, dev_set=dev_set, on_record=lambda entry: None,
                   checkpoints=run_checkpoints(options, config, check_partial=False))
-
-
-def run_seeds(options: RunOptions, config: TrainConfig, *, seeds: list[int]) -> dict[str, Any]:
-    """The same recipe once per seed (``OUTPUT/seed-<n>/``), then mean ± sample std in ``seeds.json``.
-
-    One run's score moves by a few tenths with the seed alone; comparing recipes needs the spread.
-    """
-    with claim_run_output(options.output, overwrite=options.overwrite):
-        return _run_seeds(options, config, seeds=seeds)
-
-
-def _run_seeds(options: RunOptions, config: TrainConfig, *, seeds: list[int]) -> dict[str, Any]:
-    options.output.mkdir(exist_ok=True)
-    runs = []
-    for seed in seeds:
-        output = options.output / f"seed-{seed}"
-        summary = run_training(replace(options, output=output, resumable=False), replace(config, seed=seed)).summary
-        runs.append({"seed": seed, "output": str(output),
-                     "dev_spearman_cosine": summary.dev["spearman_cosine"],
-                     "test_spearman_cosine": (summary.test or {}).get("spearman_cosine"),
-                     "best_step": summary.best_step, "train_seconds": summary.timing.train_seconds,
-                     "wall_seconds": summary.timing.wall_seconds})
-    mean: dict[str, float] = {}
-    std: dict[str, float] = {}
-    for key in ("dev_spearman_cosine", "test_spearman_cosine", "train_seconds", "wall_seconds"):
-        values = [run[key] for run in runs if run[key] is not None]
-        if values:
-            mean[key] = round(float(np.mean(values)), 4)
-            std[key] = round(float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, 4)
-    result = {"recipe": config.to_dict(), "base_model": options.base_model, "seeds": seeds, "runs": runs,
-              "mean": mean, "std": std, "command": options.command}
-    atomic_write_json(options.output / "seeds.json", result)
-    write_run_marker(options.output, kind="seeds")
-    return result
 
 
 def _evaluator(config: TrainConfig):
