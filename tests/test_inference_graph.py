@@ -106,3 +106,35 @@ def test_load_engine_serves_through_the_graph_with_offline_vectors(tiny_model, t
     ids, _ = engine.tokenize(SENTENCES)
     offline = encode_token_ids(tiny_model, ids, dtype="auto", run_overhead=engine.run_overhead).numpy()
     np.testing.assert_array_equal(engine.embed_tokens(ids), offline)
+
+
+@pytest.mark.parametrize("architecture", ["roberta", "distilbert", "mpnet", "deberta-v2"])
+def test_other_encoder_architectures_trace_to_the_eager_vectors(architecture, tiny_transformer_dir, tmp_path):
+    """Each has its own position and mask code; the graph must still match eager exactly, or not be used."""
+    import shutil
+
+    import transformers
+
+    from sentsim import SentenceTransformer
+
+    sizes = {"vocab_size": 200, "max_position_embeddings": 80}
+    configs = {
+        "roberta": transformers.RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                              intermediate_size=64, pad_token_id=0, **sizes),
+        "distilbert": transformers.DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, **sizes),
+        "mpnet": transformers.MPNetConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                          intermediate_size=64, pad_token_id=0, **sizes),
+        "deberta-v2": transformers.DebertaV2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                                   intermediate_size=64, **sizes),
+    }
+    folder = tmp_path / architecture
+    shutil.copytree(tiny_transformer_dir, folder)  # its WordPiece tokenizer; the weights are replaced
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()
+    torch.manual_seed(0)
+    transformers.AutoModel.from_config(configs[architecture]).save_pretrained(folder)
+    model = SentenceTransformer.from_transformer(folder, pooling="mean", max_seq_length=64).eval()
+    ids = model.token_ids(SENTENCES)
+    expected = encode_token_ids(model, ids, dtype="fp32", batch_size=3)
+    assert trace_transformer(model, precision="fp32")
+    assert torch.equal(encode_token_ids(model, ids, dtype="fp32", batch_size=3), expected)

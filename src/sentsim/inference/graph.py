@@ -2,11 +2,11 @@
 
 Eager, a MiniLM forward is some 200 Python-level calls (modules, masks, autocast), each taking the
 GIL. On the server's two runner threads, beside the event loop, those calls were the bottleneck:
-the runners spent 18 % of their time waiting for the GIL, and a one-sentence forward still cost
-5.4 ms on one core. A traced graph runs as one call that hands the GIL back for the whole forward,
-as an ONNX Runtime session does: one sentence in 3.6 ms, and two runner threads replaying server-like
-batches of STSb test reached 1,650 instead of 980 sentences/s (2 Intel AMX cores, a busy event loop
-simulated beside them).
+the runners were off the CPU for 18 % of the time they had work (waiting for the GIL or a core),
+and a one-sentence forward still cost 5.4 ms on one core. A traced graph runs as one call that
+hands the GIL back for the whole forward, as an ONNX Runtime session does: one sentence in 3.6 ms,
+and two runner threads replaying server-like batches of STSb test reached 1,560–1,620 instead of
+975–980 sentences/s (2 Intel AMX cores, a busy event loop simulated beside them).
 
 Tracing records what one example did, so Python decisions on shapes or values become constants;
 a model whose code makes one the trace cannot generalise would give wrong vectors. Hence the check:
