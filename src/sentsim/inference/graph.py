@@ -76,7 +76,7 @@ def trace_transformer(model: SentenceTransformer, *, precision: str) -> bool:
             # the tracer warns at every shape turned into a Python value; the check below is the judge
             warnings.simplefilter("ignore")
             graph = torch.jit.trace(wrapper, tuple(example[name].to(device) for name in names), check_trace=False)
-        for features in probes:
+        for features in probes + probes:  # twice: TorchScript profiles a graph's first run, optimises later ones
             with torch.inference_mode():
                 traced = graph(*(features[name].to(device) for name in names))
             if not torch.equal(traced, eager(features)):
