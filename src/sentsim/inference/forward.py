@@ -123,7 +123,7 @@ def batched_forward(model: nn.Module, rows: Sequence[Row], collate: Callable[[li
     # batch (STSb test on 2 Intel AMX cores: 1,205 → 1,430 sentences/s, the same vectors). One batch
     # cannot reuse a cast, and there filling the cache costs more than it saves (13 → 21 ms a forward).
     # Inside a caller's own autocast the cache would outlive this call (it is emptied when the outermost
-    # context ends), and a training forward there could pick up casts made without gradients: not then.
+    # context ends) and hold casts of weights the caller may go on to change in place: not then.
     reuse_casts = mode == "bf16" and len(batches) > 1 and not torch.is_autocast_enabled(device.type)
     was_training = model.training
     model.eval()
