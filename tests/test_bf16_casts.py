@@ -130,3 +130,25 @@ def test_encode_inside_a_callers_autocast_leaves_training_gradients_intact(tiny_
     assert sum(grad is not None for grad in plain) > 10  # all but the unused pooler's
     assert all((a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
                for a, b in zip(plain, after_encode, strict=True))
+
+
+def test_auto_runs_a_small_single_batch_in_fp32_and_larger_calls_in_bf16(tiny_model, bf16_here):
+    """Casting every weight to bf16 costs more than it saves on a query or two; "auto" takes fp32 there."""
+    from sentsim.inference.forward import AUTO_FP32_BELOW_TOKENS
+
+    short = tiny_model.token_ids(["a dog"])
+    assert len(short[0]) < AUTO_FP32_BELOW_TOKENS
+    assert torch.equal(encode_token_ids(tiny_model, short, dtype="auto"),
+                       encode_token_ids(tiny_model, short, dtype="fp32"))
+    many = tiny_model.token_ids(SENTENCES * 4)  # one batch of more than the threshold's padded tokens
+    assert torch.equal(encode_token_ids(tiny_model, many, dtype="auto"),
+                       encode_token_ids(tiny_model, many, dtype="bf16"))
+    split = encode_token_ids(tiny_model, short * 2, dtype="auto", batch_size=1)  # two batches: bf16
+    assert torch.equal(split, encode_token_ids(tiny_model, short * 2, dtype="bf16", batch_size=1))
+
+
+def test_a_model_with_bf16_linears_stays_in_bf16_under_auto(tiny_model, bf16_here):
+    short = tiny_model.token_ids(["a dog"])
+    expected = encode_token_ids(tiny_model, short, dtype="bf16")
+    cast_linear_weights(tiny_model)
+    assert torch.equal(encode_token_ids(tiny_model, short, dtype="auto"), expected)

@@ -104,7 +104,7 @@ def test_load_engine_serves_through_the_graph_with_offline_vectors(tiny_model, t
     engine = load_engine(folder, backend="torch", runners=1)
     assert engine.model.transformer._inference_graph is not None
     ids, _ = engine.tokenize(SENTENCES)
-    offline = encode_token_ids(tiny_model, ids, dtype="auto", run_overhead=engine.run_overhead).numpy()
+    offline = encode_token_ids(tiny_model, ids, dtype=engine.precision, run_overhead=engine.run_overhead).numpy()
     np.testing.assert_array_equal(engine.embed_tokens(ids), offline)
 
 

@@ -14,11 +14,17 @@ from sentsim.inference.batches import PROGRESS_THRESHOLD, length_sorted_batches
 from sentsim.progress import progress_bar
 
 # PROGRESS_THRESHOLD and length_sorted_batches live in batches (no torch, shared with the ONNX backend).
-__all__ = ["PROGRESS_THRESHOLD", "autocast_context", "batched_forward", "cast_linear_weights",
+__all__ = ["AUTO_FP32_BELOW_TOKENS", "PROGRESS_THRESHOLD", "autocast_context", "batched_forward", "cast_linear_weights",
            "emulated_bf16_warning", "length_sorted_batches", "native_bf16",
            "precision_reason", "resolve_precision"]
 
 Precision = Literal["auto", "fp32", "bf16"]
+
+#: Under "auto", a call that is one batch of fewer padded tokens than this runs in fp32 even where bf16
+#: is native: bf16 autocast casts every weight first, which costs more than it saves on so little
+#: work. One 16-token query on 2 Intel AMX cores: fp32 7.5 ms, bf16 10.0 ms (sentence-transformers'
+#: fp32 7.7 ms); 64 tokens is where the two met (4 × 16: 11.1 vs 12.1 ms; 1 × 64: 12.5 vs 11.8 ms).
+AUTO_FP32_BELOW_TOKENS = 64
 Row = TypeVar("Row")
 
 
@@ -97,6 +103,7 @@ def cast_linear_weights(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -
         if isinstance(module, nn.Linear) and type(module).forward is nn.Linear.forward:
             module.to(dtype)
             cast += 1
+    model.linear_weights_dtype = dtype  # read by batched_forward: such a model never runs fp32
     return cast
 
 
@@ -118,6 +125,9 @@ def batched_forward(model: nn.Module, rows: Sequence[Row], collate: Callable[[li
     mode = resolve_precision(dtype, device)
     quiet = not show_progress if show_progress is not None else len(rows) < PROGRESS_THRESHOLD
     batches = list(length_sorted_batches(list(lengths), batch_size, run_overhead=run_overhead))
+    if (dtype == "auto" and mode == "bf16" and len(batches) == 1 and len(rows) * max(lengths) < AUTO_FP32_BELOW_TOKENS
+            and getattr(model, "linear_weights_dtype", None) is None):
+        mode = "fp32"
     # Several batches under bf16 autocast: no_grad rather than inference mode, because only there does
     # autocast keep its cast of each fp32 weight for the whole call instead of casting it again in every
     # batch (STSb test on 2 Intel AMX cores: 1,205 → 1,430 sentences/s, the same vectors). One batch

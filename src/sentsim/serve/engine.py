@@ -96,8 +96,12 @@ class TorchEngine:
 
     def __init__(self, model: SentenceTransformer, *, name: str, batch_size: int = 32,
                  parallel_runs: int = 1) -> None:
+        from sentsim.inference.forward import resolve_precision
+
         model.eval()  # once, here: concurrent forwards must not race on switching train/eval back and forth
         self.model = model
+        #: Resolved once: every forward runs in it, however small (the traced graph is recorded in it).
+        self.precision = resolve_precision("auto", model.device)
         self.name = name
         self.batch_size = batch_size
         self.parallel_runs = parallel_runs
@@ -117,8 +121,8 @@ class TorchEngine:
     def embed_tokens(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
         from sentsim.inference.encode import encode_token_ids
 
-        return encode_token_ids(self.model, ids, batch_size=self.batch_size, show_progress=False,
-                                run_overhead=self.run_overhead).numpy()
+        return encode_token_ids(self.model, ids, batch_size=self.batch_size, dtype=self.precision,
+                                show_progress=False, run_overhead=self.run_overhead).numpy()
 
 
 def model_name(model: str | Path) -> str:
@@ -180,10 +184,10 @@ def _serving_model(model: SentenceTransformer, *, reload: Callable[[], SentenceT
     precision = resolve_precision("auto", model.device)
     if precision == "bf16":
         probe = [model.token_ids(["A probe sentence, embedded before and after the cast."])[0]]
-        before = encode_token_ids(model, probe, show_progress=False)
+        before = encode_token_ids(model, probe, dtype="bf16", show_progress=False)
         try:
             cast_linear_weights(model, torch.bfloat16)
-            after = encode_token_ids(model, probe, show_progress=False)
+            after = encode_token_ids(model, probe, dtype="bf16", show_progress=False)
         except Exception:  # any failure means: serve the plain model
             logger.warning("serving fp32 weights: the model does not run with bf16 linear weights", exc_info=True)
             model = reload()
