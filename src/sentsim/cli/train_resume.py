@@ -29,22 +29,15 @@ def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
 
 def resume_setup(args: argparse.Namespace) -> tuple[Any, Any]:
     """The saved run options and training config of ``--resume RUN``; a conflicting option is a usage error."""
-    from sentsim.training.config import TrainConfig
-    from sentsim.training.options import RunOptions
     from sentsim.training.resume import read_resume
 
     record = read_resume(args.resume)
-    _refuse_conflicts(args, record)
-    saved = dict(record["options"])
-    saved.update(output=Path(args.resume), resume=True, quiet=True if args.quiet or args.json else None)
+    changes: dict[str, Any] = {}
     if args.save_steps is not None:
-        saved["save_steps"] = args.save_steps
+        changes["save_steps"] = args.save_steps
     if args.save_total_limit != 2:
-        saved["save_total_limit"] = args.save_total_limit
-    try:
-        return RunOptions(**saved), TrainConfig(**record["config"])
-    except TypeError as error:  # a resume.json of another sentsim version
-        raise UsageError(f"{args.resume}: the saved options do not fit this sentsim ({error})") from error
+        changes["save_total_limit"] = args.save_total_limit
+    return _restored(args, record, **changes)
 
 
 def is_seeds_run(output: Path) -> bool:
@@ -56,17 +49,24 @@ def is_seeds_run(output: Path) -> bool:
 
 def resume_seeds_setup(args: argparse.Namespace) -> tuple[Any, Any, list[int]]:
     """The saved options, config and seeds of the unfinished ``--seeds`` run ``--resume RUN`` names."""
-    from sentsim.training.config import TrainConfig
-    from sentsim.training.options import RunOptions
     from sentsim.training.seeds import read_seeds_plan
 
     record = read_seeds_plan(args.resume)
+    options, config = _restored(args, record)
+    return options, config, list(record["seeds"])
+
+
+def _restored(args: argparse.Namespace, record: dict[str, Any], **changes: Any) -> tuple[Any, Any]:
+    """The run options and config a saved record holds, once no option given now conflicts with them."""
+    from sentsim.training.config import TrainConfig
+    from sentsim.training.options import RunOptions
+
     _refuse_conflicts(args, record)
     saved = dict(record["options"])
-    saved.update(output=Path(args.resume), resume=True, quiet=True if args.quiet or args.json else None)
+    saved.update(output=Path(args.resume), resume=True, quiet=True if args.quiet or args.json else None, **changes)
     try:
-        return RunOptions(**saved), TrainConfig(**record["config"]), list(record["seeds"])
-    except TypeError as error:  # a plan of another sentsim version
+        return RunOptions(**saved), TrainConfig(**record["config"])
+    except TypeError as error:  # a record of another sentsim version
         raise UsageError(f"{args.resume}: the saved options do not fit this sentsim ({error})") from error
 
 

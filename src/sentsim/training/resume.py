@@ -30,7 +30,7 @@ from sentsim.training import signals
 from sentsim.training.checkpoint import BestCheckpoint, Throughput
 
 __all__ = ["PARTIAL_SUFFIX", "RESUME_FILE", "Checkpoints", "at_step_boundary", "latest_checkpoint", "partial_folder",
-           "read_resume", "run_checkpoints"]
+           "read_record", "read_resume", "run_checkpoints", "run_record"]
 
 PARTIAL_SUFFIX = ".partial"
 RESUME_FILE = "resume.json"
@@ -63,13 +63,25 @@ def read_resume(output: str | os.PathLike[str]) -> dict[str, Any]:
     if latest_checkpoint(partial) is None:
         raise ConfigError(f"{partial} holds no complete checkpoint (the run was stopped before its first); "
                           f"delete {partial} and start the run again")
+    return read_record(partial / RESUME_FILE, what="resume record")
+
+
+def run_record(options: Any, config: Any) -> dict[str, Any]:
+    """What ``--resume`` needs to rebuild a run: its options (JSON-safe) and its training config."""
+    from dataclasses import asdict
+
+    return {"options": json.loads(json.dumps(asdict(options), default=str)), "config": config.to_dict()}
+
+
+def read_record(path: Path, *, what: str) -> dict[str, Any]:
+    """A saved :func:`run_record` (with whatever else its writer added); ConfigError if unreadable or not one."""
     try:
-        record = json.loads((partial / RESUME_FILE).read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{partial / RESUME_FILE}: cannot be read ({error})") from error
+        raise ConfigError(f"{path}: cannot be read ({error})") from error
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict) \
             or not isinstance(record.get("options"), dict):
-        raise ConfigError(f"{partial / RESUME_FILE}: not a sentsim resume record")
+        raise ConfigError(f"{path}: not a sentsim {what}")
     return record
 
 
@@ -202,8 +214,6 @@ def run_checkpoints(options: Any, config: Any, *, check_partial: bool = True) ->
 
     A new run refuses to start while ``OUTPUT.partial`` holds an unfinished one: resume it or delete it.
     """
-    from dataclasses import asdict
-
     partial = partial_folder(options.output)
     if check_partial and not options.resume and partial.exists():
         raise ConfigError(f"{partial} holds an unfinished run for {options.output}: continue it with "
@@ -213,8 +223,7 @@ def run_checkpoints(options: Any, config: Any, *, check_partial: bool = True) ->
         if options.save_steps is not None or options.resume:
             raise ConfigError("checkpoints (--save-steps, --resume) need a single run: not with --average or --seeds")
         return None
-    record = {"options": json.loads(json.dumps(asdict(options), default=str)), "config": config.to_dict()}
-    return Checkpoints(Path(options.output), record, save_steps=options.save_steps,
+    return Checkpoints(Path(options.output), run_record(options, config), save_steps=options.save_steps,
                        total_limit=options.save_total_limit, resume=options.resume)
 
 

@@ -9,10 +9,9 @@ checkpoints). Before this, a stop in the third seed of an hour-long comparison l
 
 from __future__ import annotations
 
-import json
 import shlex
 import signal
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from sentsim.training import signals
 from sentsim.training.config import TrainConfig
 from sentsim.training.options import RunOptions
 from sentsim.training.output_folder import claim_run_output, write_run_marker
+from sentsim.training.resume import read_record, run_record
 from sentsim.training.run import run_training
 
 __all__ = ["SEEDS_FILE", "SEEDS_PLAN", "read_seeds_plan", "run_seeds"]
@@ -46,9 +46,7 @@ def run_seeds(options: RunOptions, config: TrainConfig, *, seeds: list[int], res
             return _run_seeds(options, config, seeds=seeds)
     with claim_run_output(options.output, overwrite=options.overwrite):
         options.output.mkdir(exist_ok=True)
-        record = {"options": json.loads(json.dumps(asdict(options), default=str)), "config": config.to_dict(),
-                  "seeds": seeds}
-        atomic_write_json(options.output / SEEDS_PLAN, record)
+        atomic_write_json(options.output / SEEDS_PLAN, {**run_record(options, config), "seeds": seeds})
         write_run_marker(options.output, kind="seeds")  # now: --overwrite may clear a stopped run too
         return _run_seeds(options, config, seeds=seeds)
 
@@ -61,13 +59,9 @@ def read_seeds_plan(output: str | Path) -> dict[str, Any]:
         if (output / SEEDS_FILE).is_file():
             raise ConfigError(f"{output} is a finished --seeds run: there is nothing to resume")
         raise ConfigError(f"no unfinished --seeds run to resume at {output} (no {SEEDS_PLAN} in it)")
-    try:
-        record = json.loads(plan.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{plan}: cannot be read ({error})") from error
-    seeds = record.get("seeds") if isinstance(record, dict) else None
-    if not (isinstance(seeds, list) and seeds and all(isinstance(seed, int) for seed in seeds)
-            and isinstance(record.get("options"), dict) and isinstance(record.get("config"), dict)):
+    record = read_record(plan, what="seeds plan")
+    seeds = record.get("seeds")
+    if not (isinstance(seeds, list) and seeds and all(isinstance(seed, int) for seed in seeds)):
         raise ConfigError(f"{plan}: not a sentsim seeds plan")
     return record
 
