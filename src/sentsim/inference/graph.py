@@ -76,10 +76,12 @@ def trace_transformer(model: SentenceTransformer, *, precision: str) -> bool:
             # the tracer warns at every shape turned into a Python value; the check below is the judge
             warnings.simplefilter("ignore")
             graph = torch.jit.trace(wrapper, tuple(example[name].to(device) for name in names), check_trace=False)
-        for features in probes + probes:  # twice: TorchScript profiles a graph's first run, optimises later ones
+        expected = [eager(features) for features in probes]
+        # twice: TorchScript profiles a graph's first run and optimises the later ones
+        for features, wanted in [*zip(probes, expected, strict=True)] * 2:
             with torch.inference_mode():
                 traced = graph(*(features[name].to(device) for name in names))
-            if not torch.equal(traced, eager(features)):
+            if not torch.equal(traced, wanted):
                 logger.warning("running the eager forward: the traced graph gives other vectors for a batch of "
                                "shape %s", tuple(features["input_ids"].shape))
                 return False
