@@ -157,15 +157,16 @@ def test_train_no_test_with_test_data_is_refused(capsys, tmp_path, model_dir, da
     no_leftovers(run)
 
 
-def test_train_records_the_resolved_device_and_the_dropout_masks(capsys, tmp_path, model_dir, data_dir):
+def test_train_records_the_resolved_device_the_dropout_masks_and_the_heap_choice(capsys, tmp_path, model_dir, data_dir):
     run = tmp_path / "on-cpu"
     code, _out, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", data_dir / "train.tsv",
                               "--dev-data", data_dir / "dev.tsv", "--epochs", "1", "--batch-size", "4",
-                              "--device", "cpu", "--torch-dropout", "--max-forward-tokens", "12", "--output", run,
-                              "--json")
+                              "--device", "cpu", "--torch-dropout", "--return-freed-memory",
+                              "--max-forward-tokens", "12", "--output", run, "--json")
     assert code == EXIT_OK, err
     recorded = json.loads((run / "config.json").read_text())
     assert recorded["device"] == "cpu" and recorded["fast_dropout"] is False
+    assert recorded["keep_freed_memory"] is False
     assert recorded["max_forward_tokens"] == 12
 
 

@@ -117,6 +117,10 @@ def _add_hyper_options(hyper: argparse._ArgumentGroup) -> None:
     hyper.add_argument("--torch-dropout", action="store_true",
                        help="draw CPU dropout masks with torch's own sampler (slower; the masks of runs made "
                             "before the fast masks, to repeat their exact numbers)")
+    hyper.add_argument("--return-freed-memory", action="store_true",
+                       help="CPU training: let glibc return big freed blocks to the system at once, its default "
+                            "(slower steps: they page-fault in again; default: keep them in the heap for reuse "
+                            "until training ends)")
     hyper.add_argument("--max-forward-tokens", type=_forward_tokens, default="auto", metavar="N|auto|none",
                        help="padded tokens per forward pass; bigger batches are backpropagated in chunks with "
                             "the same gradient, for a lower peak memory. auto: 1024 for the cosine loss (free), "
@@ -185,7 +189,8 @@ def _run_setup(args: argparse.Namespace) -> tuple[Any, Any]:
     chosen = merge_recipe(args.recipe, {name: getattr(args, name) for name in RECIPE_OPTIONS})
     config = TrainConfig(**chosen, loss_scale=args.loss_scale, max_grad_norm=args.max_grad_norm, seed=args.seed,
                          dtype=args.dtype, length_grouping=not args.no_length_grouping,
-                         fast_dropout=not args.torch_dropout, max_forward_tokens=args.max_forward_tokens,
+                         fast_dropout=not args.torch_dropout, keep_freed_memory=not args.return_freed_memory,
+                         max_forward_tokens=args.max_forward_tokens,
                          device=common.device(args))
     options = RunOptions(output=args.output, overwrite=args.overwrite, base_model=args.base_model,
                          pooling=args.pooling,

@@ -54,6 +54,9 @@ class TrainConfig:
     #: torch's serial sampler: the same drop rate, ~8 % less time per bf16 step. False: torch's masks,
     #: which runs made before this option drew (to reproduce their exact numbers).
     fast_dropout: bool = True
+    #: On the CPU, keep freed memory in the heap while training (``sentsim.training.heap``), so that big
+    #: tensors reuse it instead of page-faulting fresh memory in every step; False: glibc's defaults.
+    keep_freed_memory: bool = True
     #: Padded tokens per forward pass; a batch over it is backpropagated in chunks with the same gradient
     #: (``sentsim.training.chunks``). "auto": 1024 for per-pair losses (cosine), where chunks cost no extra
     #: work, no limit for ranking losses, where each chunked batch costs one more forward pass; None: never.

@@ -16,6 +16,7 @@ from sentsim.training.batching import PairCollator, tokenize_pairs
 from sentsim.training.chunks import Chunking
 from sentsim.training.config import TrainConfig
 from sentsim.training.dropout import fast_dropout
+from sentsim.training.heap import keep_freed_memory
 from sentsim.training.loop_run import LoopRun, TrainResult
 from sentsim.training.resume import Checkpoints
 from sentsim.training.signals import stop_at_step_boundaries
@@ -132,7 +133,8 @@ def run_loop(
                   on_record=on_record, quiet=quiet, keep_best=keep_best, primary_metric=primary_metric,
                   checkpoints=checkpoints, chunking=chunking)
     run.start()
-    with fast_dropout(model, enabled=config.fast_dropout):
+    heap = keep_freed_memory(enabled=config.keep_freed_memory, device_type=run.accelerator.device.type)
+    with heap, fast_dropout(model, enabled=config.fast_dropout):
         for epoch in range(run.first_epoch, run.epochs):
             if run.train_epoch(epoch, forward=forward, loss=loss):
                 logger.info("early stop after %d evaluations without a better dev score", config.patience)
