@@ -170,6 +170,20 @@ def peer_python(folder: Path) -> Path:
     return python
 
 
+def export_is_stale(folder: Path) -> bool:
+    """True when ``folder`` holds no export, or one whose fused graph predates the current fusions."""
+    import json
+
+    from sentsim.export.quantize import FUSED_GRAPH
+
+    manifest = folder / "onnx" / "sentsim_onnx.json"
+    if not manifest.is_file():
+        return True
+    variants = json.loads(manifest.read_text(encoding="utf-8")).get("variants", {})
+    return any(entry.get("precision") == "int8-dynamic" and entry.get("graph") != FUSED_GRAPH
+               for entry in variants.values())
+
+
 def prepare_exports(source: Path, peer: Path | None) -> dict[str, str]:
     """sentsim's export (fp32 + int8) and, with a peer venv, sentence-transformers' own; cached in CACHE."""
     import subprocess
@@ -178,7 +192,7 @@ def prepare_exports(source: Path, peer: Path | None) -> dict[str, str]:
     from sentsim.environment import onnx_isa
 
     paths: dict[str, str] = {"sentsim_onnx": str(CACHE / "sentsim-onnx")}
-    if not (CACHE / "sentsim-onnx" / "onnx" / "sentsim_onnx.json").is_file():  # in a child, as in print_header
+    if export_is_stale(CACHE / "sentsim-onnx"):  # exported in a child, as in print_header
         subprocess.run([sys.executable, "-m", "sentsim", "export", str(source), "-o", str(CACHE / "sentsim-onnx"),
                         "--quantize", "int8", "--overwrite"], check=True)
     if peer is not None:
