@@ -97,19 +97,15 @@ def test_int8_files_run_without_the_slow_skip_layer_norm_kernel(tiny_exported: P
     """ORT's SkipLayerNormalization CPU kernel is several times slower than Add + LayerNormalization: the
     export must not fuse it and the encoder's session must not re-fuse it at load (README: 1.37× int8)."""
     import onnx
-    import onnxruntime as ort
 
-    from sentsim.inference.onnx_backend import SESSION_DISABLED_OPTIMIZERS
+    from sentsim.inference.onnx_backend import open_session
 
     for name in ("model_qint8_avx512_vnni.onnx", "model_qint8_avx2.onnx", "model_opt.onnx"):
         written = {node.op_type for node in onnx.load(str(tiny_exported / "onnx" / name)).graph.node}
         assert not written & {"SkipLayerNormalization", "BiasGelu"}, (name, written)
         assert "LayerNormalization" in written, name
-        options = ort.SessionOptions()
-        options.optimized_model_filepath = str(tmp_path / f"loaded-{name}")
-        ort.InferenceSession(str(tiny_exported / "onnx" / name), options, providers=["CPUExecutionProvider"],
-                             disabled_optimizers=list(SESSION_DISABLED_OPTIMIZERS))
-        loaded = {node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node}
+        open_session(tiny_exported / "onnx" / name, save_optimized_to=tmp_path / f"loaded-{name}")
+        loaded = {node.op_type for node in onnx.load(str(tmp_path / f"loaded-{name}")).graph.node}
         assert "SkipLayerNormalization" not in loaded and "LayerNormalization" in loaded, (name, loaded)
 
 

@@ -73,6 +73,26 @@ def find_onnx_file(folder: Path, file_name: str | None = None, *, isa: str | Non
     raise ModelLoadError(f"{folder} has no ONNX model (looked for onnx/model.onnx); {_EXPORT_HINT}")
 
 
+def open_session(file: Path, *, threads: int | None = None, save_optimized_to: Path | None = None) -> Any:
+    """The encoder's ONNX Runtime session for ``file``: CPU, all of ORT's rewrites but the slow ones.
+
+    ``save_optimized_to`` writes the graph as ORT rewrote it at load (for tests and inspection).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or physical_cores()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if save_optimized_to is not None:
+        options.optimized_model_filepath = str(save_optimized_to)
+    try:
+        return ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=list(SESSION_DISABLED_OPTIMIZERS))
+    except Exception as error:  # ORT raises its own exception types for bad files
+        raise ModelLoadError(f"{file}: ONNX Runtime cannot load it ({error})") from error
+
+
 def _read_manifest(onnx_folder: Path) -> dict[str, Any]:
     path = onnx_folder / MANIFEST_FILE
     if not path.is_file():
@@ -98,7 +118,6 @@ class OnnxSentenceEncoder:
 
     def __init__(self, model_name_or_path: str | Path, *, file_name: str | None = None,
                  threads: int | None = None) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         from sentsim.inference.calibration import IsotonicCalibration
@@ -114,15 +133,7 @@ class OnnxSentenceEncoder:
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=self.config.max_seq_length)
         self.pad_id = self._pad_id()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or physical_cores()
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self.session = ort.InferenceSession(str(self.file), options, providers=["CPUExecutionProvider"],
-                                                disabled_optimizers=list(SESSION_DISABLED_OPTIMIZERS))
-        except Exception as error:  # ORT raises its own exception types for bad files
-            raise ModelLoadError(f"{self.file}: ONNX Runtime cannot load it ({error})") from error
+        self.session = open_session(self.file, threads=threads)
         self.input_names = [item.name for item in self.session.get_inputs()]
         self.calibration: IsotonicCalibration | None = IsotonicCalibration.load(self.folder)
         self._dimension: int | None = None
