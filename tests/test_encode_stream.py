@@ -145,7 +145,7 @@ class _FakeEncoder:
 
     backend = "onnx"
 
-    def encode(self, sentences, **options):
+    def embed(self, sentences, **options):
         return np.full((len(sentences), 64), 0.5, dtype=np.float32)
 
 

@@ -79,7 +79,8 @@ def test_export_writes_the_sentence_transformers_layout_and_variants(tiny_export
 
 
 def test_the_cpu_picks_its_file_and_int8_stays_close(tiny_exported: Path) -> None:
-    from sentsim.inference.onnx_backend import OnnxSentenceEncoder, find_onnx_file
+    from sentsim.inference.onnx_backend import OnnxSentenceEncoder
+    from sentsim.inference.onnx_files import find_onnx_file
 
     assert find_onnx_file(tiny_exported, isa="avx2").name == "model_qint8_avx2.onnx"
     assert find_onnx_file(tiny_exported, isa="avx512_vnni").name == "model_qint8_avx512_vnni.onnx"
@@ -88,8 +89,8 @@ def test_the_cpu_picks_its_file_and_int8_stays_close(tiny_exported: Path) -> Non
     encoder = OnnxSentenceEncoder(tiny_exported)
     if onnx_isa() is not None:
         assert "qint8" in encoder.file.name and "int8" in encoder.describe()
-    fp32 = OnnxSentenceEncoder(tiny_exported, file_name="model.onnx").encode(SENTENCES, normalize=True)
-    int8 = encoder.encode(SENTENCES, normalize=True)
+    fp32 = OnnxSentenceEncoder(tiny_exported, file_name="model.onnx").encode(SENTENCES, normalize_embeddings=True)
+    int8 = encoder.encode(SENTENCES, normalize_embeddings=True)
     assert np.min(np.sum(fp32 * int8, axis=1)) > 0.95
 
 
@@ -98,7 +99,7 @@ def test_int8_files_run_without_the_slow_skip_layer_norm_kernel(tiny_exported: P
     export must not fuse it and the encoder's session must not re-fuse it at load (README: 1.37× int8)."""
     import onnx
 
-    from sentsim.inference.onnx_backend import open_session
+    from sentsim.inference.onnx_files import open_session
 
     for name in ("model_qint8_avx512_vnni.onnx", "model_qint8_avx2.onnx", "model_opt.onnx"):
         written = {node.op_type for node in onnx.load(str(tiny_exported / "onnx" / name)).graph.node}
@@ -112,7 +113,7 @@ def test_int8_files_run_without_the_slow_skip_layer_norm_kernel(tiny_exported: P
 def test_a_folder_from_sentence_transformers_without_manifest(tiny_exported: Path, tmp_path: Path) -> None:
     import shutil
 
-    from sentsim.inference.onnx_backend import find_onnx_file
+    from sentsim.inference.onnx_files import find_onnx_file
 
     folder = tmp_path / "st-layout"
     shutil.copytree(tiny_exported, folder)
@@ -151,7 +152,7 @@ def test_sentence_transformer_backend_onnx_similarity_and_evaluation(tiny_export
 
     encoder = SentenceTransformer(tiny_exported, backend="onnx", model_kwargs={"file_name": "model.onnx"})
     assert isinstance(encoder, OnnxSentenceEncoder) and encoder.file.name == "model.onnx"
-    cosines = encoder.similarity(SENTENCES[:2], SENTENCES[2:4])
+    cosines = encoder.pair_cosine(SENTENCES[:2], SENTENCES[2:4])
     first, second = _torch_fp32(tiny_exported, SENTENCES[:2]), _torch_fp32(tiny_exported, SENTENCES[2:4])
     expected = np.sum(first * second, axis=1) / np.linalg.norm(first, axis=1) / np.linalg.norm(second, axis=1)
     assert np.allclose(cosines, expected, atol=1e-5)

@@ -25,7 +25,7 @@ def main(model_dir: str, expected_path: str) -> None:
     embeddings = encoder.encode(expected["sentences"])
     difference = float(np.max(np.abs(embeddings - np.asarray(expected["embeddings"]))))
     assert difference < 1e-4, f"ONNX embeddings differ from torch by {difference}"
-    cosines = encoder.similarity(expected["sentences"][:2], expected["sentences"][2:4])
+    cosines = encoder.pair_cosine(expected["sentences"][:2], expected["sentences"][2:4])
     assert cosines.shape == (2,) and np.all(np.abs(cosines) <= 1)
     pairs = [ScoredPair(a, b, score) for a, b, score in expected["pairs"]]
     result = evaluate_pairs(sentsim.OnnxSentenceEncoder(model_dir), PairDataset(pairs=pairs, source="tiny"))
@@ -40,9 +40,26 @@ def main(model_dir: str, expected_path: str) -> None:
         assert "sentsim[torch]" in str(error)
     else:
         raise AssertionError("the torch model loaded without torch")
+    check_st_calls(via_backend, expected["sentences"], embeddings)
     assert "torch" not in sys.modules
     check_cli(model_dir, expected["pairs"], result.spearman_cosine)
     print(json.dumps({"max_difference": difference, "spearman_cosine": result.spearman_cosine}))
+
+
+def check_st_calls(encoder, sentences: list[str], embeddings: np.ndarray) -> None:
+    """sentence-transformers' calls without torch: numpy arrays wherever torch would give tensors."""
+    prompted = encoder.encode(sentences, prompt="query: ")
+    assert prompted.shape == embeddings.shape and not np.allclose(prompted, embeddings)
+    bits = encoder.encode(sentences, precision="ubinary")
+    assert bits.dtype == np.uint8 and bits.shape == (len(sentences), (embeddings.shape[1] + 7) // 8)
+    assert np.array_equal(bits, np.packbits(embeddings > 0, axis=-1))
+    tokens = encoder.encode(sentences, output_value="token_embeddings")
+    assert all(isinstance(row, np.ndarray) and row.shape[1] == embeddings.shape[1] for row in tokens)
+    tensor = encoder.encode(sentences, convert_to_tensor=True)
+    assert isinstance(tensor, np.ndarray) and np.allclose(tensor, embeddings, atol=1e-6)
+    matrix = encoder.similarity(embeddings, embeddings)
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    assert isinstance(matrix, np.ndarray) and np.allclose(matrix, unit @ unit.T, atol=1e-5)
 
 
 def check_cli(model_dir: str, pairs: list, spearman: float) -> None:

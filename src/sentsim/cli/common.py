@@ -126,7 +126,7 @@ def device(args: argparse.Namespace) -> str:
 
 def load_model(name: str, *, device: str, allow_pickle: bool = False, backend: str = "torch"):
     """The model on the chosen backend; the onnx choice is named on stderr (``auto`` decides per folder)."""
-    from sentsim.inference.onnx_backend import choose_backend
+    from sentsim.inference.onnx_files import choose_backend
 
     if choose_backend(name, backend) == "onnx":
         from sentsim.inference.onnx_backend import OnnxSentenceEncoder

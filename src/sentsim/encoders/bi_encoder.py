@@ -14,15 +14,17 @@ from torch import nn
 from sentsim import __version__
 from sentsim.errors import ConfigError, ModelLoadError
 from sentsim.inference.calibration import CALIBRATION_FILE
+from sentsim.inference.prompts import PromptShortcuts, prompt_settings
 from sentsim.models import Normalize, Pooling, Transformer
 from sentsim.persistence.hub import DEFAULT_MODEL, resolve_model_path
-from sentsim.persistence.layout import load_modules, load_transformer, read_model_config, save_modules
+from sentsim.persistence.layout import load_modules, load_transformer, save_modules
+from sentsim.persistence.model_config import read_model_config
 
 if TYPE_CHECKING:
     from sentsim.inference.calibration import IsotonicCalibration
 
 
-class SentenceTransformer(nn.Sequential):
+class SentenceTransformer(PromptShortcuts, nn.Sequential):
     """A siamese sentence encoder; the same network embeds both sentences of a pair.
 
     The class stays small on purpose: encoding lives in ``inference``, saving in ``persistence``,
@@ -69,11 +71,7 @@ class SentenceTransformer(nn.Sequential):
         self.name_or_path = str(model_name_or_path or "")
         self.calibration: IsotonicCalibration | None = calibration
         # sentence-transformers' model options: given ones win over those saved with the model.
-        self.prompts: dict[str, str] = {**(stored.get("prompts") or {}), **(prompts or {})}
-        self.default_prompt_name = default_prompt_name or stored.get("default_prompt_name")
-        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
-            raise ValueError(f"default prompt name {self.default_prompt_name!r} is not among the prompts "
-                             f"{list(self.prompts)!r}")
+        self.prompts, self.default_prompt_name = prompt_settings(stored, prompts, default_prompt_name)
         self.similarity_fn_name = similarity_fn_name or stored.get("similarity_fn_name") or "cosine"
         self.truncate_dim = truncate_dim if truncate_dim is not None else stored.get("truncate_dim")
         if device is not None:
@@ -177,34 +175,18 @@ class SentenceTransformer(nn.Sequential):
         compute type of the forward pass (``auto`` = bf16 where the hardware runs it natively, else
         fp32; ``fp32`` for exact results). One string gives a 1-D result, a list a 2-D one.
         """
-        from sentsim.inference.encode_api import encode_compatible, resolve_prompt
+        from sentsim.inference.encode_api import encode_compatible
+        from sentsim.inference.prompts import resolve_prompt
 
-        if inputs is None:
-            if sentences is None:
-                raise TypeError("encode() missing the texts to embed (inputs)")
-            inputs = sentences
         if device is not None:
             self.to(device)
         return encode_compatible(
-            self, inputs, prompt=resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name),
+            self, inputs, sentences=sentences,
+            prompt=resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name),
             batch_size=batch_size, show_progress_bar=show_progress_bar, output_value=output_value,
             precision=precision, convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor,
             normalize_embeddings=normalize_embeddings, dtype=dtype,
             truncate_dim=truncate_dim if truncate_dim is not None else self.truncate_dim)
-
-    def encode_query(self, inputs: str | Sequence[str], prompt_name: str | None = None, prompt: str | None = None,
-                     **options: Any) -> Any:
-        """``encode`` with the model's "query" prompt, when it has one and none is given."""
-        if prompt_name is None and prompt is None and "query" in self.prompts:
-            prompt_name = "query"
-        return self.encode(inputs, prompt_name=prompt_name, prompt=prompt, **options)
-
-    def encode_document(self, inputs: str | Sequence[str], prompt_name: str | None = None,
-                        prompt: str | None = None, **options: Any) -> Any:
-        """``encode`` with the model's "document" (or "passage", "corpus") prompt, when it has one."""
-        if prompt_name is None and prompt is None:
-            prompt_name = next((name for name in ("document", "passage", "corpus") if name in self.prompts), None)
-        return self.encode(inputs, prompt_name=prompt_name, prompt=prompt, **options)
 
     def similarity(self, embeddings1: Any, embeddings2: Any) -> torch.Tensor:
         """Score matrix ``[len(embeddings1), len(embeddings2)]`` under ``similarity_fn_name``."""

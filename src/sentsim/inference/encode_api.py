@@ -15,63 +15,34 @@ import numpy as np
 import torch
 
 from sentsim.inference.encode import encode, forward_in_batches
-from sentsim.inference.quantize import check_output_precision, quantize_embeddings
+from sentsim.inference.encode_args import check_encode_options, returned, texts_to_encode
+from sentsim.inference.quantize import quantize_embeddings
 
 if TYPE_CHECKING:
     from sentsim.encoders.bi_encoder import SentenceTransformer
 
 logger = logging.getLogger(__name__)
-OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
 
 
-def resolve_prompt(prompts: dict[str, str], default_prompt_name: str | None, prompt: str | None,
-                   prompt_name: str | None) -> str | None:
-    """An explicit prompt wins over a prompt name, which wins over the model's default prompt."""
-    if prompt is not None:
-        if prompt_name is not None:
-            logger.warning("both prompt and prompt_name given: using prompt, ignoring prompt_name")
-        return prompt
-    if prompt_name is not None:
-        if prompt_name not in prompts:
-            raise ValueError(f"prompt name {prompt_name!r} is not among the model's prompts {list(prompts)!r}")
-        return prompts[prompt_name]
-    if default_prompt_name is not None:
-        return prompts.get(default_prompt_name)
-    return None
-
-
-def encode_compatible(model: SentenceTransformer, inputs: str | Sequence[str], *, prompt: str | None,
-                      batch_size: int, show_progress_bar: bool | None, output_value: str | None,
+def encode_compatible(model: SentenceTransformer, inputs: str | Sequence[str] | None, *, sentences: Any,
+                      prompt: str | None, batch_size: int, show_progress_bar: bool | None, output_value: str | None,
                       precision: str | None, convert_to_numpy: bool, convert_to_tensor: bool,
                       normalize_embeddings: bool, truncate_dim: int | None, dtype: str) -> Any:
     """Embeddings with sentence-transformers' return conventions (see ``SentenceTransformer.encode``)."""
-    if output_value not in OUTPUT_VALUES:
-        raise ValueError(f"output_value must be one of {OUTPUT_VALUES}, not {output_value!r}")
-    precision = check_output_precision(precision)
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-    single = isinstance(inputs, str)
-    texts = [inputs] if single else (inputs.tolist() if isinstance(inputs, np.ndarray) else list(inputs))
-    if prompt:
-        texts = [prompt + text for text in texts]
+    precision = check_encode_options(output_value=output_value, precision=precision, batch_size=batch_size)
+    single, texts = texts_to_encode(inputs, sentences, prompt=prompt)
     if output_value != "sentence_embedding":
         rows = _per_row_outputs(model, texts, output_value, batch_size=batch_size, dtype=dtype,
                                 show_progress=show_progress_bar, truncate_dim=truncate_dim)
         return rows[0] if single else rows
-    if convert_to_tensor:
-        convert_to_numpy = False
     embeddings = encode(model, texts, batch_size=batch_size, convert_to="torch", dtype=dtype,
                         show_progress=show_progress_bar, truncate_dim=truncate_dim,
                         normalize=normalize_embeddings)
     result: Any = embeddings
     if len(texts) and precision != "float32":
         result = quantize_embeddings(embeddings, precision=precision)
-    if convert_to_tensor:
-        result = torch.as_tensor(result) if len(texts) else torch.tensor([])
-    elif convert_to_numpy:
-        result = np.asarray(result) if len(texts) else np.array([])
-    else:
-        result = list(torch.as_tensor(result))
+    result = returned(result, count=len(texts), convert_to_tensor=convert_to_tensor,
+                      convert_to_numpy=convert_to_numpy, as_tensor=torch.as_tensor)
     return result[0] if single else result
 
 

@@ -2,7 +2,10 @@
 
 Tokenisation, length-sorted batching, pooling and normalisation follow the torch path
 (``sentsim.inference.encode``) step for step, so the fp32 file gives the same embeddings to 1e-4;
-the int8 files trade a little accuracy for speed (README: measured per variant).
+the int8 files trade a little accuracy for speed (README: measured per variant). Its public
+methods are sentence-transformers' (``encode`` with prompts, output values and output precisions,
+``similarity``, ``encode_query`` …), so code written for ``SentenceTransformer(path, backend="onnx")``
+runs on it; ``embed`` and ``encode_pairs`` are the plain-array calls sentsim's own code uses.
 """
 
 from __future__ import annotations
@@ -10,100 +13,33 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sentsim.environment import onnx_isa, physical_cores
+from sentsim.environment import onnx_isa
 from sentsim.errors import ConfigError, ModelLoadError
 from sentsim.inference.batches import PROGRESS_THRESHOLD, length_sorted_batches
+from sentsim.inference.encode_args import check_encode_options, returned, tensor_maker, texts_to_encode
 from sentsim.inference.folder_config import read_pipeline_config
+from sentsim.inference.onnx_files import find_onnx_file, open_session, read_manifest
+from sentsim.inference.prompts import PromptShortcuts, prompt_settings, resolve_prompt
+from sentsim.inference.quantize import quantize_embeddings
+from sentsim.inference.similarity_any import check_similarity_fn_name, similarity_scores
 from sentsim.persistence.hub import resolve_model_path
+from sentsim.persistence.model_config import read_model_config
 from sentsim.progress import progress_bar
 
 if TYPE_CHECKING:
     from sentsim.inference.calibration import IsotonicCalibration
 
-__all__ = ["OnnxSentenceEncoder", "find_onnx_file", "has_onnx_files"]
+__all__ = ["OnnxSentenceEncoder", "onnx_encoder_from_arguments", "pool"]
 
-ONNX_FOLDER = "onnx"
-MANIFEST_FILE = "sentsim_onnx.json"
-#: ORT graph rewrites refused at load. ``SkipLayerNormFusion`` turns ``Add`` + ``LayerNormalization`` into
-#: one kernel that is 4–6× slower on the CPU (onnxruntime 1.32: 0.60–0.65 vs 0.09–0.15 ms for 500×384); the int8
-#: files ran 1.37× faster without it, and sentence-transformers' own qint8 file 1.14× (README).
-SESSION_DISABLED_OPTIMIZERS = ("SkipLayerNormFusion",)
-_EXPORT_HINT = "run `sentsim export MODEL -o DIR` (add --quantize int8 for the fast int8 files) and load DIR"
-#: Without a manifest (a folder from sentence-transformers / optimum), the int8 file for a CPU is looked for
-#: under these names, best first.
-_ISA_FILES = {
-    "avx512_vnni": ("model_qint8_avx512_vnni.onnx", "model_qint8_avx512.onnx"),
-    "avx512": ("model_qint8_avx512.onnx", "model_qint8_avx2.onnx"),
-    "avx2": ("model_qint8_avx2.onnx",),
-    "arm64": ("model_qint8_arm64.onnx",),
-}
+#: One forward's outputs: input ids, attention mask, token embeddings, sentence embeddings.
+Forward = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def has_onnx_files(folder: Path) -> bool:
-    return (folder / ONNX_FOLDER / "model.onnx").is_file() or (folder / "model.onnx").is_file()
-
-
-def find_onnx_file(folder: Path, file_name: str | None = None, *, isa: str | None = None) -> Path:
-    """The ONNX file to run: ``file_name`` if given (``"fp32"``: the fp32 graph), else the one for this CPU.
-
-    The export's manifest names a default per instruction set; a folder without one (written by
-    sentence-transformers) gets the ``model_qint8_<isa>.onnx`` it holds for this CPU, else ``model.onnx``.
-    """
-    onnx_folder = folder / ONNX_FOLDER
-    manifest = _read_manifest(onnx_folder)
-    isa = onnx_isa() if isa is None else isa
-    if file_name == "fp32":
-        file_name = manifest.get("default", {}).get("fp32", "model.onnx")
-    if file_name is not None:
-        for candidate in (onnx_folder / file_name, folder / file_name):
-            if candidate.is_file():
-                return candidate
-        raise ModelLoadError(f"{folder} has no ONNX file {file_name!r}; {_EXPORT_HINT}")
-    chosen = manifest.get("default", {}).get(isa or "", None)
-    names = [chosen] if chosen else list(_ISA_FILES.get(isa or "", ()))
-    for name in [*names, "model.onnx"]:
-        if (onnx_folder / name).is_file():
-            return onnx_folder / name
-    if (folder / "model.onnx").is_file():
-        return folder / "model.onnx"
-    raise ModelLoadError(f"{folder} has no ONNX model (looked for onnx/model.onnx); {_EXPORT_HINT}")
-
-
-def open_session(file: Path, *, threads: int | None = None, save_optimized_to: Path | None = None) -> Any:
-    """The encoder's ONNX Runtime session for ``file``: CPU, all of ORT's rewrites but the slow ones.
-
-    ``save_optimized_to`` writes the graph as ORT rewrote it at load (for tests and inspection).
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or physical_cores()
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if save_optimized_to is not None:
-        options.optimized_model_filepath = str(save_optimized_to)
-    try:
-        return ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"],
-                                    disabled_optimizers=list(SESSION_DISABLED_OPTIMIZERS))
-    except Exception as error:  # ORT raises its own exception types for bad files
-        raise ModelLoadError(f"{file}: ONNX Runtime cannot load it ({error})") from error
-
-
-def _read_manifest(onnx_folder: Path) -> dict[str, Any]:
-    path = onnx_folder / MANIFEST_FILE
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ModelLoadError(f"{path}: not valid JSON ({error})") from error
-
-
-class OnnxSentenceEncoder:
+class OnnxSentenceEncoder(PromptShortcuts):
     """A sentence encoder on ONNX Runtime: ``encode``, ``similarity`` and evaluation without torch.
 
     Args:
@@ -112,12 +48,17 @@ class OnnxSentenceEncoder:
         file_name: the ONNX file under ``onnx/`` to run; by default the one for this CPU's instruction
             set (int8 where the export has it); ``"fp32"`` for the fp32 graph.
         threads: ONNX Runtime intra-op threads; default the number of physical cores.
+        prompts, default_prompt_name, similarity_fn_name, truncate_dim: sentence-transformers' model
+            options; given ones win over those saved in the folder's ``config_sentence_transformers.json``.
     """
 
     backend = "onnx"
+    device = "cpu"
 
     def __init__(self, model_name_or_path: str | Path, *, file_name: str | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, prompts: dict[str, str] | None = None,
+                 default_prompt_name: str | None = None, similarity_fn_name: str | None = None,
+                 truncate_dim: int | None = None) -> None:
         from tokenizers import Tokenizer
 
         from sentsim.inference.calibration import IsotonicCalibration
@@ -126,12 +67,18 @@ class OnnxSentenceEncoder:
         self.folder = resolve_model_path(model_name_or_path)
         self.file = find_onnx_file(self.folder, file_name)
         self.config = read_pipeline_config(self.folder)
+        stored = read_model_config(self.folder)
+        self.prompts, self.default_prompt_name = prompt_settings(stored, prompts, default_prompt_name)
+        self.similarity_fn_name = check_similarity_fn_name(similarity_fn_name or stored.get("similarity_fn_name")
+                                                           or "cosine")
+        self.truncate_dim: int | None = truncate_dim if truncate_dim is not None else stored.get("truncate_dim")
         tokenizer_path = self.folder / "tokenizer.json"
         if not tokenizer_path.is_file():
             raise ModelLoadError(f"{self.folder} has no tokenizer.json (the fast tokenizer the ONNX backend needs)")
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length=self.config.max_seq_length)
+        self._max_seq_length = self.config.max_seq_length
+        self.tokenizer.enable_truncation(max_length=self._max_seq_length)
         self.pad_id = self._pad_id()
         self.session = open_session(self.file, threads=threads)
         self.input_names = [item.name for item in self.session.get_inputs()]
@@ -141,12 +88,25 @@ class OnnxSentenceEncoder:
     # -- what it is ---------------------------------------------------------------------------
     @property
     def max_seq_length(self) -> int:
-        return self.config.max_seq_length
+        return self._max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        """Texts are cut to ``value`` tokens from now on (sentence-transformers' ``model.max_seq_length = n``)."""
+        limit = self._position_limit()
+        if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= limit:
+            raise ConfigError(f"max_seq_length must be an integer from 2 to {limit} (the model's positions), "
+                              f"got {value!r}")
+        self._max_seq_length = value
+        self.tokenizer.enable_truncation(max_length=value)
+
+    def get_max_seq_length(self) -> int:
+        return self.max_seq_length
 
     @property
     def embedding_dimension(self) -> int:
         if self._dimension is None:
-            self._dimension = int(self.encode("dimension probe").shape[-1])
+            self._dimension = int(self.embed(["dimension probe"]).shape[-1])
         return self._dimension
 
     def get_sentence_embedding_dimension(self) -> int:
@@ -154,7 +114,7 @@ class OnnxSentenceEncoder:
 
     def describe(self) -> str:
         """One line for logs: which file runs, and why (``onnx int8 model_qint8_avx2.onnx, CPU avx2``)."""
-        manifest = _read_manifest(self.file.parent).get("variants", {}).get(self.file.name, {})
+        manifest = read_manifest(self.file.parent).get("variants", {}).get(self.file.name, {})
         precision = manifest.get("precision") or ("int8" if "int8" in self.file.name else "fp32")
         return f"onnx {precision} ({self.file.name}; CPU {onnx_isa() or 'generic'})"
 
@@ -168,7 +128,11 @@ class OnnxSentenceEncoder:
             texts = [text.lower() for text in texts]
         return [encoding.ids for encoding in self.tokenizer.encode_batch(list(texts), add_special_tokens=True)]
 
-    tokenize = token_ids
+    def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """sentence-transformers' ``tokenize``: the padded model inputs, as int64 numpy arrays."""
+        input_ids, attention_mask = self._padded(self.token_ids(texts))
+        return {"input_ids": input_ids, "attention_mask": attention_mask,
+                "token_type_ids": np.zeros_like(input_ids)}
 
     def _pad_id(self) -> int:
         padding = json.loads((self.folder / "tokenizer.json").read_text(encoding="utf-8")).get("padding") or {}
@@ -180,118 +144,168 @@ class OnnxSentenceEncoder:
                 return token_id
         return 0
 
-    # -- use ------------------------------------------------------------------------------------
-    def encode(
-        self,
-        sentences: str | Sequence[str],
-        *,
-        batch_size: int = 32,
-        normalize: bool = False,
-        convert_to: Literal["numpy", "torch"] = "numpy",
-        dtype: str = "auto",
-        precision: str | None = None,
-        show_progress: bool | None = None,
-        truncate_dim: int | None = None,
-        normalize_embeddings: bool | None = None,
-        show_progress_bar: bool | None = None,
-        convert_to_numpy: bool = True,
-        convert_to_tensor: bool = False,
-    ) -> Any:
-        """Embeds ``sentences`` (one string → one vector); same options as the torch ``encode``.
+    def _position_limit(self) -> int:
+        config_path = self.folder / "config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+        limit = config.get("max_position_embeddings")
+        return limit if isinstance(limit, int) and limit > 1 else max(self.config.max_seq_length, 512)
 
-        ``dtype`` and ``precision`` exist for call compatibility: the arithmetic is that of the loaded
-        file (see ``describe``), so only ``auto`` / ``fp32`` / ``float32`` are accepted.
+    # -- sentence-transformers' calls ---------------------------------------------------------------
+    def encode(self, inputs: str | Sequence[str] | None = None, prompt_name: str | None = None,
+               prompt: str | None = None, batch_size: int = 32, show_progress_bar: bool | None = None,
+               output_value: str | None = "sentence_embedding", precision: str = "float32",
+               convert_to_numpy: bool = True, convert_to_tensor: bool = False, device: str | None = None,
+               normalize_embeddings: bool = False, truncate_dim: int | None = None, *,
+               sentences: str | Sequence[str] | None = None, dtype: str = "auto") -> Any:
+        """Embeds texts with sentence-transformers' arguments and return types (as the torch model's ``encode``).
+
+        ``precision`` quantises the output (float32, int8, uint8, binary, ubinary). The arithmetic is
+        the loaded file's (see ``describe``), so ``dtype`` accepts only ``auto`` / ``fp32``, and
+        ``device`` only the CPU. Tensors (``convert_to_tensor``, ``convert_to_numpy=False``, and the
+        per-text ``output_value`` results) are torch's when torch is installed, numpy arrays without it.
         """
-        self._check_compute_options(dtype, precision)
-        normalize = normalize or bool(normalize_embeddings)
-        show_progress = show_progress if show_progress_bar is None else show_progress_bar
-        single = isinstance(sentences, str)
-        texts = [sentences] if single else list(sentences)
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        self._check_compute(dtype, device)
+        precision = check_encode_options(output_value=output_value, precision=precision, batch_size=batch_size)
+        single, texts = texts_to_encode(inputs, sentences, prompt=resolve_prompt(
+            self.prompts, self.default_prompt_name, prompt, prompt_name))
         if any(not isinstance(text, str) for text in texts):
             raise ConfigError("encode takes strings only")
-        output = self._embed(texts, batch_size=batch_size, show_progress=show_progress)
+        truncate_dim = truncate_dim if truncate_dim is not None else self.truncate_dim
+        if output_value != "sentence_embedding":
+            rows = self._per_text_outputs(texts, output_value, batch_size=batch_size, show_progress=show_progress_bar,
+                                          truncate_dim=truncate_dim)
+            return rows[0] if single else rows
+        embeddings: Any = self.embed(texts, batch_size=batch_size, normalize=normalize_embeddings,
+                                     show_progress=show_progress_bar, truncate_dim=truncate_dim)
+        if texts and precision != "float32":
+            embeddings = quantize_embeddings(embeddings, precision=precision)
+        result = returned(embeddings, count=len(texts), convert_to_tensor=convert_to_tensor,
+                          convert_to_numpy=convert_to_numpy, as_tensor=tensor_maker())
+        return result[0] if single else result
+
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> Any:
+        """Score matrix ``[len(embeddings1), len(embeddings2)]`` under ``similarity_fn_name``."""
+        return similarity_scores(embeddings1, embeddings2, self.similarity_fn_name, pairwise=False)
+
+    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> Any:
+        """Score of each aligned pair ``(embeddings1[i], embeddings2[i])`` under ``similarity_fn_name``."""
+        return similarity_scores(embeddings1, embeddings2, self.similarity_fn_name, pairwise=True)
+
+    def _check_compute(self, dtype: str, device: Any) -> None:
+        if dtype not in ("auto", "fp32"):
+            raise ConfigError(f"the onnx backend runs {self.file.name} as exported; dtype {dtype!r} needs the torch "
+                              "backend (--backend torch)")
+        if device is not None and str(device) != "cpu":
+            raise ConfigError(f"the onnx backend runs on the CPU; device {device!r} needs the torch backend")
+
+    def _per_text_outputs(self, texts: list[str], output_value: str | None, *, batch_size: int,
+                          show_progress: bool | None, truncate_dim: int | None) -> list[Any]:
+        """Per text: its token embeddings (padding cut off), or with ``output_value=None`` every output."""
+        ids = self.token_ids(texts)
+        rows: list[Any] = [None] * len(ids)
+        convert = tensor_maker()
+        for batch in self._batches(ids, batch_size=batch_size, show_progress=show_progress):
+            input_ids, mask, tokens, embeddings = self._forward([ids[index] for index in batch])
+            if truncate_dim is not None:
+                embeddings = embeddings[:, :truncate_dim]
+            for position, index in enumerate(batch):
+                if output_value == "token_embeddings":
+                    rows[index] = convert(tokens[position, : len(ids[index])])
+                else:
+                    rows[index] = {"input_ids": convert(input_ids[position]), "attention_mask": convert(mask[position]),
+                                   "token_embeddings": convert(tokens[position]),
+                                   "sentence_embedding": convert(embeddings[position])}
+        return rows
+
+    # -- sentsim's plain-array calls --------------------------------------------------------------
+    def embed(self, texts: Sequence[str], *, batch_size: int = 32, normalize: bool = False,
+              show_progress: bool | None = False, truncate_dim: int | None = None, dtype: str = "auto") -> np.ndarray:
+        """float32 embeddings ``(len(texts), dim)`` of texts (no prompts): the server's and evaluation's call.
+
+        ``truncate_dim`` keeps the first dimensions, before ``normalize`` (as the torch path)."""
+        self._check_compute(dtype, None)
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        output = self.embed_token_ids(self.token_ids(texts) if texts else [], batch_size=batch_size,
+                                      show_progress=show_progress)
         if truncate_dim is not None:
             output = np.ascontiguousarray(output[:, :truncate_dim])
         if normalize:
             output = output / np.maximum(np.linalg.norm(output, axis=1, keepdims=True), 1e-12)
-        if convert_to == "torch" or convert_to_tensor or not convert_to_numpy:
-            import torch  # only when the caller asked for tensors, so torch must be there
-
-            result: Any = torch.from_numpy(output)
-        else:
-            result = output
-        return result[0] if single else result
-
-    def _check_compute_options(self, dtype: str, precision: str | None) -> None:
-        if dtype not in ("auto", "fp32") or precision not in (None, "auto", "fp32", "float32"):
-            raise ConfigError(f"the onnx backend runs {self.file.name} as exported; dtype/precision "
-                              f"{dtype!r}/{precision!r} need the torch backend (--backend torch)")
-
-    def _embed(self, texts: list[str], *, batch_size: int, show_progress: bool | None) -> np.ndarray:
-        return self.embed_token_ids(self.token_ids(texts) if texts else [], batch_size=batch_size,
-                                    show_progress=show_progress)
+        return output
 
     def embed_token_ids(self, ids: Sequence[Sequence[int]], *, batch_size: int = 32,
                         show_progress: bool | None = False, run_overhead: int | None = None) -> np.ndarray:
         """Embeddings (pooled, normalised as configured) of texts already tokenised by :meth:`token_ids`;
         ``run_overhead``: cut batches where padding costs most (the server; see ``length_sorted_batches``)."""
-        quiet = not show_progress if show_progress is not None else len(ids) < PROGRESS_THRESHOLD
         chunks: list[tuple[list[int], np.ndarray]] = []
-        batches = list(length_sorted_batches([len(row) for row in ids], batch_size, run_overhead=run_overhead))
-        for batch in progress_bar(batches, desc="Encoding", unit="batch", quiet=quiet):
-            chunks.append((batch, self._run([ids[index] for index in batch])))
+        for batch in self._batches(ids, batch_size=batch_size, show_progress=show_progress, run_overhead=run_overhead):
+            chunks.append((batch, self._forward([ids[index] for index in batch])[3]))
         width = chunks[0][1].shape[1] if chunks else (self._dimension or 0)
         output = np.empty((len(ids), width), dtype=np.float32)
         for batch, embeddings in chunks:
             output[batch] = embeddings
         return output
 
-    def _run(self, batch: list[list[int]]) -> np.ndarray:
-        longest = max(len(row) for row in batch)
+    def encode_pairs(self, sentences1: Sequence[str], sentences2: Sequence[str],
+                     **options: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Embeds both sides of a pair list (``embed``'s options), each distinct sentence once."""
+        unique = list(dict.fromkeys([*sentences1, *sentences2]))
+        position = {text: index for index, text in enumerate(unique)}
+        embeddings = self.embed(unique, **options)
+        return embeddings[[position[text] for text in sentences1]], embeddings[[position[text] for text in sentences2]]
+
+    def pair_cosine(self, sentences_a: str | Sequence[str], sentences_b: str | Sequence[str], *,
+                    batch_size: int = 32) -> np.ndarray | float:
+        """Cosine of each aligned text pair, in float64 (one float for two strings), as the torch model's."""
+        return self._pair_scores(sentences_a, sentences_b, batch_size=batch_size, calibrated=False)
+
+    def sts_score(self, sentences_a: str | Sequence[str], sentences_b: str | Sequence[str], *,
+                  batch_size: int = 32) -> np.ndarray | float:
+        """Calibrated 0–5 STS score of each aligned text pair (needs the folder's calibration)."""
+        return self._pair_scores(sentences_a, sentences_b, batch_size=batch_size, calibrated=True)
+
+    def _pair_scores(self, sentences_a: str | Sequence[str], sentences_b: str | Sequence[str], *, batch_size: int,
+                     calibrated: bool) -> np.ndarray | float:
+        from sentsim.inference.calibration import aligned_cosines, calibrated_scores, require_calibration
+
+        single = isinstance(sentences_a, str) and isinstance(sentences_b, str)
+        first = [sentences_a] if isinstance(sentences_a, str) else list(sentences_a)
+        second = [sentences_b] if isinstance(sentences_b, str) else list(sentences_b)
+        if len(first) != len(second):
+            raise ConfigError(f"aligned pairs needed: {len(first)} vs {len(second)} sentences")
+        calibration = require_calibration(self.calibration) if calibrated else None
+        cosines = aligned_cosines(*self.encode_pairs(first, second, batch_size=batch_size, normalize=True))
+        scores = calibrated_scores(cosines, calibration) if calibrated else cosines
+        return float(scores[0]) if single else scores
+
+    # -- the forward pass ------------------------------------------------------------------------
+    def _batches(self, ids: Sequence[Sequence[int]], *, batch_size: int, show_progress: bool | None,
+                 run_overhead: int | None = None) -> Any:
+        quiet = not show_progress if show_progress is not None else len(ids) < PROGRESS_THRESHOLD
+        batches = list(length_sorted_batches([len(row) for row in ids], batch_size, run_overhead=run_overhead))
+        return progress_bar(batches, desc="Encoding", unit="batch", quiet=quiet)
+
+    def _padded(self, batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        longest = max((len(row) for row in batch), default=0)
         input_ids = np.full((len(batch), longest), self.pad_id, dtype=np.int64)
         attention_mask = np.zeros((len(batch), longest), dtype=np.int64)
         for row, sequence in enumerate(batch):
             input_ids[row, : len(sequence)] = sequence
             attention_mask[row, : len(sequence)] = 1
+        return input_ids, attention_mask
+
+    def _forward(self, batch: Sequence[Sequence[int]]) -> Forward:
+        input_ids, attention_mask = self._padded(batch)
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "token_type_ids" in self.input_names:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
-        tokens = self.session.run(None, {name: feeds[name] for name in self.input_names})[0]
-        embeddings = pool(np.asarray(tokens, dtype=np.float32), attention_mask, self.config.pooling_modes)
+        tokens = np.asarray(self.session.run(None, {name: feeds[name] for name in self.input_names})[0],
+                            dtype=np.float32)
+        embeddings = pool(tokens, attention_mask, self.config.pooling_modes)
         if self.config.normalize:
             embeddings = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-        return embeddings
-
-    def encode_pairs(self, sentences1: Sequence[str], sentences2: Sequence[str],
-                     **options: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Embeds both sides of a pair list, each distinct sentence once (STS sets repeat many)."""
-        unique = list(dict.fromkeys([*sentences1, *sentences2]))
-        position = {text: index for index, text in enumerate(unique)}
-        embeddings = np.asarray(self.encode(unique, **options))
-        return embeddings[[position[text] for text in sentences1]], embeddings[[position[text] for text in sentences2]]
-
-    def similarity(self, sentences_a: str | Sequence[str], sentences_b: str | Sequence[str], *,
-                   scale: Literal["cosine", "sts"] = "cosine", batch_size: int = 32) -> np.ndarray | float:
-        """Cosine of aligned pairs, or with ``scale="sts"`` the calibrated 0–5 score (as the torch model)."""
-        single = isinstance(sentences_a, str) and isinstance(sentences_b, str)
-        first = [sentences_a] if isinstance(sentences_a, str) else list(sentences_a)
-        second = [sentences_b] if isinstance(sentences_b, str) else list(sentences_b)
-        if len(first) != len(second):
-            raise ConfigError(f"similarity needs aligned pairs: {len(first)} vs {len(second)} sentences")
-        if scale not in ("cosine", "sts"):
-            raise ConfigError(f"scale must be 'cosine' or 'sts', not {scale!r}")
-        from sentsim.inference.calibration import aligned_cosines, calibrated_scores, require_calibration
-
-        calibration = require_calibration(self.calibration) if scale == "sts" else None
-        cosines = aligned_cosines(*self.encode_pairs(first, second, batch_size=batch_size, normalize=True))
-        scores = calibrated_scores(cosines, calibration) if scale == "sts" else cosines
-        return float(scores[0]) if single else scores
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """The server's engine call: float32 embeddings, no progress bar."""
-        return self.encode(list(texts), show_progress=False)
+        return input_ids, attention_mask, tokens, embeddings
 
 
 def pool(tokens: np.ndarray, mask: np.ndarray, modes: Sequence[str]) -> np.ndarray:
@@ -317,11 +331,14 @@ def pool(tokens: np.ndarray, mask: np.ndarray, modes: Sequence[str]) -> np.ndarr
 
 
 def onnx_encoder_from_arguments(model_name_or_path: str | Path | None = None, *, device: str | None = None,
-                                model_kwargs: dict[str, Any] | None = None, **ignored: Any) -> OnnxSentenceEncoder:
+                                model_kwargs: dict[str, Any] | None = None, prompts: dict[str, str] | None = None,
+                                default_prompt_name: str | None = None, similarity_fn_name: str | None = None,
+                                truncate_dim: int | None = None, **ignored: Any) -> OnnxSentenceEncoder:
     """``SentenceTransformer(path, backend="onnx", ...)``'s arguments → an encoder (CPU only).
 
-    ``allow_pickle`` (no pickles are read here) and a cosine ``similarity_fn_name`` change nothing; any
-    other torch-model option is refused rather than silently dropped.
+    sentence-transformers' model options (prompts, default prompt, similarity function, truncation)
+    carry over; ``allow_pickle`` (no pickles are read here) and a false ``trust_remote_code`` change
+    nothing; any other torch-model option is refused rather than silently dropped.
     """
     from sentsim.persistence.hub import DEFAULT_MODEL
 
@@ -332,28 +349,9 @@ def onnx_encoder_from_arguments(model_name_or_path: str | Path | None = None, *,
     if unknown:
         raise ConfigError(f"model_kwargs {sorted(unknown)} are not supported by the onnx backend")
     refused = {name for name, value in ignored.items()
-               if value is not None and name != "allow_pickle" and (name, value) != ("similarity_fn_name", "cosine")}
+               if value is not None and name != "allow_pickle" and (name, value) != ("trust_remote_code", False)}
     if refused:
         raise ConfigError(f"{', '.join(sorted(refused))} not supported with backend='onnx'")
-    return OnnxSentenceEncoder(model_name_or_path or DEFAULT_MODEL, **options)
-
-
-BACKENDS = ("auto", "torch", "onnx")
-
-
-def choose_backend(model_name_or_path: str | Path, backend: str = "auto") -> str:
-    """``torch`` or ``onnx`` for a model; ``auto`` picks onnx for a folder written by ``sentsim export``.
-
-    Only sentsim's own exports qualify for ``auto`` (their manifest names files whose speed and
-    accuracy were measured); ONNX files from elsewhere run when asked for with ``onnx``. Without
-    onnxruntime installed, ``auto`` stays on torch.
-    """
-    import importlib.util
-
-    if backend not in BACKENDS:
-        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    if backend != "auto":
-        return backend
-    folder = Path(model_name_or_path).expanduser()
-    exported = (folder / ONNX_FOLDER / MANIFEST_FILE).is_file()
-    return "onnx" if exported and importlib.util.find_spec("onnxruntime") is not None else "torch"
+    return OnnxSentenceEncoder(model_name_or_path or DEFAULT_MODEL, prompts=prompts,
+                               default_prompt_name=default_prompt_name, similarity_fn_name=similarity_fn_name,
+                               truncate_dim=truncate_dim, **options)

@@ -25,9 +25,10 @@ def encode_pairs(model: Any, sentences1: Sequence[str], sentences2: Sequence[str
 
 
 def encode_sentences(model: Any, sentences: Any, **options: Any) -> Any:
-    """``encode`` for any backend: the ONNX encoder's own method, else the torch path (imported only then)."""
+    """``encode``'s plain float32 rows for any backend: the ONNX encoder's ``embed``, else the torch path
+    (imported only then)."""
     if getattr(model, "backend", "torch") == "onnx":
-        return model.encode(sentences, **options)
+        return model.embed(sentences, **options)
     from sentsim.inference.encode import encode
 
     return encode(model, sentences, **options)

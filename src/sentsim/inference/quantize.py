@@ -7,10 +7,10 @@ not the arithmetic of the forward pass (that is sentsim's ``dtype``).
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import numpy as np
-import torch
 
 logger = logging.getLogger(__name__)
 
@@ -27,8 +27,12 @@ def check_output_precision(precision: str | None) -> str:
 
 
 def _to_numpy(embeddings: Any) -> np.ndarray:
-    """A float array; a tensor keeps its dtype (bfloat16, which numpy lacks, becomes float32)."""
-    if isinstance(embeddings, torch.Tensor):
+    """A float array; a tensor keeps its dtype (bfloat16, which numpy lacks, becomes float32).
+
+    Never imports torch (a tensor can only exist once torch is loaded), so the ONNX backend quantises
+    without it."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(embeddings, torch.Tensor):
         tensor = embeddings.detach()
         return (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).cpu().numpy()
     return np.asarray(embeddings)

@@ -8,25 +8,15 @@ more similar, as in sentence-transformers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-#: The names ``similarity_fn_name`` accepts.
-SIMILARITY_FN_NAMES = ("cosine", "dot", "euclidean", "manhattan")
-
-
-class SimilarityFunction(StrEnum):
-    """sentence-transformers' enum of similarity function names (a member compares equal to its name)."""
-
-    COSINE = "cosine"
-    DOT_PRODUCT = "dot"
-    DOT = "dot"
-    EUCLIDEAN = "euclidean"
-    MANHATTAN = "manhattan"
+from sentsim.inference.similarity_any import SIMILARITY_FN_NAMES as SIMILARITY_FN_NAMES
+from sentsim.inference.similarity_any import SimilarityFunction as SimilarityFunction
+from sentsim.inference.similarity_any import check_similarity_fn_name as check_similarity_fn_name
 
 
 def as_tensor(values: Any) -> Tensor:
@@ -105,13 +95,3 @@ PAIRWISE_FUNCTIONS: dict[str, Callable[[Any, Any], Tensor]] = {
     "cosine": pairwise_cos_sim, "dot": pairwise_dot_score, "euclidean": pairwise_euclidean_sim,
     "manhattan": pairwise_manhattan_sim,
 }
-
-
-def check_similarity_fn_name(name: Any) -> str:
-    """The plain name of a similarity function (an enum's ``.value`` is accepted), or ValueError."""
-    value = getattr(name, "value", name)
-    if value == "dot_product":
-        value = "dot"
-    if value not in SIMILARITY_FN_NAMES:
-        raise ValueError(f"similarity_fn_name must be one of {', '.join(SIMILARITY_FN_NAMES)}, not {name!r}")
-    return value

@@ -13,6 +13,7 @@ from torch import nn
 from sentsim.errors import ModelLoadError
 from sentsim.models import Normalize, Pooling, Transformer
 from sentsim.persistence.atomic import atomic_directory
+from sentsim.persistence.model_config import MODEL_CONFIG_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +25,6 @@ SAVED_TYPES: dict[type[nn.Module], str] = {
     Normalize: "sentence_transformers.models.Normalize",
 }
 _LOADERS: dict[str, Any] = {"Transformer": Transformer.load, "Pooling": Pooling.load, "Normalize": Normalize.load}
-#: sentence-transformers' model-level options: prompts, similarity function, truncation.
-MODEL_CONFIG_FILE = "config_sentence_transformers.json"
 
 
 def load_modules(folder: str | Path, *, allow_pickle: bool = False) -> list[nn.Module]:
@@ -104,20 +103,6 @@ def read_modules_json(path: Path) -> list[dict[str, Any]]:
         if isinstance(index, bool) or not isinstance(index, int):
             raise ModelLoadError(f"{path}: entry {number}'s 'idx' is {index!r}, not an integer")
     return entries
-
-
-def read_model_config(folder: str | Path) -> dict[str, Any]:
-    """``config_sentence_transformers.json`` (prompts, similarity_fn_name, truncate_dim …), or {} without one."""
-    path = Path(folder) / MODEL_CONFIG_FILE
-    if not path.is_file():
-        return {}
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ModelLoadError(f"{path}: not valid JSON ({error})") from error
-    if not isinstance(config, dict):
-        raise ModelLoadError(f"{path}: expected a JSON object")
-    return config
 
 
 def save_modules(modules: list[nn.Module], folder: str | Path, *, extra_files: dict[str, str] | None = None,

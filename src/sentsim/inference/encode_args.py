@@ -1,0 +1,62 @@
+"""sentence-transformers' ``encode`` arguments, checked one way for both backends (no torch here).
+
+The torch model and the ONNX encoder take the same arguments; reading and refusing them in one place
+keeps their errors and their handling of strings, lists, arrays and prompts the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from sentsim.inference.quantize import check_output_precision
+
+#: ``encode``'s ``output_value`` choices, as sentence-transformers'.
+OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
+
+
+def texts_to_encode(inputs: str | Sequence[str] | Any, sentences: str | Sequence[str] | Any = None, *,
+                    prompt: str | None = None) -> tuple[bool, list[str]]:
+    """(one string given?, the texts with ``prompt`` prepended); ``sentences`` is the older keyword."""
+    if inputs is None:
+        if sentences is None:
+            raise TypeError("encode() missing the texts to embed (inputs)")
+        inputs = sentences
+    single = isinstance(inputs, str)
+    texts = [inputs] if single else (inputs.tolist() if isinstance(inputs, np.ndarray) else list(inputs))
+    if prompt:
+        texts = [prompt + text for text in texts]
+    return single, texts
+
+
+def check_encode_options(*, output_value: str | None, precision: str | None, batch_size: Any) -> str:
+    """ValueError for an unknown output value or precision, or a batch size that is not positive;
+    returns the precision's plain name."""
+    if output_value not in OUTPUT_VALUES:
+        raise ValueError(f"output_value must be one of {OUTPUT_VALUES}, not {output_value!r}")
+    precision = check_output_precision(precision)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    return precision
+
+
+def returned(embeddings: Any, *, count: int, convert_to_tensor: bool, convert_to_numpy: bool,
+             as_tensor: Callable[[Any], Any]) -> Any:
+    """sentence-transformers' return type: a tensor, an array (``np.array([])`` for no texts) or a list
+    of row tensors; ``as_tensor`` makes the tensors (torch's, or numpy's without torch)."""
+    if convert_to_tensor:
+        return as_tensor(embeddings) if count else as_tensor(np.array([], dtype=np.float32))
+    if convert_to_numpy:
+        return np.asarray(embeddings) if count else np.array([])
+    return [as_tensor(row) for row in embeddings]
+
+
+def tensor_maker() -> Callable[[Any], Any]:
+    """``torch.as_tensor`` where torch is installed, numpy's ``asarray`` where it is not (the light install)."""
+    try:
+        import torch
+    except ImportError:
+        return np.asarray
+    return torch.as_tensor

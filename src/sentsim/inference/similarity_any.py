@@ -1,0 +1,74 @@
+"""Similarity scores for the ONNX encoder: torch's functions when torch is installed, numpy's when not.
+
+With torch present, ``OnnxSentenceEncoder.similarity`` returns exactly what the torch model's does (a
+float tensor from ``sentsim.inference.similarity``), so sentence-transformers code that calls
+``.numpy()`` or ``.item()`` on it works unchanged. The light install (``sentsim[onnx]``, no torch)
+gets the same numbers as float32 numpy arrays from the functions below.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+#: The names ``similarity_fn_name`` accepts.
+SIMILARITY_FN_NAMES = ("cosine", "dot", "euclidean", "manhattan")
+
+
+class SimilarityFunction(StrEnum):
+    """sentence-transformers' enum of similarity function names (a member compares equal to its name)."""
+
+    COSINE = "cosine"
+    DOT_PRODUCT = "dot"
+    DOT = "dot"
+    EUCLIDEAN = "euclidean"
+    MANHATTAN = "manhattan"
+
+
+def check_similarity_fn_name(name: Any) -> str:
+    """The plain name of a similarity function (an enum's ``.value`` is accepted), or ValueError."""
+    value = getattr(name, "value", name)
+    if value == "dot_product":
+        value = "dot"
+    if value not in SIMILARITY_FN_NAMES:
+        raise ValueError(f"similarity_fn_name must be one of {', '.join(SIMILARITY_FN_NAMES)}, not {name!r}")
+    return value
+
+
+def similarity_scores(a: Any, b: Any, name: str, *, pairwise: bool) -> Any:
+    """``name``'s score matrix (``pairwise=False``) or aligned-pair scores of two sets of embeddings."""
+    if importlib.util.find_spec("torch") is not None:
+        from sentsim.inference.similarity import MATRIX_FUNCTIONS, PAIRWISE_FUNCTIONS
+
+        return (PAIRWISE_FUNCTIONS if pairwise else MATRIX_FUNCTIONS)[name](a, b)
+    first, second = _as_array(a), _as_array(b)
+    if pairwise:
+        if name == "cosine":
+            first, second = _unit(first), _unit(second)
+        if name in ("cosine", "dot"):
+            return (first * second).sum(axis=-1)
+        difference = first - second
+        norm = np.abs(difference).sum(axis=-1) if name == "manhattan" else np.linalg.norm(difference, axis=-1)
+        return -norm
+    first, second = np.atleast_2d(first), np.atleast_2d(second)
+    if name == "cosine":
+        return _unit(first) @ _unit(second).T
+    if name == "dot":
+        return first @ second.T
+    difference = first[:, None, :] - second[None, :, :]
+    if name == "manhattan":
+        return -np.abs(difference).sum(axis=-1)
+    return -np.linalg.norm(difference, axis=-1)
+
+
+def _as_array(values: Any) -> np.ndarray:
+    array = np.asarray(values)
+    return array.astype(np.float32) if array.dtype != np.float64 else array
+
+
+def _unit(values: np.ndarray) -> np.ndarray:
+    """Unit rows (a zero row stays zero), as torch's ``normalize``."""
+    return values / np.maximum(np.linalg.norm(values, axis=-1, keepdims=True), 1e-12)

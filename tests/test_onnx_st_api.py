@@ -1,0 +1,160 @@
+"""The ONNX encoder answers sentence-transformers' calls as the torch model does (the fp32 file, so to 1e-5).
+
+Code written for ``SentenceTransformer(path, backend="onnx")`` uses ``encode``'s prompts, output values,
+output precisions and tensor options, ``similarity`` on embeddings, ``encode_query`` and
+``max_seq_length``; each is checked here against sentsim's torch model on the same folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sentsim.errors import ConfigError
+
+SENTENCES = ["a man is playing a flute", "a dog is running in the park", "the red car",
+             "two children are playing ball with a big red ball in the green field", "a"]
+PROMPTS = {"query": "query: ", "document": "passage: "}
+
+
+@pytest.fixture(scope="module")
+def folder(tiny_transformer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from sentsim import SentenceTransformer
+    from sentsim.export.onnx_export import export_model
+
+    model = SentenceTransformer.from_transformer(tiny_transformer_dir, pooling="mean")
+    model.prompts, model.similarity_fn_name = dict(PROMPTS), "dot"
+    saved = model.save(tmp_path_factory.mktemp("tiny-prompts") / "model")
+    return export_model(saved, tmp_path_factory.mktemp("tiny-prompts-onnx") / "exported")
+
+
+@pytest.fixture(scope="module")
+def both(folder: Path) -> tuple:
+    from sentsim import SentenceTransformer
+
+    return (SentenceTransformer(folder, backend="onnx", model_kwargs={"file_name": "model.onnx"}),
+            SentenceTransformer(folder))
+
+
+def test_prompts_saved_with_the_model_apply_on_both_backends(both: tuple) -> None:
+    onnx, torch_model = both
+    assert onnx.prompts == torch_model.prompts == PROMPTS
+    for call in (lambda model: model.encode_query(SENTENCES), lambda model: model.encode_document(SENTENCES),
+                 lambda model: model.encode(SENTENCES, prompt_name="query"),
+                 lambda model: model.encode(SENTENCES, prompt="something else: ")):
+        np.testing.assert_allclose(call(onnx), call(torch_model), atol=1e-5)
+    plain, query = onnx.encode(SENTENCES[0]), onnx.encode_query(SENTENCES[0])
+    assert plain.shape == query.shape and not np.allclose(plain, query)
+    with pytest.raises(ValueError, match="prompt name"):
+        onnx.encode(SENTENCES, prompt_name="nope")
+
+
+def test_output_values_token_embeddings_and_all_outputs(both: tuple) -> None:
+    onnx, torch_model = both
+    ours, theirs = onnx.encode(SENTENCES, output_value="token_embeddings"), torch_model.encode(
+        SENTENCES, output_value="token_embeddings")
+    assert len(ours) == len(SENTENCES) and all(isinstance(row, torch.Tensor) for row in ours)
+    for mine, reference in zip(ours, theirs, strict=True):
+        assert mine.shape == reference.shape
+        np.testing.assert_allclose(mine.numpy(), reference.numpy(), atol=1e-5)
+    everything = onnx.encode(SENTENCES[:2], output_value=None)
+    assert set(everything[0]) >= {"input_ids", "attention_mask", "token_embeddings", "sentence_embedding"}
+    np.testing.assert_allclose(everything[1]["sentence_embedding"].numpy(), onnx.encode(SENTENCES[1]), atol=1e-6)
+    with pytest.raises(ValueError, match="output_value"):
+        onnx.encode(SENTENCES, output_value="logits")
+
+
+@pytest.mark.parametrize("precision", ["int8", "uint8", "binary", "ubinary"])
+def test_output_precisions_quantise_as_the_torch_model(both: tuple, precision: str) -> None:
+    onnx, torch_model = both
+    ours, theirs = onnx.encode(SENTENCES, precision=precision), torch_model.encode(SENTENCES, precision=precision)
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    # Same buckets up to a float at a bucket edge (the two runtimes differ by ~1e-7).
+    assert np.abs(ours.astype(np.int16) - theirs.astype(np.int16)).max() <= (1 if precision.endswith("int8") else 0)
+
+
+def test_return_types_follow_the_torch_model(both: tuple) -> None:
+    onnx, torch_model = both
+    tensor = onnx.encode(SENTENCES, convert_to_tensor=True)
+    assert isinstance(tensor, torch.Tensor) and tensor.shape == (len(SENTENCES), torch_model.embedding_dimension)
+    rows = onnx.encode(SENTENCES, convert_to_numpy=False)
+    assert isinstance(rows, list) and all(isinstance(row, torch.Tensor) and row.ndim == 1 for row in rows)
+    for texts in ([], np.array(SENTENCES[:2]), tuple(SENTENCES[:2])):
+        ours, theirs = onnx.encode(texts), torch_model.encode(texts)
+        assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+    assert onnx.encode(sentences=SENTENCES[:2]).shape == (2, torch_model.embedding_dimension)
+    unit = onnx.encode(SENTENCES, normalize_embeddings=True, truncate_dim=8)
+    assert unit.shape == (len(SENTENCES), 8) and np.allclose(np.linalg.norm(unit, axis=1), 1, atol=1e-5)
+
+
+def test_similarity_takes_embeddings_under_the_models_function(both: tuple) -> None:
+    onnx, torch_model = both
+    assert onnx.similarity_fn_name == torch_model.similarity_fn_name == "dot"
+    first, second = onnx.encode(SENTENCES[:2]), onnx.encode(SENTENCES[2:])
+    matrix = onnx.similarity(first, second)
+    assert isinstance(matrix, torch.Tensor) and matrix.shape == (2, len(SENTENCES) - 2)
+    np.testing.assert_allclose(matrix.numpy(), torch_model.similarity(first, second).numpy(), atol=1e-6)
+    np.testing.assert_allclose(onnx.similarity_pairwise(first, second[:2]).numpy(),
+                               torch_model.similarity_pairwise(first, second[:2]).numpy(), atol=1e-6)
+    assert np.allclose(onnx.pair_cosine(SENTENCES[:2], SENTENCES[2:4]),
+                       torch_model.pair_cosine(SENTENCES[:2], SENTENCES[2:4], dtype="fp32"), atol=1e-5)
+
+
+def test_numpy_similarity_matches_torch_for_every_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The light install's numpy scores (no torch there) equal torch's."""
+    import importlib.util
+
+    from sentsim.inference import similarity_any
+
+    rng = np.random.default_rng(0)
+    first, second = rng.normal(size=(3, 6)).astype(np.float32), rng.normal(size=(3, 6)).astype(np.float32)
+    expected = {(name, pairwise): np.asarray(similarity_any.similarity_scores(first, second, name, pairwise=pairwise))
+                for name in similarity_any.SIMILARITY_FN_NAMES for pairwise in (False, True)}
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(similarity_any.importlib.util, "find_spec",
+                        lambda name, *args: None if name == "torch" else real_find_spec(name, *args))
+    for (name, pairwise), reference in expected.items():
+        scores = similarity_any.similarity_scores(first, second, name, pairwise=pairwise)
+        assert isinstance(scores, np.ndarray) and scores.shape == reference.shape
+        np.testing.assert_allclose(scores, reference, atol=1e-5, err_msg=f"{name} pairwise={pairwise}")
+
+
+def test_max_seq_length_can_be_set_and_is_checked(folder: Path) -> None:
+    from sentsim import SentenceTransformer
+
+    onnx = SentenceTransformer(folder, backend="onnx", model_kwargs={"file_name": "model.onnx"})
+    long_text = SENTENCES[3]
+    onnx.max_seq_length = 5
+    assert onnx.get_max_seq_length() == 5 and onnx.encode(long_text, output_value="token_embeddings").shape[0] == 5
+    assert onnx.tokenize([long_text, "a"])["input_ids"].shape == (2, 5)
+    for bad in (1, 10**6, "8", True):
+        with pytest.raises(ConfigError, match="max_seq_length"):
+            onnx.max_seq_length = bad
+
+
+def test_compute_options_it_cannot_honour_are_refused(both: tuple) -> None:
+    onnx, _ = both
+    assert onnx.encode(SENTENCES[:1], device="cpu", dtype="fp32").shape[0] == 1
+    with pytest.raises(ConfigError, match="CPU"):
+        onnx.encode(SENTENCES, device="cuda")
+    with pytest.raises(ConfigError, match="torch backend"):
+        onnx.encode(SENTENCES, dtype="bf16")
+    with pytest.raises(ValueError, match="precision"):
+        onnx.encode(SENTENCES, precision="fp16")
+    with pytest.raises(ValueError, match="batch_size"):
+        onnx.encode(SENTENCES, batch_size=0)
+
+
+def test_sentence_transformers_evaluator_runs_on_the_onnx_encoder(both: tuple) -> None:
+    """``EmbeddingSimilarityEvaluator`` with an output precision calls ``encode`` with all of its options."""
+    from sentsim.evaluation import EmbeddingSimilarityEvaluator
+
+    onnx, torch_model = both
+    scores = [0.9, 0.1, 0.5, 0.3]
+    evaluator = EmbeddingSimilarityEvaluator(SENTENCES[:4], SENTENCES[1:5], scores, precision="int8")
+    ours, theirs = evaluator(onnx), evaluator(torch_model)
+    assert set(ours) == set(theirs) and ours
+    assert all(abs(ours[key] - theirs[key]) < 1e-6 for key in ours if "spearman" in key), (ours, theirs)
