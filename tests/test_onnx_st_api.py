@@ -146,6 +146,11 @@ def test_compute_options_it_cannot_honour_are_refused(both: tuple) -> None:
         onnx.encode(SENTENCES, precision="fp16")
     with pytest.raises(ValueError, match="batch_size"):
         onnx.encode(SENTENCES, batch_size=0)
+    assert onnx.to("cpu") is onnx and onnx.eval() is onnx
+    with pytest.raises(ConfigError, match="CPU"):
+        onnx.to("cuda:0")
+    with pytest.raises(ValueError, match="similarity_fn_name"):
+        onnx.similarity_fn_name = "jaccard"
 
 
 def test_sentence_transformers_evaluator_runs_on_the_onnx_encoder(both: tuple) -> None:
