@@ -163,3 +163,27 @@ def test_sentence_transformers_evaluator_runs_on_the_onnx_encoder(both: tuple) -
     ours, theirs = evaluator(onnx), evaluator(torch_model)
     assert set(ours) == set(theirs) and ours
     assert all(abs(ours[key] - theirs[key]) < 1e-6 for key in ours if "spearman" in key), (ours, theirs)
+
+
+def test_search_and_dedup_commands_run_on_the_onnx_backend(folder: Path, tmp_path: Path, capsys) -> None:
+    import json
+
+    from sentsim import SentenceTransformer, util
+    from sentsim.cli import main
+
+    corpus, queries = tmp_path / "corpus.txt", tmp_path / "queries.txt"
+    corpus.write_text("\n".join([*SENTENCES, SENTENCES[0]]) + "\n")
+    queries.write_text("\n".join(SENTENCES[:2]) + "\n")
+    assert main(["search", str(folder), str(queries), str(corpus), "-o", str(tmp_path / "hits.jsonl"),
+                 "--top-k", "2", "--backend", "onnx"]) == 0
+    assert "backend: onnx fp32" in capsys.readouterr().err
+    torch_model = SentenceTransformer(folder)
+    expected = util.semantic_search(torch_model.encode(SENTENCES[:2], dtype="fp32"),
+                                    torch_model.encode([*SENTENCES, SENTENCES[0]], dtype="fp32"), top_k=2)
+    records = [json.loads(line) for line in (tmp_path / "hits.jsonl").read_text().splitlines()]
+    for record, hits in zip(records, expected, strict=True):
+        np.testing.assert_allclose([hit["score"] for hit in record["hits"]], [hit["score"] for hit in hits], atol=1e-5)
+    assert main(["dedup", str(folder), str(corpus), "-o", str(tmp_path / "dups.jsonl"), "--threshold", "0.9999",
+                 "--backend", "onnx"]) == 0
+    pairs = [json.loads(line) for line in (tmp_path / "dups.jsonl").read_text().splitlines()]
+    assert any(pair["text_i"] == pair["text_j"] == SENTENCES[0] for pair in pairs)

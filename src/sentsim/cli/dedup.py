@@ -22,13 +22,14 @@ def add_parser(commands: Any) -> None:
     dedup.add_argument("--top-k", type=int, default=10, help="neighbours looked at per entry (default: 10)")
     dedup.add_argument("--force", action="store_true", help="overwrite an existing output file")
     common.add_runtime_options(dedup)
+    common.add_backend_option(dedup)
 
 
 def run(args: argparse.Namespace) -> int:
     from sentsim.inference.search_files import dedup_file
 
     device = common.device(args)
-    model = common.load_model(args.model, device=device)
+    model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle, backend=args.backend)
     rows = dedup_file(model, args.corpus, args.output, threshold=args.threshold, top_k=args.top_k,
                       corpus_text=args.corpus_text, force=args.force, batch_size=args.batch_size, dtype=args.dtype)
     print(f"wrote {rows} pairs with cosine ≥ {args.threshold} to {args.output}")

@@ -23,13 +23,14 @@ def add_parser(commands: Any) -> None:
     search.add_argument("--top-k", type=int, default=10, help="hits per query (default: 10)")
     search.add_argument("--force", action="store_true", help="overwrite an existing output file")
     common.add_runtime_options(search)
+    common.add_backend_option(search)
 
 
 def run(args: argparse.Namespace) -> int:
     from sentsim.inference.search_files import search_file
 
     device = common.device(args)
-    model = common.load_model(args.model, device=device)
+    model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle, backend=args.backend)
     rows = search_file(model, args.queries, args.corpus, args.output, top_k=args.top_k,
                        corpus_text=args.corpus_text, force=args.force, batch_size=args.batch_size, dtype=args.dtype)
     print(f"wrote the top {args.top_k} hits of {rows} queries to {args.output}")
