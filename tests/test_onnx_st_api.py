@@ -187,3 +187,33 @@ def test_search_and_dedup_commands_run_on_the_onnx_backend(folder: Path, tmp_pat
                  "--backend", "onnx"]) == 0
     pairs = [json.loads(line) for line in (tmp_path / "dups.jsonl").read_text().splitlines()]
     assert any(pair["text_i"] == pair["text_j"] == SENTENCES[0] for pair in pairs)
+
+
+def test_a_folder_without_onnx_files_is_exported_on_the_fly_as_sentence_transformers_does(
+        tiny_transformer_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from sentsim import SentenceTransformer
+    from sentsim.inference.onnx_loading import onnx_encoder_from_arguments
+
+    saved = SentenceTransformer.from_transformer(tiny_transformer_dir, pooling="mean").save(tmp_path / "plain")
+    with caplog.at_level("WARNING"):
+        onnx = SentenceTransformer(saved, backend="onnx")
+    assert onnx.get_backend() == "onnx" and SentenceTransformer(saved).get_backend() == "torch"
+    assert "exporting it to ONNX" in caplog.text and not (saved / "onnx").exists()  # the user's folder is untouched
+    np.testing.assert_allclose(onnx.encode(SENTENCES), SentenceTransformer(saved).encode(SENTENCES, dtype="fp32"),
+                               atol=1e-5)
+    with pytest.raises(OSError, match="no ONNX"):  # sentence-transformers raises OSError here too
+        SentenceTransformer(saved, backend="onnx", model_kwargs={"export": False})
+    with pytest.raises(OSError, match="sentsim export"):  # the torch-free stand-in has no exporter
+        onnx_encoder_from_arguments(saved)
+
+
+def test_constructor_errors_are_the_exception_types_sentence_transformers_code_catches(folder: Path) -> None:
+    from sentsim import SentenceTransformer
+
+    assert SentenceTransformer(folder, backend="onnx", model_kwargs={"provider": "CPUExecutionProvider"})
+    with pytest.raises(ValueError, match="provider"):
+        SentenceTransformer(folder, backend="onnx", model_kwargs={"provider": "CUDAExecutionProvider"})
+    with pytest.raises(ValueError, match="backend"):
+        SentenceTransformer(folder, backend="incorrect_backend")
+    with pytest.raises(OSError, match="wrong_file_name"):
+        SentenceTransformer(folder, backend="onnx", model_kwargs={"file_name": "wrong_file_name", "export": False})

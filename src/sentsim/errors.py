@@ -23,8 +23,11 @@ class DataFormatError(SentsimError):
         super().__init__(f"{where}: {reason}")
 
 
-class ModelLoadError(SentsimError):
-    """A model folder or name that cannot be turned into a working model."""
+class ModelLoadError(SentsimError, OSError):
+    """A model folder or name that cannot be turned into a working model.
+
+    Also an ``OSError``, as Hugging Face's and sentence-transformers' load failures are, so code that
+    catches those catches this."""
 
 
 class OfflineError(SentsimError):
@@ -32,8 +35,8 @@ class OfflineError(SentsimError):
     that points at a local copy instead."""
 
 
-class ConfigError(SentsimError):
-    """Options that contradict each other or are out of range."""
+class ConfigError(SentsimError, ValueError):
+    """Options that contradict each other or are out of range (also a ``ValueError``, as elsewhere)."""
 
 
 class MissingDependencyError(SentsimError):

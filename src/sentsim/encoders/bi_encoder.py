@@ -34,11 +34,12 @@ class SentenceTransformer(PromptShortcuts, nn.Sequential):
 
     def __new__(cls, *args: Any, backend: str = "torch", **kwargs: Any) -> Any:
         """``backend="onnx"`` returns the torch-free ``OnnxSentenceEncoder`` of a folder from ``sentsim export``
-        (sentence-transformers' ``model_kwargs={"file_name": ...}`` picks the ONNX file; default: this CPU's)."""
+        (sentence-transformers' ``model_kwargs={"file_name": ...}`` picks the ONNX file; default: this CPU's).
+        A folder without ONNX files is exported on the fly, as sentence-transformers does (``onnx_loading``)."""
         if backend == "onnx":
-            from sentsim.inference.onnx_backend import onnx_encoder_from_arguments
+            from sentsim.inference.onnx_loading import onnx_encoder_from_arguments
 
-            return onnx_encoder_from_arguments(*args, **kwargs)
+            return onnx_encoder_from_arguments(*args, exporter=export_for_session, **kwargs)
         if backend != "torch":
             raise ConfigError(f"backend must be 'torch' or 'onnx', not {backend!r}")
         return super().__new__(cls)
@@ -108,6 +109,10 @@ class SentenceTransformer(PromptShortcuts, nn.Sequential):
     @property
     def pooling(self) -> Pooling | None:
         return next((module for module in self if isinstance(module, Pooling)), None)
+
+    def get_backend(self) -> str:
+        """sentence-transformers' call: which runtime embeds (``"torch"`` here; the ONNX encoder says ``"onnx"``)."""
+        return "torch"
 
     @property
     def device(self) -> torch.device:
@@ -253,6 +258,24 @@ class SentenceTransformer(PromptShortcuts, nn.Sequential):
         from sentsim.training.compat import fit
 
         fit(self, *args, **kwargs)
+
+
+def export_for_session(folder: Path) -> Path:
+    """An fp32 ONNX export of ``folder`` in a temporary folder removed when the interpreter exits.
+
+    For ``SentenceTransformer(folder, backend="onnx")`` on a folder without ONNX files, which
+    sentence-transformers exports on the fly too. The one import of ``sentsim.export`` from this
+    layer (declared in the import contracts): exporting traces this torch model.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    from sentsim.export.onnx_export import export_model
+
+    scratch = Path(tempfile.mkdtemp(prefix="sentsim-onnx-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return export_model(folder, scratch / "model")
 
 
 def _versions() -> dict[str, str]:

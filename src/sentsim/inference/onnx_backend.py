@@ -33,7 +33,7 @@ from sentsim.progress import progress_bar
 if TYPE_CHECKING:
     from sentsim.inference.calibration import IsotonicCalibration
 
-__all__ = ["OnnxSentenceEncoder", "onnx_encoder_from_arguments", "pool"]
+__all__ = ["OnnxSentenceEncoder", "pool"]
 
 #: One forward's outputs: input ids, attention mask, token embeddings, sentence embeddings.
 Forward = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -54,6 +54,10 @@ class OnnxSentenceEncoder(PromptShortcuts):
 
     backend = "onnx"
     device = "cpu"
+
+    def get_backend(self) -> str:
+        """sentence-transformers' name for ``backend``: ``"onnx"``."""
+        return self.backend
 
     def __init__(self, model_name_or_path: str | Path, *, file_name: str | None = None,
                  threads: int | None = None, prompts: dict[str, str] | None = None,
@@ -350,30 +354,3 @@ def pool(tokens: np.ndarray, mask: np.ndarray, modes: Sequence[str]) -> np.ndarr
         else:  # lasttoken: right padding, so the last real token sits at length - 1
             pooled.append(tokens[np.arange(tokens.shape[0]), np.maximum(lengths - 1, 0)])
     return pooled[0] if len(pooled) == 1 else np.concatenate(pooled, axis=1)
-
-
-def onnx_encoder_from_arguments(model_name_or_path: str | Path | None = None, *, device: str | None = None,
-                                model_kwargs: dict[str, Any] | None = None, prompts: dict[str, str] | None = None,
-                                default_prompt_name: str | None = None, similarity_fn_name: str | None = None,
-                                truncate_dim: int | None = None, **ignored: Any) -> OnnxSentenceEncoder:
-    """``SentenceTransformer(path, backend="onnx", ...)``'s arguments → an encoder (CPU only).
-
-    sentence-transformers' model options (prompts, default prompt, similarity function, truncation)
-    carry over; ``allow_pickle`` (no pickles are read here) and a false ``trust_remote_code`` change
-    nothing; any other torch-model option is refused rather than silently dropped.
-    """
-    from sentsim.persistence.hub import DEFAULT_MODEL
-
-    if device not in (None, "cpu"):
-        raise ConfigError(f"the onnx backend runs on the CPU; device {device!r} needs the torch backend")
-    options = dict(model_kwargs or {})
-    unknown = set(options) - {"file_name", "threads"}
-    if unknown:
-        raise ConfigError(f"model_kwargs {sorted(unknown)} are not supported by the onnx backend")
-    refused = {name for name, value in ignored.items()
-               if value is not None and name != "allow_pickle" and (name, value) != ("trust_remote_code", False)}
-    if refused:
-        raise ConfigError(f"{', '.join(sorted(refused))} not supported with backend='onnx'")
-    return OnnxSentenceEncoder(model_name_or_path or DEFAULT_MODEL, prompts=prompts,
-                               default_prompt_name=default_prompt_name, similarity_fn_name=similarity_fn_name,
-                               truncate_dim=truncate_dim, **options)

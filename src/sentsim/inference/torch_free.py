@@ -19,7 +19,7 @@ class SentenceTransformer:
 
     def __new__(cls, *args: Any, backend: str = "torch", **kwargs: Any) -> Any:
         if backend == "onnx":
-            from sentsim.inference.onnx_backend import onnx_encoder_from_arguments
+            from sentsim.inference.onnx_loading import onnx_encoder_from_arguments
 
             return onnx_encoder_from_arguments(*args, **kwargs)
         if backend != "torch":
