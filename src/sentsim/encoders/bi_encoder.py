@@ -15,6 +15,7 @@ from sentsim import __version__
 from sentsim.errors import ConfigError, ModelLoadError
 from sentsim.inference.calibration import CALIBRATION_FILE
 from sentsim.inference.prompts import PromptShortcuts, prompt_settings
+from sentsim.inference.similarity_any import SimilarityCalls
 from sentsim.models import Normalize, Pooling, Transformer
 from sentsim.persistence.hub import DEFAULT_MODEL, resolve_model_path
 from sentsim.persistence.layout import load_modules, load_transformer, save_modules
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from sentsim.inference.calibration import IsotonicCalibration
 
 
-class SentenceTransformer(PromptShortcuts, nn.Sequential):
+class SentenceTransformer(PromptShortcuts, SimilarityCalls, nn.Sequential):
     """A siamese sentence encoder; the same network embeds both sentences of a pair.
 
     The class stays small on purpose: encoding lives in ``inference``, saving in ``persistence``,
@@ -137,17 +138,6 @@ class SentenceTransformer(PromptShortcuts, nn.Sequential):
         return self.embedding_dimension
 
     @property
-    def similarity_fn_name(self) -> str:
-        """How ``similarity`` compares embeddings: cosine, dot, euclidean or manhattan."""
-        return self._similarity_fn_name
-
-    @similarity_fn_name.setter
-    def similarity_fn_name(self, value: Any) -> None:
-        from sentsim.inference.similarity import check_similarity_fn_name
-
-        self._similarity_fn_name = check_similarity_fn_name("cosine" if value is None else value)
-
-    @property
     def tokenizer(self) -> Any:
         return self.transformer.tokenizer
 
@@ -192,18 +182,6 @@ class SentenceTransformer(PromptShortcuts, nn.Sequential):
             precision=precision, convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor,
             normalize_embeddings=normalize_embeddings, dtype=dtype,
             truncate_dim=truncate_dim if truncate_dim is not None else self.truncate_dim)
-
-    def similarity(self, embeddings1: Any, embeddings2: Any) -> torch.Tensor:
-        """Score matrix ``[len(embeddings1), len(embeddings2)]`` under ``similarity_fn_name``."""
-        from sentsim.inference.similarity import MATRIX_FUNCTIONS
-
-        return MATRIX_FUNCTIONS[self.similarity_fn_name](embeddings1, embeddings2)
-
-    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> torch.Tensor:
-        """Score of each aligned pair ``(embeddings1[i], embeddings2[i])`` under ``similarity_fn_name``."""
-        from sentsim.inference.similarity import PAIRWISE_FUNCTIONS
-
-        return PAIRWISE_FUNCTIONS[self.similarity_fn_name](embeddings1, embeddings2)
 
     def pair_cosine(self, sentences_a: str | Sequence[str], sentences_b: str | Sequence[str], *,
                     batch_size: int = 32, dtype: str = "auto") -> np.ndarray | float:

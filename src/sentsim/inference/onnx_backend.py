@@ -25,7 +25,7 @@ from sentsim.inference.folder_config import read_pipeline_config
 from sentsim.inference.onnx_files import find_onnx_file, open_session, read_manifest
 from sentsim.inference.prompts import PromptShortcuts, prompt_settings, resolve_prompt
 from sentsim.inference.quantize import quantize_embeddings
-from sentsim.inference.similarity_any import check_similarity_fn_name, similarity_scores
+from sentsim.inference.similarity_any import SimilarityCalls
 from sentsim.persistence.hub import resolve_model_path
 from sentsim.persistence.model_config import read_model_config
 from sentsim.progress import progress_bar
@@ -39,7 +39,7 @@ __all__ = ["OnnxSentenceEncoder", "pool"]
 Forward = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-class OnnxSentenceEncoder(PromptShortcuts):
+class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls):
     """A sentence encoder on ONNX Runtime: ``encode``, ``similarity`` and evaluation without torch.
 
     Args:
@@ -105,15 +105,6 @@ class OnnxSentenceEncoder(PromptShortcuts):
 
     def get_max_seq_length(self) -> int:
         return self.max_seq_length
-
-    @property
-    def similarity_fn_name(self) -> str:
-        """How ``similarity`` compares embeddings: cosine, dot, euclidean or manhattan."""
-        return self._similarity_fn_name
-
-    @similarity_fn_name.setter
-    def similarity_fn_name(self, value: Any) -> None:
-        self._similarity_fn_name = check_similarity_fn_name("cosine" if value is None else value)
 
     def to(self, device: Any) -> OnnxSentenceEncoder:
         """``model.to("cpu")`` as in torch code (a no-op); any other device needs the torch backend."""
@@ -203,14 +194,6 @@ class OnnxSentenceEncoder(PromptShortcuts):
         result = returned(embeddings, count=len(texts), convert_to_tensor=convert_to_tensor,
                           convert_to_numpy=convert_to_numpy, as_tensor=tensor_maker())
         return result[0] if single else result
-
-    def similarity(self, embeddings1: Any, embeddings2: Any) -> Any:
-        """Score matrix ``[len(embeddings1), len(embeddings2)]`` under ``similarity_fn_name``."""
-        return similarity_scores(embeddings1, embeddings2, self.similarity_fn_name, pairwise=False)
-
-    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> Any:
-        """Score of each aligned pair ``(embeddings1[i], embeddings2[i])`` under ``similarity_fn_name``."""
-        return similarity_scores(embeddings1, embeddings2, self.similarity_fn_name, pairwise=True)
 
     def _check_compute(self, dtype: str, device: Any) -> None:
         if dtype not in ("auto", "fp32"):

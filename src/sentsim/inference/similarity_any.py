@@ -72,3 +72,27 @@ def _as_array(values: Any) -> np.ndarray:
 def _unit(values: np.ndarray) -> np.ndarray:
     """Unit rows (a zero row stays zero), as torch's ``normalize``."""
     return values / np.maximum(np.linalg.norm(values, axis=-1, keepdims=True), 1e-12)
+
+
+class SimilarityCalls:
+    """sentence-transformers' ``similarity`` / ``similarity_pairwise`` and ``similarity_fn_name``, for both
+    encoders: tensors from torch's functions where torch is installed (``similarity_scores``)."""
+
+    _similarity_fn_name: str
+
+    @property
+    def similarity_fn_name(self) -> str:
+        """How ``similarity`` compares embeddings: cosine, dot, euclidean or manhattan."""
+        return self._similarity_fn_name
+
+    @similarity_fn_name.setter
+    def similarity_fn_name(self, value: Any) -> None:
+        self._similarity_fn_name = check_similarity_fn_name("cosine" if value is None else value)
+
+    def similarity(self, embeddings1: Any, embeddings2: Any) -> Any:
+        """Score matrix ``[len(embeddings1), len(embeddings2)]`` under ``similarity_fn_name``."""
+        return similarity_scores(embeddings1, embeddings2, self.similarity_fn_name, pairwise=False)
+
+    def similarity_pairwise(self, embeddings1: Any, embeddings2: Any) -> Any:
+        """Score of each aligned pair ``(embeddings1[i], embeddings2[i])`` under ``similarity_fn_name``."""
+        return similarity_scores(embeddings1, embeddings2, self.similarity_fn_name, pairwise=True)
