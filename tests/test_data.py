@@ -232,6 +232,23 @@ def test_missing_header_column(tmp_path: Path, fmt: str) -> None:
     assert error.reason.startswith("header lacks")
 
 
+def test_a_header_from_another_sts_set_gets_the_options_that_read_it(tmp_path: Path) -> None:
+    """SICK's columns: the error names the options, and with them (and SICK's 1–5 scale) the file reads."""
+    path = tmp_path / "sick.tsv"
+    path.write_text("pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment\n"
+                    "1\tA dog runs\tA dog is running\t4.5\tENTAILMENT\n2\tA cat\tA car\t1.0\tNEUTRAL\n")
+    error = expect_error(path, 1, "--sentence1-column sentence_A --sentence2-column sentence_B --score-column "
+                                  "relatedness_score")
+    assert "sentence1_column='sentence_A'" in error.reason and "--score-range" in error.reason
+    dataset = read_pair_file(path, sentence1_column="sentence_A", sentence2_column="sentence_B",
+                             score_column="relatedness_score", score_range=(1.0, 5.0))
+    assert [pair.score for pair in dataset.pairs] == [0.875, 0.0]
+    custom = tmp_path / "custom.csv"
+    custom.write_text("left,right,score\na,b,1\n")
+    plain = expect_error(custom, 1, "header lacks columns 'sentence1', 'sentence2'")
+    assert "to use this file's columns" not in plain.reason  # nothing known to suggest
+
+
 def test_header_matches_case_insensitively(tmp_path: Path) -> None:
     path = write_pairs(tmp_path, "csv", [["Sentence1", "SENTENCE2", "Score"], GOOD])
     assert len(read_pair_file(path)) == 1

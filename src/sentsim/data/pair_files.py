@@ -224,9 +224,37 @@ def _header_indices(path: str, line: int, header: list[str], names: Sequence[str
         raise DataFormatError(
             path,
             line,
-            f"header lacks {_quoted(missing, 'column')}; found columns: {_quoted(header) or 'none'}",
+            f"header lacks {_quoted(missing, 'column')}; found columns: {_quoted(header) or 'none'}"
+            + _column_hint(names, missing, header),
         )
     return indices
+
+
+#: Column names other STS sets use (SICK, PAWS, Quora, MRPC, Hugging Face datasets), by role, so a
+#: header error can say which option names them. Only the default names get a hint.
+_ROLE_ALIASES = {
+    "sentence1": ("sentence_a", "sentence_1", "text1", "text_a", "s1", "premise", "question1", "query", "anchor"),
+    "sentence2": ("sentence_b", "sentence_2", "text2", "text_b", "s2", "hypothesis", "question2", "positive"),
+    "score": ("relatedness_score", "similarity_score", "similarity", "gold_score", "gold", "label", "labels",
+              "relatedness"),
+}
+
+
+def _column_hint(names: Sequence[str], missing: Sequence[str], header: Sequence[str]) -> str:
+    """Where the header has a column another STS set uses for a missing default name: the options that pick
+    it, as the command line spells them and as keyword arguments (``sentence1_column='sentence_A'``)."""
+    found = {column.casefold(): column for column in header}
+    options: list[tuple[str, str]] = []
+    for name in missing:
+        alias = next((found[alias] for alias in _ROLE_ALIASES.get(name, ()) if alias in found), None)
+        if alias is not None and name in names:
+            options.append((f"{name}_column", alias))
+    if not options:
+        return ""
+    flags = " ".join(f"--{option.replace('_', '-')} {alias}" for option, alias in options)
+    keywords = ", ".join(f"{option}={alias!r}" for option, alias in options)
+    scale = "; and --score-range LOW HIGH (score_range=) if its scores are not on 0–5" if "score" in missing else ""
+    return f" (to use this file's columns: {flags}, or in Python {keywords}{scale})"
 
 
 def _labels(kind: str, names: tuple[str, ...]) -> tuple[str, ...]:
