@@ -246,7 +246,10 @@ def test_a_header_from_another_sts_set_gets_the_options_that_read_it(tmp_path: P
     custom = tmp_path / "custom.csv"
     custom.write_text("left,right,score\na,b,1\n")
     plain = expect_error(custom, 1, "header lacks columns 'sentence1', 'sentence2'")
-    assert "to use this file's columns" not in plain.reason  # nothing known to suggest
+    assert "to use this file's fields" not in plain.reason  # nothing known to suggest
+    lines = tmp_path / "pairs.jsonl"
+    lines.write_text('{"text1": "a", "text2": "b", "label": 0.5}\n')
+    expect_error(lines, 1, "--sentence1-column text1 --sentence2-column text2 --score-column label")
 
 
 def test_header_matches_case_insensitively(tmp_path: Path) -> None:

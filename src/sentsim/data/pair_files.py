@@ -124,7 +124,8 @@ def _read_jsonl(
                 raise BadRow(f"expected a JSON object on each line, found {_json_type(record)}")
             missing = [name for name in names if name not in record]
             if missing:
-                raise BadRow(f"missing {_quoted(missing, 'key')}; found keys: {_quoted(list(record)) or 'none'}")
+                raise BadRow(f"missing {_quoted(missing, 'key')}; found keys: {_quoted(list(record)) or 'none'}"
+                             + _column_hint(names, missing, list(record)))
             genre = record.get(genre_column) if genre_column else None
             collector.add_fields(
                 line=line.number,
@@ -254,7 +255,7 @@ def _column_hint(names: Sequence[str], missing: Sequence[str], header: Sequence[
     flags = " ".join(f"--{option.replace('_', '-')} {alias}" for option, alias in options)
     keywords = ", ".join(f"{option}={alias!r}" for option, alias in options)
     scale = "; and --score-range LOW HIGH (score_range=) if its scores are not on 0–5" if "score" in missing else ""
-    return f" (to use this file's columns: {flags}, or in Python {keywords}{scale})"
+    return f" (to use this file's fields: {flags}, or in Python {keywords}{scale})"
 
 
 def _labels(kind: str, names: tuple[str, ...]) -> tuple[str, ...]:
