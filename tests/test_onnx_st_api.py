@@ -201,6 +201,7 @@ def test_a_folder_without_onnx_files_is_exported_on_the_fly_as_sentence_transfor
     assert "exporting it to ONNX" in caplog.text and not (saved / "onnx").exists()  # the user's folder is untouched
     np.testing.assert_allclose(onnx.encode(SENTENCES), SentenceTransformer(saved).encode(SENTENCES, dtype="fp32"),
                                atol=1e-5)
+    assert SentenceTransformer(saved, backend="onnx").folder == onnx.folder  # the same folder again: no second export
     with pytest.raises(OSError, match="no ONNX"):  # sentence-transformers raises OSError here too
         SentenceTransformer(saved, backend="onnx", model_kwargs={"export": False})
     with pytest.raises(OSError, match="sentsim export"):  # the torch-free stand-in has no exporter

@@ -238,6 +238,11 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, nn.Sequential):
         fit(self, *args, **kwargs)
 
 
+#: Exports made this session: (folder, its files' sizes and times) → the export, so loading the same
+#: unchanged folder again reuses it instead of exporting (and keeping) one more copy.
+_SESSION_EXPORTS: dict[tuple[Path, tuple], Path] = {}
+
+
 def export_for_session(folder: Path) -> Path:
     """An fp32 ONNX export of ``folder`` in a temporary folder removed when the interpreter exits.
 
@@ -251,9 +256,15 @@ def export_for_session(folder: Path) -> Path:
 
     from sentsim.export.onnx_export import export_model
 
+    folder = Path(folder).resolve()
+    key = (folder, tuple(sorted((str(path.relative_to(folder)), path.stat().st_size, path.stat().st_mtime_ns)
+                                for path in folder.rglob("*") if path.is_file())))
+    if key in _SESSION_EXPORTS and _SESSION_EXPORTS[key].is_dir():
+        return _SESSION_EXPORTS[key]
     scratch = Path(tempfile.mkdtemp(prefix="sentsim-onnx-"))
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-    return export_model(folder, scratch / "model")
+    _SESSION_EXPORTS[key] = export_model(folder, scratch / "model")
+    return _SESSION_EXPORTS[key]
 
 
 def _versions() -> dict[str, str]:
