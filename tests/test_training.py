@@ -94,6 +94,29 @@ def test_training_changes_weights_and_lowers_loss(tiny_transformer_dir):
     assert result.train_seconds > 0 and result.pairs_per_second > 0
 
 
+@pytest.mark.parametrize("max_grad_norm", [1e6, 1e-4])  # 1e-4 clips every step, 1e6 never does
+def test_gradient_clipping_gives_accelerates_weights_bit_for_bit(tiny_transformer_dir, monkeypatch, max_grad_norm):
+    """sentsim's clip skips the multiply when nothing is clipped; the trained weights must not move by a bit."""
+    from sentsim.training import loop_run
+
+    def accelerates(model, accelerator, max_norm):
+        return accelerator.clip_grad_norm_(model.parameters(), max_norm)
+
+    runs, norms = [], []
+    for clip in (loop_run.clip_gradients, accelerates):
+        def recorded(model, accelerator, max_norm, clip=clip):
+            norms.append(float(clip(model, accelerator, max_norm)))
+            return norms[-1]
+
+        monkeypatch.setattr(loop_run, "clip_gradients", recorded)
+        model = SentenceTransformer.from_transformer(tiny_transformer_dir)
+        _train(model, seed=5, max_grad_norm=max_grad_norm)
+        runs.append(_weights(model))
+    assert torch.equal(runs[0], runs[1])
+    assert norms[: len(norms) // 2] == norms[len(norms) // 2 :]
+    assert (min(norms) > max_grad_norm) if max_grad_norm < 1 else (max(norms) < max_grad_norm)
+
+
 def test_same_seed_same_weights_other_seed_other_weights(tiny_transformer_dir):
     runs = []
     for seed in (3, 3, 4):

@@ -21,7 +21,7 @@ from sentsim.training.batching import LengthGroupedSampler
 from sentsim.training.checkpoint import BestCheckpoint, Throughput
 from sentsim.training.chunks import Chunking, chunk_backward
 from sentsim.training.config import TrainConfig
-from sentsim.training.optimizer import build_optimizer, build_schedule
+from sentsim.training.optimizer import build_optimizer, build_schedule, clip_gradients
 from sentsim.training.resume import Checkpoints, at_step_boundary
 
 logger = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ def _update(model: nn.Module, accelerator: Any, optimizer: Any, scheduler: Any, 
             max_grad_norm: float | None) -> None:
     """clip → optimizer step → schedule step → clear gradients."""
     if max_grad_norm:
-        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+        clip_gradients(model, accelerator, max_grad_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
