@@ -14,6 +14,7 @@ from typing import Any
 
 from sentsim.errors import ModelLoadError
 from sentsim.models.pooling_modes import LEGACY_KEYS
+from sentsim.models.sequence_limits import position_limit
 
 #: Pooling modes in sentence-transformers' concatenation order, with their legacy config keys.
 POOLING_KEYS = LEGACY_KEYS
@@ -30,6 +31,8 @@ class PipelineConfig:
     pooling_modes: tuple[str, ...]
     normalize: bool
     hidden_size: int | None
+    #: The most tokens the position embeddings take (``models.sequence_limits``); None: no fixed limit.
+    position_limit: int | None = None
 
 
 def read_pipeline_config(folder: Path) -> PipelineConfig:
@@ -52,7 +55,7 @@ def read_pipeline_config(folder: Path) -> PipelineConfig:
     hidden = model_config.get("hidden_size")
     return PipelineConfig(max_seq_length=int(max_length), do_lower_case=bool(settings.get("do_lower_case", False)),
                           pooling_modes=modes, normalize="Normalize" in kinds,
-                          hidden_size=int(hidden) if hidden else None)
+                          hidden_size=int(hidden) if hidden else None, position_limit=position_limit(model_config))
 
 
 def pooling_modes(config: dict[str, Any]) -> tuple[str, ...]:

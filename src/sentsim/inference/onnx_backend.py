@@ -26,6 +26,7 @@ from sentsim.inference.onnx_files import find_onnx_file, open_session, read_mani
 from sentsim.inference.prompts import PromptShortcuts, prompt_settings, resolve_prompt
 from sentsim.inference.quantize import quantize_embeddings
 from sentsim.inference.similarity_any import SimilarityCalls
+from sentsim.models.sequence_limits import check_max_seq_length
 from sentsim.persistence.hub import resolve_model_path
 from sentsim.persistence.model_config import read_model_config
 from sentsim.progress import progress_bar
@@ -96,12 +97,8 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls):
     @max_seq_length.setter
     def max_seq_length(self, value: int) -> None:
         """Texts are cut to ``value`` tokens from now on (sentence-transformers' ``model.max_seq_length = n``)."""
-        limit = self._position_limit()
-        if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= limit:
-            raise ConfigError(f"max_seq_length must be an integer from 2 to {limit} (the model's positions), "
-                              f"got {value!r}")
-        self._max_seq_length = value
-        self.tokenizer.enable_truncation(max_length=value)
+        self._max_seq_length = check_max_seq_length(value, self.config.position_limit)
+        self.tokenizer.enable_truncation(max_length=self._max_seq_length)
 
     def get_max_seq_length(self) -> int:
         return self.max_seq_length
@@ -155,12 +152,6 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls):
             if token_id is not None:
                 return token_id
         return 0
-
-    def _position_limit(self) -> int:
-        config_path = self.folder / "config.json"
-        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-        limit = config.get("max_position_embeddings")
-        return limit if isinstance(limit, int) and limit > 1 else max(self.config.max_seq_length, 512)
 
     # -- sentence-transformers' calls ---------------------------------------------------------------
     def encode(self, inputs: str | Sequence[str] | None = None, prompt_name: str | None = None,

@@ -6,7 +6,6 @@ import contextlib
 import itertools
 import json
 import logging
-import operator
 import pickle
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from sentsim.errors import ConfigError, ModelLoadError
+from sentsim.models.sequence_limits import check_max_seq_length, position_limit
 from sentsim.models.weights import check_weight_files, describe_unpickling_error
 
 logger = logging.getLogger(__name__)
@@ -180,40 +180,6 @@ class Transformer(nn.Module):
             except ConfigError as error:
                 raise ModelLoadError(f"{config_path}: {error}") from error
         return transformer
-
-
-#: Model types whose position ids start after the padding index (the fairseq heritage), which
-#: leaves ``pad_token_id + 1`` fewer positions than ``max_position_embeddings`` says.
-_OFFSET_POSITION_TYPES = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet",
-                                    "longformer", "data2vec-text", "ibert"})
-
-
-def position_limit(config: Any) -> int | None:
-    """The most tokens ``config``'s position embeddings can take, or None when it has no fixed limit."""
-    limit = getattr(config, "max_position_embeddings", None)
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
-        return None
-    if getattr(config, "model_type", None) in _OFFSET_POSITION_TYPES:
-        limit -= (getattr(config, "pad_token_id", None) or 1) + 1
-    return limit
-
-
-def check_max_seq_length(value: object, limit: int | None) -> int:
-    """``value`` as an int if it is a whole number from 2 (room for the special tokens) to ``limit``.
-
-    A longer limit than the position embeddings would load fine and then crash on the first long
-    input, so it is refused here, where the number is set.
-    """
-    allowed = f"from 2 to {limit} (the model's max_position_embeddings)" if limit else "of at least 2"
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    try:
-        number = operator.index(value) if not isinstance(value, bool) else None
-    except TypeError:
-        number = None
-    if number is None or number < 2 or (limit is not None and number > limit):
-        raise ConfigError(f"max_seq_length must be a whole number {allowed}, got {value!r}")
-    return number
 
 
 def _read_module_config(path: Path) -> dict[str, Any]:
