@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
 
 from sentsim.errors import ConfigError
+
+
+@functools.cache
+def torch_installed() -> bool:
+    """Whether torch can be imported here. Asked once: Python does not remember a failed import, so in
+    the light install (``sentsim[onnx]``) each ``import torch`` attempt would search the path again."""
+    return importlib.util.find_spec("torch") is not None
 
 
 def is_offline() -> bool:

@@ -111,12 +111,10 @@ def show_progress(args: argparse.Namespace) -> bool | None:
 
 # -- loading -----------------------------------------------------------------------------------------
 def device(args: argparse.Namespace) -> str:
-    import importlib.util
-
-    from sentsim.environment import resolve_device
+    from sentsim.environment import resolve_device, torch_installed
 
     backend = getattr(args, "backend", "torch")
-    if backend == "onnx" or (backend == "auto" and importlib.util.find_spec("torch") is None):
+    if backend == "onnx" or (backend == "auto" and not torch_installed()):
         if args.device not in ("auto", "cpu"):
             raise UsageError(f"--device {args.device}: the onnx backend runs on the CPU; use --backend torch")
         return "cpu"  # without asking torch, which the onnx backend may not have

@@ -125,7 +125,7 @@ def _read_jsonl(
             missing = [name for name in names if name not in record]
             if missing:
                 raise BadRow(f"missing {_quoted(missing, 'key')}; found keys: {_quoted(list(record)) or 'none'}"
-                             + _column_hint(names, missing, list(record)))
+                             + _column_hint(missing, list(record)))
             genre = record.get(genre_column) if genre_column else None
             collector.add_fields(
                 line=line.number,
@@ -226,7 +226,7 @@ def _header_indices(path: str, line: int, header: list[str], names: Sequence[str
             path,
             line,
             f"header lacks {_quoted(missing, 'column')}; found columns: {_quoted(header) or 'none'}"
-            + _column_hint(names, missing, header),
+            + _column_hint(missing, header),
         )
     return indices
 
@@ -241,14 +241,14 @@ _ROLE_ALIASES = {
 }
 
 
-def _column_hint(names: Sequence[str], missing: Sequence[str], header: Sequence[str]) -> str:
+def _column_hint(missing: Sequence[str], header: Sequence[str]) -> str:
     """Where the header has a column another STS set uses for a missing default name: the options that pick
     it, as the command line spells them and as keyword arguments (``sentence1_column='sentence_A'``)."""
     found = {column.casefold(): column for column in header}
     options: list[tuple[str, str]] = []
     for name in missing:
         alias = next((found[alias] for alias in _ROLE_ALIASES.get(name, ()) if alias in found), None)
-        if alias is not None and name in names:
+        if alias is not None:
             options.append((f"{name}_column", alias))
     if not options:
         return ""

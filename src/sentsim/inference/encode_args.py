@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from sentsim.environment import torch_installed
 from sentsim.inference.quantize import check_output_precision
 
 #: ``encode``'s ``output_value`` choices, as sentence-transformers'.
@@ -55,8 +56,8 @@ def returned(embeddings: Any, *, count: int, convert_to_tensor: bool, convert_to
 
 def tensor_maker() -> Callable[[Any], Any]:
     """``torch.as_tensor`` where torch is installed, numpy's ``asarray`` where it is not (the light install)."""
-    try:
-        import torch
-    except ImportError:
+    if not torch_installed():
         return np.asarray
+    import torch
+
     return torch.as_tensor

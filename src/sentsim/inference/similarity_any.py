@@ -8,11 +8,12 @@ gets the same numbers as float32 numpy arrays from the functions below.
 
 from __future__ import annotations
 
-import importlib.util
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
+
+from sentsim.environment import torch_installed
 
 #: The names ``similarity_fn_name`` accepts.
 SIMILARITY_FN_NAMES = ("cosine", "dot", "euclidean", "manhattan")
@@ -40,7 +41,7 @@ def check_similarity_fn_name(name: Any) -> str:
 
 def similarity_scores(a: Any, b: Any, name: str, *, pairwise: bool) -> Any:
     """``name``'s score matrix (``pairwise=False``) or aligned-pair scores of two sets of embeddings."""
-    if importlib.util.find_spec("torch") is not None:
+    if torch_installed():
         from sentsim.inference.similarity import MATRIX_FUNCTIONS, PAIRWISE_FUNCTIONS
 
         return (PAIRWISE_FUNCTIONS if pairwise else MATRIX_FUNCTIONS)[name](a, b)
