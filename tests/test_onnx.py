@@ -226,3 +226,35 @@ def test_physical_cores_count_cores_within_the_cgroup_quota(monkeypatch, cpu_max
     monkeypatch.setattr(environment, "_read_cgroup_cpu_max", read_cpu_max)
     monkeypatch.setattr(environment.os, "sched_getaffinity", lambda _pid: set(range(8)), raising=False)
     assert environment.physical_cores() == expected
+
+
+@pytest.mark.parametrize("file_name", [None, "model.onnx"])
+def test_the_thread_count_never_changes_the_embeddings(tiny_exported: Path, file_name: str | None) -> None:
+    """Batches run side by side, one core each, but each batch is the same batch: the same numbers."""
+    from sentsim.inference.onnx_backend import OnnxSentenceEncoder
+
+    texts = [f"{SENTENCES[index % len(SENTENCES)]} {'and ' * (index % 7)}the dog" for index in range(75)]
+    one = OnnxSentenceEncoder(tiny_exported, file_name=file_name, threads=1)
+    three = OnnxSentenceEncoder(tiny_exported, file_name=file_name, threads=3)
+    for batch_size in (4, 32, 100):
+        np.testing.assert_array_equal(one.encode(texts, batch_size=batch_size),
+                                      three.encode(texts, batch_size=batch_size))
+    tokens_one = one.encode(texts, batch_size=4, output_value="token_embeddings")
+    tokens_three = three.encode(texts, batch_size=4, output_value="token_embeddings")
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(tokens_one, tokens_three, strict=True))
+
+
+def test_a_call_that_is_one_batch_opens_the_multi_threaded_session_only_then(tiny_exported: Path) -> None:
+    from sentsim.inference.onnx_backend import OnnxSentenceEncoder
+
+    encoder = OnnxSentenceEncoder(tiny_exported, threads=2)
+    assert encoder.embedding_dimension == 32 and encoder._lone_session is None
+    encoder.encode(SENTENCES * 3, batch_size=4)
+    assert encoder._lone_session is None
+    lone = encoder.encode(SENTENCES * 3, batch_size=32)
+    assert encoder._lone_session is not None and encoder._lone_session is not encoder.session
+    single = OnnxSentenceEncoder(tiny_exported, threads=1)
+    assert single._lone_session is single.session  # one thread: one session does both
+    np.testing.assert_array_equal(lone, single.encode(SENTENCES * 3, batch_size=32))
+    with pytest.raises(ConfigError, match="threads"):
+        OnnxSentenceEncoder(tiny_exported, threads=-1)

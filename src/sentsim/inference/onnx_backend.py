@@ -11,18 +11,20 @@ runs on it; ``embed`` and ``encode_pairs`` are the plain-array calls sentsim's o
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sentsim.environment import onnx_isa
+from sentsim.environment import onnx_isa, physical_cores
 from sentsim.errors import ConfigError, ModelLoadError
 from sentsim.inference.batches import PROGRESS_THRESHOLD, length_sorted_batches
 from sentsim.inference.encode_args import check_encode_options, returned, tensor_maker, texts_to_encode
 from sentsim.inference.folder_config import read_pipeline_config
 from sentsim.inference.onnx_files import find_onnx_file, open_session, read_manifest
+from sentsim.inference.parallel_runs import run_pieces
 from sentsim.inference.prompts import PromptShortcuts, prompt_settings, resolve_prompt
 from sentsim.inference.quantize import quantize_embeddings
 from sentsim.inference.similarity_any import SimilarityCalls
@@ -48,7 +50,9 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls):
             ``backend="onnx"`` export), or a hub name of such a model.
         file_name: the ONNX file under ``onnx/`` to run; by default the one for this CPU's instruction
             set (int8 where the export has it); ``"fp32"`` for the fp32 graph.
-        threads: ONNX Runtime intra-op threads; default the number of physical cores.
+        threads: cores to use; default the physical cores. Batches run that many at a time, one core
+            each (``sentsim.inference.parallel_runs``); a call that is one batch runs on a second
+            session, opened when first needed, that spreads each operator over the cores instead.
         prompts, default_prompt_name, similarity_fn_name, truncate_dim: sentence-transformers' model
             options; given ones win over those saved in the folder's ``config_sentence_transformers.json``.
     """
@@ -84,7 +88,12 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls):
         self._max_seq_length = self.config.max_seq_length
         self.tokenizer.enable_truncation(max_length=self._max_seq_length)
         self.pad_id = self._pad_id()
-        self.session = open_session(self.file, threads=threads)
+        if threads is not None and threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {threads}")
+        self.threads = threads or physical_cores()
+        self.session = open_session(self.file, threads=1)  # the one the batches share, one core each
+        self._lone_session: Any = self.session if self.threads == 1 else None
+        self._opening = threading.Lock()
         self.input_names = [item.name for item in self.session.get_inputs()]
         self.calibration: IsotonicCalibration | None = IsotonicCalibration.load(self.folder)
         self._dimension: int | None = None
@@ -115,7 +124,7 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls):
     @property
     def embedding_dimension(self) -> int:
         if self._dimension is None:
-            self._dimension = int(self.embed(["dimension probe"]).shape[-1])
+            self._dimension = int(self._forward(self.token_ids(["dimension probe"]))[3].shape[-1])
         return self._dimension
 
     def get_sentence_embedding_dimension(self) -> int:
@@ -199,8 +208,8 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls):
         ids = self.token_ids(texts)
         rows: list[Any] = [None] * len(ids)
         convert = tensor_maker()
-        for batch in self._batches(ids, batch_size=batch_size, show_progress=show_progress):
-            input_ids, mask, tokens, embeddings = self._forward([ids[index] for index in batch])
+        for batch, (input_ids, mask, tokens, embeddings) in self._runs(ids, batch_size=batch_size,
+                                                                       show_progress=show_progress):
             if truncate_dim is not None:
                 embeddings = embeddings[:, :truncate_dim]
             for position, index in enumerate(batch):
@@ -233,9 +242,9 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls):
                         show_progress: bool | None = False, run_overhead: int | None = None) -> np.ndarray:
         """Embeddings (pooled, normalised as configured) of texts already tokenised by :meth:`token_ids`;
         ``run_overhead``: cut batches where padding costs most (the server; see ``length_sorted_batches``)."""
-        chunks: list[tuple[list[int], np.ndarray]] = []
-        for batch in self._batches(ids, batch_size=batch_size, show_progress=show_progress, run_overhead=run_overhead):
-            chunks.append((batch, self._forward([ids[index] for index in batch])[3]))
+        chunks = [(batch, forward[3]) for batch, forward in self._runs(ids, batch_size=batch_size,
+                                                                       show_progress=show_progress,
+                                                                       run_overhead=run_overhead)]
         width = chunks[0][1].shape[1] if chunks else (self._dimension or 0)
         output = np.empty((len(ids), width), dtype=np.float32)
         for batch, embeddings in chunks:
@@ -275,11 +284,29 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls):
         return float(scores[0]) if single else scores
 
     # -- the forward pass ------------------------------------------------------------------------
-    def _batches(self, ids: Sequence[Sequence[int]], *, batch_size: int, show_progress: bool | None,
-                 run_overhead: int | None = None) -> Any:
+    def _runs(self, ids: Sequence[Sequence[int]], *, batch_size: int, show_progress: bool | None,
+              run_overhead: int | None = None) -> Iterator[tuple[list[int], Forward]]:
+        """``(batch, forward)`` for every length-sorted batch of ``ids``, in the order they finish.
+
+        Several batches run ``threads`` at a time on the single-threaded session; a lone batch runs on
+        the multi-threaded one. Either way each batch is the same batch, so the numbers are the same.
+        """
         quiet = not show_progress if show_progress is not None else len(ids) < PROGRESS_THRESHOLD
         batches = list(length_sorted_batches([len(row) for row in ids], batch_size, run_overhead=run_overhead))
-        return progress_bar(batches, desc="Encoding", unit="batch", quiet=quiet)
+        session = self.session if len(batches) > 1 else self._lone()
+
+        def run(batch: list[int]) -> Forward:
+            return self._forward([ids[index] for index in batch], session=session)
+
+        runs = run_pieces(batches, run, workers=self.threads)
+        return iter(progress_bar(runs, total=len(batches), desc="Encoding", unit="batch", quiet=quiet))
+
+    def _lone(self) -> Any:
+        """The session for a call that is one batch: intra-op threads on every core (opened on first use)."""
+        with self._opening:
+            if self._lone_session is None:
+                self._lone_session = open_session(self.file, threads=self.threads)
+        return self._lone_session
 
     def _padded(self, batch: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         longest = max((len(row) for row in batch), default=0)
@@ -290,12 +317,12 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls):
             attention_mask[row, : len(sequence)] = 1
         return input_ids, attention_mask
 
-    def _forward(self, batch: Sequence[Sequence[int]]) -> Forward:
+    def _forward(self, batch: Sequence[Sequence[int]], *, session: Any = None) -> Forward:
         input_ids, attention_mask = self._padded(batch)
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "token_type_ids" in self.input_names:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
-        tokens = np.asarray(self.session.run(None, {name: feeds[name] for name in self.input_names})[0],
+        tokens = np.asarray((session or self.session).run(None, {name: feeds[name] for name in self.input_names})[0],
                             dtype=np.float32)
         embeddings = pool(tokens, attention_mask, self.config.pooling_modes)
         if self.config.normalize:

@@ -1,0 +1,65 @@
+"""run_pieces: every piece once, side by side, errors and early stops handled (no torch, no model)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from sentsim.inference.parallel_runs import run_pieces
+
+
+@pytest.mark.parametrize("workers", [1, 2, 5])
+def test_every_piece_runs_once_and_comes_back_with_its_result(workers: int) -> None:
+    pieces = [[index, index + 100] for index in range(23)]
+    results = list(run_pieces(pieces, lambda piece: sum(piece), workers=workers))
+    assert sorted(piece[0] for piece, _ in results) == list(range(23))
+    assert all(result == sum(piece) for piece, result in results)
+
+
+def test_pieces_run_at_the_same_time() -> None:
+    barrier = threading.Barrier(2, timeout=10)  # breaks (and the test fails) unless two pieces meet
+
+    def run(piece: list[int]) -> str:
+        barrier.wait()
+        return threading.current_thread().name
+
+    names = {name for _, name in run_pieces([[0], [1]], run, workers=2)}
+    assert len(names) == 2 and all(name.startswith("sentsim-run") for name in names)
+
+
+def test_one_worker_or_one_piece_runs_in_the_calling_thread_in_order() -> None:
+    caller = threading.current_thread().name
+    ran = list(run_pieces([[2], [0], [1]], lambda piece: threading.current_thread().name, workers=1))
+    assert [piece for piece, _ in ran] == [[2], [0], [1]] and {name for _, name in ran} == {caller}
+    assert list(run_pieces([[7]], lambda piece: threading.current_thread().name, workers=4)) == [([7], caller)]
+
+
+def test_an_error_in_a_piece_reaches_the_caller_and_cancels_the_rest() -> None:
+    started: list[int] = []
+
+    def run(piece: list[int]) -> int:
+        started.append(piece[0])
+        if piece[0] == 0:
+            raise RuntimeError("broken batch")
+        time.sleep(0.01)
+        return piece[0]
+
+    with pytest.raises(RuntimeError, match="broken batch"):
+        list(run_pieces([[index] for index in range(50)], run, workers=2))
+    assert len(started) < 50  # at most the queued few ran; the rest were cancelled
+
+
+def test_stopping_early_leaves_the_remaining_pieces_unrun() -> None:
+    started: list[int] = []
+
+    def run(piece: list[int]) -> int:
+        started.append(piece[0])
+        time.sleep(0.005)
+        return piece[0]
+
+    runs = run_pieces([[index] for index in range(100)], run, workers=2)
+    next(runs)
+    runs.close()
+    assert len(started) <= 2 * 2 + 2  # what was queued when it stopped, no more
