@@ -4,13 +4,14 @@ An ONNX Runtime session with one intra-op thread per core splits every operator 
 across the cores and meets at a barrier after each; a MiniLM forward has some hundred operators on
 small matrices, so the cores wait on each other much of the time. Running whole batches at once,
 each on one core of a single-threaded session (``session.run`` may be called from several threads,
-and hands the GIL back while it runs), leaves nothing to wait for: on 2 Intel Xeon cores with
-VNNI the int8 MiniLM file encoded STSb test at a median 1,548 against 1,349 sentences/s (10
-alternating rounds; 1,218 against 1,135 over 20 rounds at a busier hour), with bit-identical
-embeddings. A batch's numbers do not depend on the thread count, so neither do the results.
+and hands the GIL back while it runs), leaves nothing to wait for. On 2 Intel Xeon cores with
+VNNI the int8 MiniLM file encoded STSb test 1.085× faster by the median alternating round (1,128
+→ 1,260 sentences/s, 12 rounds, never slower) and 1.16× in a later, slower hour, with bit-identical
+embeddings (``experiments/onnx_side_by_side.py``). A batch's numbers do not depend on the thread
+count, so neither do the results.
 
 A lone batch cannot be split without changing what int8 quantises together (``batches``), so the
-caller runs it on a session with intra-op threads instead (README: 48 against 83 ms for 32 texts).
+caller runs it on a session with intra-op threads instead (32 texts: 48 ms, against 83 ms on one core).
 """
 
 from __future__ import annotations
