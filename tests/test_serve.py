@@ -360,6 +360,13 @@ def test_schema_errors_are_422_in_the_error_shape(client, body):
     assert_error(client.post("/v1/embeddings", json=body), 422, "invalid_request")
 
 
+@pytest.mark.parametrize("tokens", [[[101, 2023, 102]], [101, 2023], 7])
+def test_openai_token_id_inputs_are_refused_with_what_to_send(client, tokens):
+    error = assert_error(client.post("/v1/embeddings", json={"input": tokens}), 422, "invalid_request")
+    assert error["message"].startswith("input: token-id inputs are not supported: send the text itself")
+    assert "check_embedding_ctx_length=False" in error["message"]
+
+
 def test_malformed_json_and_unknown_routes(client):
     assert_error(client.post("/embed", content=b"{not json", headers={"Content-Type": "application/json"}), 422)
     assert_error(client.get("/nowhere"), 404)

@@ -79,7 +79,8 @@ def install_error_handlers(app: FastAPI) -> None:
         problems: dict[str, str] = {}  # one message per field: a str | list union reports each branch
         for item in error.errors():
             place = ".".join(str(part) for part in item.get("loc", ()) if _is_field(part)) or "body"
-            problems.setdefault(place, f"{place}: {item.get('msg', 'invalid')}")
+            message = str(item.get("msg", "invalid")).removeprefix("Value error, ")  # our validators' own words
+            problems.setdefault(place, f"{place}: {message}")
         return error_response(422, "; ".join(list(problems.values())[:5]) or "invalid request", code="invalid_request")
 
     @app.exception_handler(StarletteHTTPException)

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: A sentence: any non-empty string (an empty one has nothing to embed).
 Text = Annotated[str, Field(min_length=1)]
 Texts = Annotated[list[Text], Field(min_length=1)]
 
 TRUNCATE_HELP = "cut inputs longer than the model's max_seq_length tokens instead of refusing them"
+#: What a client that sends OpenAI token ids (tiktoken's, meaningless to this model's vocabulary) is told.
+TOKEN_IDS_REFUSED = ("token-id inputs are not supported: send the text itself (clients that tokenise for OpenAI "
+                     "first, such as LangChain's OpenAIEmbeddings, need check_embedding_ctx_length=False)")
+
+
+def _is_token_ids(value: object) -> bool:
+    """An int, a list of ints or a list of int lists: OpenAI's token-id forms of ``input``."""
+    def ints(items: object) -> bool:
+        return isinstance(items, list) and bool(items) and all(
+            isinstance(item, int) and not isinstance(item, bool) for item in items)
+
+    if isinstance(value, int) and not isinstance(value, bool):
+        return True
+    return ints(value) or (isinstance(value, list) and bool(value) and all(ints(item) for item in value))
 
 
 class EmbeddingsRequest(BaseModel):
@@ -26,6 +40,14 @@ class EmbeddingsRequest(BaseModel):
     )
     user: str | None = Field(None, description="accepted for OpenAI compatibility, ignored")
     truncate: bool = Field(False, description=TRUNCATE_HELP)
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _no_token_ids(cls, value: object) -> object:
+        """Token ids made by an OpenAI tokenizer would embed as garbage here: refuse them by name."""
+        if _is_token_ids(value):
+            raise ValueError(TOKEN_IDS_REFUSED)
+        return value
 
 
 class EmbeddingObject(BaseModel):
