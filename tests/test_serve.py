@@ -349,7 +349,23 @@ def test_over_long_inputs_need_truncate(tiny_engine):
             assert "max_seq_length" in error["message"] and "64" in error["message"]
             assert client.post(path, json={**body, "truncate": True}).status_code == 200
         usage = client.post("/v1/embeddings", json={"input": long_text, "truncate": True}).json()["usage"]
+        tei_similarity = {"inputs": {"source_sentence": long_text, "sentences": [TEXTS[0]]}}
+        for path in ("/similarity", "/"):  # TEI's forms, its truncate flag inside "parameters"
+            assert_error(client.post(path, json=tei_similarity), 413, "input_too_long")
+            assert client.post(path, json={**tei_similarity, "parameters": {"truncate": True}}).status_code == 200
+        assert_error(client.post("/", json={"inputs": long_text}), 413, "input_too_long")
+        assert client.post("/", json={"inputs": long_text, "truncate": True}).status_code == 200
     assert usage["prompt_tokens"] == 64
+
+
+def test_the_root_route_answers_teis_embed_and_similarity_forms(client):
+    embedded = client.post("/", json={"inputs": TEXTS, "normalize": False})
+    assert embedded.status_code == 200
+    assert embedded.json() == client.post("/embed", json={"inputs": TEXTS, "normalize": False}).json()
+    form = {"inputs": {"source_sentence": TEXTS[0], "sentences": TEXTS[1:]}}
+    assert client.post("/", json=form).json() == client.post("/similarity", json=form).json()
+    assert_error(client.post("/", json={"inputs": {"source_sentence": "x"}}), 422, "invalid_request")
+    assert_error(client.post("/", json={"inputs": ""}), 422, "invalid_request")
 
 
 @pytest.mark.parametrize("body", [

@@ -96,6 +96,21 @@ def test_openai_client_sees_typed_errors(live_url):
         client.embeddings.create(model="tiny", input="")
 
 
+def test_huggingface_hub_inference_client_as_against_a_tei_server(live_url, tiny_served):
+    """huggingface_hub's InferenceClient given a server URL posts to / in TEI's forms; both come back right."""
+    hub = pytest.importorskip("huggingface_hub")
+    client = hub.InferenceClient(model=live_url, token=KEY)
+    vectors = client.feature_extraction(TEXTS, normalize=True)
+    np.testing.assert_allclose(vectors, encode(tiny_served[0], TEXTS, normalize=True), atol=2e-3)
+    assert client.feature_extraction(TEXTS[0]).shape == (1, tiny_served[0].embedding_dimension)
+    scores = client.sentence_similarity(TEXTS[0], other_sentences=TEXTS)
+    unit = encode(tiny_served[0], TEXTS, normalize=True)
+    np.testing.assert_allclose(scores, unit @ unit[0], atol=2e-3)
+    with pytest.raises(hub.errors.HfHubHTTPError) as caught:
+        hub.InferenceClient(model=live_url, token="wrong").feature_extraction("x")
+    assert caught.value.response.status_code == 401
+
+
 def test_httpx_routes_and_auth(live_url):
     headers = {"Authorization": f"Bearer {KEY}"}
     with httpx.Client(base_url=live_url, timeout=30) as client:

@@ -231,7 +231,7 @@ async def similarity(body: schemas.SimilarityRequest, request: Request) -> Respo
         seconds = list(body.inputs.sentences)
     _check_inputs(service.settings, firsts + seconds)  # the limit counts both sides of every pair
     unique = list(dict.fromkeys([*firsts, *seconds]))
-    vectors, tokens = await _embed(service, unique, truncate=body.truncate, model=body.model)
+    vectors, tokens = await _embed(service, unique, truncate=body.cut, model=body.model)
     position = {text: index for index, text in enumerate(unique)}
     unit = _unit(vectors).astype(np.float64)
     cosines = aligned_cosines(unit[[position[t] for t in firsts]], unit[[position[t] for t in seconds]])
@@ -243,6 +243,20 @@ async def similarity(body: schemas.SimilarityRequest, request: Request) -> Respo
             for index, (cosine, score) in enumerate(zip(cosines.tolist(), scores, strict=True))]
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}
     return JSONResponse({"object": "list", "data": data, "model": service.engine.name, "usage": usage})
+
+
+@router.post("/", response_model=list[list[float]] | list[float], responses=ERRORS, tags=["tei"])
+async def tei_compatible(body: schemas.RootRequest, request: Request) -> Response:
+    """text-embeddings-inference's ``POST /``: ``/embed`` for texts, ``/similarity`` for its similarity form.
+
+    huggingface_hub's ``InferenceClient(SERVER_URL).feature_extraction`` and ``sentence_similarity``
+    post here, as they would to a TEI server.
+    """
+    if isinstance(body.inputs, schemas.SourceAndSentences):
+        return await similarity(schemas.SimilarityRequest(inputs=body.inputs, truncate=body.truncate,
+                                                          parameters=body.parameters), request)
+    return await embed(schemas.EmbedRequest(inputs=body.inputs, normalize=body.normalize, truncate=body.truncate),
+                       request)
 
 
 @router.get("/health", response_model=schemas.Health, tags=["ops"])

@@ -103,6 +103,12 @@ class SourceAndSentences(BaseModel):
     sentences: Texts
 
 
+class TeiParameters(BaseModel):
+    """The ``parameters`` of text-embeddings-inference's similarity body; ``truncate`` is honoured."""
+
+    truncate: bool | None = Field(None, description=TRUNCATE_HELP)
+
+
 class SimilarityRequest(BaseModel):
     """Either ``pairs`` (sentsim's form) or ``inputs`` (text-embeddings-inference's form), not both."""
 
@@ -112,12 +118,28 @@ class SimilarityRequest(BaseModel):
     inputs: SourceAndSentences | None = None
     model: str | None = None
     truncate: bool = Field(False, description=TRUNCATE_HELP)
+    parameters: TeiParameters | None = Field(None, description="text-embeddings-inference's form: truncate")
 
     @model_validator(mode="after")
     def _one_form(self) -> SimilarityRequest:
         if (self.pairs is None) == (self.inputs is None):
             raise ValueError("give either 'pairs' or 'inputs' (with source_sentence and sentences), not both")
         return self
+
+    @property
+    def cut(self) -> bool:
+        """Whether over-long inputs are cut: ``truncate`` at the top or in TEI's ``parameters``."""
+        return self.truncate or bool(self.parameters and self.parameters.truncate)
+
+
+class RootRequest(BaseModel):
+    """text-embeddings-inference's compatibility route ``POST /``, where huggingface_hub's
+    ``InferenceClient(SERVER_URL)`` posts: texts to embed, or TEI's one-against-many similarity form."""
+
+    inputs: Text | Texts | SourceAndSentences
+    normalize: bool = Field(True, description="texts: scale each vector to unit length")
+    truncate: bool = Field(False, description=TRUNCATE_HELP)
+    parameters: TeiParameters | None = Field(None, description="similarity form: truncate")
 
 
 class PairScore(BaseModel):
