@@ -57,6 +57,12 @@ def check_st_calls(encoder, sentences: list[str], embeddings: np.ndarray) -> Non
     assert all(isinstance(row, np.ndarray) and row.shape[1] == embeddings.shape[1] for row in tokens)
     tensor = encoder.encode(sentences, convert_to_tensor=True)
     assert isinstance(tensor, np.ndarray) and np.allclose(tensor, embeddings, atol=1e-6)
+    pool = encoder.start_multi_process_pool(["cpu"])  # standard multiprocessing here, no torch in the worker
+    try:
+        pooled = encoder.encode(sentences, pool=pool, chunk_size=2)
+    finally:
+        encoder.stop_multi_process_pool(pool)
+    assert np.allclose(pooled, embeddings, atol=1e-5)
     matrix = encoder.similarity(embeddings, embeddings)
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     assert isinstance(matrix, np.ndarray) and np.allclose(matrix, unit @ unit.T, atol=1e-5)

@@ -39,6 +39,11 @@ class ConfigError(SentsimError, ValueError):
     """Options that contradict each other or are out of range (also a ``ValueError``, as elsewhere)."""
 
 
+class UnusedArgumentError(ConfigError, TypeError):
+    """Keyword arguments a call does not take: a ValueError, as sentence-transformers raises for ``encode``,
+    and a TypeError, as Python raises for any other function."""
+
+
 class MissingDependencyError(SentsimError):
     """A feature needs an optional dependency this install lacks; names the extra that brings it."""
 

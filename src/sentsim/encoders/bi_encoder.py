@@ -14,6 +14,7 @@ from torch import nn
 from sentsim import __version__
 from sentsim.errors import ConfigError, ModelLoadError
 from sentsim.inference.calibration import CALIBRATION_FILE
+from sentsim.inference.process_pool import PoolCalls
 from sentsim.inference.prompts import PromptShortcuts, prompt_settings
 from sentsim.inference.similarity_any import SimilarityCalls
 from sentsim.models import Normalize, Pooling, Transformer
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from sentsim.inference.calibration import IsotonicCalibration
 
 
-class SentenceTransformer(PromptShortcuts, SimilarityCalls, nn.Sequential):
+class SentenceTransformer(PromptShortcuts, SimilarityCalls, PoolCalls, nn.Sequential):
     """A siamese sentence encoder; the same network embeds both sentences of a pair.
 
     The class stays small on purpose: encoding lives in ``inference``, saving in ``persistence``,
@@ -162,17 +163,28 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, nn.Sequential):
                prompt: str | None = None, batch_size: int = 32, show_progress_bar: bool | None = None,
                output_value: str | None = "sentence_embedding", precision: str = "float32",
                convert_to_numpy: bool = True, convert_to_tensor: bool = False, device: str | None = None,
-               normalize_embeddings: bool = False, truncate_dim: int | None = None, *,
-               sentences: str | Sequence[str] | None = None, dtype: str = "auto") -> Any:
+               normalize_embeddings: bool = False, truncate_dim: int | None = None,
+               pool: dict[str, Any] | None = None, chunk_size: int | None = None, *,
+               sentences: str | Sequence[str] | None = None, dtype: str = "auto", **kwargs: Any) -> Any:
         """Embeds texts with sentence-transformers' arguments and return types.
 
         ``precision`` quantises the output (float32, int8, uint8, binary, ubinary); ``dtype`` is the
         compute type of the forward pass (``auto`` = bf16 where the hardware runs it natively, else
-        fp32; ``fp32`` for exact results). One string gives a 1-D result, a list a 2-D one.
+        fp32; ``fp32`` for exact results). One string gives a 1-D result, a list a 2-D one. ``pool``
+        (from ``start_multi_process_pool``) or a list of devices encodes in worker processes.
         """
         from sentsim.inference.encode_api import encode_compatible
+        from sentsim.inference.process_pool import pooled_encode, refuse_extra_kwargs
         from sentsim.inference.prompts import resolve_prompt
 
+        refuse_extra_kwargs(kwargs)
+        if pool is not None or isinstance(device, (list, tuple)):
+            return pooled_encode(self, inputs, sentences=sentences, pool=pool, devices=device, chunk_size=chunk_size,
+                                 convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor,
+                                 options={"prompt_name": prompt_name, "prompt": prompt, "batch_size": batch_size,
+                                          "output_value": output_value, "precision": precision,
+                                          "normalize_embeddings": normalize_embeddings, "truncate_dim": truncate_dim,
+                                          "dtype": dtype})
         if device is not None:
             self.to(device)
         return encode_compatible(

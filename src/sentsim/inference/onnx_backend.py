@@ -25,6 +25,7 @@ from sentsim.inference.encode_args import check_encode_options, returned, tensor
 from sentsim.inference.folder_config import read_pipeline_config
 from sentsim.inference.onnx_files import find_onnx_file, open_session, read_manifest
 from sentsim.inference.parallel_runs import run_pieces
+from sentsim.inference.process_pool import PoolCalls, pooled_encode, refuse_extra_kwargs
 from sentsim.inference.prompts import PromptShortcuts, prompt_settings, resolve_prompt
 from sentsim.inference.quantize import quantize_embeddings
 from sentsim.inference.similarity_any import SimilarityCalls
@@ -42,7 +43,7 @@ __all__ = ["OnnxSentenceEncoder", "pool"]
 Forward = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls):
+class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, PoolCalls):
     """A sentence encoder on ONNX Runtime: ``encode``, ``similarity`` and evaluation without torch.
 
     Args:
@@ -97,6 +98,31 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls):
         self.input_names = [item.name for item in self.session.get_inputs()]
         self.calibration: IsotonicCalibration | None = IsotonicCalibration.load(self.folder)
         self._dimension: int | None = None
+
+    def use_threads(self, threads: int) -> None:
+        """Uses ``threads`` cores from now on (a pool's CPU workers share the cores this way)."""
+        if threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {threads}")
+        with self._opening:
+            self.threads = threads
+            self._lone_session = self.session if threads == 1 else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles without the ONNX Runtime sessions (they cannot be); unpickling opens them again from
+        the file, so a pool's worker processes get the same encoder."""
+        state = {key: value for key, value in self.__dict__.items()
+                 if key not in ("session", "_lone_session", "_opening")}
+        state["tokenizer"] = self.tokenizer.to_str()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from tokenizers import Tokenizer
+
+        self.__dict__.update(state)
+        self.tokenizer = Tokenizer.from_str(state["tokenizer"])
+        self.session = open_session(self.file, threads=1)
+        self._lone_session = self.session if self.threads == 1 else None
+        self._opening = threading.Lock()
 
     # -- what it is ---------------------------------------------------------------------------
     @property
@@ -167,8 +193,9 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls):
                prompt: str | None = None, batch_size: int = 32, show_progress_bar: bool | None = None,
                output_value: str | None = "sentence_embedding", precision: str = "float32",
                convert_to_numpy: bool = True, convert_to_tensor: bool = False, device: str | None = None,
-               normalize_embeddings: bool = False, truncate_dim: int | None = None, *,
-               sentences: str | Sequence[str] | None = None, dtype: str = "auto") -> Any:
+               normalize_embeddings: bool = False, truncate_dim: int | None = None,
+               pool: dict[str, Any] | None = None, chunk_size: int | None = None, *,
+               sentences: str | Sequence[str] | None = None, dtype: str = "auto", **kwargs: Any) -> Any:
         """Embeds texts with sentence-transformers' arguments and return types (as the torch model's ``encode``).
 
         ``precision`` quantises the output (float32, int8, uint8, binary, ubinary). The arithmetic is
@@ -176,6 +203,14 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls):
         ``device`` only the CPU. Tensors (``convert_to_tensor``, ``convert_to_numpy=False``, and the
         per-text ``output_value`` results) are torch's when torch is installed, numpy arrays without it.
         """
+        refuse_extra_kwargs(kwargs)
+        if pool is not None or isinstance(device, (list, tuple)):
+            return pooled_encode(self, inputs, sentences=sentences, pool=pool, devices=device, chunk_size=chunk_size,
+                                 convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor,
+                                 options={"prompt_name": prompt_name, "prompt": prompt, "batch_size": batch_size,
+                                          "output_value": output_value, "precision": precision,
+                                          "normalize_embeddings": normalize_embeddings, "truncate_dim": truncate_dim,
+                                          "dtype": dtype})
         self._check_compute(dtype, device)
         precision = check_encode_options(output_value=output_value, precision=precision, batch_size=batch_size)
         single, texts = texts_to_encode(inputs, sentences, prompt=resolve_prompt(
