@@ -14,7 +14,7 @@ from torch import nn
 from sentsim import __version__
 from sentsim.errors import ConfigError, ModelLoadError
 from sentsim.inference.calibration import CALIBRATION_FILE
-from sentsim.inference.process_pool import PoolCalls
+from sentsim.inference.process_pool import PoolCalls, pool_aware
 from sentsim.inference.prompts import PromptShortcuts, prompt_settings
 from sentsim.inference.similarity_any import SimilarityCalls
 from sentsim.models import Normalize, Pooling, Transformer
@@ -159,6 +159,7 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, PoolCalls, nn.Sequen
         return self.transformer.collate(ids, pad_to_multiple_of=pad_to_multiple_of)
 
     # -- use ------------------------------------------------------------------------------------
+    @pool_aware
     def encode(self, inputs: str | Sequence[str] | None = None, prompt_name: str | None = None,
                prompt: str | None = None, batch_size: int = 32, show_progress_bar: bool | None = None,
                output_value: str | None = "sentence_embedding", precision: str = "float32",
@@ -174,17 +175,8 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, PoolCalls, nn.Sequen
         (from ``start_multi_process_pool``) or a list of devices encodes in worker processes.
         """
         from sentsim.inference.encode_api import encode_compatible
-        from sentsim.inference.process_pool import pooled_encode, refuse_extra_kwargs
         from sentsim.inference.prompts import resolve_prompt
 
-        refuse_extra_kwargs(kwargs)
-        if pool is not None or isinstance(device, (list, tuple)):
-            return pooled_encode(self, inputs, sentences=sentences, pool=pool, devices=device, chunk_size=chunk_size,
-                                 convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor,
-                                 options={"prompt_name": prompt_name, "prompt": prompt, "batch_size": batch_size,
-                                          "output_value": output_value, "precision": precision,
-                                          "normalize_embeddings": normalize_embeddings, "truncate_dim": truncate_dim,
-                                          "dtype": dtype})
         if device is not None:
             self.to(device)
         return encode_compatible(

@@ -25,7 +25,7 @@ from sentsim.inference.encode_args import check_encode_options, returned, tensor
 from sentsim.inference.folder_config import read_pipeline_config
 from sentsim.inference.onnx_files import find_onnx_file, open_session, read_manifest
 from sentsim.inference.parallel_runs import run_pieces
-from sentsim.inference.process_pool import PoolCalls, pooled_encode, refuse_extra_kwargs
+from sentsim.inference.process_pool import PoolCalls, pool_aware
 from sentsim.inference.prompts import PromptShortcuts, prompt_settings, resolve_prompt
 from sentsim.inference.quantize import quantize_embeddings
 from sentsim.inference.similarity_any import SimilarityCalls
@@ -189,6 +189,7 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, PoolCalls):
         return 0
 
     # -- sentence-transformers' calls ---------------------------------------------------------------
+    @pool_aware
     def encode(self, inputs: str | Sequence[str] | None = None, prompt_name: str | None = None,
                prompt: str | None = None, batch_size: int = 32, show_progress_bar: bool | None = None,
                output_value: str | None = "sentence_embedding", precision: str = "float32",
@@ -203,14 +204,6 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, PoolCalls):
         ``device`` only the CPU. Tensors (``convert_to_tensor``, ``convert_to_numpy=False``, and the
         per-text ``output_value`` results) are torch's when torch is installed, numpy arrays without it.
         """
-        refuse_extra_kwargs(kwargs)
-        if pool is not None or isinstance(device, (list, tuple)):
-            return pooled_encode(self, inputs, sentences=sentences, pool=pool, devices=device, chunk_size=chunk_size,
-                                 convert_to_numpy=convert_to_numpy, convert_to_tensor=convert_to_tensor,
-                                 options={"prompt_name": prompt_name, "prompt": prompt, "batch_size": batch_size,
-                                          "output_value": output_value, "precision": precision,
-                                          "normalize_embeddings": normalize_embeddings, "truncate_dim": truncate_dim,
-                                          "dtype": dtype})
         self._check_compute(dtype, device)
         precision = check_encode_options(output_value=output_value, precision=precision, batch_size=batch_size)
         single, texts = texts_to_encode(inputs, sentences, prompt=resolve_prompt(

@@ -13,10 +13,12 @@ mostly across GPUs.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import itertools
 import math
 import queue as queues
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -208,6 +210,33 @@ class PoolCalls:
     def get_model_kwargs(self) -> list[str]:
         """The extra ``encode`` keyword arguments the model's forward takes: none (sentence-transformers' call)."""
         return []
+
+
+#: ``encode`` arguments a pool's workers receive as they are (the rest decide where and how it returns).
+WORKER_OPTIONS = ("prompt_name", "prompt", "batch_size", "output_value", "precision", "normalize_embeddings",
+                  "truncate_dim", "dtype")
+
+
+def pool_aware(encode: Callable[..., Any]) -> Callable[..., Any]:
+    """Wraps an encoder's ``encode``: refuses keywords it does not use, and sends a call with ``pool=`` or
+    a list of devices through the pool; every other call runs ``encode`` itself, unchanged."""
+    signature = inspect.signature(encode)
+
+    @functools.wraps(encode)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(self, *args, **kwargs)
+        refuse_extra_kwargs(bound.arguments.get("kwargs", {}))
+        pool, device = bound.arguments.get("pool"), bound.arguments.get("device")
+        if pool is None and not isinstance(device, (list, tuple)):
+            return encode(self, *args, **kwargs)
+        bound.apply_defaults()
+        given = bound.arguments
+        return pooled_encode(self, given["inputs"], sentences=given["sentences"], pool=pool, devices=device,
+                             chunk_size=given["chunk_size"], convert_to_numpy=given["convert_to_numpy"],
+                             convert_to_tensor=given["convert_to_tensor"],
+                             options={name: given[name] for name in WORKER_OPTIONS})
+
+    return wrapper
 
 
 def refuse_extra_kwargs(kwargs: dict[str, Any]) -> None:
