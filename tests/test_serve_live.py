@@ -81,6 +81,12 @@ def test_openai_client_embeddings(live_url, tiny_served):
     assert len(floats.data[0].embedding) == 16
     assert np.linalg.norm(floats.data[0].embedding) == pytest.approx(1.0, abs=1e-5)
     assert [model.id for model in client.models.list()] == ["tiny"]
+    assert client.models.retrieve("tiny").id == "tiny"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("text-embedding-3-small")
+    without_v1 = openai.OpenAI(base_url=live_url, api_key=KEY, max_retries=0)  # a base URL missing /v1
+    again = without_v1.embeddings.create(model="tiny", input=TEXTS, encoding_format="float")
+    np.testing.assert_allclose([item.embedding for item in again.data], served, atol=1e-6)
 
 
 def test_openai_client_sees_typed_errors(live_url):

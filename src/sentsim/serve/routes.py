@@ -178,6 +178,8 @@ router = APIRouter()
 
 
 @router.post("/v1/embeddings", response_model=schemas.EmbeddingsResponse, responses=ERRORS, tags=["openai"])
+@router.post("/embeddings", response_model=schemas.EmbeddingsResponse, responses=ERRORS, tags=["openai"],
+             summary="Create Embeddings (without /v1, as Infinity serves it and base URLs without /v1 reach it)")
 async def create_embeddings(body: schemas.EmbeddingsRequest, request: Request) -> Response:
     """OpenAI-compatible embeddings: unit-length vectors, optionally shortened and base64-encoded."""
     service = _service(request)
@@ -207,6 +209,14 @@ async def list_models(request: Request) -> schemas.ModelList:
                              embedding_dimension=engine.embedding_dimension,
                              calibrated=engine.calibration is not None)
     return schemas.ModelList(data=[card])
+
+
+@router.get("/v1/models/{model:path}", response_model=schemas.ModelCard, responses=ERRORS, tags=["openai"])
+async def retrieve_model(model: str, request: Request) -> schemas.ModelCard:
+    """OpenAI's ``models.retrieve``: the served model's card, 404 for any other id."""
+    engine, _ = _service(request).require_ready()
+    _check_model(engine, model)
+    return (await list_models(request)).data[0]
 
 
 @router.post("/embed", response_model=list[list[float]], responses=ERRORS, tags=["tei"])
