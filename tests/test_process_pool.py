@@ -105,3 +105,5 @@ def test_the_onnx_encoder_pickles_and_runs_in_a_pool(model, tmp_path: Path) -> N
         encoder.stop_multi_process_pool(pool)
     with pytest.raises(ValueError, match="does not use"):
         encoder.encode(TEXTS, task_name="x")
+    with pytest.raises(ConfigError, match="onnx backend runs on the CPU"):
+        encoder.encode(TEXTS, device=["cuda:0"])

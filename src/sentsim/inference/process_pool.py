@@ -55,6 +55,8 @@ def start_pool(model: Any, target_devices: Sequence[str] | None = None) -> Pool:
     devices = [str(device) for device in (target_devices if target_devices is not None else default_devices())]
     if not devices:
         raise ConfigError("target_devices is empty: a pool needs at least one device")
+    if getattr(model, "backend", None) == "onnx" and any(device != "cpu" for device in devices):
+        raise ConfigError(f"the onnx backend runs on the CPU; devices {devices} need the torch backend")
     cpu_workers = sum(device == "cpu" for device in devices)
     threads = max(1, physical_cores() // cpu_workers) if cpu_workers else None
     context = _multiprocessing()
