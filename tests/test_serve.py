@@ -37,6 +37,8 @@ class FakeEngine:
         self.max_seq_length = max_seq_length
         self.embedding_dimension = dimension
         self.calibration = None
+        self.prompts: dict[str, str] = {}
+        self.default_prompt_name = None
         self.gate = gate
         self.fail = fail
         self.batches: list[list[str]] = []
@@ -537,3 +539,28 @@ def test_serve_tokenizer_cuts_like_the_model_and_reports_uncut_lengths(tiny_mode
     assert ids == [list(row) for row in tiny_model.token_ids(texts)]
     assert lengths[0] == len(ids[0]) and lengths[2] == len(ids[2])
     assert len(ids[1]) == limit and lengths[1] == limit * 3 + 2  # every "word" is one token, plus [CLS]/[SEP]
+
+
+def test_prompts_apply_as_in_encode_and_teis_prompt_name_is_honoured(tiny_transformer_dir):
+    from sentsim import SentenceTransformer
+    from sentsim.inference.encode import encode
+
+    model = SentenceTransformer.from_transformer(tiny_transformer_dir, pooling="mean")
+    model.prompts = {"query": "query: ", "doc": "passage: "}
+    model.default_prompt_name = "doc"
+    with TestClient(create_app(ServeSettings(), TorchEngine(model, name="tiny"))) as client:
+        default = np.array(client.post("/v1/embeddings", json={"input": TEXTS, "encoding_format": "float"})
+                           .json()["data"][0]["embedding"])
+        np.testing.assert_allclose(default, model.encode(TEXTS, normalize_embeddings=True)[0], atol=2e-3)
+        for path in ("/embed", "/"):
+            query = np.array(client.post(path, json={"inputs": TEXTS, "prompt_name": "query"}).json())
+            np.testing.assert_allclose(query, encode(model, ["query: " + text for text in TEXTS], normalize=True),
+                                       atol=2e-3)
+            unknown = client.post(path, json={"inputs": TEXTS, "prompt_name": "nope"})
+            error = assert_error(unknown, 422, "unknown_prompt")
+            assert "'doc', 'query'" in error["message"]
+            assert_error(client.post(path, json={"inputs": TEXTS, "truncation_direction": "Left"}), 422)
+        form = {"inputs": {"source_sentence": TEXTS[0], "sentences": TEXTS[1:]}, "parameters": {"prompt_name": "query"}}
+        scores = client.post("/similarity", json=form).json()
+        unit = encode(model, ["query: " + text for text in TEXTS], normalize=True)
+        np.testing.assert_allclose(scores, (unit[1:] @ unit[0]).tolist(), atol=2e-3)

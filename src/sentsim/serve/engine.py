@@ -45,6 +45,9 @@ class Engine(Protocol):
     batch_size: int
     #: What one forward costs beyond its tokens, in padded tokens (``length_sorted_batches``).
     run_overhead: int | None
+    #: The model's saved prompts and the one ``encode`` prepends by default (``config_sentence_transformers.json``).
+    prompts: dict[str, str]
+    default_prompt_name: str | None
 
     def tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
         """Token ids per text cut to ``max_seq_length``, and each text's token count *before* the cut."""
@@ -106,6 +109,7 @@ class TorchEngine:
         self.batch_size = batch_size
         self.parallel_runs = parallel_runs
         self.calibration = model.calibration
+        self.prompts, self.default_prompt_name = model.prompts, model.default_prompt_name
         self.tokenize = ServeTokenizer(model.transformer.tokenizer.backend_tokenizer.to_str(),
                                        max_seq_length=model.max_seq_length,
                                        lower_case=model.transformer.do_lower_case)
@@ -216,6 +220,7 @@ class OnnxEngine:
         self.batch_size = batch_size
         self.parallel_runs = parallel_runs
         self.calibration = encoder.calibration
+        self.prompts, self.default_prompt_name = encoder.prompts, encoder.default_prompt_name
         self.max_seq_length = encoder.max_seq_length
         self.embedding_dimension = encoder.embedding_dimension  # probes the graph once, here, not mid-request
         self.tokenize = ServeTokenizer(encoder.tokenizer.to_str(), max_seq_length=encoder.max_seq_length,

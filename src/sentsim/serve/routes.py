@@ -142,15 +142,25 @@ def _check_inputs(settings: ServeSettings, texts: list[str]) -> None:
                              f"{settings.max_input_chars}", code="input_too_long")
 
 
-async def _embed(service: Service, texts: list[str], *, truncate: bool, model: str | None) -> tuple[np.ndarray, int]:
+async def _embed(service: Service, texts: list[str], *, truncate: bool, model: str | None,
+                 prompt_name: str | None = None) -> tuple[np.ndarray, int]:
     """Checks, queues and embeds ``texts``; returns the raw vectors and the tokens they used.
 
-    Without ``truncate`` an input over the model's ``max_seq_length`` is refused (413); the queue's
-    worker finds that out when it tokenises the request, before any of it is embedded.
+    The prompt ``prompt_name`` names, else the model's default prompt, goes before every text, as
+    ``encode`` does it, so served vectors stay the offline ones. Without ``truncate`` an input over
+    the model's ``max_seq_length`` is refused (413); the queue's worker finds that out when it
+    tokenises the request, before any of it is embedded.
     """
     engine, queue = service.require_ready()
     _check_model(engine, model)
     _check_inputs(service.settings, texts)
+    prompts = getattr(engine, "prompts", None) or {}  # engines written before prompts were served have none
+    if prompt_name is not None and prompt_name not in prompts:
+        raise ServeError(422, f"prompt_name {prompt_name!r} is not among the model's prompts {sorted(prompts)}",
+                         code="unknown_prompt")
+    prompt = prompts.get(prompt_name or getattr(engine, "default_prompt_name", None) or "", "")
+    if prompt:
+        texts = [prompt + text for text in texts]
     try:
         return await queue.embed(texts, truncate=truncate)
     except QueueFullError as error:
@@ -222,7 +232,8 @@ async def retrieve_model(model: str, request: Request) -> schemas.ModelCard:
 @router.post("/embed", response_model=list[list[float]], responses=ERRORS, tags=["tei"])
 async def embed(body: schemas.EmbedRequest, request: Request) -> Response:
     """Text-embeddings-inference-compatible: a list of vectors, unit length unless ``normalize`` is false."""
-    vectors, _ = await _embed(_service(request), _as_list(body.inputs), truncate=body.truncate, model=None)
+    vectors, _ = await _embed(_service(request), _as_list(body.inputs), truncate=body.truncate, model=None,
+                              prompt_name=body.prompt_name)
     if body.normalize:
         vectors = _unit(vectors)
     return VectorResponse(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -241,7 +252,8 @@ async def similarity(body: schemas.SimilarityRequest, request: Request) -> Respo
         seconds = list(body.inputs.sentences)
     _check_inputs(service.settings, firsts + seconds)  # the limit counts both sides of every pair
     unique = list(dict.fromkeys([*firsts, *seconds]))
-    vectors, tokens = await _embed(service, unique, truncate=body.cut, model=body.model)
+    vectors, tokens = await _embed(service, unique, truncate=body.cut, model=body.model,
+                                   prompt_name=body.parameters.prompt_name if body.parameters else None)
     position = {text: index for index, text in enumerate(unique)}
     unit = _unit(vectors).astype(np.float64)
     cosines = aligned_cosines(unit[[position[t] for t in firsts]], unit[[position[t] for t in seconds]])
@@ -263,10 +275,11 @@ async def tei_compatible(body: schemas.RootRequest, request: Request) -> Respons
     post here, as they would to a TEI server.
     """
     if isinstance(body.inputs, schemas.SourceAndSentences):
+        parameters = body.parameters or schemas.TeiParameters(prompt_name=body.prompt_name)
         return await similarity(schemas.SimilarityRequest(inputs=body.inputs, truncate=body.truncate,
-                                                          parameters=body.parameters), request)
-    return await embed(schemas.EmbedRequest(inputs=body.inputs, normalize=body.normalize, truncate=body.truncate),
-                       request)
+                                                          parameters=parameters), request)
+    return await embed(schemas.EmbedRequest(inputs=body.inputs, normalize=body.normalize, truncate=body.truncate,
+                                            prompt_name=body.prompt_name), request)
 
 
 @router.get("/health", response_model=schemas.Health, tags=["ops"])

@@ -11,6 +11,10 @@ Text = Annotated[str, Field(min_length=1)]
 Texts = Annotated[list[Text], Field(min_length=1)]
 
 TRUNCATE_HELP = "cut inputs longer than the model's max_seq_length tokens instead of refusing them"
+PROMPT_HELP = "one of the model's saved prompts, put before every input (default: the model's default prompt)"
+#: text-embeddings-inference's ``truncation_direction``: only the end of a text is ever cut here.
+Direction = Literal["Right", "right"]
+DIRECTION_HELP = "only Right (cut the end of an input) is supported"
 #: What a client that sends OpenAI token ids (tiktoken's, meaningless to this model's vocabulary) is told.
 TOKEN_IDS_REFUSED = ("token-id inputs are not supported: send the text itself (clients that tokenise for OpenAI "
                      "first, such as LangChain's OpenAIEmbeddings, need check_embedding_ctx_length=False)")
@@ -89,6 +93,8 @@ class EmbedRequest(BaseModel):
     inputs: Text | Texts
     normalize: bool = Field(True, description="scale each vector to unit length")
     truncate: bool = Field(False, description=TRUNCATE_HELP)
+    prompt_name: str | None = Field(None, description=PROMPT_HELP)
+    truncation_direction: Direction = Field("Right", description=DIRECTION_HELP)
 
 
 class SentencePair(BaseModel):
@@ -107,6 +113,8 @@ class TeiParameters(BaseModel):
     """The ``parameters`` of text-embeddings-inference's similarity body; ``truncate`` is honoured."""
 
     truncate: bool | None = Field(None, description=TRUNCATE_HELP)
+    prompt_name: str | None = Field(None, description=PROMPT_HELP)
+    truncation_direction: Direction = Field("Right", description=DIRECTION_HELP)
 
 
 class SimilarityRequest(BaseModel):
@@ -139,6 +147,8 @@ class RootRequest(BaseModel):
     inputs: Text | Texts | SourceAndSentences
     normalize: bool = Field(True, description="texts: scale each vector to unit length")
     truncate: bool = Field(False, description=TRUNCATE_HELP)
+    prompt_name: str | None = Field(None, description=PROMPT_HELP)
+    truncation_direction: Direction = Field("Right", description=DIRECTION_HELP)
     parameters: TeiParameters | None = Field(None, description="similarity form: truncate")
 
 
