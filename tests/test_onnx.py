@@ -250,11 +250,12 @@ def test_a_call_that_is_one_batch_opens_the_multi_threaded_session_only_then(tin
     encoder = OnnxSentenceEncoder(tiny_exported, threads=2)
     assert encoder.embedding_dimension == 32 and encoder._lone_session is None
     encoder.encode(SENTENCES * 3, batch_size=4)
+    encoder.encode([])  # no batch at all: nothing to open a session for
     assert encoder._lone_session is None
     lone = encoder.encode(SENTENCES * 3, batch_size=32)
     assert encoder._lone_session is not None and encoder._lone_session is not encoder.session
     single = OnnxSentenceEncoder(tiny_exported, threads=1)
-    assert single._lone_session is single.session  # one thread: one session does both
+    assert single._lone() is single.session  # one thread: one session does both
     np.testing.assert_array_equal(lone, single.encode(SENTENCES * 3, batch_size=32))
     with pytest.raises(ConfigError, match="threads"):
         OnnxSentenceEncoder(tiny_exported, threads=-1)

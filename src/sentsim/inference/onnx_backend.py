@@ -89,15 +89,17 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, PoolCalls):
         self._max_seq_length = self.config.max_seq_length
         self.tokenizer.enable_truncation(max_length=self._max_seq_length)
         self.pad_id = self._pad_id()
-        if threads is not None and threads < 1:
-            raise ConfigError(f"threads must be at least 1, got {threads}")
-        self.threads = threads or physical_cores()
-        self.session = open_session(self.file, threads=1)  # the one the batches share, one core each
-        self._lone_session: Any = self.session if self.threads == 1 else None
-        self._opening = threading.Lock()
+        self._open_sessions()
+        self.use_threads(threads if threads is not None else physical_cores())
         self.input_names = [item.name for item in self.session.get_inputs()]
         self.calibration: IsotonicCalibration | None = IsotonicCalibration.load(self.folder)
         self._dimension: int | None = None
+
+    def _open_sessions(self) -> None:
+        """The session the batches share, one core each; the lone-batch one opens when first needed."""
+        self.session = open_session(self.file, threads=1)
+        self._lone_session: Any = None
+        self._opening = threading.Lock()
 
     def use_threads(self, threads: int) -> None:
         """Uses ``threads`` cores from now on (a pool's CPU workers share the cores this way)."""
@@ -105,7 +107,7 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, PoolCalls):
             raise ConfigError(f"threads must be at least 1, got {threads}")
         with self._opening:
             self.threads = threads
-            self._lone_session = self.session if threads == 1 else None
+            self._lone_session = None  # one opened for another thread count is not kept
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickles without the ONNX Runtime sessions (they cannot be); unpickling opens them again from
@@ -120,9 +122,7 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, PoolCalls):
 
         self.__dict__.update(state)
         self.tokenizer = Tokenizer.from_str(state["tokenizer"])
-        self.session = open_session(self.file, threads=1)
-        self._lone_session = self.session if self.threads == 1 else None
-        self._opening = threading.Lock()
+        self._open_sessions()
 
     # -- what it is ---------------------------------------------------------------------------
     @property
@@ -321,7 +321,7 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, PoolCalls):
         """
         quiet = not show_progress if show_progress is not None else len(ids) < PROGRESS_THRESHOLD
         batches = list(length_sorted_batches([len(row) for row in ids], batch_size, run_overhead=run_overhead))
-        session = self.session if len(batches) > 1 else self._lone()
+        session = self._lone() if len(batches) == 1 else self.session
 
         def run(batch: list[int]) -> Forward:
             return self._forward([ids[index] for index in batch], session=session)
@@ -330,7 +330,10 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, PoolCalls):
         return iter(progress_bar(runs, total=len(batches), desc="Encoding", unit="batch", quiet=quiet))
 
     def _lone(self) -> Any:
-        """The session for a call that is one batch: intra-op threads on every core (opened on first use)."""
+        """The session for a call that is one batch: intra-op threads on every core (opened on first use;
+        with one thread it is the shared session itself)."""
+        if self.threads == 1:
+            return self.session
         with self._opening:
             if self._lone_session is None:
                 self._lone_session = open_session(self.file, threads=self.threads)
