@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sentsim.inference.calibration import aligned_cosines, calibrated_scores
+from sentsim.inference.prompts import resolve_prompt
 from sentsim.serve import schemas
 from sentsim.serve.engine import Engine
 from sentsim.serve.limits import ServeSettings
@@ -155,10 +156,11 @@ async def _embed(service: Service, texts: list[str], *, truncate: bool, model: s
     _check_model(engine, model)
     _check_inputs(service.settings, texts)
     prompts = getattr(engine, "prompts", None) or {}  # engines written before prompts were served have none
-    if prompt_name is not None and prompt_name not in prompts:
+    try:
+        prompt = resolve_prompt(prompts, getattr(engine, "default_prompt_name", None), None, prompt_name)
+    except ValueError:
         raise ServeError(422, f"prompt_name {prompt_name!r} is not among the model's prompts {sorted(prompts)}",
-                         code="unknown_prompt")
-    prompt = prompts.get(prompt_name or getattr(engine, "default_prompt_name", None) or "", "")
+                         code="unknown_prompt") from None
     if prompt:
         texts = [prompt + text for text in texts]
     try:
