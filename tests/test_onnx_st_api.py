@@ -42,9 +42,11 @@ def both(folder: Path) -> tuple:
 def test_prompts_saved_with_the_model_apply_on_both_backends(both: tuple) -> None:
     onnx, torch_model = both
     assert onnx.prompts == torch_model.prompts == PROMPTS
-    for call in (lambda model: model.encode_query(SENTENCES), lambda model: model.encode_document(SENTENCES),
-                 lambda model: model.encode(SENTENCES, prompt_name="query"),
-                 lambda model: model.encode(SENTENCES, prompt="something else: ")):
+    # dtype="fp32": the ONNX file is fp32, and torch's auto would be bf16 on a CPU with native bf16
+    for call in (lambda model: model.encode_query(SENTENCES, dtype="fp32"),
+                 lambda model: model.encode_document(SENTENCES, dtype="fp32"),
+                 lambda model: model.encode(SENTENCES, prompt_name="query", dtype="fp32"),
+                 lambda model: model.encode(SENTENCES, prompt="something else: ", dtype="fp32")):
         np.testing.assert_allclose(call(onnx), call(torch_model), atol=1e-5)
     plain, query = onnx.encode(SENTENCES[0]), onnx.encode_query(SENTENCES[0])
     assert plain.shape == query.shape and not np.allclose(plain, query)
@@ -55,7 +57,7 @@ def test_prompts_saved_with_the_model_apply_on_both_backends(both: tuple) -> Non
 def test_output_values_token_embeddings_and_all_outputs(both: tuple) -> None:
     onnx, torch_model = both
     ours, theirs = onnx.encode(SENTENCES, output_value="token_embeddings"), torch_model.encode(
-        SENTENCES, output_value="token_embeddings")
+        SENTENCES, output_value="token_embeddings", dtype="fp32")
     assert len(ours) == len(SENTENCES) and all(isinstance(row, torch.Tensor) for row in ours)
     for mine, reference in zip(ours, theirs, strict=True):
         assert mine.shape == reference.shape

@@ -107,3 +107,19 @@ def test_the_onnx_encoder_pickles_and_runs_in_a_pool(model, tmp_path: Path) -> N
         encoder.encode(TEXTS, task_name="x")
     with pytest.raises(ConfigError, match="onnx backend runs on the CPU"):
         encoder.encode(TEXTS, device=["cuda:0"])
+
+
+def test_auto_is_decided_for_the_whole_call_not_per_chunk(model) -> None:
+    """A chunk of a large call must not fall back to fp32 because it is small itself (it would differ
+    from encode on a CPU with native bf16); a call that is one small batch stays fp32 in every chunk."""
+    from sentsim.inference.forward import resolve_precision
+    from sentsim.inference.process_pool import _one_small_batch, _settled_dtype
+
+    options = {"dtype": "auto", "batch_size": 8, "prompt": None, "prompt_name": None}
+    assert _one_small_batch(model, ["a dog", "a cat"], options)
+    assert not _one_small_batch(model, TEXTS, options)  # more than one batch: no tokenising needed
+    assert not _one_small_batch(model, ["a dog", "a cat"], {**options, "prompt": "word " * 40})
+    assert not _one_small_batch(model, ["a dog"], {**options, "dtype": "fp32"})
+    assert _settled_dtype(model, options, small_call=True)["dtype"] == "fp32"
+    assert _settled_dtype(model, options, small_call=False)["dtype"] == resolve_precision("auto", model.device)
+    assert _settled_dtype(model, {**options, "dtype": "bf16"}, small_call=True)["dtype"] == "bf16"

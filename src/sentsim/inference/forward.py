@@ -16,7 +16,7 @@ from sentsim.progress import progress_bar
 # PROGRESS_THRESHOLD and length_sorted_batches live in batches (no torch, shared with the ONNX backend).
 __all__ = ["AUTO_FP32_BELOW_TOKENS", "PROGRESS_THRESHOLD", "autocast_context", "batched_forward", "cast_linear_weights",
            "emulated_bf16_warning", "length_sorted_batches", "native_bf16",
-           "precision_reason", "resolve_precision"]
+           "one_small_batch", "precision_reason", "resolve_precision"]
 
 Precision = Literal["auto", "fp32", "bf16"]
 
@@ -107,6 +107,13 @@ def cast_linear_weights(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -
     return cast
 
 
+def one_small_batch(lengths: Sequence[int], *, batches: int) -> bool:
+    """True for a call that ``auto`` runs in fp32 even where bf16 is native: one batch of fewer padded
+    tokens than ``AUTO_FP32_BELOW_TOKENS``. An encode pool asks it of the whole call, so that its
+    chunks run in what ``encode`` would have used rather than each deciding for itself."""
+    return batches == 1 and len(lengths) * max(lengths, default=0) < AUTO_FP32_BELOW_TOKENS
+
+
 def batched_forward(model: nn.Module, rows: Sequence[Row], collate: Callable[[list[Row]], dict[str, torch.Tensor]],
                     consume: Callable[[list[int], Any], None], *, lengths: Sequence[int], batch_size: int,
                     dtype: str = "auto", show_progress: bool | None = None, desc: str = "Encoding",
@@ -125,7 +132,7 @@ def batched_forward(model: nn.Module, rows: Sequence[Row], collate: Callable[[li
     mode = resolve_precision(dtype, device)
     quiet = not show_progress if show_progress is not None else len(rows) < PROGRESS_THRESHOLD
     batches = list(length_sorted_batches(list(lengths), batch_size, run_overhead=run_overhead))
-    if (dtype == "auto" and mode == "bf16" and len(batches) == 1 and len(rows) * max(lengths) < AUTO_FP32_BELOW_TOKENS
+    if (dtype == "auto" and mode == "bf16" and one_small_batch(lengths, batches=len(batches))
             and getattr(model, "linear_weights_dtype", None) is None):
         mode = "fp32"
     # Several batches under bf16 autocast: no_grad rather than inference mode, because only there does

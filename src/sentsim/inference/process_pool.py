@@ -102,7 +102,8 @@ def pooled_encode(model: Any, inputs: Any, *, sentences: Any, pool: Pool | None,
     single, texts = texts_to_encode(inputs, sentences)
     # The workers return floats; int8/binary ranges are taken over all texts at once, as without a pool.
     embeddings = encode_with_pool(model, texts, pool=pool, devices=devices, chunk_size=chunk_size,
-                                  options={**options, "precision": "float32"})
+                                  options={**options, "precision": "float32"},
+                                  small_call=_one_small_batch(model, texts, options))
     if len(texts) and precision != "float32":
         embeddings = quantize_embeddings(embeddings, precision=precision)
     result = returned(embeddings, count=len(texts), convert_to_tensor=convert_to_tensor,
@@ -110,12 +111,44 @@ def pooled_encode(model: Any, inputs: Any, *, sentences: Any, pool: Pool | None,
     return result[0] if single else result
 
 
+def _is_torch_model(model: Any) -> bool:
+    if not torch_installed():
+        return False
+    import torch
+
+    return isinstance(model, torch.nn.Module) and getattr(model, "linear_weights_dtype", None) is None
+
+
+def _one_small_batch(model: Any, texts: list[str], options: dict[str, Any]) -> bool:
+    """Whether ``encode`` would run this whole call as one small batch, in fp32 under ``auto`` (see
+    ``forward.one_small_batch``). Only a call of at most one batch of texts is tokenised to tell."""
+    if options.get("dtype") != "auto" or not _is_torch_model(model) or not 0 < len(texts) <= options["batch_size"]:
+        return False
+    from sentsim.inference.forward import one_small_batch
+    from sentsim.inference.prompts import resolve_prompt
+
+    prompt = resolve_prompt(model.prompts, model.default_prompt_name, options.get("prompt"), options.get("prompt_name"))
+    ids = model.token_ids([prompt + text for text in texts] if prompt else texts)
+    return one_small_batch([len(row) for row in ids], batches=1)
+
+
+def _settled_dtype(model: Any, options: dict[str, Any], *, small_call: bool) -> dict[str, Any]:
+    """A worker's options with ``auto`` decided for the whole call: a chunk of a large call would
+    otherwise run in fp32 where ``encode`` of all the texts runs in bf16 (or the other way round)."""
+    if options.get("dtype") != "auto" or not _is_torch_model(model):
+        return options
+    from sentsim.inference.forward import resolve_precision
+
+    return {**options, "dtype": "fp32" if small_call else resolve_precision("auto", model.device)}
+
+
 def encode_with_pool(model: Any, texts: list[str], *, pool: Pool | None, devices: Sequence[str] | None,
-                     chunk_size: int | None, options: dict[str, Any]) -> np.ndarray:
+                     chunk_size: int | None, options: dict[str, Any], small_call: bool = False) -> np.ndarray:
     """``model.encode(texts, **options)`` run by the pool's workers, chunk by chunk, as one array in order.
 
     ``pool`` None with ``devices`` starts a pool for this call only and stops it afterwards. Only
     sentence embeddings go through a pool (as numpy arrays); the caller converts the result.
+    ``small_call``: the whole call is one small batch (``_one_small_batch``), so ``auto`` means fp32.
     """
     if options.get("output_value", "sentence_embedding") != "sentence_embedding":
         raise ConfigError("a multi-process pool returns sentence embeddings only; encode token embeddings "
@@ -128,20 +161,21 @@ def encode_with_pool(model: Any, texts: list[str], *, pool: Pool | None, devices
     if own:
         pool = start_pool(model, devices)
     try:
-        return _run_chunks(pool, texts, chunk_size=chunk_size, options=options)
+        return _run_chunks(pool, texts, chunk_size=chunk_size, options=options, small_call=small_call)
     finally:
         if own:
             stop_pool(pool)
 
 
-def _run_chunks(pool: Pool, texts: list[str], *, chunk_size: int | None, options: dict[str, Any]) -> np.ndarray:
+def _run_chunks(pool: Pool, texts: list[str], *, chunk_size: int | None, options: dict[str, Any],
+                small_call: bool) -> np.ndarray:
     workers = len(pool["processes"])
     if chunk_size is None:  # sentence-transformers' default: ~10 chunks per worker, at most 5,000 texts
         chunk_size = max(1, min(math.ceil(len(texts) / workers / 10), 5000))
     call = next(_calls)  # results of an earlier, interrupted call may still arrive: they are told apart
     starts = range(0, len(texts), chunk_size)
     for number, start in enumerate(starts):
-        pool["input"].put((call, number, texts[start : start + chunk_size], options))
+        pool["input"].put((call, number, texts[start : start + chunk_size], options, small_call))
     results: dict[int, np.ndarray] = {}
     while len(results) < len(starts):
         try:
@@ -175,10 +209,10 @@ def _work(model: Any, device: str, threads: int | None, inputs: Any, outputs: An
         item = inputs.get()
         if item is None:  # the pool is being stopped
             return
-        call, number, texts, options = item
+        call, number, texts, options, small_call = item
         try:
-            embeddings = model.encode(texts, convert_to_numpy=True, convert_to_tensor=False,
-                                      show_progress_bar=False, **options)
+            embeddings = model.encode(texts, convert_to_numpy=True, convert_to_tensor=False, show_progress_bar=False,
+                                      **_settled_dtype(model, options, small_call=small_call))
             outputs.put((call, number, np.asarray(embeddings), None))
         except Exception as error:  # sent back to the caller, who raises it
             try:
