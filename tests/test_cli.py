@@ -451,6 +451,26 @@ def test_calibrate_writes_calibration_into_the_model_folder(capsys, tmp_path, mo
     assert not (model_dir / "calibration.json").exists()
 
 
+def test_calibrate_never_replaces_an_existing_output_unasked(capsys, tmp_path, model_dir, data_dir):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("mine", encoding="utf-8")
+    argv = ("calibrate", model_dir, "--data", data_dir / "dev.tsv", "--output", taken, "--quiet")
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, str(taken), "already exists; pass --overwrite")
+    assert sorted(path.name for path in taken.iterdir()) == ["notes.txt"]
+    code, _, err = run_cli(capsys, *argv, "--overwrite")
+    assert code == EXIT_OK, err
+    assert (taken / "calibration.json").is_file() and not (taken / "notes.txt").exists()
+    code, _, err = run_cli(capsys, "calibrate", taken, "--data", data_dir / "dev.tsv", "--output", taken / "inner")
+    assert_one_line_error(code, err, str(taken / "inner"), "inside the model folder")
+    model = tmp_path / "model"
+    shutil.copytree(model_dir, model)
+    code, _, err = run_cli(capsys, "calibrate", model, "--data", data_dir / "dev.tsv", "--output", model, "--quiet")
+    assert code == EXIT_OK, err  # --output MODEL is the in-place write: only calibration.json is added
+    assert (model / "calibration.json").is_file()
+
+
 def test_calibrate_bad_data_leaves_the_model_alone(capsys, tmp_path, model_dir):
     model = tmp_path / "model"
     shutil.copytree(model_dir, model)

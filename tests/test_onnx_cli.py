@@ -70,3 +70,27 @@ def test_export_refuses_an_existing_folder_and_onnx_needs_onnx_files(exported: P
     lines.write_text("a dog\n")
     assert main(["encode", "all-MiniLM-L6-v2", str(lines), "--backend", "onnx"]) == EXIT_USAGE
     assert "sentsim export" in capsys.readouterr().err
+
+
+def test_calibrate_an_onnx_model_in_place_and_into_a_copy(exported: Path, pair_file: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from sentsim.inference.onnx_backend import OnnxSentenceEncoder
+
+    copy = tmp_path / "calibrated"
+    assert main(["calibrate", str(exported), "--backend", "onnx", "--data", str(pair_file), "--output", str(copy),
+                 "--quiet"]) == EXIT_OK
+    assert not (exported / "calibration.json").exists()  # --output leaves the source folder alone
+    assert sorted(path.name for path in copy.iterdir()) == sorted(
+        [path.name for path in exported.iterdir()] + ["calibration.json"])
+    encoder = OnnxSentenceEncoder(copy)
+    assert encoder.calibration is not None and 0 <= encoder.sts_score("a dog runs", "a dog is running") <= 5
+    capsys.readouterr()
+    assert main(["similarity", str(copy), "a dog runs", "a dog is running", "--backend", "onnx"]) == EXIT_OK
+    assert "/ 5" in capsys.readouterr().out
+    in_place = shutil.copytree(exported, tmp_path / "in-place")
+    assert main(["calibrate", str(in_place), "--backend", "onnx", "--data", str(pair_file), "--quiet"]) == EXIT_OK
+    assert (in_place / "calibration.json").read_text() == (copy / "calibration.json").read_text()
+    with pytest.raises(ValueError, match="into itself"):
+        encoder.save(copy / "inner")

@@ -88,6 +88,14 @@ def check_cli(model_dir: str, pairs: list, spearman: float) -> None:
         similarity = subprocess.run([sys.executable, "-m", "sentsim", "similarity", model_dir, pairs[0][0],
                                      pairs[0][1]], capture_output=True, text=True, check=False)
         assert similarity.returncode == 0 and "cosine" in similarity.stdout, similarity.stderr
+        calibrated = Path(folder) / "calibrated"
+        calibrate = subprocess.run([sys.executable, "-m", "sentsim", "calibrate", model_dir, "--backend", "onnx",
+                                    "--data", str(path), "--output", str(calibrated), "--quiet"],
+                                   capture_output=True, text=True, check=False)
+        assert calibrate.returncode == 0 and (calibrated / "calibration.json").is_file(), calibrate.stderr
+        scored = subprocess.run([sys.executable, "-m", "sentsim", "similarity", str(calibrated), pairs[0][0],
+                                 pairs[0][1]], capture_output=True, text=True, check=False)
+        assert scored.returncode == 0 and "/ 5" in scored.stdout, scored.stderr
         train = subprocess.run([sys.executable, "-m", "sentsim", "evaluate", model_dir, "--backend", "torch",
                                 "--data", str(path)], capture_output=True, text=True, check=False)
         assert train.returncode == 2 and "sentsim[torch]" in train.stderr, train.stderr

@@ -311,6 +311,15 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, PoolCalls):
         scores = calibrated_scores(cosines, calibration) if calibrated else cosines
         return float(scores[0]) if single else scores
 
+    def save(self, path: str | Path) -> Path:
+        """A copy of the model folder at ``path``, atomically, with this encoder's calibration (an ONNX
+        folder cannot be re-serialised from memory: its files are copied as they are)."""
+        from sentsim.inference.calibration import CALIBRATION_FILE
+        from sentsim.persistence.atomic import copy_directory
+
+        calibration = {CALIBRATION_FILE: self.calibration.to_json()} if self.calibration is not None else {}
+        return copy_directory(self.folder, path, replace_files=calibration)
+
     # -- the forward pass ------------------------------------------------------------------------
     def _runs(self, ids: Sequence[Sequence[int]], *, batch_size: int, show_progress: bool | None,
               run_overhead: int | None = None) -> Iterator[tuple[list[int], Forward]]:

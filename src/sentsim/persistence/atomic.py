@@ -181,3 +181,22 @@ def atomic_directory(final: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+
+
+def copy_directory(source: str | os.PathLike[str], final: str | os.PathLike[str], *,
+                   replace_files: dict[str, str] | None = None) -> Path:
+    """Copies the folder ``source`` to ``final`` atomically (see ``atomic_directory``), with the text
+    files in ``replace_files`` (name → content) written over or beside the copied ones.
+
+    For a model folder that cannot be re-serialised from memory (an ONNX export): saving a changed
+    copy of it, its calibration say, is copying it with that one file replaced.
+    """
+    source, target = Path(source), Path(final)
+    if target.resolve() == source.resolve() or source.resolve() in target.resolve().parents:
+        raise ValueError(f"cannot copy {source} onto itself or into itself ({target})")
+    with atomic_directory(target) as temporary:
+        shutil.copytree(source, temporary, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(MARKER_NAME, ".*.tmp-*", ".*.old-*"))
+        for name, text in (replace_files or {}).items():
+            (temporary / name).write_text(text, encoding="utf-8")
+    return target
