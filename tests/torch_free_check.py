@@ -96,6 +96,20 @@ def check_cli(model_dir: str, pairs: list, spearman: float) -> None:
         scored = subprocess.run([sys.executable, "-m", "sentsim", "similarity", str(calibrated), pairs[0][0],
                                  pairs[0][1]], capture_output=True, text=True, check=False)
         assert scored.returncode == 0 and "/ 5" in scored.stdout, scored.stderr
+        corpus = Path(folder) / "corpus.txt"
+        corpus.write_text("\n".join([pairs[0][0], pairs[1][0], pairs[0][0]]) + "\n", encoding="utf-8")
+        searched = subprocess.run([sys.executable, "-m", "sentsim", "search", model_dir, str(corpus), str(corpus),
+                                   "-o", str(Path(folder) / "hits.jsonl"), "--top-k", "1"],
+                                  capture_output=True, text=True, check=False)
+        assert searched.returncode == 0, searched.stderr
+        hits = [json.loads(line)["hits"][0] for line in (Path(folder) / "hits.jsonl").read_text().splitlines()]
+        assert [hit["corpus_id"] for hit in hits] == [0, 1, 0]  # the tie between rows 0 and 2: the lower
+        deduped = subprocess.run([sys.executable, "-m", "sentsim", "dedup", model_dir, str(corpus),
+                                  "-o", str(Path(folder) / "dups.jsonl"), "--threshold", "0.999"],
+                                 capture_output=True, text=True, check=False)
+        assert deduped.returncode == 0, deduped.stderr
+        found = [json.loads(line) for line in (Path(folder) / "dups.jsonl").read_text().splitlines()]
+        assert [(pair["i"], pair["j"]) for pair in found] == [(0, 2)], found
         train = subprocess.run([sys.executable, "-m", "sentsim", "evaluate", model_dir, "--backend", "torch",
                                 "--data", str(path)], capture_output=True, text=True, check=False)
         assert train.returncode == 2 and "sentsim[torch]" in train.stderr, train.stderr

@@ -15,7 +15,7 @@ import numpy as np
 
 from sentsim.errors import ConfigError
 from sentsim.inference.encode_files import read_sentence_file
-from sentsim.inference.search import paraphrase_mining_embeddings, semantic_search
+from sentsim.inference.neighbours import near_duplicate_pairs, nearest
 from sentsim.persistence.atomic import atomic_write_text
 
 if TYPE_CHECKING:
@@ -63,9 +63,11 @@ def search_file(model: SentenceTransformer, queries: Path, corpus: Path, output:
     corpus_embeddings, corpus_texts = load_corpus(model, corpus, corpus_text=corpus_text, batch_size=batch_size,
                                                   dtype=dtype)
     query_embeddings = model.encode(query_texts, batch_size=batch_size, dtype=dtype)
-    results = semantic_search(query_embeddings, corpus_embeddings.astype(np.float32), top_k=top_k)
+    results = nearest(query_embeddings, corpus_embeddings, top_k=top_k)
     records = []
-    for text, hits in zip(query_texts, results, strict=True):
+    for text, (ids, scores) in zip(query_texts, results, strict=True):
+        hits = [{"corpus_id": corpus_id, "score": score} for corpus_id, score in zip(ids.tolist(), scores.tolist(),
+                                                                                     strict=True)]
         if corpus_texts is not None:
             hits = [{**hit, "text": corpus_texts[hit["corpus_id"]]} for hit in hits]
         records.append({"query": text, "hits": hits})
@@ -83,11 +85,8 @@ def dedup_file(model: SentenceTransformer, corpus: Path, output: Path, *, thresh
         raise ConfigError(f"--top-k must be at least 1, got {top_k}")
     _check_output(output, force)
     embeddings, texts = load_corpus(model, corpus, corpus_text=corpus_text, batch_size=batch_size, dtype=dtype)
-    pairs = paraphrase_mining_embeddings(embeddings.astype(np.float32), top_k=top_k)
     records = []
-    for score, i, j in pairs:
-        if score < threshold:
-            break
+    for score, i, j in near_duplicate_pairs(embeddings, threshold=threshold, top_k=top_k):
         record: dict[str, Any] = {"score": score, "i": i, "j": j}
         if texts is not None:
             record.update(text_i=texts[i], text_j=texts[j])
