@@ -334,3 +334,22 @@ def test_search_and_dedup_commands(capsys, tiny_transformer_dir, tmp_path: Path)
     pairs = [json.loads(line) for line in dedup.read_text().splitlines()]
     assert {"score", "i", "j", "text_i", "text_j"} <= set(pairs[0])
     assert any(p["text_i"] == p["text_j"] == S1[0] for p in pairs)  # the repeated line is found
+
+
+def test_search_and_dedup_refuse_outputs_that_would_fail_or_destroy_an_input(capsys, tiny_transformer_dir,
+                                                                            tmp_path: Path):
+    from sentsim import SentenceTransformer
+
+    model_dir = SentenceTransformer.from_transformer(tiny_transformer_dir).save(tmp_path / "model")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(S1 + S2) + "\n")
+    before = corpus.read_text()
+    for argv, message in (
+        (("search", model_dir, corpus, corpus, "-o", corpus, "--force"), "is the input file"),
+        (("dedup", model_dir, corpus, "-o", corpus, "--force"), "is the input file"),
+        (("search", model_dir, corpus, corpus, "-o", tmp_path, "--force"), "hits.jsonl"),
+        (("dedup", model_dir, corpus, "-o", tmp_path / "missing" / "pairs.jsonl"), "does not exist"),
+    ):
+        code, _, err = _main(capsys, *argv, "--quiet")
+        assert code == 2 and message in err and "Traceback" not in err, err
+    assert corpus.read_text() == before and sorted(path.name for path in tmp_path.iterdir()) == ["corpus.txt", "model"]

@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if args.pairs is None:
         check_not_empty(args.texts)
     if args.output is not None:
-        check_output_path(args.output, force=args.force, inputs=[args.pairs] if args.pairs else [])
+        check_output_path(args.output, force=args.force, inputs=[args.pairs] if args.pairs else [],
+                          example_name="scores.csv")
     device = common.device(args)
     model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle, backend=args.backend)
     common.warn_emulated_bf16(args.dtype, device)

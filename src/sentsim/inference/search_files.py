@@ -17,14 +17,10 @@ from sentsim.errors import ConfigError
 from sentsim.inference.encode_files import read_sentence_file
 from sentsim.inference.neighbours import near_duplicate_pairs, nearest
 from sentsim.persistence.atomic import atomic_write_text
+from sentsim.persistence.outputs import check_output_path
 
 if TYPE_CHECKING:
     from sentsim.encoders.bi_encoder import SentenceTransformer
-
-
-def _check_output(output: Path, force: bool) -> None:
-    if output.exists() and not force:
-        raise ConfigError(f"{output} exists; pass --force to overwrite it")
 
 
 def _write_jsonl(output: Path, records: list[dict[str, Any]]) -> None:
@@ -58,7 +54,8 @@ def search_file(model: SentenceTransformer, queries: Path, corpus: Path, output:
     """Writes one JSONL line per query: ``{"query", "hits": [{"corpus_id", "score"[, "text"]}]}``."""
     if top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {top_k}")
-    _check_output(output, force)
+    output = check_output_path(output, force=force, inputs=[queries, corpus, *([corpus_text] if corpus_text else [])],
+                               example_name="hits.jsonl")
     query_texts = read_sentence_file(queries)
     corpus_embeddings, corpus_texts = load_corpus(model, corpus, corpus_text=corpus_text, batch_size=batch_size,
                                                   dtype=dtype)
@@ -83,7 +80,8 @@ def dedup_file(model: SentenceTransformer, corpus: Path, output: Path, *, thresh
         raise ConfigError(f"--threshold is a cosine in [-1, 1], got {threshold}")
     if top_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {top_k}")
-    _check_output(output, force)
+    output = check_output_path(output, force=force, inputs=[corpus, *([corpus_text] if corpus_text else [])],
+                               example_name="pairs.jsonl")
     embeddings, texts = load_corpus(model, corpus, corpus_text=corpus_text, batch_size=batch_size, dtype=dtype)
     records = []
     for score, i, j in near_duplicate_pairs(embeddings, threshold=threshold, top_k=top_k):

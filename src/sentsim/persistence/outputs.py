@@ -22,6 +22,7 @@ def check_output_path(
     force: bool,
     inputs: Iterable[str | os.PathLike[str]] = (),
     force_flag: str = "--force",
+    example_name: str = "output.npy",
 ) -> Path:
     """Returns ``path`` as a Path if an output file may be written there, else raises ConfigError.
 
@@ -31,11 +32,12 @@ def check_output_path(
         inputs: files the command reads; the output may not be one of them (a hard or symbolic
             link to one counts as the same file), whatever ``force`` says.
         force_flag: how the caller lets users say ``force``, named in the error message.
+        example_name: a file name to suggest when ``path`` is a folder.
     """
     raw = os.fspath(path)
     target = Path(raw).expanduser()
     if target.is_dir() or raw.endswith(("/", os.sep)):
-        raise ConfigError(f"{target}: is a folder; give the output a file name, like {target / 'output.npy'}")
+        raise ConfigError(f"{target}: is a folder; give the output a file name, like {target / example_name}")
     parent = target.parent
     if not parent.is_dir():
         if parent.exists():
