@@ -64,7 +64,8 @@ def test_encode_and_similarity_on_onnx(exported: Path, tmp_path: Path, capsys: p
 def test_export_refuses_an_existing_folder_and_onnx_needs_onnx_files(exported: Path, tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
-    assert main(["export", str(exported), "-o", str(exported)]) == EXIT_USAGE
+    (tmp_path / "taken").mkdir()
+    assert main(["export", str(exported), "-o", str(tmp_path / "taken")]) == EXIT_USAGE
     assert "--overwrite" in capsys.readouterr().err
     lines = tmp_path / "lines.txt"
     lines.write_text("a dog\n")
@@ -94,3 +95,18 @@ def test_calibrate_an_onnx_model_in_place_and_into_a_copy(exported: Path, pair_f
     assert (in_place / "calibration.json").read_text() == (copy / "calibration.json").read_text()
     with pytest.raises(ValueError, match="into itself"):
         encoder.save(copy / "inner")
+
+
+def test_export_and_calibrate_never_replace_their_own_input(exported: Path, pair_file: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    model = shutil.copytree(exported, tmp_path / "work" / "model")
+    files = sorted(path.name for path in model.iterdir())
+    for argv in (["export", str(model), "-o", str(model), "--overwrite"],
+                 ["export", str(model), "-o", str(tmp_path / "work"), "--overwrite"],
+                 ["calibrate", str(model), "--data", str(pair_file), "--output", str(pair_file.parent), "--overwrite"]):
+        capsys.readouterr()
+        assert main(argv) == EXIT_USAGE
+        assert "would replace it" in capsys.readouterr().err
+    assert sorted(path.name for path in model.iterdir()) == files and pair_file.is_file()

@@ -65,3 +65,19 @@ def test_an_unwritable_folder_is_refused(tmp_path: Path):
             check_output_path(locked / "out.npy", force=False)
     finally:
         locked.chmod(0o700)
+
+
+def test_an_output_folder_may_not_be_or_hold_an_input(tmp_path: Path):
+    from sentsim.persistence.outputs import check_folder_spares_inputs
+
+    model = tmp_path / "work" / "model"
+    model.mkdir(parents=True)
+    data = tmp_path / "pairs.csv"
+    data.write_text("x")
+    for folder, word in ((model, "is"), (tmp_path / "work", "holds"), (tmp_path, "holds")):
+        with pytest.raises(ConfigError, match=f"{word} the input"):
+            check_folder_spares_inputs(folder, [model, None, "a-hub-name"])
+    with pytest.raises(ConfigError, match="holds the input"):
+        check_folder_spares_inputs(tmp_path, [data], flag="-o")
+    check_folder_spares_inputs(model / "inside", [model, data])  # nothing of the inputs is replaced
+    check_folder_spares_inputs(tmp_path / "elsewhere", [model, data, "a-hub-name"])

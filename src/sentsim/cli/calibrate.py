@@ -8,6 +8,7 @@ from typing import Any
 
 from sentsim.cli import common
 from sentsim.cli.common import EXIT_OK, UsageError
+from sentsim.persistence.outputs import check_folder_spares_inputs
 
 
 def add_parser(commands: Any) -> None:
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if not in_place:
         if source is not None and source in args.output.resolve().parents:
             raise UsageError(f"{args.output} is inside the model folder {args.model}; save the copy elsewhere")
+        check_folder_spares_inputs(args.output, [args.model, args.data])
         if (args.output.exists() or args.output.is_symlink()) and not args.overwrite:
             raise UsageError(f"{args.output} already exists; pass --overwrite to replace it (calibrate writes a "
                              "whole model folder there)")

@@ -17,6 +17,7 @@ from typing import Any
 
 from sentsim.errors import ConfigError, ModelLoadError
 from sentsim.persistence.atomic import atomic_directory
+from sentsim.persistence.outputs import check_folder_spares_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def export_model(
     if quantize not in QUANTIZE_CHOICES:
         raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZE_CHOICES)}, not {quantize!r}")
     target = Path(output).expanduser()
+    check_folder_spares_inputs(target, [model_name_or_path], flag="-o")
     if target.exists() and not overwrite:
         raise ConfigError(f"{target} already exists; choose a new folder or pass --overwrite to replace it")
     from sentsim.encoders.bi_encoder import SentenceTransformer

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sentsim.errors import ConfigError
 
-__all__ = ["check_output_path"]
+__all__ = ["check_folder_spares_inputs", "check_output_path"]
 
 
 def check_output_path(
@@ -53,6 +53,24 @@ def check_output_path(
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"{target}: no permission to write in {parent}")
     return target
+
+
+def check_folder_spares_inputs(folder: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None], *,
+                               flag: str = "--output") -> None:
+    """ConfigError when writing the output ``folder`` (which replaces what is there, when asked to)
+    would replace one of the command's inputs: the folder is an input, or holds one, whatever the
+    overwrite flag says. An output inside an input folder is fine (nothing of the input is replaced)."""
+    target = Path(folder).expanduser().resolve()
+    for source in inputs:
+        if source is None:
+            continue
+        path = Path(source).expanduser()
+        if not path.exists():
+            continue  # a hub name, not a path
+        resolved = path.resolve()
+        if resolved == target or target in resolved.parents:
+            raise ConfigError(f"{flag} {folder}: {'is' if resolved == target else 'holds'} the input {source}; "
+                              "writing the output folder there would replace it; choose another folder")
 
 
 def _same_file(first: Path, second: Path) -> bool:
