@@ -272,3 +272,19 @@ def test_metrics_count_every_worker_whichever_one_answers_the_scrape(tiny_model,
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_ollama_client_embed_and_embeddings(live_url, tiny_served):
+    """The ``ollama`` Python client (what LangChain's OllamaEmbeddings calls) pointed at this server."""
+    ollama = pytest.importorskip("ollama")
+    client = ollama.Client(host=live_url, headers={"Authorization": f"Bearer {KEY}"})
+    response = client.embed(model="tiny", input=TEXTS)
+    np.testing.assert_allclose(np.array(response.embeddings), encode(tiny_served[0], TEXTS, normalize=True),
+                               atol=2e-3)
+    assert response.prompt_eval_count > 0
+    older = client.embeddings(model="tiny:latest", prompt=TEXTS[0])
+    np.testing.assert_allclose(older.embedding, encode(tiny_served[0], TEXTS[0]), atol=2e-3)
+    assert [entry.model for entry in client.list().models] == ["tiny"]
+    with pytest.raises(ollama.ResponseError) as raised:
+        client.embed(model="llama3", input="a")
+    assert raised.value.status_code == 404 and "not served here" in raised.value.error

@@ -29,7 +29,7 @@ class GuardMiddleware:
             return
         refusal = self._check_key(scope) or self._check_declared_length(scope)
         if refusal is None and scope.get("method") in ("POST", "PUT", "PATCH"):
-            body, refusal = await self._read_body(receive)
+            body, refusal = await self._read_body(receive, path=scope.get("path", ""))
             if refusal is None:
                 receive = _replay(body, receive)
         if refusal is not None:
@@ -46,7 +46,7 @@ class GuardMiddleware:
             return None
         message = "missing API key: send 'Authorization: Bearer KEY'" if not header else "invalid API key"
         return error_response(401, message, type="authentication_error", code="invalid_api_key",
-                              headers={"WWW-Authenticate": "Bearer"})
+                              headers={"WWW-Authenticate": "Bearer"}, path=scope.get("path", ""))
 
     def _check_declared_length(self, scope: Scope):
         declared = _header(scope, b"content-length")
@@ -55,28 +55,29 @@ class GuardMiddleware:
         try:
             length = int(declared)
         except ValueError:
-            return error_response(400, "Content-Length is not a number", code="bad_content_length")
-        return self._too_large(length) if length > self.settings.payload_limit else None
+            return error_response(400, "Content-Length is not a number", code="bad_content_length",
+                                  path=scope.get("path", ""))
+        return self._too_large(length, path=scope.get("path", "")) if length > self.settings.payload_limit else None
 
-    async def _read_body(self, receive: Callable[[], Awaitable[Any]]):
+    async def _read_body(self, receive: Callable[[], Awaitable[Any]], *, path: str):
         """The whole body, or a 413 as soon as it grows past the limit (whatever Content-Length said)."""
         chunks: list[bytes] = []
         size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":  # the client went away mid-body
-                return b"", error_response(400, "the client disconnected", code="disconnected")
+                return b"", error_response(400, "the client disconnected", code="disconnected", path=path)
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.settings.payload_limit:
-                return b"", self._too_large(size)
+                return b"", self._too_large(size, path=path)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks), None
 
-    def _too_large(self, size: int):
+    def _too_large(self, size: int, *, path: str):
         return error_response(413, f"request body of {size} bytes or more; the limit (payload-limit) is "
-                              f"{self.settings.payload_limit} bytes", code="payload_too_large")
+                              f"{self.settings.payload_limit} bytes", code="payload_too_large", path=path)
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 #: Routes that answer without an API key: liveness and readiness probes rarely carry secrets and
 #: reveal nothing but "up" and "loaded".
 OPEN_PATHS = frozenset({"/health", "/ready"})
+#: Ollama's routes (``sentsim.serve.ollama``), whose clients read errors as ``{"error": "message"}``.
+OLLAMA_PREFIX = "/api/"
 
 
 class ServeError(Exception):
@@ -59,8 +61,10 @@ class ServeError(Exception):
 
 
 def error_response(status: int, message: str, *, type: str = "invalid_request_error", code: str | int | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": type, "code": code}}
+                   headers: dict[str, str] | None = None, path: str = "") -> JSONResponse:
+    """The error body: OpenAI's shape, or Ollama's ``{"error": message}`` on its ``/api/`` routes."""
+    body: dict[str, Any] = {"error": message} if path.startswith(OLLAMA_PREFIX) else \
+        {"error": {"message": message, "type": type, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -72,28 +76,31 @@ def install_error_handlers(app: FastAPI) -> None:
     """Routes FastAPI's own errors (422, 404, 405) and ours through the one error shape."""
 
     @app.exception_handler(ServeError)
-    async def _serve_error(_request: Request, error: ServeError) -> JSONResponse:
-        return error_response(error.status, error.message, type=error.type, code=error.code, headers=error.headers)
+    async def _serve_error(request: Request, error: ServeError) -> JSONResponse:
+        return error_response(error.status, error.message, type=error.type, code=error.code, headers=error.headers,
+                              path=request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
         problems: dict[str, str] = {}  # one message per field: a str | list union reports each branch
         for item in error.errors():
             place = ".".join(str(part) for part in item.get("loc", ()) if _is_field(part)) or "body"
             message = str(item.get("msg", "invalid")).removeprefix("Value error, ")  # our validators' own words
             problems.setdefault(place, f"{place}: {message}")
-        return error_response(422, "; ".join(list(problems.values())[:5]) or "invalid request", code="invalid_request")
+        return error_response(422, "; ".join(list(problems.values())[:5]) or "invalid request", code="invalid_request",
+                              path=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         message = error.detail if isinstance(error.detail, str) else "request failed"
         return error_response(error.status_code, message, type=_STATUS_TYPES.get(error.status_code, "api_error"),
-                              code=error.status_code, headers=getattr(error, "headers", None))
+                              code=error.status_code, headers=getattr(error, "headers", None), path=request.url.path)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, error: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         logger.error("unhandled error: %r", error, exc_info=error)
-        return error_response(500, "internal server error", type="server_error", code="internal_error")
+        return error_response(500, "internal server error", type="server_error", code="internal_error",
+                              path=request.url.path)
 
 
 def _is_field(part: object) -> bool:
@@ -122,7 +129,7 @@ class Service:
         return self.engine, self.queue
 
 
-def _service(request: Request) -> Service:
+def service_of(request: Request) -> Service:
     return request.app.state.service
 
 
@@ -143,7 +150,7 @@ def _check_inputs(settings: ServeSettings, texts: list[str]) -> None:
                              f"{settings.max_input_chars}", code="input_too_long")
 
 
-async def _embed(service: Service, texts: list[str], *, truncate: bool, model: str | None,
+async def embed_texts(service: Service, texts: list[str], *, truncate: bool, model: str | None,
                  prompt_name: str | None = None) -> tuple[np.ndarray, int]:
     """Checks, queues and embeds ``texts``; returns the raw vectors and the tokens they used.
 
@@ -174,12 +181,12 @@ async def _embed(service: Service, texts: list[str], *, truncate: bool, model: s
                          code="input_too_long") from None
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
+def unit_length(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
 
 
-def _as_list(value: str | list[str]) -> list[str]:
+def as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
@@ -194,16 +201,16 @@ router = APIRouter()
              summary="Create Embeddings (without /v1, as Infinity serves it and base URLs without /v1 reach it)")
 async def create_embeddings(body: schemas.EmbeddingsRequest, request: Request) -> Response:
     """OpenAI-compatible embeddings: unit-length vectors, optionally shortened and base64-encoded."""
-    service = _service(request)
-    texts = _as_list(body.input)
+    service = service_of(request)
+    texts = as_list(body.input)
     dimension = service.engine.embedding_dimension if service.engine else None
     if body.dimensions is not None and dimension is not None and body.dimensions > dimension:
         raise ServeError(422, f"dimensions is {body.dimensions}, but the model's embeddings have {dimension}",
                          code="invalid_dimensions")
-    vectors, tokens = await _embed(service, texts, truncate=body.truncate, model=body.model)
+    vectors, tokens = await embed_texts(service, texts, truncate=body.truncate, model=body.model)
     if body.dimensions is not None:
         vectors = vectors[:, : body.dimensions]
-    vectors = _unit(vectors).astype("<f4", copy=False)
+    vectors = unit_length(vectors).astype("<f4", copy=False)
     if body.encoding_format == "base64":
         encoded: list[Any] = [base64.b64encode(row.tobytes()).decode("ascii") for row in vectors]
     else:
@@ -215,7 +222,7 @@ async def create_embeddings(body: schemas.EmbeddingsRequest, request: Request) -
 
 @router.get("/v1/models", response_model=schemas.ModelList, responses=ERRORS, tags=["openai"])
 async def list_models(request: Request) -> schemas.ModelList:
-    service = _service(request)
+    service = service_of(request)
     engine, _ = service.require_ready()
     card = schemas.ModelCard(id=engine.name, created=service.created, max_seq_length=engine.max_seq_length,
                              embedding_dimension=engine.embedding_dimension,
@@ -226,7 +233,7 @@ async def list_models(request: Request) -> schemas.ModelList:
 @router.get("/v1/models/{model:path}", response_model=schemas.ModelCard, responses=ERRORS, tags=["openai"])
 async def retrieve_model(model: str, request: Request) -> schemas.ModelCard:
     """OpenAI's ``models.retrieve``: the served model's card, 404 for any other id."""
-    engine, _ = _service(request).require_ready()
+    engine, _ = service_of(request).require_ready()
     _check_model(engine, model)
     return (await list_models(request)).data[0]
 
@@ -234,10 +241,10 @@ async def retrieve_model(model: str, request: Request) -> schemas.ModelCard:
 @router.post("/embed", response_model=list[list[float]], responses=ERRORS, tags=["tei"])
 async def embed(body: schemas.EmbedRequest, request: Request) -> Response:
     """Text-embeddings-inference-compatible: a list of vectors, unit length unless ``normalize`` is false."""
-    vectors, _ = await _embed(_service(request), _as_list(body.inputs), truncate=body.truncate, model=None,
+    vectors, _ = await embed_texts(service_of(request), as_list(body.inputs), truncate=body.truncate, model=None,
                               prompt_name=body.prompt_name)
     if body.normalize:
-        vectors = _unit(vectors)
+        vectors = unit_length(vectors)
     return VectorResponse(np.ascontiguousarray(vectors, dtype=np.float32))
 
 
@@ -245,7 +252,7 @@ async def embed(body: schemas.EmbedRequest, request: Request) -> Response:
              tags=["sentsim", "tei"])
 async def similarity(body: schemas.SimilarityRequest, request: Request) -> Response:
     """Cosine and calibrated 0–5 score per pair; TEI's ``inputs`` form returns TEI's list of cosines."""
-    service = _service(request)
+    service = service_of(request)
     if body.pairs is not None:
         firsts = [pair.sentence1 for pair in body.pairs]
         seconds = [pair.sentence2 for pair in body.pairs]
@@ -254,10 +261,10 @@ async def similarity(body: schemas.SimilarityRequest, request: Request) -> Respo
         seconds = list(body.inputs.sentences)
     _check_inputs(service.settings, firsts + seconds)  # the limit counts both sides of every pair
     unique = list(dict.fromkeys([*firsts, *seconds]))
-    vectors, tokens = await _embed(service, unique, truncate=body.cut, model=body.model,
+    vectors, tokens = await embed_texts(service, unique, truncate=body.cut, model=body.model,
                                    prompt_name=body.parameters.prompt_name if body.parameters else None)
     position = {text: index for index, text in enumerate(unique)}
-    unit = _unit(vectors).astype(np.float64)
+    unit = unit_length(vectors).astype(np.float64)
     cosines = aligned_cosines(unit[[position[t] for t in firsts]], unit[[position[t] for t in seconds]])
     if body.inputs is not None:
         return JSONResponse(cosines.tolist())
@@ -293,7 +300,7 @@ async def health() -> schemas.Health:
 @router.get("/ready", response_model=schemas.Readiness, responses={503: {"model": schemas.Readiness}}, tags=["ops"])
 async def ready(request: Request) -> Response:
     """200 once the model is loaded and the queue runs; 503 while loading or after a failed load."""
-    service = _service(request)
+    service = service_of(request)
     body = {"status": service.status, "model": service.model_name}
     return JSONResponse(body, status_code=200 if service.status == "ready" else 503)
 

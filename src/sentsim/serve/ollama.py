@@ -1,0 +1,124 @@
+"""Ollama's embedding API on the same engine: ``/api/embed``, the older ``/api/embeddings``, ``/api/tags``.
+
+Code written for an Ollama server (the ``ollama`` Python client, LangChain's ``OllamaEmbeddings``,
+LlamaIndex, Open WebUI) points its base URL here and works unchanged. As in Ollama, ``/api/embed``
+returns unit-length vectors and truncates over-long inputs unless ``"truncate": false``, the older
+``/api/embeddings`` returns the raw vector of one ``prompt``, and errors are ``{"error": "..."}``.
+``model`` is checked against the served model (its name or folder name, ``:latest`` allowed), as
+Ollama answers 404 for a model it does not have. ``options`` and ``keep_alive`` are accepted and
+ignored: there is one model, always loaded.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, field_validator
+
+from sentsim.serve.routes import ERRORS, ServeError, VectorResponse, as_list, embed_texts, service_of, unit_length
+from sentsim.serve.schemas import TOKEN_IDS_REFUSED, _is_token_ids
+
+router = APIRouter()
+
+
+def _model_name(requested: str) -> str:
+    """Ollama names carry a tag; ``name:latest`` is the served ``name``."""
+    return requested.removesuffix(":latest")
+
+
+class EmbedRequest(BaseModel):
+    """Ollama's ``POST /api/embed`` body."""
+
+    model: str = Field(min_length=1, description="the served model's name (or folder name); ':latest' allowed")
+    input: str | list[str] = Field(description="a text or a list of texts")
+    truncate: bool = Field(True, description="cut inputs over max_seq_length tokens (Ollama's default); false: 413")
+    dimensions: int | None = Field(None, ge=1, description="keep the first N dimensions, then re-normalise")
+    options: dict[str, Any] | None = Field(None, description="accepted for Ollama compatibility, ignored")
+    keep_alive: float | str | None = Field(None, description="accepted for Ollama compatibility, ignored")
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _texts(cls, value: object) -> object:
+        if _is_token_ids(value):
+            raise ValueError(TOKEN_IDS_REFUSED)
+        if value == "" or (isinstance(value, list) and any(item == "" for item in value)):
+            raise ValueError("an empty text has nothing to embed")
+        return value
+
+
+class EmbeddingsRequest(BaseModel):
+    """Ollama's older ``POST /api/embeddings`` body: one ``prompt``."""
+
+    model: str = Field(min_length=1, description="the served model's name (or folder name); ':latest' allowed")
+    prompt: str | None = Field(None, description="the text; empty or missing gives an empty embedding, as Ollama")
+    options: dict[str, Any] | None = Field(None, description="accepted for Ollama compatibility, ignored")
+    keep_alive: float | str | None = Field(None, description="accepted for Ollama compatibility, ignored")
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    embeddings: list[list[float]]
+    total_duration: int
+    load_duration: int = 0
+    prompt_eval_count: int
+
+
+class EmbeddingsResponse(BaseModel):
+    embedding: list[float]
+
+
+@router.post("/api/embed", response_model=EmbedResponse, responses=ERRORS, tags=["ollama"])
+async def embed(body: EmbedRequest, request: Request) -> Response:
+    """Ollama's embeddings: unit-length vectors, inputs cut to the model's limit unless truncate is false."""
+    started = time.perf_counter_ns()
+    service = service_of(request)
+    dimension = service.engine.embedding_dimension if service.engine else None
+    if body.dimensions is not None and dimension is not None and body.dimensions > dimension:
+        raise ServeError(422, f"dimensions is {body.dimensions}, but the model's embeddings have {dimension}",
+                         code="invalid_dimensions")
+    texts = as_list(body.input)
+    if not texts:  # Ollama answers an empty list with no embeddings
+        vectors, tokens = np.zeros((0, dimension or 0), dtype=np.float32), 0
+    else:
+        vectors, tokens = await embed_texts(service, texts, truncate=body.truncate, model=_model_name(body.model))
+    if body.dimensions is not None:
+        vectors = vectors[:, : body.dimensions]
+    unit = np.ascontiguousarray(unit_length(vectors), dtype=np.float32)
+    return VectorResponse({"model": body.model, "embeddings": unit, "total_duration": time.perf_counter_ns() - started,
+                           "load_duration": 0, "prompt_eval_count": tokens})
+
+
+@router.post("/api/embeddings", response_model=EmbeddingsResponse, responses=ERRORS, tags=["ollama"])
+async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
+    """Ollama's older route: the raw (not normalised) vector of one prompt, cut to the model's limit."""
+    service = service_of(request)
+    if not body.prompt:
+        service.require_ready()
+        return JSONResponse({"embedding": []})
+    vectors, _ = await embed_texts(service, [body.prompt], truncate=True, model=_model_name(body.model))
+    return VectorResponse({"embedding": np.ascontiguousarray(vectors[0], dtype=np.float32)})
+
+
+@router.get("/api/tags", tags=["ollama"])
+async def tags(request: Request) -> JSONResponse:
+    """The one served model, in Ollama's model-list shape (clients list models before choosing one)."""
+    service = service_of(request)
+    engine, _ = service.require_ready()
+    modified = datetime.fromtimestamp(service.created, tz=UTC).isoformat()
+    entry = {"name": engine.name, "model": engine.name, "modified_at": modified, "size": 0, "digest": "",
+             "details": {"format": "sentence-transformers", "family": "sentence-embedding",
+                         "parameter_size": "", "quantization_level": ""}}
+    return JSONResponse({"models": [entry]})
+
+
+@router.get("/api/version", tags=["ollama"])
+async def version() -> JSONResponse:
+    """sentsim's version where Ollama's would be (clients probe it to find a server)."""
+    from sentsim import __version__
+
+    return JSONResponse({"version": __version__})
