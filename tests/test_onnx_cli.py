@@ -95,6 +95,8 @@ def test_calibrate_an_onnx_model_in_place_and_into_a_copy(exported: Path, pair_f
     assert (in_place / "calibration.json").read_text() == (copy / "calibration.json").read_text()
     with pytest.raises(ValueError, match="into itself"):
         encoder.save(copy / "inner")
+    again = encoder.save_pretrained(tmp_path / "again")
+    assert OnnxSentenceEncoder(again).calibration is not None
 
 
 def test_export_and_calibrate_never_replace_their_own_input(exported: Path, pair_file: Path, tmp_path: Path,

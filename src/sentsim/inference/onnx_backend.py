@@ -320,6 +320,8 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, PoolCalls):
         calibration = {CALIBRATION_FILE: self.calibration.to_json()} if self.calibration is not None else {}
         return copy_directory(self.folder, path, replace_files=calibration)
 
+    save_pretrained = save  # sentence-transformers' other name for it
+
     # -- the forward pass ------------------------------------------------------------------------
     def _runs(self, ids: Sequence[Sequence[int]], *, batch_size: int, show_progress: bool | None,
               run_overhead: int | None = None) -> Iterator[tuple[list[int], Forward]]:
