@@ -564,3 +564,11 @@ def test_prompts_apply_as_in_encode_and_teis_prompt_name_is_honoured(tiny_transf
         scores = client.post("/similarity", json=form).json()
         unit = encode(model, ["query: " + text for text in TEXTS], normalize=True)
         np.testing.assert_allclose(scores, (unit[1:] @ unit[0]).tolist(), atol=2e-3)
+
+
+def test_tei_info_names_the_model_and_the_limits(client):
+    body = client.get("/info").json()
+    assert body["model_id"] == "fake-model" and body["max_input_length"] == 16
+    assert body["max_client_batch_size"] == ServeSettings().max_client_batch_size and body["embedding_dimension"] == 8
+    assert body["auto_truncate"] is False and body["version"]
+    assert body["model_type"] == {"embedding": {"pooling": "mean"}}

@@ -73,3 +73,4 @@ def test_tags_and_version_and_the_other_routes_keep_the_openai_error_shape(clien
         ok = guarded.post("/api/embed", json={"model": "fake-model", "input": "a"},
                           headers={"Authorization": "Bearer k"})
         assert ok.status_code == 200
+

@@ -291,6 +291,32 @@ async def tei_compatible(body: schemas.RootRequest, request: Request) -> Respons
                                             prompt_name=body.prompt_name), request)
 
 
+def _pooling(engine: Engine) -> str:
+    """The pooling mode in TEI's words (``cls``, ``mean``, ...), from either engine's model; ``mean`` if unknown."""
+    model = getattr(engine, "model", None) or getattr(engine, "encoder", None)
+    pooling = getattr(model, "pooling", None)
+    modes = getattr(pooling, "modes", None) or getattr(getattr(model, "config", None), "pooling_modes", None)
+    return "+".join(modes) if modes else "mean"
+
+
+@router.get("/info", responses=ERRORS, tags=["tei"])
+async def info(request: Request) -> JSONResponse:
+    """text-embeddings-inference's ``GET /info``: the served model and the server's limits, in TEI's field names."""
+    from sentsim import __version__
+
+    service = service_of(request)
+    engine, _ = service.require_ready()
+    settings = service.settings
+    return JSONResponse({
+        "model_id": engine.name, "model_sha": None, "model_dtype": "float32",
+        "model_type": {"embedding": {"pooling": _pooling(engine)}},
+        "max_concurrent_requests": settings.max_concurrent_requests,
+        "max_input_length": engine.max_seq_length, "max_batch_tokens": settings.max_batch_tokens,
+        "max_batch_requests": None, "max_client_batch_size": settings.max_client_batch_size,
+        "auto_truncate": False, "tokenization_workers": 1, "version": __version__, "sha": None, "docker_label": None,
+        "embedding_dimension": engine.embedding_dimension})
+
+
 @router.get("/health", response_model=schemas.Health, tags=["ops"])
 async def health() -> schemas.Health:
     """Alive: the process answers (the model may still be loading; see /ready)."""
