@@ -112,6 +112,7 @@ def pooled_encode(model: Any, inputs: Any, *, sentences: Any, pool: Pool | None,
 
 
 def _is_torch_model(model: Any) -> bool:
+    """A torch encoder whose ``auto`` is still open (one with bf16 linears, or an ONNX one, has no choice)."""
     if not torch_installed():
         return False
     import torch

@@ -20,8 +20,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, field_validator
 
-from sentsim.serve.routes import ERRORS, ServeError, VectorResponse, as_list, embed_texts, service_of, unit_length
-from sentsim.serve.schemas import TOKEN_IDS_REFUSED, _is_token_ids
+from sentsim.serve.routes import ERRORS, VectorResponse, as_list, check_dimensions, embed_texts, service_of, unit_length
+from sentsim.serve.schemas import TOKEN_IDS_REFUSED, is_token_ids
 
 router = APIRouter()
 
@@ -44,7 +44,7 @@ class EmbedRequest(BaseModel):
     @field_validator("input", mode="before")
     @classmethod
     def _texts(cls, value: object) -> object:
-        if _is_token_ids(value):
+        if is_token_ids(value):
             raise ValueError(TOKEN_IDS_REFUSED)
         if value == "" or (isinstance(value, list) and any(item == "" for item in value)):
             raise ValueError("an empty text has nothing to embed")
@@ -77,15 +77,10 @@ async def embed(body: EmbedRequest, request: Request) -> Response:
     """Ollama's embeddings: unit-length vectors, inputs cut to the model's limit unless truncate is false."""
     started = time.perf_counter_ns()
     service = service_of(request)
-    dimension = service.engine.embedding_dimension if service.engine else None
-    if body.dimensions is not None and dimension is not None and body.dimensions > dimension:
-        raise ServeError(422, f"dimensions is {body.dimensions}, but the model's embeddings have {dimension}",
-                         code="invalid_dimensions")
-    texts = as_list(body.input)
-    if not texts:  # Ollama answers an empty list with no embeddings
-        vectors, tokens = np.zeros((0, dimension or 0), dtype=np.float32), 0
-    else:
-        vectors, tokens = await embed_texts(service, texts, truncate=body.truncate, model=_model_name(body.model))
+    check_dimensions(service, body.dimensions)
+    # An empty list comes back as no embeddings, as in Ollama (the model name is still checked).
+    vectors, tokens = await embed_texts(service, as_list(body.input), truncate=body.truncate,
+                                        model=_model_name(body.model))
     if body.dimensions is not None:
         vectors = vectors[:, : body.dimensions]
     unit = np.ascontiguousarray(unit_length(vectors), dtype=np.float32)

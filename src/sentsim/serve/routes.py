@@ -151,7 +151,7 @@ def _check_inputs(settings: ServeSettings, texts: list[str]) -> None:
 
 
 async def embed_texts(service: Service, texts: list[str], *, truncate: bool, model: str | None,
-                 prompt_name: str | None = None) -> tuple[np.ndarray, int]:
+                      prompt_name: str | None = None) -> tuple[np.ndarray, int]:
     """Checks, queues and embeds ``texts``; returns the raw vectors and the tokens they used.
 
     The prompt ``prompt_name`` names, else the model's default prompt, goes before every text, as
@@ -181,6 +181,14 @@ async def embed_texts(service: Service, texts: list[str], *, truncate: bool, mod
                          code="input_too_long") from None
 
 
+def check_dimensions(service: Service, dimensions: int | None) -> None:
+    """422 when a request asks for more dimensions than the model's embeddings have."""
+    dimension = service.engine.embedding_dimension if service.engine else None
+    if dimensions is not None and dimension is not None and dimensions > dimension:
+        raise ServeError(422, f"dimensions is {dimensions}, but the model's embeddings have {dimension}",
+                         code="invalid_dimensions")
+
+
 def unit_length(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
@@ -203,10 +211,7 @@ async def create_embeddings(body: schemas.EmbeddingsRequest, request: Request) -
     """OpenAI-compatible embeddings: unit-length vectors, optionally shortened and base64-encoded."""
     service = service_of(request)
     texts = as_list(body.input)
-    dimension = service.engine.embedding_dimension if service.engine else None
-    if body.dimensions is not None and dimension is not None and body.dimensions > dimension:
-        raise ServeError(422, f"dimensions is {body.dimensions}, but the model's embeddings have {dimension}",
-                         code="invalid_dimensions")
+    check_dimensions(service, body.dimensions)
     vectors, tokens = await embed_texts(service, texts, truncate=body.truncate, model=body.model)
     if body.dimensions is not None:
         vectors = vectors[:, : body.dimensions]

@@ -20,7 +20,7 @@ TOKEN_IDS_REFUSED = ("token-id inputs are not supported: send the text itself (c
                      "first, such as LangChain's OpenAIEmbeddings, need check_embedding_ctx_length=False)")
 
 
-def _is_token_ids(value: object) -> bool:
+def is_token_ids(value: object) -> bool:
     """An int, a list of ints or a list of int lists: OpenAI's token-id forms of ``input``."""
     def ints(items: object) -> bool:
         return isinstance(items, list) and bool(items) and all(
@@ -49,7 +49,7 @@ class EmbeddingsRequest(BaseModel):
     @classmethod
     def _no_token_ids(cls, value: object) -> object:
         """Token ids made by an OpenAI tokenizer would embed as garbage here: refuse them by name."""
-        if _is_token_ids(value):
+        if is_token_ids(value):
             raise ValueError(TOKEN_IDS_REFUSED)
         return value
 
