@@ -41,6 +41,8 @@ from _common import (
     warn_if_busy,
     write_json,
 )
+from _isa_cap import NOTE as EMULATION_NOTE
+from _isa_cap import avx2_environment
 
 BATCH_SIZE = 32
 WARMUP_SENTENCES = 64
@@ -93,7 +95,7 @@ def load_st_encoder(mode: str, payload: dict[str, Any]) -> tuple[Any, str]:
     if mode == "st":
         st_model, precision = SentenceTransformer(payload["model"]), "fp32"
     else:
-        file_name = "onnx/model.onnx" if mode == "st-onnx" else f"onnx/model_qint8_{payload['st_isa']}.onnx"
+        file_name = "onnx/model.onnx" if mode == "st-onnx" else f"onnx/{peer_qint8_file(payload['st_isa'])}"
         st_model = SentenceTransformer(payload["st_onnx"], backend="onnx", model_kwargs={"file_name": file_name})
         precision = file_name
 
@@ -170,21 +172,29 @@ def peer_python(folder: Path) -> Path:
     return python
 
 
+def peer_qint8_file(isa: str) -> str:
+    """The name sentence-transformers gives its int8 file: u8 weights for AVX2, hence "quint8" there."""
+    return f"model_quint8_{isa}.onnx" if isa == "avx2" else f"model_qint8_{isa}.onnx"
+
+
 def export_is_stale(folder: Path) -> bool:
-    """True when ``folder`` holds no export, or one whose fused graph predates the current fusions."""
+    """True when ``folder`` holds no export, or one whose int8 files predate the current fusions, weight
+    types or AVX2 pair limit."""
     import json
 
-    from sentsim.export.quantize import FUSED_GRAPH
+    from sentsim.export.quantize import DYNAMIC_ISAS, FUSED_GRAPH, PAIR_LIMIT, PAIRWISE_16_BIT
 
     manifest = folder / "onnx" / "sentsim_onnx.json"
     if not manifest.is_file():
         return True
     variants = json.loads(manifest.read_text(encoding="utf-8")).get("variants", {})
-    return any(entry.get("precision") == "int8-dynamic" and entry.get("graph") != FUSED_GRAPH
-               for entry in variants.values())
+    dynamic = [entry for entry in variants.values() if entry.get("precision") == "int8-dynamic"]
+    return any(entry.get("graph") != FUSED_GRAPH or entry.get("weights") != DYNAMIC_ISAS.get(entry.get("isa"))
+               or (entry.get("isa") in PAIRWISE_16_BIT and entry.get("pair_limit") != PAIR_LIMIT)
+               for entry in dynamic)
 
 
-def prepare_exports(source: Path, peer: Path | None) -> dict[str, str]:
+def prepare_exports(source: Path, peer: Path | None, *, emulate_avx2: bool = False) -> dict[str, str]:
     """sentsim's export (fp32 + int8) and, with a peer venv, sentence-transformers' own; cached in CACHE."""
     import subprocess
     import sys
@@ -196,20 +206,22 @@ def prepare_exports(source: Path, peer: Path | None) -> dict[str, str]:
         subprocess.run([sys.executable, "-m", "sentsim", "export", str(source), "-o", str(CACHE / "sentsim-onnx"),
                         "--quantize", "int8", "--overwrite"], check=True)
     if peer is not None:
-        isa = {"avx512_vnni": "avx512_vnni", "avx512": "avx512", "arm64": "arm64"}.get(onnx_isa() or "", "avx2")
+        isa = "avx2" if emulate_avx2 else {"avx512_vnni": "avx512_vnni", "avx512": "avx512",
+                                             "arm64": "arm64"}.get(onnx_isa() or "", "avx2")
         target = CACHE / "st-onnx"
-        if not (target / "onnx" / f"model_qint8_{isa}.onnx").is_file():
+        if not (target / "onnx" / peer_qint8_file(isa)).is_file():
             subprocess.run([str(peer), "-c", PEER_EXPORT, str(source), str(target), isa], check=True,
                            env={**os.environ, **WORKER_ENVIRONMENT})
         paths.update(st_onnx=str(target), st_isa=isa)
     return paths
 
 
-def available_modes(peer: bool) -> tuple[str, ...]:
-    """Every mode this machine can run: int8 files for other instruction sets are left out."""
+def available_modes(peer: bool, *, emulate_avx2: bool = False) -> tuple[str, ...]:
+    """Every mode this machine can run: int8 files for other instruction sets are left out (under
+    ``--emulate-avx2`` all but the AVX2 one, as on a real AVX2 CPU)."""
     from sentsim.environment import onnx_isa
 
-    isa = onnx_isa()
+    isa = "avx2" if emulate_avx2 else onnx_isa()
     runnable = {"avx512_vnni": {"avx512_vnni", "avx2"}, "avx512": {"avx2"}, "avx2": {"avx2"},
                 "arm64": {"arm64"}}.get(isa or "", set())
     return tuple(mode for mode in MODES if (peer or mode not in PEER_MODES)
@@ -228,6 +240,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-peer", action="store_true", help="skip sentence-transformers' ONNX modes")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=None, help="run only these modes")
     parser.add_argument("--json", type=Path, default=None, help="also write all raw results here")
+    parser.add_argument("--emulate-avx2", action="store_true",
+                        help="make every worker (both libraries) see an AVX2-only CPU through CPUID (an "
+                             "emulation, clearly labelled; benchmarks/_isa_cap.py)")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--payload", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
@@ -238,7 +253,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return arguments
 
 
-def print_header(sentences: int, repeat: int) -> None:
+def print_header(sentences: int, repeat: int, *, emulate_avx2: bool) -> None:
     import subprocess
     import sys
 
@@ -251,7 +266,9 @@ def print_header(sentences: int, repeat: int) -> None:
     flags = cpu_flags()
     present = ", ".join(f"{name} {'yes' if any(flag.startswith(name) for flag in flags) else 'no'}"
                         for name in ("avx512_vnni", "avx512_bf16", "amx"))
-    print(f"CPU: {capability} ({present})", flush=True)
+    print(f"CPU: {capability} ({present}{' in /proc/cpuinfo' if emulate_avx2 else ''})", flush=True)
+    if emulate_avx2:
+        print(EMULATION_NOTE, flush=True)
     print(f"encoding {sentences} STSb test sentences with all-MiniLM-L6-v2, batch {BATCH_SIZE}; "
           f"{repeat} round(s)", flush=True)
 
@@ -263,10 +280,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     splits = load_splits(arguments.data, ("test",), arguments.limit)
     sentences = 2 * len(splits["test"]["scores"])
-    print_header(sentences, arguments.repeat)
-    modes = [mode for mode in available_modes(not arguments.no_peer) if mode in (arguments.modes or MODES)]
+    emulate = arguments.emulate_avx2
+    modes = [mode for mode in available_modes(not arguments.no_peer, emulate_avx2=emulate)
+             if mode in (arguments.modes or MODES)]
     peer = peer_python(arguments.peer_venv) if any(mode in PEER_MODES for mode in modes) else None
-    payload = {"model": str(model_folder()), "splits": splits, **prepare_exports(model_folder(), peer)}
+    exports = prepare_exports(model_folder(), peer, emulate_avx2=emulate)  # exported uncapped: same files
+    if emulate:
+        os.environ.update(avx2_environment())  # inherited by every worker (run_worker passes os.environ on)
+    print_header(sentences, arguments.repeat, emulate_avx2=emulate)
+    payload = {"model": str(model_folder()), "splits": splits, **exports}
     load_at_start = warn_if_busy()
     script = Path(__file__).resolve()
     with payload_file(payload) as path:
@@ -283,7 +305,8 @@ def main(argv: list[str] | None = None) -> None:
         write_json(arguments.json, {
             "benchmark": "encode_speed",
             "settings": {"batch_size": BATCH_SIZE, "warmup_sentences": WARMUP_SENTENCES, "sentences": sentences,
-                         "repeat": arguments.repeat, "limit": arguments.limit, "data": str(arguments.data)},
+                         "repeat": arguments.repeat, "limit": arguments.limit, "data": str(arguments.data),
+                         "emulate_avx2": emulate},
             "environment": environment_record(load_at_start), "runs": results, "medians": medians,
         })
 

@@ -9,8 +9,9 @@ Spearman(cosine) code, so quality is compared on equal terms. Medians are report
     .venv/bin/python benchmarks/train_speed.py --repeat 3 --json results/train_speed.json
 
 The header names the CPU's capability as torch sees it (and its bf16/VNNI/AMX flags), recorded in the
-JSON too. ``--emulate-avx2`` caps torch, oneDNN and MKL at AVX2 in both workers (and trains sentsim
-in fp32): a rough, clearly labelled stand-in for a CPU without AVX-512 and native bf16, on this CPU.
+JSON too. ``--emulate-avx2`` makes both workers see an AVX2-only CPU through CPUID (``_isa_cap``), so
+torch, oneDNN and sentsim's ``auto`` (fp32 there) choose as on a CPU without AVX-512 and native bf16: a
+clearly labelled stand-in for one, on this CPU.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from _common import (
     warn_if_busy,
     write_json,
 )
+from _isa_cap import NOTE as EMULATION_NOTE
+from _isa_cap import avx2_environment
 
 #: The classic SBERT STSb recipe, given to both libraries.
 BATCH_SIZE = 16
@@ -54,8 +57,6 @@ EPOCHS = 1
 EVAL_BATCH_SIZE = 64
 DEFAULT_SEED = 42
 
-#: What ``--emulate-avx2`` sets for every worker: torch's kernels, oneDNN and MKL all capped at AVX2.
-EMULATE_AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 #: /proc/cpuinfo flags that decide the fast paths (native bf16, int8 dot products, AMX tiles).
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
 
@@ -190,16 +191,15 @@ def cpu_capability() -> dict[str, Any]:
     flags = cpu_flags()
     return {"processor": cpu_name(), "torch_cpu_capability": seen.get("capability"),
             "torch_native_bf16": seen.get("native_bf16"), "flags": {flag: flag in flags for flag in CPU_FLAGS},
-            "emulated_isa_environment": {name: os.environ[name] for name in EMULATE_AVX2 if name in os.environ}}
+            "emulated_isa_environment": {name: os.environ[name] for name in ("LD_PRELOAD", "GLIBC_TUNABLES")
+                                         if name in os.environ}}
 
 
 def describe_cpu(cpu: dict[str, Any], *, emulate_avx2: bool) -> str:
     flags = ", ".join(f"{flag} {'yes' if present else 'no'}" for flag, present in cpu["flags"].items())
     line = f"CPU: {cpu['processor']}; torch capability {cpu['torch_cpu_capability']}; flags: {flags}"
     if emulate_avx2:
-        settings = " ".join(f"{name}={value}" for name, value in EMULATE_AVX2.items())
-        line += (f"\nEMULATED AVX2 ({settings}; sentsim in fp32): an approximation of a CPU without AVX-512 and "
-                 "native bf16, run on this CPU; not a measurement of a real AVX2 CPU (e.g. Zen 3)")
+        line += f" (in /proc/cpuinfo)\n{EMULATION_NOTE}"
     return line
 
 
@@ -215,8 +215,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto",
                         help="sentsim's training dtype (default: auto, bf16 where native); ST always trains in fp32")
     parser.add_argument("--emulate-avx2", action="store_true",
-                        help="cap torch/oneDNN/MKL at AVX2 in both workers and train sentsim in fp32 (an "
-                             "approximation of a CPU without AVX-512 and native bf16, clearly labelled)")
+                        help="make both workers see an AVX2-only CPU through CPUID, so sentsim's auto trains in "
+                             "fp32 (an emulation of a CPU without AVX-512 and native bf16, clearly labelled)")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--payload", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
@@ -224,8 +224,6 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--repeat must be at least 1")
     if arguments.emulate_avx2 and arguments.dtype == "bf16":
         parser.error("--emulate-avx2 stands for a CPU without native bf16: use --dtype fp32 or auto")
-    if arguments.emulate_avx2:
-        arguments.dtype = "fp32"
     if arguments.limit is not None and arguments.limit < BATCH_SIZE:
         parser.error(f"--limit must be at least {BATCH_SIZE} (one batch)")
     return arguments
@@ -237,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         worker_main(arguments.worker, arguments.payload, arguments.seed, arguments.dtype)
         return
     if arguments.emulate_avx2:
-        os.environ.update(EMULATE_AVX2)  # inherited by every worker (run_worker passes os.environ on)
+        os.environ.update(avx2_environment())  # inherited by every worker (run_worker passes os.environ on)
     payload = {"model": str(model_folder()),
                "splits": load_splits(arguments.data, ("train", "dev", "test"), arguments.limit)}
     train_pairs = len(payload["splits"]["train"]["scores"])

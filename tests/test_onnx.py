@@ -75,7 +75,9 @@ def test_export_writes_the_sentence_transformers_layout_and_variants(tiny_export
     for name in manifest["variants"]:
         assert (tiny_exported / "onnx" / name).is_file()
     assert "model_qint8_avx512_vnni.onnx" in manifest["variants"]
-    assert manifest["variants"]["model_qint8_avx2.onnx"]["weights"] == "QUInt8"
+    avx2 = manifest["variants"]["model_qint8_avx2.onnx"]
+    # s8 weights in a saturation-free row order, or u8 where no such order exists (this tiny random model)
+    assert (avx2["weights"] == "QInt8" and avx2["gemms_reordered"] >= 0) or avx2["weights"] == "QUInt8"
 
 
 def test_the_cpu_picks_its_file_and_int8_stays_close(tiny_exported: Path) -> None:

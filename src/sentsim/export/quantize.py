@@ -13,13 +13,20 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from sentsim.export.pairing import reorder_integer_gemms
+
 logger = logging.getLogger(__name__)
 
-#: Weight type per instruction set. AVX2 (and AVX512 without VNNI) multiply u8×s8 with VPMADDUBSW, whose
-#: 16-bit sums saturate; ORT's u8×u8 kernel widens first and does not, at full 8-bit range. 7-bit s8
-#: weights (``reduce_range``) avoid the saturation too but cost 1.8 Spearman on STSb (measured, README).
-#: VNNI (VPDPBUSD) and ARM's dot product accumulate in 32 bits, so s8 weights are exact there.
-DYNAMIC_ISAS = {"avx512_vnni": "QInt8", "avx2": "QUInt8", "arm64": "QInt8"}
+#: Weight type per instruction set: s8 everywhere, as ORT's fastest kernels multiply u8 activations by
+#: s8 weights. VNNI (VPDPBUSD) and ARM's dot product sum in 32 bits; AVX2 (and AVX-512 without VNNI)
+#: add weight rows in pairs in 16 bits, so the AVX2 file's rows are re-paired so no pair can overflow
+#: (``sentsim.export.pairing``). With CPUID capped at AVX2 that file ran 1.13x the speed of u8 weights,
+#: whose kernel widens to 16 bits first (benchmarks/README.md).
+DYNAMIC_ISAS = {"avx512_vnni": "QInt8", "avx2": "QInt8", "arm64": "QInt8"}
+#: The ISAs whose int8 GEMM adds weight pairs in 16 bits: their file gets the saturation-free row order.
+PAIRWISE_16_BIT = frozenset({"avx2"})
+#: The manifest's name for that row order; it marks exports made before it as stale.
+PAIR_LIMIT = "weight rows paired so that no same-sign pair sums above 128 in magnitude (VPMADDUBSW-safe)"
 STATIC_FILE = "model_qint8_static.onnx"
 OPTIMIZED_FILE = "model_opt.onnx"
 #: The manifest's name for the graph :func:`optimize_graph` writes; it changes when the fusions do, so a
@@ -47,6 +54,15 @@ def write_variants(folder: Path, model: Any, *, quantize: str, optimize: bool,
             quantize_dynamic_int8(fused, folder / name, weight_type=weight_type)
             variants[name] = {"precision": "int8-dynamic", "isa": isa, "weights": weight_type,
                               "per_channel": False, "graph": FUSED_GRAPH}
+            if isa in PAIRWISE_16_BIT:
+                try:
+                    reordered = reorder_integer_gemms(folder / name)
+                except ValueError as error:  # weights too large too often to pair safely: u8, which cannot overflow
+                    logger.info("AVX2 int8 file with u8 weights: %s", error)
+                    quantize_dynamic_int8(fused, folder / name, weight_type="QUInt8")
+                    variants[name]["weights"] = "QUInt8"
+                else:
+                    variants[name].update(pair_limit=PAIR_LIMIT, gemms_reordered=reordered)
         if calibration_sentences:
             quantize_static_int8(folder / "model.onnx", folder / STATIC_FILE, model, calibration_sentences)
             variants[STATIC_FILE] = {"precision": "int8-static", "per_channel": True, "graph": "exported",

@@ -1,0 +1,95 @@
+"""The AVX2 int8 file's row order: every weight pair VPMADDUBSW adds in 16 bits stays within range, the
+order is a permutation, and the reordered ONNX graph computes exactly what the original does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sentsim.export.pairing import PAIR_LIMIT, reorder_integer_gemms, safe_row_order
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+
+def all_pairs_safe(weights: np.ndarray) -> bool:
+    values = weights.astype(np.int16)
+    even = values.shape[0] - values.shape[0] % 2
+    first, second = values[0:even:2], values[1:even:2]
+    return not np.any((np.sign(first) == np.sign(second)) & (np.abs(first) + np.abs(second) > PAIR_LIMIT))
+
+
+def planted(rows: int = 64, columns: int = 16, seed: int = 0) -> np.ndarray:
+    """Small weights with a few same-sign large pairs, as a quantised transformer matrix has."""
+    rng = np.random.default_rng(seed)
+    weights = rng.integers(-40, 41, (rows, columns)).astype(np.int8)
+    weights[0, 3], weights[1, 3] = 127, 100      # unsafe pair (0, 1)
+    weights[6, 0], weights[7, 0] = -90, -90      # unsafe pair (6, 7)
+    weights[10, 5], weights[11, 5] = 120, -127   # opposite signs: safe
+    return weights
+
+
+def test_an_unsafe_matrix_gets_a_safe_permutation_and_a_safe_one_none() -> None:
+    weights = planted()
+    assert not all_pairs_safe(weights)
+    order = safe_row_order(weights)
+    assert order is not None and sorted(order.tolist()) == list(range(64))
+    assert all_pairs_safe(weights[order])
+    assert safe_row_order(np.clip(weights, -64, 64).astype(np.int8)) is None  # 64 + 64 cannot overflow
+    odd = np.vstack([weights, np.full((1, 16), 127, np.int8)])
+    odd_order = safe_row_order(odd)
+    assert odd_order[-1] == 64 and all_pairs_safe(odd[odd_order])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), rows=st.integers(16, 96), large=st.floats(0.0, 0.02))
+def test_any_sparse_large_matrix_is_made_safe(seed: int, rows: int, large: float) -> None:
+    rng = np.random.default_rng(seed)
+    weights = rng.integers(-20, 21, (rows, 12))
+    spikes = rng.random((rows, 12)) < large
+    weights[spikes] = rng.choice([-127, -100, 100, 127], int(spikes.sum()))
+    weights = weights.astype(np.int8)
+    order = safe_row_order(weights)
+    result = weights if order is None else weights[order]
+    assert all_pairs_safe(result)
+    if order is not None:
+        assert sorted(order.tolist()) == list(range(rows))
+
+
+def integer_gemm_file(path: Path, weights: np.ndarray) -> Path:
+    """float X -> DynamicQuantizeLinear -> MatMulInteger(W) -> int32 Y: the pattern ORT's quantiser writes."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rows, columns = weights.shape
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["X"], ["Xq", "Xs", "Xz"]),
+             helper.make_node("MatMulInteger", ["Xq", "W", "Xz"], ["Y"])]
+    graph = helper.make_graph(nodes, "gemm", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, rows])],
+                              [helper.make_tensor_value_info("Y", TensorProto.INT32, [None, columns])],
+                              initializer=[numpy_helper.from_array(weights, "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def run(path: Path, inputs: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"X": inputs})[0]
+
+
+def test_the_reordered_file_computes_exactly_the_same(tmp_path: Path) -> None:
+    weights = planted()
+    path = integer_gemm_file(tmp_path / "gemm.onnx", weights)
+    inputs = np.random.default_rng(1).standard_normal((9, 64)).astype(np.float32)
+    before = run(path, inputs)
+    assert reorder_integer_gemms(path) == 1
+    model = onnx.load(str(path))
+    assert [node.op_type for node in model.graph.node] == ["Gather", "DynamicQuantizeLinear", "MatMulInteger"]
+    stored = next(onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name == "W")
+    assert all_pairs_safe(stored)
+    np.testing.assert_array_equal(run(path, inputs), before)  # the same integer sums, in another order
+    assert reorder_integer_gemms(path) == 0  # already safe: nothing more to do
