@@ -288,3 +288,20 @@ def test_ollama_client_embed_and_embeddings(live_url, tiny_served):
     with pytest.raises(ollama.ResponseError) as raised:
         client.embed(model="llama3", input="a")
     assert raised.value.status_code == 404 and "not served here" in raised.value.error
+
+
+def test_cohere_client_rerank(live_url, tiny_served):
+    """The ``cohere`` client's v2 rerank (what LangChain's CohereRerank calls) pointed at this server."""
+    cohere = pytest.importorskip("cohere")
+    client = cohere.ClientV2(api_key=KEY, base_url=live_url)
+    documents = [TEXTS[1], TEXTS[0], TEXTS[2]]
+    response = client.rerank(model="tiny", query=TEXTS[0], documents=documents, top_n=2)
+    embeddings = encode(tiny_served[0], [TEXTS[0], *documents], normalize=True)
+    cosines = embeddings[1:] @ embeddings[0]
+    assert [result.index for result in response.results] == list(np.argsort(-cosines)[:2])
+    assert response.results[0].index == 1
+    np.testing.assert_allclose([result.relevance_score for result in response.results],
+                               np.sort(cosines)[::-1][:2], atol=2e-3)
+    with pytest.raises(cohere.core.api_error.ApiError) as raised:
+        client.rerank(model="rerank-v3.5", query="a", documents=["b"])
+    assert raised.value.status_code == 404

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from sentsim import __version__
-from sentsim.serve import ollama
+from sentsim.serve import ollama, scoring
 from sentsim.serve.engine import Engine
 from sentsim.serve.guards import GuardMiddleware
 from sentsim.serve.limits import ServeSettings
@@ -71,8 +71,9 @@ def create_app(
     app.state.metrics = metrics
     app.include_router(router)
     app.include_router(ollama.router)
-    metrics.routes = frozenset(getattr(route, "path", "")
-                               for route in [*app.routes, *router.routes, *ollama.router.routes]) - {""}
+    app.include_router(scoring.router)
+    metrics.routes = frozenset(getattr(route, "path", "") for route in
+                               [*app.routes, *router.routes, *ollama.router.routes, *scoring.router.routes]) - {""}
     install_error_handlers(app)
     app.add_middleware(GuardMiddleware, settings=settings)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last = outermost: sees 401s and 413s

@@ -189,6 +189,21 @@ def check_dimensions(service: Service, dimensions: int | None) -> None:
                          code="invalid_dimensions")
 
 
+async def pair_cosines(service: Service, firsts: list[str], seconds: list[str], *, truncate: bool, model: str | None,
+                       prompt_name: str | None = None) -> tuple[np.ndarray, int]:
+    """The cosine of each pair ``(firsts[i], seconds[i])`` and the tokens used, every distinct text embedded once.
+
+    The request limit counts both sides of every pair, repeats included, so a client cannot get round
+    it by repeating one text; a text that occurs on both sides (or in many pairs) is embedded once.
+    """
+    _check_inputs(service.settings, firsts + seconds)
+    unique = list(dict.fromkeys([*firsts, *seconds]))
+    vectors, tokens = await embed_texts(service, unique, truncate=truncate, model=model, prompt_name=prompt_name)
+    position = {text: index for index, text in enumerate(unique)}
+    unit = unit_length(vectors).astype(np.float64)
+    return aligned_cosines(unit[[position[t] for t in firsts]], unit[[position[t] for t in seconds]]), tokens
+
+
 def unit_length(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
@@ -264,13 +279,8 @@ async def similarity(body: schemas.SimilarityRequest, request: Request) -> Respo
     else:
         firsts = [body.inputs.source_sentence] * len(body.inputs.sentences)
         seconds = list(body.inputs.sentences)
-    _check_inputs(service.settings, firsts + seconds)  # the limit counts both sides of every pair
-    unique = list(dict.fromkeys([*firsts, *seconds]))
-    vectors, tokens = await embed_texts(service, unique, truncate=body.cut, model=body.model,
-                                   prompt_name=body.parameters.prompt_name if body.parameters else None)
-    position = {text: index for index, text in enumerate(unique)}
-    unit = unit_length(vectors).astype(np.float64)
-    cosines = aligned_cosines(unit[[position[t] for t in firsts]], unit[[position[t] for t in seconds]])
+    cosines, tokens = await pair_cosines(service, firsts, seconds, truncate=body.cut, model=body.model,
+                                         prompt_name=body.parameters.prompt_name if body.parameters else None)
     if body.inputs is not None:
         return JSONResponse(cosines.tolist())
     calibrated = calibrated_scores(cosines, service.engine.calibration)
