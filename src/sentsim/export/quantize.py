@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from sentsim.export.pairing import reorder_integer_gemms
+from sentsim.export.stream_order import permute_hidden_stream
 
 logger = logging.getLogger(__name__)
 
 #: Weight type per instruction set: s8 everywhere, as ORT's fastest kernels multiply u8 activations by
 #: s8 weights. VNNI (VPDPBUSD) and ARM's dot product sum in 32 bits; AVX2 (and AVX-512 without VNNI)
 #: add weight rows in pairs in 16 bits, so the AVX2 file's rows are re-paired so no pair can overflow
-#: (``sentsim.export.pairing``). With CPUID capped at AVX2 that file ran 1.13x the speed of u8 weights,
-#: whose kernel widens to 16 bits first (benchmarks/README.md).
+#: (``sentsim.export.stream_order``, ``sentsim.export.pairing``). With CPUID capped at AVX2 that file ran
+#: 1.23x the speed of u8 weights, whose kernel widens to 16 bits first (benchmarks/README.md).
 DYNAMIC_ISAS = {"avx512_vnni": "QInt8", "avx2": "QInt8", "arm64": "QInt8"}
 #: The ISAs whose int8 GEMM adds weight pairs in 16 bits: their file gets the saturation-free row order.
 PAIRWISE_16_BIT = frozenset({"avx2"})
@@ -56,13 +57,15 @@ def write_variants(folder: Path, model: Any, *, quantize: str, optimize: bool,
                               "per_channel": False, "graph": FUSED_GRAPH}
             if isa in PAIRWISE_16_BIT:
                 try:
+                    stream = permute_hidden_stream(folder / name)  # most GEMMs safe without a Gather
                     reordered = reorder_integer_gemms(folder / name)
                 except ValueError as error:  # weights too large too often to pair safely: u8, which cannot overflow
                     logger.info("AVX2 int8 file with u8 weights: %s", error)
                     quantize_dynamic_int8(fused, folder / name, weight_type="QUInt8")
                     variants[name]["weights"] = "QUInt8"
                 else:
-                    variants[name].update(pair_limit=PAIR_LIMIT, gemms_reordered=reordered)
+                    variants[name].update(pair_limit=PAIR_LIMIT, hidden_stream_reordered=stream,
+                                          gemms_reordered=reordered)
         if calibration_sentences:
             quantize_static_int8(folder / "model.onnx", folder / STATIC_FILE, model, calibration_sentences)
             variants[STATIC_FILE] = {"precision": "int8-static", "per_channel": True, "graph": "exported",
