@@ -31,11 +31,12 @@ _PROBE = ("import json, numpy, torch; features = numpy._core._multiarray_umath._
           "or torch.cpu._is_amx_tile_supported())}))")
 
 
-def avx2_environment() -> dict[str, str]:
+def avx2_environment(*, keep_avx512: bool = False) -> dict[str, str]:
     """The variables that make a child process see an AVX2-only CPU; exits with the reason if they cannot.
 
-    The library is compiled on first use (gcc) into the ignored results folder, and checked in a
-    child: torch must report AVX2 without native bf16, and numpy AVX2 without AVX-512.
+    ``keep_avx512`` keeps AVX-512 F/DQ/CD/BW/VL (a Skylake-X: AVX-512 without VNNI or native bf16). The
+    library is compiled on first use (gcc) into the ignored results folder, and checked in a child:
+    torch must report AVX2 (AVX512) without native bf16, and numpy AVX2 without (with) AVX-512.
     """
     if not LIBRARY.is_file() or LIBRARY.stat().st_mtime < SOURCE.stat().st_mtime:
         LIBRARY.parent.mkdir(parents=True, exist_ok=True)
@@ -44,12 +45,16 @@ def avx2_environment() -> dict[str, str]:
         if built.returncode != 0:
             sys.exit(f"--emulate-avx2: building {SOURCE.name} failed (gcc needed):\n{built.stderr}")
     environment = {"LD_PRELOAD": str(LIBRARY), "GLIBC_TUNABLES": GLIBC_TUNABLES}
+    if keep_avx512:
+        environment = {"LD_PRELOAD": str(LIBRARY), "CPUID_CAP": "avx512"}
     probe = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=False,
                            env={**os.environ, **environment})
     if probe.returncode != 0:
         sys.exit(f"--emulate-avx2: the capped probe failed (exit {probe.returncode}; CPUID faulting needs "
                  f"Linux on x86-64 with the cpuid_fault flag):\n{probe.stderr.strip()}")
     seen = json.loads(probe.stdout.strip().splitlines()[-1])
-    if seen != {"torch": "AVX2", "avx512f": False, "avx2": True, "native_bf16": False}:
+    expected = {"torch": "AVX512" if keep_avx512 else "AVX2", "avx512f": keep_avx512, "avx2": True,
+                "native_bf16": False}
+    if seen != expected:
         sys.exit(f"--emulate-avx2: the cap did not take: the capped probe saw {seen}")
     return environment

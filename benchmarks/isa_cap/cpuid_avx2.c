@@ -10,6 +10,7 @@
  * inherited by threads and forks and dropped at execve, where LD_PRELOAD sets it up again.
  *
  * The result is an emulation: the kernels are AVX2, but caches, memory and clocks are this CPU's.
+ * CPUID_CAP=avx512 keeps AVX-512 F/DQ/CD/BW/VL instead (a Skylake-X: AVX-512 without VNNI or bf16).
  * Build: gcc -O2 -shared -fPIC -o libcpuid_avx2.so cpuid_avx2.c
  */
 #define _GNU_SOURCE
@@ -38,16 +39,21 @@ static long set_cpuid_enabled(int enabled) { return syscall(SYS_arch_prctl, ARCH
  * AMX-BF16(22) AVX512-FP16(23) AMX-TILE(24) AMX-INT8(25). Leaf 7 sub-leaf 1: EAX AVX-VNNI(4)
  * AVX512-BF16(5) AMX-FP16(21) AVX-IFMA(23); EDX AVX-VNNI-INT8(4) AVX-NE-CONVERT(5) AMX-COMPLEX(8)
  * AVX10(19). Leaf 0xD sub-leaf 0 EAX: the opmask/ZMM (5-7) and tile (17-18) state components. */
+/* CPUID_CAP=avx512 keeps AVX-512 F/DQ/CD/BW/VL and the ZMM state (a Skylake-X: AVX-512 without VNNI). */
+static int keep_avx512;
+#define AVX512_SKX ((1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) | (1u << 31))
+
 static void mask(uint32_t leaf, uint32_t subleaf, uint32_t *a, uint32_t *b, uint32_t *c, uint32_t *d) {
     if (leaf == 7 && subleaf == 0) {
-        *b &= ~((1u << 16) | (1u << 17) | (1u << 21) | (1u << 26) | (1u << 27) | (1u << 28) | (1u << 30) | (1u << 31));
+        uint32_t cleared = (1u << 16) | (1u << 17) | (1u << 21) | (1u << 26) | (1u << 27) | (1u << 28) | (1u << 30) | (1u << 31);
+        *b &= ~(keep_avx512 ? cleared & ~AVX512_SKX : cleared);
         *c &= ~((1u << 1) | (1u << 6) | (1u << 11) | (1u << 12) | (1u << 14));
         *d &= ~((1u << 2) | (1u << 3) | (1u << 8) | (1u << 22) | (1u << 23) | (1u << 24) | (1u << 25));
     } else if (leaf == 7 && subleaf == 1) {
         *a &= ~((1u << 4) | (1u << 5) | (1u << 21) | (1u << 23));
         *d &= ~((1u << 4) | (1u << 5) | (1u << 8) | (1u << 19));
     } else if (leaf == 0xD && subleaf == 0) {
-        *a &= ~((1u << 5) | (1u << 6) | (1u << 7) | (1u << 17) | (1u << 18));
+        *a &= ~((keep_avx512 ? 0u : (1u << 5) | (1u << 6) | (1u << 7)) | (1u << 17) | (1u << 18));
     } else if (leaf == 0x1D || leaf == 0x1E || leaf == 0x24) {  /* AMX tile and AVX10 information */
         *a = *b = *c = *d = 0;
     }
@@ -84,6 +90,8 @@ __attribute__((destructor)) static void stop(void) {
 }
 
 __attribute__((constructor)) static void start(void) {
+    const char *cap = getenv("CPUID_CAP");
+    keep_avx512 = cap != NULL && strcmp(cap, "avx512") == 0;
     struct sigaction action;
     memset(&action, 0, sizeof action);
     action.sa_sigaction = on_fault;
