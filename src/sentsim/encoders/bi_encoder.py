@@ -17,6 +17,7 @@ from sentsim.inference.calibration import CALIBRATION_FILE
 from sentsim.inference.process_pool import PoolCalls, pool_aware
 from sentsim.inference.prompts import PromptShortcuts, prompt_settings
 from sentsim.inference.similarity_any import SimilarityCalls
+from sentsim.inference.st_calls import StCalls
 from sentsim.models import Normalize, Pooling, Transformer
 from sentsim.persistence.hub import DEFAULT_MODEL, resolve_model_path
 from sentsim.persistence.layout import load_modules, load_transformer, save_modules
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from sentsim.inference.calibration import IsotonicCalibration
 
 
-class SentenceTransformer(PromptShortcuts, SimilarityCalls, PoolCalls, nn.Sequential):
+class SentenceTransformer(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls, nn.Sequential):
     """A siamese sentence encoder; the same network embeds both sentences of a pair.
 
     The class stays small on purpose: encoding lives in ``inference``, saving in ``persistence``,
@@ -134,13 +135,24 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, PoolCalls, nn.Sequen
         pooling = self.pooling
         return pooling.output_dimension if pooling else self.transformer.embedding_dimension
 
-    def get_sentence_embedding_dimension(self) -> int:
-        """sentence-transformers' name for ``embedding_dimension``."""
-        return self.embedding_dimension
-
     @property
     def tokenizer(self) -> Any:
         return self.transformer.tokenizer
+
+    @property
+    def transformers_model(self) -> Any:
+        """The transformers model inside (sentence-transformers' ``transformers_model``)."""
+        return self.transformer.auto_model
+
+    @property
+    def config(self) -> Any:
+        """The transformers config of that model (integrations read ``model.config.hidden_size``)."""
+        return self.transformer.auto_model.config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the parameters (fp32 as stored; bf16 runs are autocast, not a cast of the model)."""
+        return next(self.parameters()).dtype
 
     def get_max_seq_length(self) -> int:
         return self.max_seq_length

@@ -29,6 +29,7 @@ from sentsim.inference.process_pool import PoolCalls, pool_aware
 from sentsim.inference.prompts import PromptShortcuts, prompt_settings, resolve_prompt
 from sentsim.inference.quantize import quantize_embeddings
 from sentsim.inference.similarity_any import SimilarityCalls
+from sentsim.inference.st_calls import StCalls
 from sentsim.models.sequence_limits import check_max_seq_length
 from sentsim.persistence.hub import resolve_model_path
 from sentsim.persistence.model_config import read_model_config
@@ -43,7 +44,7 @@ __all__ = ["OnnxSentenceEncoder", "pool"]
 Forward = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, PoolCalls):
+class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls):
     """A sentence encoder on ONNX Runtime: ``encode``, ``similarity`` and evaluation without torch.
 
     Args:
@@ -152,9 +153,6 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, PoolCalls):
         if self._dimension is None:
             self._dimension = int(self._forward(self.token_ids(["dimension probe"]))[3].shape[-1])
         return self._dimension
-
-    def get_sentence_embedding_dimension(self) -> int:
-        return self.embedding_dimension
 
     def describe(self) -> str:
         """One line for logs: which file runs, and why (``onnx int8 model_qint8_avx2.onnx, CPU avx2``)."""

@@ -1,0 +1,82 @@
+"""sentence-transformers' smaller model calls, shared by both encoders (torch and ONNX).
+
+Code written for sentence-transformers reads the output size with ``get_embedding_dimension`` (its
+name since 6.0) or ``get_sentence_embedding_dimension``, shortens embeddings inside
+``with model.truncate_embeddings(dim):`` (Matryoshka models), and runs its evaluators through
+``model.evaluate(evaluator)``. As there, the dimension a model reports is what ``encode`` returns:
+``truncate_dim`` included.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+class EvaluationRecords:
+    """``model.model_card_data`` for sentence-transformers' evaluators, which leave their figures there.
+
+    Only what they call is here: each ``set_evaluation_metrics`` call is kept, in order, in
+    ``evaluations`` (sentsim's own model card is written from its run, not from this object).
+    """
+
+    def __init__(self) -> None:
+        self.evaluations: list[dict[str, Any]] = []
+
+    def set_evaluation_metrics(self, evaluator: Any, metrics: dict[str, Any], epoch: float = 0,
+                               step: int = 0) -> None:
+        self.evaluations.append({"evaluator": type(evaluator).__name__, "name": getattr(evaluator, "name", ""),
+                                 "metrics": dict(metrics), "epoch": epoch, "step": step})
+
+
+class StCalls:
+    """Mixed into both encoders; they provide ``embedding_dimension`` and ``truncate_dim``."""
+
+    embedding_dimension: int
+    truncate_dim: int | None
+
+    def get_embedding_dimension(self) -> int:
+        """The size of what ``encode`` returns: the model's embedding size, or ``truncate_dim`` if smaller."""
+        if self.truncate_dim is None:
+            return self.embedding_dimension
+        return min(self.embedding_dimension, self.truncate_dim)
+
+    def get_sentence_embedding_dimension(self) -> int:
+        """sentence-transformers' older name for :meth:`get_embedding_dimension`."""
+        return self.get_embedding_dimension()
+
+    @contextmanager
+    def truncate_embeddings(self, truncate_dim: int | None) -> Iterator[None]:
+        """Inside the block ``encode`` returns the first ``truncate_dim`` dimensions (None: all of them)."""
+        if truncate_dim is not None and (isinstance(truncate_dim, bool) or not isinstance(truncate_dim, int)
+                                         or truncate_dim < 1):
+            raise ValueError(f"truncate_dim must be a positive int or None, not {truncate_dim!r}")
+        original = self.truncate_dim
+        self.truncate_dim = truncate_dim
+        try:
+            yield
+        finally:
+            self.truncate_dim = original
+
+    @contextmanager
+    def truncate_sentence_embeddings(self, truncate_dim: int | None) -> Iterator[None]:
+        """sentence-transformers' older name for :meth:`truncate_embeddings`."""
+        with self.truncate_embeddings(truncate_dim):
+            yield
+
+    @property
+    def model_card_data(self) -> EvaluationRecords:
+        """Where sentence-transformers' evaluators record their metrics (see :class:`EvaluationRecords`)."""
+        records = self.__dict__.get("_evaluation_records")
+        if records is None:
+            records = self.__dict__["_evaluation_records"] = EvaluationRecords()
+        return records
+
+    def evaluate(self, evaluator: Callable[..., Any], output_path: str | None = None) -> Any:
+        """Runs ``evaluator(self, output_path)`` (a sentence-transformers evaluator, or any callable like
+        one), creating ``output_path`` first, as sentence-transformers does."""
+        if output_path is not None:
+            os.makedirs(output_path, exist_ok=True)
+        return evaluator(self, output_path)
