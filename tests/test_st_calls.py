@@ -4,6 +4,7 @@ included), truncate_embeddings blocks, and its evaluators run through model.eval
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -64,3 +65,60 @@ def test_the_torch_model_exposes_its_transformers_model(encoders) -> None:
     model = encoders["torch"]
     assert model.transformers_model is model.transformer.auto_model
     assert model.config.hidden_size == model.get_embedding_dimension() and model.dtype == torch.float32
+
+
+class FakeHub:
+    """Stands in for huggingface_hub.HfApi: records the calls and what the uploaded folder held."""
+
+    calls: ClassVar[list[tuple[str, dict]]] = []
+
+    def __init__(self, token=None) -> None:
+        self.token = token
+
+    def create_repo(self, **options):
+        FakeHub.calls.append(("create_repo", options))
+        return type("RepoUrl", (), {"repo_id": options["repo_id"] if "/" in options["repo_id"]
+                                    else f"me/{options['repo_id']}"})()
+
+    def create_branch(self, **options):
+        FakeHub.calls.append(("create_branch", options))
+
+    def upload_folder(self, **options):
+        files = sorted(str(path.relative_to(options["folder_path"])) for path in Path(options["folder_path"]).rglob("*")
+                       if path.is_file())
+        FakeHub.calls.append(("upload_folder", {**options, "files": files}))
+        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{options['repo_id']}/commit/abc"})()
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_push_to_hub_saves_then_uploads_the_folder(encoders, backend: str, monkeypatch) -> None:
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.delenv("SENTSIM_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    FakeHub.calls = []
+    url = encoders[backend].push_to_hub("tiny-sts", token="t", private=True, revision="v1", exist_ok=True)
+    assert url == "https://huggingface.co/me/tiny-sts/commit/abc"
+    assert [name for name, _ in FakeHub.calls] == ["create_repo", "create_branch", "upload_folder"]
+    assert FakeHub.calls[0][1]["private"] is True and FakeHub.calls[0][1]["exist_ok"] is True
+    upload = FakeHub.calls[2][1]
+    assert upload["repo_id"] == "me/tiny-sts" and upload["revision"] == "v1"
+    assert "modules.json" in upload["files"] and "config.json" in upload["files"]
+    assert not Path(upload["folder_path"]).exists()  # the temporary save is gone afterwards
+
+
+def test_push_to_hub_offline_says_which_variable_and_sends_nothing(encoders, monkeypatch) -> None:
+    import huggingface_hub
+
+    from sentsim.errors import OfflineError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    FakeHub.calls = []
+    with pytest.raises(OfflineError, match="HF_HUB_OFFLINE"):
+        encoders["torch"].push_to_hub("tiny-sts")
+    assert FakeHub.calls == []
+    with pytest.raises(ValueError, match="safetensors"):
+        encoders["onnx"].push_to_hub("tiny-sts", safe_serialization=False)

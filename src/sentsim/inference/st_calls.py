@@ -74,6 +74,32 @@ class StCalls:
             records = self.__dict__["_evaluation_records"] = EvaluationRecords()
         return records
 
+    def push_to_hub(self, repo_id: str, token: str | None = None, private: bool | None = None,
+                    safe_serialization: bool = True, commit_message: str | None = None,
+                    local_model_path: str | None = None, exist_ok: bool = False, replace_model_card: bool = False,
+                    train_datasets: list[str] | None = None, revision: str | None = None,
+                    create_pr: bool = False) -> str:
+        """sentence-transformers' ``push_to_hub``: saves the model (or uploads ``local_model_path``) to the
+        hub repository ``repo_id`` and returns the commit URL. The model card is the one ``save`` writes;
+        ``replace_model_card`` and ``train_datasets`` are accepted and change nothing; weights are always
+        safetensors."""
+        import tempfile
+        from pathlib import Path
+
+        from sentsim.persistence.hub import upload_to_hub
+
+        if not safe_serialization:
+            raise ValueError("sentsim saves safetensors only: safe_serialization=False is not supported")
+        message = commit_message or f"Add new {type(self).__name__} model (sentsim)"
+        options = {"token": token, "private": private, "commit_message": message, "exist_ok": exist_ok,
+                   "revision": revision, "create_pr": create_pr}
+        if local_model_path:
+            return upload_to_hub(Path(local_model_path), repo_id, **options)
+        with tempfile.TemporaryDirectory(prefix="sentsim-push-") as folder:
+            target = Path(folder) / "model"
+            self.save(target)
+            return upload_to_hub(target, repo_id, **options)
+
     def evaluate(self, evaluator: Callable[..., Any], output_path: str | None = None) -> Any:
         """Runs ``evaluator(self, output_path)`` (a sentence-transformers evaluator, or any callable like
         one), creating ``output_path`` first, as sentence-transformers does."""
