@@ -63,3 +63,16 @@ def test_stopping_early_leaves_the_remaining_pieces_unrun() -> None:
     next(runs)
     runs.close()
     assert len(started) <= 2 * 2 + 2  # what was queued when it stopped, no more
+
+
+def test_leave_process_group_ends_an_open_group_and_is_a_no_op_without_one(tmp_path) -> None:
+    """`sentsim train` ends every process's gloo group before exit: an open one can abort in its destructor."""
+    import torch.distributed as distributed
+
+    from sentsim.training.run import leave_process_group
+
+    leave_process_group()  # no group: nothing happens
+    distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert distributed.is_initialized()
+    leave_process_group()
+    assert not distributed.is_initialized()

@@ -100,6 +100,20 @@ def _run_training(options: RunOptions, config: TrainConfig) -> TrainingRun:
     return TrainingRun(summary=summary, output=options.output)
 
 
+def leave_process_group() -> None:
+    """Ends this process's part of a multi-process run (``accelerate launch`` / ``torchrun``); else nothing.
+
+    A process that exits with its gloo process group still open can abort in the group's destructor
+    ("terminate called without an active exception", SIGABRT). torchrun then stops the others with
+    SIGTERM, the main process among them while it evaluates and writes the run folder, and the run is
+    lost (seen once in CI). Destroying the group is local to each process: the others are not waited for.
+    """
+    import torch.distributed as distributed
+
+    if distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
+
+
 def _train_other_process(options: RunOptions, config: TrainConfig) -> None:
     """A process other than the main one: trains its shards and saves its part of each checkpoint."""
     train_set, dev_set, _ = load_splits(replace(options, evaluate_test=False), unscored_train=config.loss == "mnrl")
