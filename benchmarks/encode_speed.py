@@ -191,7 +191,7 @@ def export_is_stale(folder: Path) -> bool:
     dynamic = [entry for entry in variants.values() if entry.get("precision") == "int8-dynamic"]
     return any(entry.get("graph") != FUSED_GRAPH or entry.get("weights") != DYNAMIC_ISAS.get(entry.get("isa"))
                or (entry.get("isa") in PAIRWISE_16_BIT and (entry.get("pair_limit") != PAIR_LIMIT
-                                                            or "hidden_stream_reordered" not in entry))
+                                                            or "attention_values_reordered" not in entry))
                for entry in dynamic)
 
 

@@ -283,3 +283,32 @@ def test_a_permuted_hidden_stream_computes_the_same_model(tiny_exported: Path, t
     untouched = (folder / "onnx" / "model.onnx").read_bytes()
     assert not permute_hidden_stream(folder / "onnx" / "model.onnx", order=order)
     assert (folder / "onnx" / "model.onnx").read_bytes() == untouched
+
+
+def test_permuted_value_features_within_each_head_compute_the_same_model(tiny_exported: Path,
+                                                                         tmp_path: Path) -> None:
+    """sentsim.export.head_order: each head's V columns and the output projection's rows in another order
+    (within the head) give the same embeddings."""
+    import shutil
+
+    import onnx
+
+    from sentsim.export.head_order import permute_attention_values
+    from sentsim.inference.onnx_backend import OnnxSentenceEncoder
+
+    folder = tmp_path / "heads"
+    shutil.copytree(tiny_exported, folder)
+    path = folder / "onnx" / "model_opt.onnx"
+    attentions = [node for node in onnx.load(str(path)).graph.node if node.op_type == "Attention"]
+    assert attentions
+    rng = np.random.default_rng(3)
+    orders = {}
+    for node in attentions:
+        heads = next(onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "num_heads")
+        hidden = OnnxSentenceEncoder(folder, file_name="model_opt.onnx").encode(SENTENCES[:1]).shape[1]
+        size = hidden // heads
+        orders[node.name] = np.concatenate([head * size + rng.permutation(size) for head in range(heads)])
+    assert permute_attention_values(path, orders=orders) == len(attentions)
+    before = OnnxSentenceEncoder(tiny_exported, file_name="model_opt.onnx").encode(SENTENCES)
+    after = OnnxSentenceEncoder(folder, file_name="model_opt.onnx").encode(SENTENCES)
+    np.testing.assert_allclose(after, before, atol=1e-5)

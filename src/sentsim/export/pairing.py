@@ -9,16 +9,17 @@ rows form a pair is only an order: :func:`safe_row_order` finds an order of the 
 pair can overflow, and :func:`reorder_integer_gemms` applies it to each weight matrix and, with a
 Gather of the same order, to the activations feeding it. The product is the same sum in another
 order: alone, this file computes exactly what the VNNI file does (bit-identical embeddings on a VNNI
-CPU). ``sentsim.export.stream_order`` first puts the hidden stream itself in a safe order, so only
-the GEMMs that read something else (the attention context, the feed-forward activations) need a
-Gather here.
+CPU). ``sentsim.export.stream_order`` first puts the hidden stream itself in a safe order, and
+``sentsim.export.head_order`` each head's value features, so only the few GEMMs left (for
+all-MiniLM-L6-v2, 2 of 24) need a Gather here.
 
 Measured with AVX2 kernels (CPUID capped, all-MiniLM-L6-v2, STSb test sentences): with a Gather before
 17 of the 24 GEMMs, 1.13x the speed of u8 weights (which ORT widens to 16 bits first, so they cannot
-overflow), test Spearman 81.84 against 81.93; with the stream order and 6 Gathers left, 1.23x, 81.76
-(requantising after layer norms summed in another order moves Spearman by a few hundredths either way:
-81.85 and 81.88 for the VNNI file in two orders). The same s8 file without any reordering is 1.32x,
-but can overflow. Shrinking the over-large pairs instead of re-pairing them cost 0.17 Spearman.
+overflow), test Spearman 81.84 against 81.93; with the stream order and 6 Gathers left, 1.21x; with
+the head order too and 2 left, 1.26x, 81.76 (requantising after layer norms summed in another order
+moves Spearman by a few hundredths either way: 81.85 and 81.88 for the VNNI file in two orders). The
+same s8 file without any reordering is 1.31x, but can overflow. Shrinking the over-large pairs
+instead of re-pairing them cost 0.17 Spearman.
 """
 
 from __future__ import annotations

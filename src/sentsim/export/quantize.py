@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from sentsim.export.head_order import permute_attention_values
 from sentsim.export.pairing import reorder_integer_gemms
 from sentsim.export.stream_order import permute_hidden_stream
 
@@ -21,8 +22,8 @@ logger = logging.getLogger(__name__)
 #: Weight type per instruction set: s8 everywhere, as ORT's fastest kernels multiply u8 activations by
 #: s8 weights. VNNI (VPDPBUSD) and ARM's dot product sum in 32 bits; AVX2 (and AVX-512 without VNNI)
 #: add weight rows in pairs in 16 bits, so the AVX2 file's rows are re-paired so no pair can overflow
-#: (``sentsim.export.stream_order``, ``sentsim.export.pairing``). With CPUID capped at AVX2 that file ran
-#: 1.23x the speed of u8 weights, whose kernel widens to 16 bits first (benchmarks/README.md).
+#: (``sentsim.export.stream_order``, ``.head_order``, ``.pairing``). With CPUID capped at AVX2 that file
+#: ran 1.26x the speed of u8 weights, whose kernel widens to 16 bits first (benchmarks/README.md).
 DYNAMIC_ISAS = {"avx512_vnni": "QInt8", "avx2": "QInt8", "arm64": "QInt8"}
 #: The ISAs whose int8 GEMM adds weight pairs in 16 bits: their file gets the saturation-free row order.
 PAIRWISE_16_BIT = frozenset({"avx2"})
@@ -58,6 +59,7 @@ def write_variants(folder: Path, model: Any, *, quantize: str, optimize: bool,
             if isa in PAIRWISE_16_BIT:
                 try:
                     stream = permute_hidden_stream(folder / name)  # most GEMMs safe without a Gather
+                    heads = permute_attention_values(folder / name)  # and the attention outputs
                     reordered = reorder_integer_gemms(folder / name)
                 except ValueError as error:  # weights too large too often to pair safely: u8, which cannot overflow
                     logger.info("AVX2 int8 file with u8 weights: %s", error)
@@ -65,7 +67,7 @@ def write_variants(folder: Path, model: Any, *, quantize: str, optimize: bool,
                     variants[name]["weights"] = "QUInt8"
                 else:
                     variants[name].update(pair_limit=PAIR_LIMIT, hidden_stream_reordered=stream,
-                                          gemms_reordered=reordered)
+                                          attention_values_reordered=heads, gemms_reordered=reordered)
         if calibration_sentences:
             quantize_static_int8(folder / "model.onnx", folder / STATIC_FILE, model, calibration_sentences)
             variants[STATIC_FILE] = {"precision": "int8-static", "per_channel": True, "graph": "exported",

@@ -42,7 +42,9 @@ class _Plan:
     outputs: set[str] = field(default_factory=set)     # graph outputs on the stream: gathered back at the end
 
 
-class _Graph:
+class GraphIndex:
+    """A loaded ONNX graph's initializers (each private to one reader), producers and consumers."""
+
     def __init__(self, model: Any) -> None:
         from onnx import numpy_helper
 
@@ -90,7 +92,7 @@ def _unshare_initializers(graph: Any) -> None:
             seen.add(name)
 
 
-def _plan(graph: _Graph) -> _Plan:
+def _plan(graph: GraphIndex) -> _Plan:
     embeddings = [node for node in graph.graph.node if node.op_type == "EmbedLayerNormalization"]
     if len(embeddings) != 1 or (len(embeddings[0].output) > 2 and embeddings[0].output[2]):
         raise _NotAStream("not one EmbedLayerNormalization without its sum output")
@@ -116,7 +118,7 @@ def _plan(graph: _Graph) -> _Plan:
     return plan
 
 
-def _follow(graph: _Graph, plan: _Plan, node: Any, index: int, stream: set[str]) -> list[str]:
+def _follow(graph: GraphIndex, plan: _Plan, node: Any, index: int, stream: set[str]) -> list[str]:
     """What ``node`` does with the stream tensor at its input ``index``: the stream tensors it makes."""
     hidden = plan.hidden
     if node.op_type == "DynamicQuantizeLinear":
@@ -145,7 +147,7 @@ def _follow(graph: _Graph, plan: _Plan, node: Any, index: int, stream: set[str])
     raise _NotAStream(f"{node.op_type} {node.name!r} on the hidden stream")
 
 
-def _make_writer(graph: _Graph, plan: _Plan, tensor: str) -> None:
+def _make_writer(graph: GraphIndex, plan: _Plan, tensor: str) -> None:
     """Puts ``tensor`` (the branch added into the stream) in stream order, back through its bias to its GEMM."""
     while True:
         if len(graph.consumers.get(tensor, [])) != 1 or tensor in graph.graph_outputs:
@@ -191,7 +193,7 @@ def permute_hidden_stream(path: Path, *, order: np.ndarray | None = None) -> boo
     from onnx import helper, numpy_helper
 
     model = onnx.load(str(path))
-    graph = _Graph(model)
+    graph = GraphIndex(model)
     try:
         plan = _plan(graph)
     except _NotAStream:
