@@ -40,15 +40,18 @@ def capped_environment() -> dict[str, str]:
 
 def test_a_capped_child_sees_an_avx2_cpu_and_sentsim_chooses_fp32(capped_environment: dict[str, str]) -> None:
     probe = ("import json, numpy, torch\n"
+             "from sentsim.environment import onnx_isa\n"
              "from sentsim.inference.forward import resolve_precision\n"
              "features = numpy._core._multiarray_umath.__cpu_features__\n"
              "print(json.dumps({'torch': torch.backends.cpu.get_cpu_capability(),\n"
              "                  'avx512f': features['AVX512F'], 'avx512vnni': features['AVX512VNNI'],\n"
-             "                  'fma3': features['FMA3'], 'auto': resolve_precision('auto', torch.device('cpu'))}))\n")
+             "                  'fma3': features['FMA3'], 'auto': resolve_precision('auto', torch.device('cpu')),\n"
+             "                  'onnx_isa': onnx_isa()}))\n")
     completed = subprocess.run([sys.executable, "-c", probe], env=capped_environment, capture_output=True,
                                text=True, check=True, timeout=120)
     seen = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert seen == {"torch": "AVX2", "avx512f": False, "avx512vnni": False, "fma3": True, "auto": "fp32"}
+    assert seen == {"torch": "AVX2", "avx512f": False, "avx512vnni": False, "fma3": True, "auto": "fp32",
+                    "onnx_isa": "avx2"}  # sentsim picks the AVX2 int8 file, as on a real AVX2 CPU
 
 
 def test_a_real_fault_under_the_cap_still_kills_the_process(capped_environment: dict[str, str]) -> None:

@@ -180,6 +180,21 @@ def test_isa_from_cpu_flags() -> None:
     assert onnx_isa(frozenset({"avx2", "fma"})) == "avx2"
 
 
+def test_isa_follows_cpuid_where_numpy_reports_it_and_linux_flags_elsewhere(monkeypatch) -> None:
+    """CPUID (what ONNX Runtime dispatches on) decides, also on Windows and macOS, which have no
+    /proc/cpuinfo; Linux's flags are the fallback."""
+    from sentsim import environment
+
+    monkeypatch.setattr(environment, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_vnni"}))
+    for features, expected in (({"AVX2": True, "AVX512F": True, "AVX512VNNI": True}, "avx512_vnni"),
+                               ({"AVX2": True, "AVX512F": True, "AVX512VNNI": False}, "avx512"),
+                               ({"AVX2": True, "AVX512F": False, "AVX512VNNI": False}, "avx2")):
+        monkeypatch.setattr(environment, "cpuid_features", lambda features=features: features)
+        assert onnx_isa() == expected
+    monkeypatch.setattr(environment, "cpuid_features", lambda: {})  # numpy without the table: Linux's flags
+    assert onnx_isa() == "avx512_vnni"
+
+
 # -- the real model -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def minilm_int8(bundled_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -90,11 +90,37 @@ def physical_cores() -> int:
     return max(1, min(len(cores) or available, available))
 
 
+def cpuid_features() -> dict[str, bool]:
+    """The x86 features numpy's own kernel dispatch found (``AVX2``, ``AVX512F``, ``AVX512VNNI`` …), or {}.
+
+    numpy asks CPUID and the operating system (whether it saves AVX-512 state), as ONNX Runtime does
+    when it picks its kernels, and works on every OS: Windows and macOS have no /proc/cpuinfo.
+    """
+    try:
+        import numpy
+
+        core = getattr(numpy, "_core", None) or numpy.core
+        return {str(name): bool(value) for name, value in core._multiarray_umath.__cpu_features__.items()}
+    except (ImportError, AttributeError):
+        return {}
+
+
 def onnx_isa(flags: frozenset[str] | None = None) -> str | None:
-    """The instruction-set name of the quantized ONNX file this CPU runs best, or None (plain fp32)."""
+    """The instruction-set name of the quantized ONNX file this CPU runs best, or None (plain fp32).
+
+    Without ``flags``, the CPU's features come from CPUID (:func:`cpuid_features`), which is what
+    ONNX Runtime dispatches on, so the file matches the kernels that will run it; Linux's flags
+    (:func:`cpu_flags`) where numpy does not say.
+    """
     import platform
 
-    flags = cpu_flags() if flags is None else flags
+    if flags is None:
+        features = cpuid_features()
+        if features.get("AVX2") is not None or features.get("AVX512F") is not None:
+            flags = frozenset(name for name, key in (("avx512_vnni", "AVX512VNNI"), ("avx512f", "AVX512F"),
+                                                     ("avx2", "AVX2")) if features.get(key))
+        else:
+            flags = cpu_flags()
     if "avx512_vnni" in flags or "avx512vnni" in flags:
         return "avx512_vnni"
     if "avx512f" in flags:
