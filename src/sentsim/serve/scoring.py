@@ -41,7 +41,10 @@ class ScoreRequest(BaseModel):
                                  "omitted: refuse them with 413")
     priority: int = Field(0, description="accepted for vLLM compatibility; requests are served in arrival order")
 
-    _texts = field_validator("text_1", "text_2", mode="before")(lambda cls, value: _no_token_ids(value))
+    @field_validator("text_1", "text_2", mode="before")
+    @classmethod
+    def _texts(cls, value: object) -> object:
+        return _no_token_ids(value)
 
 
 class RerankDocument(BaseModel):
@@ -64,7 +67,10 @@ class RerankRequest(BaseModel):
     truncate_prompt_tokens: int | None = Field(None, ge=-1, description="vLLM's spelling of truncate (-1: cut)")
     max_chunks_per_doc: int | None = Field(None, description="accepted for Cohere compatibility, ignored")
 
-    _query = field_validator("query", "texts", mode="before")(lambda cls, value: _no_token_ids(value))
+    @field_validator("query", "texts", mode="before")
+    @classmethod
+    def _texts(cls, value: object) -> object:
+        return _no_token_ids(value)
 
     @model_validator(mode="after")
     def _one_list(self) -> RerankRequest:
