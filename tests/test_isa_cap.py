@@ -71,16 +71,14 @@ def test_avx2_kernels_saturate_unsafe_pairs_and_the_reordered_file_is_exact(
     pytest.importorskip("onnxruntime")
     import numpy as np
 
-    from sentsim.export.pairing import reorder_integer_gemms
-
-    from .test_pairing import integer_gemm_file
+    from .test_pairing import integer_gemm_file, reorder_file
 
     weights = np.zeros((64, 8), np.int8)
     weights[0], weights[1] = 127, 127  # one same-sign pair: 255 * 254 does not fit in 16 bits
     weights[2:] = 1
     plain = integer_gemm_file(tmp_path / "plain.onnx", weights)
     reordered = integer_gemm_file(tmp_path / "reordered.onnx", weights)
-    assert reorder_integer_gemms(reordered) == 1
+    assert reorder_file(reordered) == 1
     probe = ("import sys, numpy as np, onnxruntime as ort\n"
              "x = np.ones((4, 64), np.float32)  # quantised to 255 everywhere\n"
              "for path in sys.argv[1:]:\n"

@@ -11,12 +11,12 @@ rows in it, and so lets those GEMMs run without a Gather. Pairs never cross a he
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from sentsim.export.onnx_graph import GraphIndex
 from sentsim.export.pairing import safe_row_order
-from sentsim.export.stream_order import GraphIndex
 
 #: The fused attention ops (int8 and fp32): weights K x 3H (Q | K | V) at input 1, bias 3H at input 2.
 ATTENTIONS = frozenset({"QAttention", "Attention"})
@@ -51,17 +51,16 @@ def _output_projection(graph: GraphIndex, attention) -> str | None:
     return weight if len(graph.shapes.get(weight, ())) == 2 and len(graph.consumers[weight]) == 1 else None
 
 
-def permute_attention_values(path: Path, *, orders: dict[str, np.ndarray] | None = None) -> int:
-    """Re-orders each head's value features in the ONNX file ``path`` so its output GEMM pairs safely.
+def permute_attention_values(model: Any, *, orders: dict[str, np.ndarray] | None = None) -> int:
+    """Re-orders each head's value features in the ONNX ``model`` (in memory) so its output GEMM pairs safely.
 
     ``orders`` forces an order per attention node name (tests); by default each comes from
     :func:`safe_row_order` on the output projection's s8 rows, head by head. Returns how many
-    attention layers changed (0: the file is not written).
+    attention layers changed.
     """
     import onnx
     from onnx import numpy_helper
 
-    model = onnx.load(str(path))
     graph = GraphIndex(model)
     changed = 0
     for node in graph.graph.node:
@@ -96,5 +95,5 @@ def permute_attention_values(path: Path, *, orders: dict[str, np.ndarray] | None
             graph.initializers[name].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(array), name))
         changed += 1
     if changed:
-        onnx.save(model, str(path))
+        model.CopyFrom(graph.model)
     return changed

@@ -24,9 +24,11 @@ instead of re-pairing them cost 0.17 Spearman.
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from sentsim.export.onnx_graph import GraphIndex
 
 #: Same-sign weight magnitudes of one pair may sum to this much: 255 · 128 = 32,640 fits in 16 bits.
 PAIR_LIMIT = 128
@@ -73,49 +75,43 @@ def safe_row_order(weights: np.ndarray, *, seed: int = 0) -> np.ndarray | None:
     return np.asarray(order, dtype=np.int64)
 
 
-def reorder_integer_gemms(path: Path) -> int:
-    """Gives every integer GEMM of the ONNX file ``path`` a saturation-free row order; returns how many changed.
+def reorder_integer_gemms(model: Any) -> int:
+    """Gives every integer GEMM of the ONNX ``model`` (in memory) a saturation-free row order; returns how
+    many changed.
 
     A GEMM here is ``MatMulInteger`` or ORT's fused ``QAttention`` (weights K x N at input 1) fed by its own
     ``DynamicQuantizeLinear``. Its weight rows are reordered and a Gather with the same order goes in
-    front of that quantizer (whose scale and zero point do not depend on the order). A weight shared
-    between GEMMs, or a quantizer feeding several, is left alone rather than guessed at.
+    front of that quantizer (whose scale and zero point do not depend on the order). A quantizer
+    feeding several GEMMs is left alone rather than guessed at.
     """
-    import onnx
     from onnx import helper, numpy_helper
 
-    model = onnx.load(str(path))
-    graph = model.graph
-    initializers = {tensor.name: tensor for tensor in graph.initializer}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    producers = {output: node for node in graph.node for output in node.output}
+    index = GraphIndex(model)
     changed, new_nodes = 0, []
-    for node in graph.node:
+    for node in index.graph.node:
         if node.op_type not in ("MatMulInteger", "QAttention") or len(node.input) < 2:
             continue
-        weight_name, quantizer = node.input[1], producers.get(node.input[0])
-        if (weight_name not in initializers or len(consumers.get(weight_name, [])) != 1 or quantizer is None
+        weight_name, quantizer = node.input[1], index.producers.get(node.input[0])
+        if (weight_name not in index.initializers or quantizer is None
                 or quantizer.op_type != "DynamicQuantizeLinear"
-                or len(consumers.get(quantizer.output[0], [])) != 1):
+                or len(index.consumers.get(quantizer.output[0], [])) != 1):
             continue
-        weights = numpy_helper.to_array(initializers[weight_name])
+        weights = numpy_helper.to_array(index.initializers[weight_name])
         if weights.dtype != np.int8 or weights.ndim != 2:
             continue
         order = safe_row_order(weights)
         if order is None:
             continue
-        initializers[weight_name].CopyFrom(numpy_helper.from_array(weights[order], weight_name))
+        index.initializers[weight_name].CopyFrom(numpy_helper.from_array(weights[order], weight_name))
         order_name, reordered = f"{weight_name}_row_order", f"{quantizer.input[0]}_reordered_for_{weight_name}"
-        graph.initializer.append(numpy_helper.from_array(order, order_name))
+        index.graph.initializer.append(numpy_helper.from_array(order, order_name))
         new_nodes.append((quantizer, helper.make_node("Gather", [quantizer.input[0], order_name], [reordered],
                                                       axis=-1, name=f"{weight_name}_row_order_gather")))
         quantizer.input[0] = reordered
         changed += 1
     for quantizer, gather in new_nodes:  # each Gather just before its quantizer keeps the graph sorted
-        position = list(graph.node).index(quantizer)
-        graph.node.insert(position, gather)
-    onnx.save(model, str(path))
+        position = list(index.graph.node).index(quantizer)
+        index.graph.node.insert(position, gather)
+    if changed:
+        model.CopyFrom(index.model)
     return changed

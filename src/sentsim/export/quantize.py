@@ -58,16 +58,13 @@ def write_variants(folder: Path, model: Any, *, quantize: str, optimize: bool,
                               "per_channel": False, "graph": FUSED_GRAPH}
             if isa in PAIRWISE_16_BIT:
                 try:
-                    stream = permute_hidden_stream(folder / name)  # most GEMMs safe without a Gather
-                    heads = permute_attention_values(folder / name)  # and the attention outputs
-                    reordered = reorder_integer_gemms(folder / name)
+                    passes = make_pairwise_safe(folder / name)
                 except ValueError as error:  # weights too large too often to pair safely: u8, which cannot overflow
                     logger.info("AVX2 int8 file with u8 weights: %s", error)
                     quantize_dynamic_int8(fused, folder / name, weight_type="QUInt8")
                     variants[name]["weights"] = "QUInt8"
                 else:
-                    variants[name].update(pair_limit=PAIR_LIMIT, hidden_stream_reordered=stream,
-                                          attention_values_reordered=heads, gemms_reordered=reordered)
+                    variants[name].update(pair_limit=PAIR_LIMIT, **passes)
         if calibration_sentences:
             quantize_static_int8(folder / "model.onnx", folder / STATIC_FILE, model, calibration_sentences)
             variants[STATIC_FILE] = {"precision": "int8-static", "per_channel": True, "graph": "exported",
@@ -75,6 +72,23 @@ def write_variants(folder: Path, model: Any, *, quantize: str, optimize: bool,
     if not optimize and fused.exists():
         fused.unlink()
     return variants
+
+
+def make_pairwise_safe(path: Path) -> dict[str, int | bool]:
+    """Makes the int8 ONNX file ``path`` exact on AVX2's 16-bit pairwise multiply; returns what each pass did.
+
+    The file is read once, the hidden stream (``stream_order``), each head's values (``head_order``) and
+    then the remaining GEMMs (``pairing``, with Gathers) are re-ordered in memory, and it is
+    written once. Raises ValueError, leaving the file as it was, if some GEMM has no safe order.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    passes = {"hidden_stream_reordered": permute_hidden_stream(model),
+              "attention_values_reordered": permute_attention_values(model),
+              "gemms_reordered": reorder_integer_gemms(model)}
+    onnx.save(model, str(path))
+    return passes
 
 
 def optimize_graph(source: Path, target: Path, model: Any) -> None:

@@ -19,11 +19,11 @@ then do the job.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sentsim.export.onnx_graph import GraphIndex
 from sentsim.export.pairing import safe_row_order
 
 #: GEMMs with their weights (K x N) at input 1: ORT's integer ones and the float ones of a fused graph.
@@ -40,56 +40,6 @@ class _Plan:
     columns: set[str] = field(default_factory=set)     # initializers whose last axis is the stream's (H or N)
     rows: set[str] = field(default_factory=set)        # reader weights: rows (K) follow the stream
     outputs: set[str] = field(default_factory=set)     # graph outputs on the stream: gathered back at the end
-
-
-class GraphIndex:
-    """A loaded ONNX graph's initializers (each private to one reader), producers and consumers."""
-
-    def __init__(self, model: Any) -> None:
-        from onnx import numpy_helper
-
-        self.graph = model.graph
-        _unshare_initializers(self.graph)
-        self.initializers = {tensor.name: tensor for tensor in self.graph.initializer}
-        self.shapes = {name: numpy_helper.to_array(tensor).shape for name, tensor in self.initializers.items()}
-        self.producers = {output: node for node in self.graph.node for output in node.output}
-        self.consumers: dict[str, list[tuple[Any, int]]] = {}
-        for node in self.graph.node:
-            for index, name in enumerate(node.input):
-                self.consumers.setdefault(name, []).append((node, index))
-        self.graph_outputs = {output.name for output in self.graph.output}
-
-    def scalar(self, name: str) -> bool:
-        """A one-element tensor: a size-1 initializer, a quantiser's scale or zero point, or a product of those."""
-        if name in self.shapes:
-            return int(np.prod(self.shapes[name])) == 1
-        node = self.producers.get(name)
-        if node is None:
-            return False
-        if node.op_type == "DynamicQuantizeLinear":
-            return list(node.output).index(name) > 0
-        return node.op_type == "Mul" and all(self.scalar(item) for item in node.input)
-
-    def vector(self, name: str, hidden: int) -> bool:
-        return self.shapes.get(name) == (hidden,) and len(self.consumers.get(name, [])) == 1
-
-
-def _unshare_initializers(graph: Any) -> None:
-    """Gives each node its own copy of an initializer several nodes read. ORT merges equal constants (a
-    fresh model's layer norms are all ones and zeros), and one copy cannot follow two orders."""
-    tensors = {tensor.name: tensor for tensor in graph.initializer}
-    seen: set[str] = set()
-    for node in graph.node:
-        for index, name in enumerate(node.input):
-            if name not in tensors:
-                continue
-            if name in seen:
-                copy = type(tensors[name])()
-                copy.CopyFrom(tensors[name])
-                copy.name = f"{name}_for_{node.name or node.op_type}_{index}_{len(graph.initializer)}"
-                graph.initializer.append(copy)
-                node.input[index] = copy.name
-            seen.add(name)
 
 
 def _plan(graph: GraphIndex) -> _Plan:
@@ -182,17 +132,15 @@ def _make_writer(graph: GraphIndex, plan: _Plan, tensor: str) -> None:
             raise _NotAStream(f"{node.op_type} {node.name!r} before the stream")
 
 
-def permute_hidden_stream(path: Path, *, order: np.ndarray | None = None) -> bool:
-    """Stores the hidden stream of the ONNX file ``path`` in an order that is safe for every GEMM reading it.
+def permute_hidden_stream(model: Any, *, order: np.ndarray | None = None) -> bool:
+    """Stores the hidden stream of the ONNX ``model`` (in memory) in an order safe for every GEMM reading it.
 
     ``order`` forces a given permutation (tests); by default it is :func:`safe_row_order` of all the
-    readers' weights side by side. Returns True if the file was changed; False if the stream needs no
-    new order or the graph is not one the rules know (then nothing is written).
+    readers' weights side by side. Returns True if the model was changed; False if the stream needs no
+    new order or the graph is not one the rules know (then nothing is changed).
     """
-    import onnx
     from onnx import helper, numpy_helper
 
-    model = onnx.load(str(path))
     graph = GraphIndex(model)
     try:
         plan = _plan(graph)
@@ -226,5 +174,5 @@ def permute_hidden_stream(path: Path, *, order: np.ndarray | None = None) -> boo
             consumer.input[index] = inner
         graph.graph.node.append(helper.make_node("Gather", [inner, "hidden_stream_inverse_order"], [output],
                                                  axis=-1, name=f"{output}_original_order"))
-    onnx.save(model, str(path))
+    model.CopyFrom(graph.model)
     return True
