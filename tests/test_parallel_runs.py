@@ -71,8 +71,23 @@ def test_leave_process_group_ends_an_open_group_and_is_a_no_op_without_one(tmp_p
 
     from sentsim.training.run import leave_process_group
 
-    leave_process_group()  # no group: nothing happens
+    assert leave_process_group() is False  # no group: nothing happens
     distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     assert distributed.is_initialized()
-    leave_process_group()
+    assert leave_process_group() is True
     assert not distributed.is_initialized()
+
+
+def test_exit_without_teardown_keeps_buffered_output_and_the_exit_code(tmp_path) -> None:
+    """A process of a multi-process run ends with os._exit: what it printed must still arrive, in full."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom sentsim.training.run import exit_without_teardown\n"
+              "print('{\"steps\": 50}', end='')\nprint('warning: kept', file=sys.stderr, end='')\n"
+              "import atexit\natexit.register(lambda: print('teardown ran'))\nexit_without_teardown(3)\n")
+    process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                             cwd=tmp_path)
+    assert process.returncode == 3
+    assert process.stdout == '{"steps": 50}'  # flushed, and atexit (teardown) never ran
+    assert process.stderr == "warning: kept"

@@ -142,8 +142,22 @@ def _forward_tokens(text: str) -> int | str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``sentsim train``; a process of a multi-process run ends here, without interpreter teardown."""
+    from sentsim.training.run import exit_without_teardown, leave_process_group
+
+    try:
+        code = _train(args)
+    except BaseException:
+        leave_process_group()
+        raise
+    if leave_process_group():
+        exit_without_teardown(code)
+    return code
+
+
+def _train(args: argparse.Namespace) -> int:
     from sentsim.training import signals
-    from sentsim.training.run import leave_process_group, run_training
+    from sentsim.training.run import run_training
 
     seeds = None
     if args.resume is not None and train_resume.is_seeds_run(args.resume):
@@ -166,8 +180,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {stop}", file=sys.stderr)
         train_resume.name_earlier_checkpoint(stop, options.output)
         return stop.exit_code
-    finally:
-        leave_process_group()
     if run is None:  # a process of a multi-process run other than the main one, which prints
         return EXIT_OK
     summary = run.summary

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NoReturn
 
 from sentsim.data import PairDataset
 from sentsim.encoders.bi_encoder import SentenceTransformer
@@ -100,18 +104,37 @@ def _run_training(options: RunOptions, config: TrainConfig) -> TrainingRun:
     return TrainingRun(summary=summary, output=options.output)
 
 
-def leave_process_group() -> None:
-    """Ends this process's part of a multi-process run (``accelerate launch`` / ``torchrun``); else nothing.
+def leave_process_group() -> bool:
+    """Ends this process's part of a multi-process run (``accelerate launch`` / ``torchrun``); True if it had one.
 
     A process that exits with its gloo process group still open can abort in the group's destructor
     ("terminate called without an active exception", SIGABRT). torchrun then stops the others with
     SIGTERM, the main process among them while it evaluates and writes the run folder, and the run is
-    lost (seen once in CI). Destroying the group is local to each process: the others are not waited for.
+    lost. Destroying the group is local to each process (the others are not waited for), but it only
+    drops ``torch.distributed``'s own reference: accelerate's state and the DDP wrapper keep the gloo
+    objects alive until interpreter teardown, where their worker threads can still abort (seen again in
+    CI after the group was destroyed). So a caller that gets True ends the process with
+    :func:`exit_without_teardown`.
     """
     import torch.distributed as distributed
 
     if distributed.is_available() and distributed.is_initialized():
         distributed.destroy_process_group()
+        return True
+    return False
+
+
+def exit_without_teardown(code: int) -> NoReturn:
+    """Flushes stdout and stderr and ends the process with ``code``, skipping interpreter teardown.
+
+    Only for a process of a multi-process run, after everything it writes is closed: every file of a run
+    is written atomically and closed before this point, so what teardown would still do is destroy the
+    gloo objects that abort.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing can reach it anyway
+            stream.flush()
+    os._exit(code)
 
 
 def _train_other_process(options: RunOptions, config: TrainConfig) -> None:
