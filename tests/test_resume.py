@@ -48,6 +48,15 @@ def _train_args(base: Path, data: Path, output: Path, *extra: object) -> list[st
                                  "--recipe", "classic", "--device", "cpu", "--quiet", *extra)]
 
 
+def _free_port() -> int:
+    """A TCP port nothing listens on now, for torchrun's store: a fixed one can be taken on a shared host."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _environment() -> dict[str, str]:
     env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}{os.pathsep}{REPO}", OMP_NUM_THREADS="1",
                TOKENIZERS_PARALLELISM="false")
@@ -222,7 +231,7 @@ def test_two_processes_under_accelerate_launch_write_one_run_folder(tiny_transfo
     # --multi_gpu starts them through torchrun, and --device cpu makes them CPU processes over gloo.
     process = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
                               "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                              "--main_process_port", "29517", "-m", "sentsim", *argv], env=_environment(),
+                              "--main_process_port", str(_free_port()), "-m", "sentsim", *argv], env=_environment(),
                              capture_output=True, text=True, timeout=180)
     assert process.returncode == EXIT_OK, process.stderr[-3000:]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
