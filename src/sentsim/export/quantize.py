@@ -79,7 +79,8 @@ def make_pairwise_safe(path: Path) -> dict[str, int | bool]:
 
     The file is read once, the hidden stream (``stream_order``), each head's values (``head_order``) and
     then the remaining GEMMs (``pairing``, with Gathers) are re-ordered in memory, and it is
-    written once. Raises ValueError, leaving the file as it was, if some GEMM has no safe order.
+    written once, if any of them changed it. Raises ValueError, leaving the file as it was, if some GEMM
+    has no safe order.
     """
     import onnx
 
@@ -87,7 +88,8 @@ def make_pairwise_safe(path: Path) -> dict[str, int | bool]:
     passes = {"hidden_stream_reordered": permute_hidden_stream(model),
               "attention_values_reordered": permute_attention_values(model),
               "gemms_reordered": reorder_integer_gemms(model)}
-    onnx.save(model, str(path))
+    if any(passes.values()):  # else the file already is what the passes would write
+        onnx.save(model, str(path))
     return passes
 
 
