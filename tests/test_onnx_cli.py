@@ -61,6 +61,27 @@ def test_encode_and_similarity_on_onnx(exported: Path, tmp_path: Path, capsys: p
     assert "cosine" in capsys.readouterr().out
 
 
+def test_int8_export_keeps_onnx_runtimes_preprocessing_advice_out_of_the_output(
+        tiny_transformer_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from sentsim import SentenceTransformer
+    from sentsim.export.quantize import quantize_dynamic_int8
+
+    saved = SentenceTransformer.from_transformer(tiny_transformer_dir, pooling="mean").save(tmp_path / "model")
+    with caplog.at_level(logging.WARNING):
+        assert main(["export", str(saved), "-o", str(tmp_path / "exported"), "--quantize", "int8"]) == EXIT_OK
+    assert (tmp_path / "exported" / "onnx" / "model_qint8_avx2.onnx").is_file()
+    assert not [record for record in caplog.records if "pre-processing" in record.getMessage()]
+    # Only that one message is dropped, and only while quantising: other root warnings still pass.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        logging.warning("Please consider to run pre-processing before quantization.")
+        quantize_dynamic_int8(tmp_path / "exported" / "onnx" / "model.onnx", tmp_path / "again.onnx")
+    assert [record.getMessage() for record in caplog.records] == [
+        "Please consider to run pre-processing before quantization."]
+
+
 def test_export_refuses_an_existing_folder_and_onnx_needs_onnx_files(exported: Path, tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -125,9 +126,35 @@ def quantize_dynamic_int8(source: Path, target: Path, *, weight_type: str = "QIn
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # ORT's fused ops (com.microsoft domain) defeat ONNX shape inference; their outputs are fp32.
-    quantize_dynamic(str(source), str(target), weight_type=QuantType[weight_type], per_channel=per_channel,
-                     reduce_range=reduce_range, op_types_to_quantize=["MatMul", "Gemm", "Attention"],
-                     extra_options={"DefaultTensorType": TensorProto.FLOAT})
+    with _without_preprocessing_advice():
+        quantize_dynamic(str(source), str(target), weight_type=QuantType[weight_type], per_channel=per_channel,
+                         reduce_range=reduce_range, op_types_to_quantize=["MatMul", "Gemm", "Attention"],
+                         extra_options={"DefaultTensorType": TensorProto.FLOAT})
+
+
+class _PreprocessingAdvice(logging.Filter):
+    """Drops ORT's "Please consider (to run) pre-processing before quantization" warning, nothing else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Please consider") and "pre-processing before quantization" in message)
+
+
+@contextmanager
+def _without_preprocessing_advice() -> Iterator[None]:
+    """ORT's quantisers warn on the root logger, once per file, that the model was not pre-processed.
+
+    Its pre-processing is symbolic shape inference plus ORT's graph optimiser, and every file quantised
+    here comes from ORT's optimised graph already (``optimize_graph``), so ``sentsim export`` printed
+    three warnings with a link to an image-classification example for nothing. Other warnings pass.
+    """
+    advice = _PreprocessingAdvice()
+    root = logging.getLogger()
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
 
 
 def quantize_static_int8(source: Path, target: Path, model: Any, sentences: Sequence[str], *,
