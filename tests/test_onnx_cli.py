@@ -61,6 +61,29 @@ def test_encode_and_similarity_on_onnx(exported: Path, tmp_path: Path, capsys: p
     assert "cosine" in capsys.readouterr().out
 
 
+def test_the_torch_backend_says_what_auto_means_here(exported: Path, pair_file: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import platform
+
+    import torch
+
+    from sentsim.inference.forward import precision_reason, resolve_precision
+
+    cpu = torch.device("cpu")
+    argv = ["evaluate", str(exported), "--data", str(pair_file), "--backend", "torch", "--device", "cpu", "--json",
+            "--bootstrap", "0", "--quiet"]
+    capsys.readouterr()
+    assert main(argv) == EXIT_OK
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("backend:")]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"backend: torch {resolve_precision('auto', cpu)} ({precision_reason('auto', cpu)}")
+    hint = f"`sentsim export {exported} -o DIR --quantize int8`"
+    assert (hint in lines[0]) == (platform.machine().lower() in ("x86_64", "amd64")), lines[0]
+    # An explicit --dtype is what was asked for: nothing to explain.
+    assert main([*argv, "--dtype", "fp32"]) == EXIT_OK
+    assert "backend:" not in capsys.readouterr().err
+
+
 def test_int8_export_keeps_onnx_runtimes_preprocessing_advice_out_of_the_output(
         tiny_transformer_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import logging

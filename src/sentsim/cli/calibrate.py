@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
                              "whole model folder there)")
     device = common.device(args)
     dataset = common.load_data(args)
-    model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle, backend=args.backend)
+    model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle,
+                               backend=args.backend, dtype=args.dtype)
     common.warn_emulated_bf16(args.dtype, device)
     fit = calibrate_model(model, dataset, target=Path(args.model) if in_place else args.output,
                           whole_model=not in_place, batch_size=args.batch_size, dtype=args.dtype,

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
                             show_progress=common.show_progress(args),
                             load_model=lambda name: common.load_model(name, device=device,
                                                                          allow_pickle=args.allow_pickle,
-                                                                         backend=args.backend))
+                                                                         backend=args.backend, dtype=args.dtype))
     if args.json:
         common.print_json(result.to_dict())
         return EXIT_OK

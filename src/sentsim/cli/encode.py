@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     output_format(output)
     scan = scan_lines(args.file, allow_blank=args.allow_blank)
     device = common.device(args)
-    model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle, backend=args.backend)
+    model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle,
+                               backend=args.backend, dtype=args.dtype)
     common.warn_emulated_bf16(args.dtype, device)
     result = encode_lines(model, scan, output, chunk_lines=args.chunk_lines, batch_size=args.batch_size,
                           normalize=args.normalize, dtype=args.dtype, quiet=True if args.quiet else None)

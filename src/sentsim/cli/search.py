@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from sentsim.inference.search_files import search_file
 
     device = common.device(args)
-    model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle, backend=args.backend)
+    model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle,
+                               backend=args.backend, dtype=args.dtype)
     rows = search_file(model, args.queries, args.corpus, args.output, top_k=args.top_k,
                        corpus_text=args.corpus_text, force=args.force, batch_size=args.batch_size, dtype=args.dtype)
     print(f"wrote the top {args.top_k} hits of {rows} queries to {args.output}")

@@ -66,6 +66,19 @@ def precision_reason(requested: str, device: torch.device) -> str:
     return f"this CPU has native bf16 ({', '.join(names) or 'reported by torch'})"
 
 
+def describe_torch_path(requested: str, device: torch.device) -> str:
+    """The torch path ``requested`` takes on ``device`` and why, in a few words for a command's stderr.
+
+    The ONNX backend names the file it picked; this is the torch backend's counterpart, so that on a
+    CPU without native bf16 one learns that ``auto`` means fp32 there. Under ``auto`` with bf16, a call
+    that is one short batch still runs in fp32 (``AUTO_FP32_BELOW_TOKENS``).
+    """
+    chosen = resolve_precision(requested, device)
+    short = f"; a lone batch under {AUTO_FP32_BELOW_TOKENS} tokens runs fp32" if requested == "auto" and \
+        chosen == "bf16" and device.type == "cpu" else ""
+    return f"torch {chosen} ({precision_reason(requested, device)}{short})"
+
+
 def emulated_bf16_warning(precision: str, device: str | torch.device) -> str | None:
     """A one-line warning when bf16 is asked for where the hardware only emulates it, else None.
 
