@@ -74,9 +74,10 @@ def describe_torch_path(requested: str, device: torch.device) -> str:
     that is one short batch still runs in fp32 (``AUTO_FP32_BELOW_TOKENS``).
     """
     chosen = resolve_precision(requested, device)
-    short = f"; a lone batch under {AUTO_FP32_BELOW_TOKENS} tokens runs fp32" if requested == "auto" and \
-        chosen == "bf16" and device.type == "cpu" else ""
-    return f"torch {chosen} ({precision_reason(requested, device)}{short})"
+    reason = precision_reason(requested, device)
+    if requested == "auto" and chosen == "bf16" and device.type == "cpu":
+        reason += f"; a lone batch under {AUTO_FP32_BELOW_TOKENS} tokens runs fp32"
+    return f"torch {chosen} ({reason})"
 
 
 def emulated_bf16_warning(precision: str, device: str | torch.device) -> str | None:
