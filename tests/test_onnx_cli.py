@@ -63,10 +63,10 @@ def test_encode_and_similarity_on_onnx(exported: Path, tmp_path: Path, capsys: p
 
 def test_the_torch_backend_says_what_auto_means_here(exported: Path, pair_file: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    import platform
-
     import torch
 
+    from sentsim.cli.common import INT8_MEASURED_ISAS
+    from sentsim.environment import onnx_isa
     from sentsim.inference.forward import precision_reason, resolve_precision
 
     cpu = torch.device("cpu")
@@ -78,7 +78,7 @@ def test_the_torch_backend_says_what_auto_means_here(exported: Path, pair_file: 
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"backend: torch {resolve_precision('auto', cpu)} ({precision_reason('auto', cpu)}")
     hint = f"`sentsim export {exported} -o DIR --quantize int8`"
-    assert (hint in lines[0]) == (platform.machine().lower() in ("x86_64", "amd64")), lines[0]
+    assert (hint in lines[0]) == (onnx_isa() in INT8_MEASURED_ISAS), lines[0]
     # An explicit --dtype is what was asked for: nothing to explain.
     assert main([*argv, "--dtype", "fp32"]) == EXIT_OK
     assert "backend:" not in capsys.readouterr().err

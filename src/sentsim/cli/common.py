@@ -8,21 +8,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sentsim.environment import DEVICE_CHOICES
+from sentsim.environment import DEVICE_CHOICES, onnx_isa
 from sentsim.errors import SentsimError
-
-#: platform.machine() of the CPUs the int8 hint is measured on (Linux, Windows, macOS spellings).
-X86_MACHINES = frozenset({"x86_64", "amd64"})
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 PRECISIONS = ("auto", "fp32", "bf16")
+#: The CPUs (``environment.onnx_isa``) where the int8 file was measured faster than torch: VNNI, and AVX2 under
+#: the CPUID cap. AVX-512 without VNNI (it runs the AVX2 file) and arm64 are unmeasured.
+INT8_MEASURED_ISAS = frozenset({"avx512_vnni", "avx2"})
 
 
 class UsageError(SentsimError):
@@ -147,11 +146,11 @@ def load_model(name: str, *, device: str, allow_pickle: bool = False, backend: s
 
         from sentsim.inference.forward import describe_torch_path
 
+        where = torch.device(device)
         hint = ""
-        # int8 beat fp32 and bf16 on every x86 CPU measured (README, Performance); arm64 is unmeasured.
-        if torch.device(device).type == "cpu" and platform.machine().lower() in X86_MACHINES:
+        if where.type == "cpu" and onnx_isa() in INT8_MEASURED_ISAS:
             hint = f"; int8 runs faster: `sentsim export {shlex.quote(name)} -o DIR --quantize int8`, then use DIR"
-        print(f"backend: {describe_torch_path(dtype, torch.device(device))}{hint}", file=sys.stderr)
+        print(f"backend: {describe_torch_path(dtype, where)}{hint}", file=sys.stderr)
     return model
 
 
