@@ -139,10 +139,29 @@ def test_evaluate_bad_file_names_file_line_and_reason(capsys, tmp_path, model_di
 
 
 def test_evaluate_unsupported_extension(capsys, tmp_path, model_dir):
-    path = tmp_path / "pairs.txt"
+    path = tmp_path / "pairs.xlsx"
     path.write_text(HEADER + GOOD_ROW, encoding="utf-8")
     code, _, err = run_cli(capsys, "evaluate", model_dir, "--data", path, "--quiet")
-    assert_one_line_error(code, err, str(path), "cannot tell the format", ".csv", ".tsv", ".jsonl")
+    assert_one_line_error(code, err, str(path), "cannot tell the format", ".csv", ".tsv", ".txt", ".jsonl")
+
+
+def test_evaluate_a_sick_style_txt_file(capsys, tmp_path, model_dir, data_dir):
+    """SICK ships tab-separated .txt with its own column names and 1–5 scores; the same pairs as a .tsv score alike."""
+    rows = (data_dir / "test.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    sick = tmp_path / "SICK_test.txt"
+    sick.write_text("pair_ID\tsentence_A\tsentence_B\trelatedness_score\n" + "".join(
+        f"{number}\t{a}\t{b}\t{1 + 4 * float(score) / 5}\n"
+        for number, (a, b, score) in enumerate((row.split("\t") for row in rows), start=1)), encoding="utf-8")
+    code, out, err = run_cli(capsys, "evaluate", model_dir, "--data", data_dir / "test.tsv", "--json", "--quiet")
+    assert code == EXIT_OK, err
+    expected = json.loads(out)
+    code, out, err = run_cli(capsys, "evaluate", model_dir, "--data", sick, "--sentence1-column", "sentence_A",
+                             "--sentence2-column", "sentence_B", "--score-column", "relatedness_score",
+                             "--score-range", "1", "5", "--json", "--quiet")
+    assert code == EXIT_OK, err
+    result = json.loads(out)
+    assert result["n_pairs"] == expected["n_pairs"] == len(rows)
+    assert result["spearman_cosine"] == pytest.approx(expected["spearman_cosine"], abs=1e-9)
 
 
 def test_evaluate_missing_file_or_folder(capsys, tmp_path, model_dir):
@@ -156,7 +175,7 @@ def test_evaluate_folder_without_stsb_files(capsys, tmp_path, model_dir):
     folder.mkdir()
     (folder / "pairs.tsv").write_text(HEADER + GOOD_ROW, encoding="utf-8")
     code, _, err = run_cli(capsys, "evaluate", model_dir, "--data", folder, "--quiet")
-    assert_one_line_error(code, err, str(folder), "has no sts-test.csv", ".csv, .tsv or .jsonl file")
+    assert_one_line_error(code, err, str(folder), "has no sts-test.csv", ".csv, .tsv, .txt or .jsonl file")
 
 
 def test_evaluate_skip_bad_rows_reports_the_skipped_lines(capsys, tmp_path, model_dir):

@@ -21,6 +21,7 @@ from sentsim.data import (
     load_pairs,
     read_pair_file,
     read_stsbenchmark,
+    read_text_pairs,
 )
 from sentsim.errors import ConfigError, DataFormatError, OfflineError
 
@@ -329,6 +330,25 @@ def test_quoted_csv_and_line_numbers(tmp_path: Path) -> None:
     assert dataset[0] == ScoredPair("A, with comma", 'said "hi"\nover two lines', 1.0, None, 2)
 
 
+def test_txt_is_unquoted_tab_separated_as_sick_ships_it(tmp_path: Path) -> None:
+    """SICK.txt: tabs, a header, no quoting; a sentence that opens with a quote mark stays one field."""
+    path = tmp_path / "SICK.txt"
+    path.write_text("pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment\n"
+                    '1\t"Going places" is a film\tA film\t4.5\tNEUTRAL\n2\tA cat\tA car\t1.0\tNEUTRAL\n',
+                    encoding="utf-8")
+    options = {"sentence1_column": "sentence_A", "sentence2_column": "sentence_B",
+               "score_column": "relatedness_score", "score_range": (1.0, 5.0)}
+    dataset = read_pair_file(path, **options)  # type: ignore[arg-type]
+    assert dataset.sentences1 == ['"Going places" is a film', "A cat"]
+    assert dataset.scores.tolist() == [0.875, 0.0]
+    assert [pair.sentence2 for pair in read_text_pairs(path, sentence1_column="sentence_A",
+                                                       sentence2_column="sentence_B")] == ["A film", "A car"]
+    assert "--sentence1-column sentence_A" in expect_error(path, 1, "header lacks").reason
+    commas = tmp_path / "pairs.txt"
+    commas.write_text("sentence1,sentence2,score\na,b,1\n", encoding="utf-8")
+    expect_error(commas, 1, "read as tab-separated text with a header row (as SICK's), but this line has no tab")
+
+
 def test_unbalanced_quote_hint(tmp_path: Path) -> None:
     path = tmp_path / "pairs.tsv"
     path.write_text('sentence1\tsentence2\tscore\n"Going places\tB.\t1\nC.\tD.\t2\n', encoding="utf-8")
@@ -345,7 +365,7 @@ def test_stray_carriage_return(tmp_path: Path) -> None:
 def test_unsupported_extension_and_bad_range(tmp_path: Path) -> None:
     path = tmp_path / "pairs.xlsx"
     path.write_text("x", encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"supported extensions are \.csv, \.tsv, \.tab, \.jsonl, \.ndjson"):
+    with pytest.raises(ConfigError, match=r"supported extensions are \.csv, \.tsv, \.tab, \.txt, \.jsonl, \.ndjson"):
         read_pair_file(path)
     with pytest.raises(ConfigError, match="score_range"):
         read_pair_file(write_pairs(tmp_path, "csv", [HEADER, GOOD]), score_range=(5.0, 0.0))

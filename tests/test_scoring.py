@@ -74,7 +74,7 @@ def test_empty_file_and_unknown_extension(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match="file is empty"):
         read_text_pairs(write(tmp_path / "blank.csv", "\n  \n"))
     with pytest.raises(ConfigError, match="cannot tell the format"):
-        read_text_pairs(write(tmp_path / "p.txt", "a b\n"))
+        read_text_pairs(write(tmp_path / "p.xlsx", "a b\n"))
 
 
 def test_skip_bad_rows_keeps_good_ones_but_not_an_all_bad_file(tmp_path: Path) -> None:

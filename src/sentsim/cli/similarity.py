@@ -20,7 +20,7 @@ def add_parser(commands: Any) -> None:
     similarity.add_argument("model", help="model folder or name")
     similarity.add_argument("texts", nargs="*", metavar="TEXT", help="two texts to compare (default: none, "
                                                                      "then --pairs is needed)")
-    similarity.add_argument("--pairs", metavar="FILE", help="score every pair of this file (csv/tsv/jsonl with "
+    similarity.add_argument("--pairs", metavar="FILE", help="score every pair of this file (csv/tsv/txt/jsonl with "
                                                             "sentence1, sentence2; score optional; default: none)")
     similarity.add_argument("--output", "-o", type=Path,
                             help="write the scored rows here (.csv or .jsonl, atomically; default: stdout — a "

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sentsim.data.pair_files import _DELIMITERS, _JSONL, _read_rows, _supported_path
+from sentsim.data.pair_files import _JSONL, _read_rows, _supported_path, csv_options
 from sentsim.data.pairs import RowCollector, check_sentence, read_lines
 from sentsim.errors import DataFormatError
 
@@ -68,7 +68,7 @@ class AnchorCollector(RowCollector[AnchorPositive]):
 
 def read_anchor_positive_file(path: str | Path, *, anchor_column: str = "anchor", positive_column: str = "positive",
                               negative_column: str = "negative", skip_bad_rows: bool = False) -> AnchorPositiveDataset:
-    """Read (anchor, positive[, negative]) rows from a .csv, .tsv/.tab or .jsonl/.ndjson file.
+    """Read (anchor, positive[, negative]) rows from a .csv, .tsv/.tab/.txt or .jsonl/.ndjson file.
 
     The negative column is used when the header (or the first JSON object) has it; then every row needs
     one. Missing columns, empty texts and malformed rows fail with file and line, as for scored files.
@@ -94,5 +94,5 @@ def _has_column(path: Path, name: str) -> bool:
         except json.JSONDecodeError:
             return False  # the reader reports the bad line itself
         return isinstance(record, dict) and name in record
-    header = next(csv.reader([first], delimiter=_DELIMITERS[path.suffix.lower()]), [])
+    header = next(csv.reader([first], **csv_options(path.suffix.lower())), [])
     return any(column.strip().casefold() == name.casefold() for column in header)

@@ -1,6 +1,9 @@
 """Generic pair files (CSV, TSV, JSONL), scored or not: choosing the format by extension and reading the rows.
 
 CSV and TSV need a header row naming the columns; JSONL needs one object per line with the same keys.
+A ``.txt`` pair file is tab-separated text with a header and no quoting, as SICK and other STS sets
+ship theirs: their sentences may begin with a quote mark, which a quoting reader would take as the
+start of a field running over the following lines.
 Field checks and the skip-bad-rows policy live in `sentsim.data.pairs`, shared with the STS Benchmark;
 scored and unscored files go through the same readers, so they fail with the same messages.
 """
@@ -25,7 +28,8 @@ from sentsim.data.pairs import (
 )
 from sentsim.errors import ConfigError, DataFormatError
 
-_DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+_DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": "\t"}
+_UNQUOTED = {".txt"}
 _JSONL = {".jsonl", ".ndjson"}
 SUPPORTED_EXTENSIONS = (*_DELIMITERS, *sorted(_JSONL))
 
@@ -40,7 +44,7 @@ def read_pair_file(
     score_range: tuple[float, float] = (0.0, 5.0),
     skip_bad_rows: bool = False,
 ) -> PairDataset:
-    """Read scored pairs from a .csv, .tsv/.tab or .jsonl/.ndjson file.
+    """Read scored pairs from a .csv, .tsv/.tab/.txt or .jsonl/.ndjson file.
 
     Scores are normalised from the declared `score_range` to 0–1; a score outside it is an error, since
     it usually means the wrong column or scale. With `skip_bad_rows` malformed rows are recorded in
@@ -60,7 +64,7 @@ def read_text_pairs(
     sentence2_column: str = "sentence2",
     skip_bad_rows: bool = False,
 ) -> list[TextPair]:
-    """Read unscored pairs (to be scored by a model) from a .csv, .tsv/.tab or .jsonl/.ndjson file.
+    """Read unscored pairs (to be scored by a model) from a .csv, .tsv/.tab/.txt or .jsonl/.ndjson file.
 
     Same formats, header rules and messages as `read_pair_file`; other columns, a gold score included,
     are ignored, so a scored file can be scored again. With `skip_bad_rows` malformed rows are left out
@@ -99,7 +103,23 @@ def _read_rows(
     if suffix in _JSONL:
         _read_jsonl(lines, collector, names=names, genre_column=genre_column)
     else:
-        _read_delimited(lines, collector, delimiter=_DELIMITERS[suffix], names=names, genre_column=genre_column)
+        if suffix in _UNQUOTED:
+            _require_tab(path, lines)
+        _read_delimited(lines, collector, options=csv_options(suffix), names=names, genre_column=genre_column)
+
+
+def csv_options(suffix: str) -> dict[str, Any]:
+    """The ``csv.reader`` options for a delimited pair file with this (lower-case) extension."""
+    return {"delimiter": _DELIMITERS[suffix], "quoting": csv.QUOTE_NONE if suffix in _UNQUOTED else csv.QUOTE_MINIMAL}
+
+
+def _require_tab(path: Path, lines: list[SourceLine]) -> None:
+    """A .txt pair file must be tab-separated: say so at its first line rather than report a missing column."""
+    first = next(line for line in lines if line.text.strip())
+    if "\t" not in first.text:
+        raise DataFormatError(path, first.number, "a .txt pair file is read as tab-separated text with a header row "
+                              "(as SICK's), but this line has no tab; name a comma-separated file .csv and a "
+                              "JSON-lines file .jsonl")
 
 
 def _read_jsonl(
@@ -139,21 +159,21 @@ def _read_delimited(
     lines: list[SourceLine],
     collector: RowCollector[Any],
     *,
-    delimiter: str,
+    options: dict[str, Any],
     names: tuple[str, ...],
     genre_column: str | None,
 ) -> None:
     """Read CSV or TSV with the csv module, so quoted fields (with commas, tabs or newlines) work.
 
     A record may span several physical lines inside quotes; it is reported at the line where it starts,
-    and a bad byte anywhere in it makes the record bad.
+    and a bad byte anywhere in it makes the record bad. ``options`` are ``csv.reader``'s (`csv_options`).
     """
     labels = _labels("column", names)
     header: list[str] | None = None
     header_line = 0
     indices: list[int] = []
     genre_index: int | None = None
-    for start, consumed, row, error in _csv_records(lines, delimiter):
+    for start, consumed, row, error in _csv_records(lines, options):
         if header is None:
             if error:
                 raise DataFormatError(collector.path, start, f"header row: {error}")
@@ -182,12 +202,13 @@ def _read_delimited(
         raise DataFormatError(collector.path, None, f"no data rows after the header on line {header_line}")
 
 
-def _csv_records(lines: list[SourceLine], delimiter: str) -> Iterator[tuple[int, int, list[str] | None, str | None]]:
+def _csv_records(lines: list[SourceLine],
+                 options: dict[str, Any]) -> Iterator[tuple[int, int, list[str] | None, str | None]]:
     """(first line, last line, fields, error) per record, blank lines left out; fields is None when unparsable.
 
     The error is the csv module's (reworded) or the first bad byte's anywhere in the record.
     """
-    reader = csv.reader((line.text for line in lines), delimiter=delimiter)
+    reader = csv.reader((line.text for line in lines), **options)
     consumed = 0  # physical lines the csv reader has taken so far
     while True:
         start = consumed + 1

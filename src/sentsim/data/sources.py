@@ -44,7 +44,7 @@ def load_pairs(
             f"folder {path} has no {file_name}: a data folder must be the unpacked STS Benchmark with "
             f"{', '.join(split_file(s) for s in SPLITS)}"
             + (f" (found {', '.join(present)})" if present else "")
-            + "; to use your own pairs pass a .csv, .tsv or .jsonl file instead"
+            + "; to use your own pairs pass a .csv, .tsv, .txt or .jsonl file instead"
         )
     if path.is_file():
         return read_pair_file(

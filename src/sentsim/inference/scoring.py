@@ -49,8 +49,8 @@ def score_pair_file(
 
     Args:
         model: the model; its ``calibration`` (when not None) turns cosines into 0–5 scores.
-        path: a .csv, .tsv or .jsonl pair file with the two sentence columns; other columns are ignored,
-            so a file with gold scores can be scored too.
+        path: a .csv, .tsv, .txt (tab-separated) or .jsonl pair file with the two sentence columns; other
+            columns are ignored, so a file with gold scores can be scored too.
         output: ``.csv`` or ``.jsonl`` file, written atomically so an interrupted run never leaves a
             half-written result that looks complete; ``None`` prints CSV to stdout for piping.
         batch_size: sentences per forward pass.
