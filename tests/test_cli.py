@@ -164,6 +164,18 @@ def test_evaluate_a_sick_style_txt_file(capsys, tmp_path, model_dir, data_dir):
     assert result["spearman_cosine"] == pytest.approx(expected["spearman_cosine"], abs=1e-9)
 
 
+def test_a_score_scale_warning_is_one_line(capsys, tmp_path, model_dir):
+    """0–1 scores under the default 0–5 range: the command runs and says so in one ``warning:`` line."""
+    path = tmp_path / "normalised.tsv"
+    path.write_text(HEADER + "".join(f"a cat {i}\ta dog {i}\t{i / 24:.3f}\n" for i in range(25)), encoding="utf-8")
+    code, out, err = run_cli(capsys, "evaluate", model_dir, "--data", path, "--json", "--quiet")
+    assert code == EXIT_OK, err
+    assert json.loads(out)["n_pairs"] == 25
+    warned = [line for line in err.splitlines() if "lie between 0 and 1" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: all 25 scores in ") and "--score-range 0 1" in warned[0]
+    assert "ScoreScaleWarning" not in err and "pairs.py" not in err  # no Python warning format
+
+
 def test_evaluate_missing_file_or_folder(capsys, tmp_path, model_dir):
     missing = tmp_path / "nowhere" / "pairs.tsv"
     code, _, err = run_cli(capsys, "evaluate", model_dir, "--data", missing, "--quiet")

@@ -7,6 +7,7 @@ import json
 import tarfile
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from sentsim.data import (
     read_stsbenchmark,
     read_text_pairs,
 )
-from sentsim.errors import ConfigError, DataFormatError, OfflineError
+from sentsim.errors import ConfigError, DataFormatError, OfflineError, ScoreScaleWarning
 
 REAL_STSB = Path(__file__).resolve().parents[2] / "shared/data/stsbenchmark"
 needs_real_stsb = pytest.mark.skipif(not (REAL_STSB / "sts-train.csv").is_file(), reason="no STSb copy")
@@ -347,6 +348,23 @@ def test_txt_is_unquoted_tab_separated_as_sick_ships_it(tmp_path: Path) -> None:
     commas = tmp_path / "pairs.txt"
     commas.write_text("sentence1,sentence2,score\na,b,1\n", encoding="utf-8")
     expect_error(commas, 1, "read as tab-separated text with a header row (as SICK's), but this line has no tab")
+
+
+def test_scores_on_a_zero_to_one_scale_read_as_zero_to_five_warn(tmp_path: Path) -> None:
+    """0–1 scores pass every 0–5 check but would train as 0–0.2 labels: a warning names the option."""
+    rows = [HEADER] + [[f"A{i}.", f"B{i}.", f"{i / 24:.3f}"] for i in range(25)]
+    path = write_pairs(tmp_path, "csv", rows)
+    with pytest.warns(ScoreScaleWarning, match=r"all 25 scores in .*pairs\.csv lie between 0 and 1, .*"
+                                              r"--score-range 0 1 \(score_range=\(0, 1\)\).* read as 0–0\.2"):
+        dataset = read_pair_file(path)
+    assert dataset.scores.max() == pytest.approx(0.2)  # still read as declared: a warning, not a guess
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_pair_file(path, score_range=(0.0, 1.0)).scores.max() == 1.0
+        read_pair_file(write_pairs(tmp_path, "csv", rows[:20], name="few"))  # 19 pairs: too few to tell
+        read_pair_file(write_pairs(tmp_path, "csv", [*rows[:25], ["C.", "D.", "1.5"]], name="wide"))
+        read_pair_file(write_pairs(tmp_path, "csv", [HEADER] + [["A.", "B.", "1"]] * 30, name="flat"))
+    assert issubclass(ScoreScaleWarning, UserWarning)
 
 
 def test_unbalanced_quote_hint(tmp_path: Path) -> None:

@@ -12,6 +12,16 @@ class SentsimError(Exception):
     """Base class for problems caused by input, configuration or environment, not by a bug."""
 
 
+class SentsimWarning(UserWarning):
+    """Input that is probably a mistake but could be meant: the work goes on, and the CLI says so in one
+    ``warning:`` line. A UserWarning, so ``warnings`` filters written for those apply."""
+
+
+class ScoreScaleWarning(SentsimWarning):
+    """Every gold score of a file lies in the bottom unit of a wider declared range: most likely a file
+    already on 0–1 (Hugging Face's STS sets are) read with the default 0–5, which would shrink its labels."""
+
+
 class DataFormatError(SentsimError):
     """A data file that cannot be read as scored pairs; names the file, the line and the reason."""
 

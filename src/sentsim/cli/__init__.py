@@ -12,11 +12,12 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 
 from sentsim.cli.common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UsageError
 from sentsim.cli.parser import COMMANDS, build_parser
-from sentsim.errors import SentsimError, missing_dependency
+from sentsim.errors import SentsimError, SentsimWarning, missing_dependency
 
 __all__ = ["EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "UsageError", "build_parser", "main"]
 
@@ -51,6 +52,27 @@ def _sigterm_raises(enabled: bool) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _warnings_in_one_line() -> Iterator[None]:
+    """sentsim's own warnings print as one ``warning: ...`` line, like the CLI's other notes; others as Python's.
+
+    Why: Python's format adds the library file, line number and source line, which say nothing to a
+    user about the input they gave. Restored on exit, so an in-process caller keeps its own hook.
+    """
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: object = None, line: str | None = None) -> None:
+            if issubclass(category, SentsimWarning):
+                print(f"warning: {message}", file=sys.stderr)
+            else:
+                shown(message, category, filename, lineno, file, line)  # type: ignore[arg-type]
+
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -59,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = list(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(argv)
         args.argv = argv  # what train records as the command; sys.argv is the host's when called in-process
-        with _sigterm_raises(args.command not in OWN_SIGNAL_HANDLING):
+        with _sigterm_raises(args.command not in OWN_SIGNAL_HANDLING), _warnings_in_one_line():
             return COMMANDS[args.command](args)
     except Terminated:
         print("terminated", file=sys.stderr)

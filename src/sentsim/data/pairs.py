@@ -8,6 +8,7 @@ here once, so every format reports problems with the same wording, file name and
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Generic, TypeVar, overload
 
 import numpy as np
 
-from sentsim.errors import ConfigError, DataFormatError
+from sentsim.errors import ConfigError, DataFormatError, ScoreScaleWarning
 
 # How many line numbers `skipped_summary` lists before it only counts; a summary is one log line, not
 # a report of every row.
@@ -283,6 +284,10 @@ class RowCollector(Generic[PairT]):
         )
 
 
+#: Fewer pairs than this are not checked for a mismatched score scale (too few to tell).
+SCALE_CHECK_PAIRS = 20
+
+
 class PairCollector(RowCollector[ScoredPair]):
     """Collects scored pairs, normalising each score from the declared range to 0–1."""
 
@@ -315,9 +320,31 @@ class PairCollector(RowCollector[ScoredPair]):
                  columns=(first, second, third))
 
     def finish(self) -> PairDataset:
-        """The dataset; raises when nothing usable was read."""
+        """The dataset; raises when nothing usable was read, warns when its scores look like another scale."""
         self._require_pairs()
+        self._check_scale()
         return PairDataset(pairs=self.pairs, source=self.path, skipped=self.skipped)
+
+    def _check_scale(self) -> None:
+        """A :class:`ScoreScaleWarning` when every score fits in the range's bottom unit (0–1 of 0–5).
+
+        Why: scores above the range are refused, but 0–1 scores read as 0–5 pass every check and end up
+        as labels of 0–0.2, which the cosine loss and the 0–5 calibration learn as given. A warning, not
+        an error: a small file of unrelated pairs can be 0–1 on the 0–5 scale by rights.
+        """
+        low, high = self.score_range
+        scores = {pair.score for pair in self.pairs}
+        if high - low <= 1 or len(self.pairs) < SCALE_CHECK_PAIRS or len(scores) < 2:
+            return
+        if max(scores) * (high - low) <= 1.0 + 1e-9:
+            warnings.warn(
+                f"all {len(self.pairs)} scores in {self.path} lie between {_fmt(low)} and {_fmt(low + 1)}, the "
+                f"bottom of the declared range {_fmt(low)}–{_fmt(high)}; if the file is on a 0–1 scale (as "
+                "Hugging Face's STS sets are), pass --score-range 0 1 (score_range=(0, 1)), or its labels are "
+                f"read as 0–{_fmt(1 / (high - low))}",
+                ScoreScaleWarning,
+                stacklevel=2,
+            )
 
 
 class TextPairCollector(RowCollector[TextPair]):

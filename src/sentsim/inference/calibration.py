@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from sentsim.errors import ConfigError, SentsimError
+from sentsim.errors import ConfigError, SentsimError, SentsimWarning
 from sentsim.persistence.atomic import atomic_write_text
 
 __all__ = ["CALIBRATION_FILE", "CalibrationFileError", "IsotonicCalibration", "aligned_cosines", "calibrated_scores",
@@ -113,7 +113,7 @@ class IsotonicCalibration:
             # The commonest mistake: passing the 0–1 training labels. The fit would then predict 0–1.
             warnings.warn(
                 "all gold scores are ≤ 1; calibration expects the 0–5 STS scale, not normalised labels",
-                UserWarning,
+                SentsimWarning,
                 stacklevel=2,
             )
         thresholds, inverse, counts = np.unique(cosines, return_inverse=True, return_counts=True)
