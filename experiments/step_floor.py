@@ -40,8 +40,9 @@ from sentsim.training import TrainConfig, train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "stsbenchmark"
 GEMMS = ("aten::mm", "aten::addmm", "aten::bmm")
-#: MiniLM-L6's linear shapes (in, out) and a classic step's typical token count (516 padded tokens).
-SHAPES = ((384, 384), (384, 1536), (1536, 384))
+#: MiniLM-L6's linear shapes (in, out) and a classic step's typical token count (516 padded tokens);
+#: 384x1152 is a fused query/key/value projection, timed to see whether fusing the three would pay.
+SHAPES = ((384, 384), (384, 1536), (1536, 384), (384, 1152))
 
 
 def train_steps(steps: int, dtype: str, *, profile: bool) -> tuple[float, Any]:
@@ -60,7 +61,11 @@ def train_steps(steps: int, dtype: str, *, profile: bool) -> tuple[float, Any]:
 
 
 def gemm_rates(tokens: int = 516, repeats: int = 40) -> dict[str, float]:
-    """GFLOP/s of the three products of each linear shape at ``tokens`` rows, fp32."""
+    """GFLOP/s of the three products of each linear shape at ``tokens`` rows, fp32.
+
+    Forward also through oneDNN (``aten::mkldnn_linear`` on mkldnn tensors), since torch's fp32 ``linear``
+    calls MKL: would the other library run these shapes faster?
+    """
     def rate(call: Any, *arguments: torch.Tensor, flop: float) -> float:
         for _ in range(5):
             call(*arguments)
@@ -75,6 +80,8 @@ def gemm_rates(tokens: int = 516, repeats: int = 40) -> dict[str, float]:
         grad = torch.randn(tokens, outputs)
         flop = 2.0 * tokens * inputs * outputs
         rates[f"{inputs}x{outputs} forward"] = rate(torch.nn.functional.linear, x, weight, bias, flop=flop)
+        rates[f"{inputs}x{outputs} forward onednn"] = rate(torch.ops.aten.mkldnn_linear, x.to_mkldnn(),
+                                                           weight.to_mkldnn(), bias, flop=flop)
         rates[f"{inputs}x{outputs} weight grad"] = rate(torch.mm, grad.t(), x, flop=flop)
         rates[f"{inputs}x{outputs} input grad"] = rate(torch.mm, grad, weight, flop=flop)
     return {name: round(value, 1) for name, value in rates.items()}
@@ -86,9 +93,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--st-seconds-per-step", type=float, default=None)
     parser.add_argument("--target", type=float, default=2.5, help="throughput ratio to size the budget for")
+    parser.add_argument("--gemms-only", action="store_true", help="only the GEMM rates, no training steps")
     arguments = parser.parse_args(argv)
     print(f"torch capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads",
           file=sys.stderr)
+    if arguments.gemms_only:
+        print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "gemm_gflops": gemm_rates(
+            repeats=100)}, indent=2))
+        return
     step, _ = train_steps(arguments.steps, arguments.dtype, profile=False)
     _, averages = train_steps(arguments.steps, arguments.dtype, profile=True)
     # The products' own time, not their share of the profile: under the profiler the fresh 47 MB
