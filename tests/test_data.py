@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
@@ -24,6 +25,7 @@ from sentsim.data import (
     read_stsbenchmark,
     read_text_pairs,
 )
+from sentsim.data import pairs as pairs_module
 from sentsim.errors import ConfigError, DataFormatError, OfflineError, ScoreScaleWarning
 
 REAL_STSB = Path(__file__).resolve().parents[2] / "shared/data/stsbenchmark"
@@ -365,6 +367,37 @@ def test_scores_on_a_zero_to_one_scale_read_as_zero_to_five_warn(tmp_path: Path)
         read_pair_file(write_pairs(tmp_path, "csv", [*rows[:25], ["C.", "D.", "1.5"]], name="wide"))
         read_pair_file(write_pairs(tmp_path, "csv", [HEADER] + [["A.", "B.", "1"]] * 30, name="flat"))
     assert issubclass(ScoreScaleWarning, UserWarning)
+
+
+def test_gzip_compressed_pair_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MTEB's STS sets are test.jsonl.gz: any supported format may be gzipped, and a bad archive says so."""
+    rows = [HEADER, GOOD, ["A cat.", "A car.", "0.5"]]
+    plain = read_pair_file(write_pairs(tmp_path, "jsonl", rows))
+    for fmt in ("jsonl", "tsv", "csv"):
+        source = write_pairs(tmp_path, fmt, rows, name=f"packed-{fmt}")
+        packed = tmp_path / f"test.{fmt}.gz"
+        packed.write_bytes(gzip.compress(source.read_bytes()))
+        dataset = read_pair_file(packed)
+        assert dataset.sentences1 == plain.sentences1 and dataset.scores.tolist() == plain.scores.tolist()
+        assert [pair.line for pair in dataset] == [2, 3] if fmt != "jsonl" else [1, 2]
+    unnamed = tmp_path / "unnamed.jsonl"  # gzipped but not named so: the magic bytes decide
+    unnamed.write_bytes(gzip.compress(write_pairs(tmp_path, "jsonl", rows).read_bytes()))
+    assert read_pair_file(unnamed).sentences2 == plain.sentences2
+    fake = tmp_path / "fake.jsonl.gz"
+    fake.write_text('{"sentence1": "a", "sentence2": "b", "score": 1}\n', encoding="utf-8")
+    expect_error(fake, None, "named .gz but not gzip-compressed")
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(write_pairs(tmp_path, "jsonl", rows * 50).read_bytes())[:60])
+    expect_error(cut, None, "cannot unpack this gzip file")
+    bad_byte = tmp_path / "bad.tsv.gz"
+    bad_byte.write_bytes(gzip.compress(b"sentence1\tsentence2\tscore\nA\xff.\tB.\t1\n"))
+    expect_error(bad_byte, 2, "in the unpacked file")
+    with pytest.raises(ConfigError, match=r"cannot tell the format.*gzip-compressed"):
+        read_pair_file(tmp_path / "pairs.gz")
+    monkeypatch.setattr(pairs_module, "GZIP_MIN_LIMIT", 1000)
+    bomb = tmp_path / "bomb.jsonl.gz"
+    bomb.write_bytes(gzip.compress(b"{}" + b" " * 100_000))
+    expect_error(bomb, None, "a decompression bomb?")
 
 
 def test_unbalanced_quote_hint(tmp_path: Path) -> None:

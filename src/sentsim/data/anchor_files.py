@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sentsim.data.pair_files import _JSONL, _read_rows, _supported_path, csv_options
+from sentsim.data.pair_files import _JSONL, _read_rows, _supported_path, csv_options, format_suffix
 from sentsim.data.pairs import RowCollector, check_sentence, read_lines
 from sentsim.errors import DataFormatError
 
@@ -88,11 +88,11 @@ def _has_column(path: Path, name: str) -> bool:
     if not lines:
         raise DataFormatError(path, None, "file is empty")
     first = lines[0].text
-    if path.suffix.lower() in _JSONL:
+    if format_suffix(path) in _JSONL:
         try:
             record = json.loads(first)
         except json.JSONDecodeError:
             return False  # the reader reports the bad line itself
         return isinstance(record, dict) and name in record
-    header = next(csv.reader([first], **csv_options(path.suffix.lower())), [])
+    header = next(csv.reader([first], **csv_options(format_suffix(path))), [])
     return any(column.strip().casefold() == name.casefold() for column in header)

@@ -80,12 +80,21 @@ def read_text_pairs(
 def _supported_path(path: str | Path) -> Path:
     """The expanded path, checked for a known extension before anything is read."""
     path = Path(path).expanduser()
-    suffix = path.suffix.lower()
+    suffix = format_suffix(path)
     if suffix not in _DELIMITERS and suffix not in _JSONL:
         raise ConfigError(
-            f"cannot tell the format of {path}: supported extensions are {', '.join(SUPPORTED_EXTENSIONS)}"
+            f"cannot tell the format of {path}: supported extensions are {', '.join(SUPPORTED_EXTENSIONS)}, "
+            "each also gzip-compressed (.jsonl.gz)"
         )
     return path
+
+
+def format_suffix(path: Path) -> str:
+    """The lower-case extension that names the format: ``.jsonl`` for ``test.jsonl.gz`` as for ``test.jsonl``."""
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
 
 
 def _read_rows(
@@ -96,7 +105,7 @@ def _read_rows(
     genre_column: str | None,
 ) -> None:
     """Feed every row of `path` to `collector`, choosing the reader by extension."""
-    suffix = path.suffix.lower()
+    suffix = format_suffix(path)
     lines = read_lines(path)
     if not any(line.text.strip() for line in lines):
         raise DataFormatError(path, None, "file is empty")
