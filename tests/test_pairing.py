@@ -45,19 +45,64 @@ def test_an_unsafe_matrix_gets_a_safe_permutation_and_a_safe_one_none() -> None:
     assert odd_order[-1] == 64 and all_pairs_safe(odd[odd_order])
 
 
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), rows=st.integers(16, 96), large=st.floats(0.0, 0.02))
-def test_any_sparse_large_matrix_is_made_safe(seed: int, rows: int, large: float) -> None:
+def sparse_large(seed: int, rows: int, large: float) -> np.ndarray:
+    """Weights of -20..20 with a fraction ``large`` of spikes of ±100 or ±127, as s8."""
     rng = np.random.default_rng(seed)
     weights = rng.integers(-20, 21, (rows, 12))
     spikes = rng.random((rows, 12)) < large
     weights[spikes] = rng.choice([-127, -100, 100, 127], int(spikes.sum()))
-    weights = weights.astype(np.int8)
-    order = safe_row_order(weights)
+    return weights.astype(np.int8)
+
+
+def small_partners_for_every_large_row(weights: np.ndarray) -> bool:
+    """Whether each row with a weight over half the limit can have its own safe row without one (networkx)."""
+    networkx = pytest.importorskip("networkx")
+    values = weights.astype(np.int16)
+    large = [row for row in range(len(values)) if np.abs(values[row]).max() > PAIR_LIMIT // 2]
+    small = [row for row in range(len(values)) if row not in large]
+    graph = networkx.Graph()
+    graph.add_nodes_from(("large", row) for row in large)
+    graph.add_nodes_from(("small", row) for row in small)
+    graph.add_edges_from((("large", a), ("small", b)) for a in large for b in small if all_pairs_safe(values[[a, b]]))
+    matching = networkx.bipartite.hopcroft_karp_matching(graph, top_nodes=[("large", row) for row in large])
+    return all(("large", row) in matching for row in large)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), rows=st.integers(16, 96), large=st.floats(0.0, 0.02))
+def test_any_sparse_large_matrix_is_made_safe(seed: int, rows: int, large: float) -> None:
+    """Safe whenever every large row can have a small partner of its own; refused only where it cannot."""
+    weights = sparse_large(seed, rows, large)
+    try:
+        order = safe_row_order(weights)
+    except ValueError:
+        assert not small_partners_for_every_large_row(weights)
+        return
     result = weights if order is None else weights[order]
     assert all_pairs_safe(result)
     if order is not None:
         assert sorted(order.tolist()) == list(range(rows))
+
+
+@pytest.mark.parametrize(("seed", "rows", "large", "possible"), [
+    (13553, 16, 0.016057609133917426, True),   # one row with a single safe partner, which the trades missed
+    (6992, 24, 0.018856956674389608, False),   # a row with four spikes overflows with every other row
+])
+def test_rows_with_few_partners_are_matched_or_refused(seed: int, rows: int, large: float, possible: bool) -> None:
+    """Cases the pairwise trades cannot mend (found by the property test above): a matching pairs them."""
+    weights = sparse_large(seed, rows, large)
+    assert small_partners_for_every_large_row(weights) is possible
+    if not possible:
+        with pytest.raises(ValueError, match="no order of these 24 weight rows"):
+            safe_row_order(weights)
+        return
+    order = safe_row_order(weights)
+    assert order is not None and sorted(order.tolist()) == list(range(rows))
+    assert all_pairs_safe(weights[order])
+    odd = np.vstack([weights, weights[:1]])  # an odd count: one row left alone at the end
+    odd_order = safe_row_order(odd)
+    assert odd_order is not None and sorted(odd_order.tolist()) == list(range(rows + 1))
+    assert all_pairs_safe(odd[odd_order])
 
 
 def integer_gemm_file(path: Path, weights: np.ndarray) -> Path:

@@ -45,8 +45,10 @@ def safe_row_order(weights: np.ndarray, *, seed: int = 0) -> np.ndarray | None:
 
     Each unsafe pair trades a partner with another pair, tried in a fixed pseudo-random order, until
     both new pairs are safe. Over-large weights are rare (all-MiniLM-L6-v2: a few hundred unsafe pairs
-    among 2.6 M), so a trade is found within a few tries. Raises ValueError if none can be (a matrix
-    whose rows are almost all large), so the caller can keep another weight type rather than a wrong file.
+    among 2.6 M), so a trade is found within a few tries. Where one is not (a row with a single possible
+    partner, taken by another), :func:`_matched_order` pairs the rows by a bipartite matching instead.
+    Raises ValueError if that finds none either (a row that overflows with every other, or rows almost
+    all large), so the caller can keep another weight type rather than a wrong file.
     """
     values = weights.astype(np.int16)
     rows = values.shape[0]
@@ -70,9 +72,77 @@ def safe_row_order(weights: np.ndarray, *, seed: int = 0) -> np.ndarray | None:
                 pairs[index], pairs[other] = [first, fourth], [second, third]
                 break
         else:
-            raise ValueError(f"no order of these {rows} weight rows keeps every pair within {PAIR_LIMIT}")
+            return _matched_order(values)
     order = [row for pair in pairs for row in pair] + list(range(2 * len(pairs), rows))  # an odd last row stays
     return np.asarray(order, dtype=np.int64)
+
+
+def _matched_order(values: np.ndarray) -> np.ndarray:
+    """A safe order from a matching: each large row gets its own safe small partner; raises ValueError if
+    some large row cannot have one and no large partner is left for it either.
+
+    A row is large when one of its weights exceeds half the limit; two small rows are always safe
+    together, so only the large rows need partners. Large rows with the fewest candidates choose
+    first, and a row whose candidates are all taken moves a chosen partner along an augmenting path
+    (Kuhn's bipartite matching, breadth-first), so a row with one possible partner still gets it.
+    """
+    rows = values.shape[0]
+    large = np.flatnonzero(np.abs(values).max(axis=1) > PAIR_LIMIT // 2)
+    small = np.setdiff1d(np.arange(rows), large)
+    candidates = {int(row): [int(other) for other in small[_safe_with(values, row, small)]] for row in large}
+    partner_of: dict[int, int] = {}  # small row -> the large row it is paired with
+    alone: list[int] = []
+    for row in sorted(candidates, key=lambda row: len(candidates[row])):
+        if not _augment(row, candidates, partner_of):
+            alone.append(row)
+    pairs = [[large_row, small_row] for small_row, large_row in partner_of.items()]
+    while alone:  # large rows with no small partner left: pair them with each other where safe
+        row = alone.pop(0)
+        other = next((other for other in alone if _safe(values, row, other)), None)
+        if other is not None:
+            alone.remove(other)
+            pairs.append([row, other])
+        elif rows % 2 and not any(len(pair) == 1 for pair in pairs):
+            pairs.append([row])  # an odd count leaves one row alone: at the end it pairs with nothing
+        else:
+            raise ValueError(f"no order of these {rows} weight rows keeps every pair within {PAIR_LIMIT}")
+    paired = {row for pair in pairs for row in pair}
+    rest = [int(row) for row in small if row not in paired]
+    lone = [pair[0] for pair in pairs if len(pair) == 1]
+    order = [row for pair in pairs if len(pair) == 2 for row in pair] + rest + lone
+    return np.asarray(order, dtype=np.int64)
+
+
+def _safe_with(values: np.ndarray, row: int, others: np.ndarray) -> np.ndarray:
+    """Which of the rows ``others`` can pair with ``row`` (a bool per row)."""
+    a, b = values[row], values[others]
+    return ~np.any((np.sign(a) == np.sign(b)) & (np.abs(a) + np.abs(b) > PAIR_LIMIT), axis=1)
+
+
+def _augment(row: int, candidates: dict[int, list[int]], partner_of: dict[int, int]) -> bool:
+    """Finds ``row`` a small partner, moving earlier choices along an alternating path; False if none can be."""
+    parent: dict[int, tuple[int, int | None]] = {}  # small row reached -> (large row that reached it, its old small)
+    frontier, seen = [(row, None)], {row}
+    while frontier:
+        following = []
+        for large_row, came_by in frontier:
+            for small_row in candidates[large_row]:
+                if small_row in parent:
+                    continue
+                parent[small_row] = (large_row, came_by)
+                holder = partner_of.get(small_row)
+                if holder is None:  # free: flip the path back to ``row``
+                    while True:
+                        owner, previous = parent[small_row]
+                        partner_of[small_row] = owner
+                        if previous is None:
+                            return True
+                        small_row = previous
+                if holder not in seen:
+                    seen.add(holder)
+                    following.append((holder, small_row))
+        frontier = following
+    return False
 
 
 def reorder_integer_gemms(model: Any) -> int:
