@@ -268,6 +268,21 @@ def test_bf16_on_a_cpu_without_native_bf16_warns(capsys, monkeypatch, model_dir,
     assert code == EXIT_OK and "emulated" not in err
 
 
+def test_search_and_dedup_warn_of_emulated_bf16_too(capsys, monkeypatch, tmp_path, model_dir):
+    """Every command that encodes with --dtype bf16 says when this CPU only emulates it, search and dedup too."""
+    import sentsim.inference.forward as forward
+
+    monkeypatch.setattr(forward, "native_bf16", lambda device: False)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("a man plays a flute\na man plays a guitar\na cat sleeps\n", encoding="utf-8")
+    for argv in (("search", model_dir, corpus, corpus, "-o", tmp_path / "hits.jsonl"),
+                 ("dedup", model_dir, corpus, "-o", tmp_path / "pairs.jsonl")):
+        code, _out, err = run_cli(capsys, *argv, "--dtype", "bf16", "--device", "cpu", "--quiet")
+        assert code == EXIT_OK, err
+        warned = [line for line in err.splitlines() if line.startswith("warning: bf16 is emulated on this cpu")]
+        assert len(warned) == 1, err
+
+
 # -- the evaluator takes only keywords it knows ---------------------------------------------------------
 def test_evaluator_refuses_unknown_keywords():
     from sentsim.evaluation.evaluators import EmbeddingSimilarityEvaluator

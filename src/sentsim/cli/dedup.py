@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     device = common.device(args)
     model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle,
                                backend=args.backend, dtype=args.dtype)
+    common.warn_emulated_bf16(args.dtype, device)
     rows = dedup_file(model, args.corpus, args.output, threshold=args.threshold, top_k=args.top_k,
                       corpus_text=args.corpus_text, force=args.force, batch_size=args.batch_size, dtype=args.dtype)
     print(f"wrote {rows} pairs with cosine ≥ {args.threshold} to {args.output}")

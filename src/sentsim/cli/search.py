@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     device = common.device(args)
     model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle,
                                backend=args.backend, dtype=args.dtype)
+    common.warn_emulated_bf16(args.dtype, device)
     rows = search_file(model, args.queries, args.corpus, args.output, top_k=args.top_k,
                        corpus_text=args.corpus_text, force=args.force, batch_size=args.batch_size, dtype=args.dtype)
     print(f"wrote the top {args.top_k} hits of {rows} queries to {args.output}")
