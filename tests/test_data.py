@@ -256,6 +256,21 @@ def test_a_header_from_another_sts_set_gets_the_options_that_read_it(tmp_path: P
     expect_error(lines, 1, "--sentence1-column text1 --sentence2-column text2 --score-column label")
 
 
+@pytest.mark.parametrize(("name", "text", "fragment"), [
+    ("semi.csv", "sentence1;sentence2;score\na;b;1\n",
+     "(it is split by semicolons, but .csv files are read split by commas: save it comma-separated (.csv) or "
+     "tab-separated (.tsv))"),
+    ("tabs.csv", "sentence1\tsentence2\tscore\na\tb\t1\n",
+     "(it is split by tabs, but .csv files are read split by commas: name it .tsv)"),
+    ("commas.tsv", "sentence1,sentence2,score\na,b,1\n",
+     "(it is split by commas, but .tsv files are read split by tabs: name it .csv)"),
+])
+def test_a_header_split_by_another_separator_names_it(tmp_path: Path, name: str, text: str, fragment: str) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    expect_error(path, 1, fragment)
+
+
 def test_header_matches_case_insensitively(tmp_path: Path) -> None:
     path = write_pairs(tmp_path, "csv", [["Sentence1", "SENTENCE2", "Score"], GOOD])
     assert len(read_pair_file(path)) == 1

@@ -256,9 +256,29 @@ def _header_indices(path: str, line: int, header: list[str], names: Sequence[str
             path,
             line,
             f"header lacks {_quoted(missing, 'column')}; found columns: {_quoted(header) or 'none'}"
-            + _column_hint(missing, header),
+            + (_separator_hint(path, header) or _column_hint(missing, header)),
         )
     return indices
+
+
+#: Separators a one-column header may hold: their names, and the extension that reads each (None: none does).
+_SEPARATORS = {"\t": ("tabs", ".tsv"), ",": ("commas", ".csv"), ";": ("semicolons", None), "|": ("vertical bars", None)}
+
+
+def _separator_hint(path: str, header: list[str]) -> str:
+    """For a header read as one column that holds another separator: which one, and what reads it.
+
+    Why: a semicolon CSV (spreadsheets in many locales) or a TSV named .csv otherwise gets only
+    "found columns: 'sentence1;sentence2;score'", and the user has to spot the cause themselves.
+    """
+    found = next((separator for separator in _SEPARATORS if separator in header[0]), None) if len(header) == 1 else None
+    if found is None:
+        return ""
+    name, extension = _SEPARATORS[found]
+    suffix = format_suffix(Path(path))
+    expected = _SEPARATORS[_DELIMITERS[suffix]][0]
+    fix = f"name it {extension}" if extension else "save it comma-separated (.csv) or tab-separated (.tsv)"
+    return f" (it is split by {name}, but {suffix} files are read split by {expected}: {fix})"
 
 
 #: Column names other STS sets use (SICK, PAWS, Quora, MRPC, Hugging Face datasets), by role, so a
