@@ -25,7 +25,7 @@ from sentsim.data import (
     read_stsbenchmark,
     read_text_pairs,
 )
-from sentsim.data import pairs as pairs_module
+from sentsim.data import lines as lines_module
 from sentsim.errors import ConfigError, DataFormatError, OfflineError, ScoreScaleWarning
 
 REAL_STSB = Path(__file__).resolve().parents[2] / "shared/data/stsbenchmark"
@@ -409,7 +409,7 @@ def test_gzip_compressed_pair_files(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     expect_error(bad_byte, 2, "in the unpacked file")
     with pytest.raises(ConfigError, match=r"cannot tell the format.*gzip-compressed"):
         read_pair_file(tmp_path / "pairs.gz")
-    monkeypatch.setattr(pairs_module, "GZIP_MIN_LIMIT", 1000)
+    monkeypatch.setattr(lines_module, "GZIP_MIN_LIMIT", 1000)
     bomb = tmp_path / "bomb.jsonl.gz"
     bomb.write_bytes(gzip.compress(b"{}" + b" " * 100_000))
     expect_error(bomb, None, "a decompression bomb?")

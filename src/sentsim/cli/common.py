@@ -55,7 +55,8 @@ def add_command(commands: Any, name: str, **options: Any) -> argparse.ArgumentPa
 def add_data_options(parser: argparse.ArgumentParser, *, split_default: str) -> None:
     group = parser.add_argument_group("data")
     group.add_argument("--data", metavar="PATH",
-                       help="an STSb release folder (with sts-train/dev/test.csv) or one pair file "
+                       help="an STSb release folder (with sts-train/dev/test.csv), a SemEval STS 2012-2016 "
+                            "folder (STS.input.NAME.txt with STS.gs.NAME.txt), or one pair file "
                             "(.csv, .tsv, .jsonl, or .txt read as unquoted TSV as SICK ships it; each may be .gz; with "
                             "sentence1, sentence2, score columns). Default: the STS benchmark from "
                             "$SENTSIM_STSB_DIR, the cache, or a download")
@@ -156,10 +157,14 @@ def load_model(name: str, *, device: str, allow_pickle: bool = False, backend: s
 
 
 def split(args: argparse.Namespace) -> str:
-    """The STSb split to read; --split with a pair file is refused rather than silently ignored."""
-    if args.split is not None and args.data is not None and Path(args.data).is_file():
-        raise UsageError(f"--split {args.split} applies only to an STSb folder; --data {args.data} is a pair "
-                         "file, so all its pairs are used (leave --split out)")
+    """The STSb split to read; --split with a pair file (or a SemEval set) is refused rather than silently ignored."""
+    from sentsim.data.semeval import is_semeval_source
+    from sentsim.data.sources import is_single_set
+
+    if args.split is not None and is_single_set(args.data):
+        kind = "a pair file" if Path(args.data).is_file() and not is_semeval_source(Path(args.data)) else "one set"
+        raise UsageError(f"--split {args.split} applies only to an STSb folder; --data {args.data} is {kind}, "
+                         "so all its pairs are used (leave --split out)")
     return args.split or args.split_default
 
 

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sentsim.data.lines import read_lines
 from sentsim.data.pair_files import _JSONL, _read_rows, _supported_path, csv_options, format_suffix
-from sentsim.data.pairs import RowCollector, check_sentence, read_lines
+from sentsim.data.pairs import RowCollector, check_sentence
 from sentsim.errors import DataFormatError
 
 

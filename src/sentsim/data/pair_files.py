@@ -16,16 +16,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sentsim.data.pairs import (
-    BadRow,
-    PairCollector,
-    PairDataset,
-    RowCollector,
-    SourceLine,
-    TextPair,
-    TextPairCollector,
-    read_lines,
-)
+from sentsim.data.lines import SourceLine, read_lines
+from sentsim.data.pairs import BadRow, PairCollector, PairDataset, RowCollector, TextPair, TextPairCollector
 from sentsim.errors import ConfigError, DataFormatError
 
 _DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": "\t"}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sentsim.data.pair_files import read_pair_file
 from sentsim.data.pairs import PairDataset
+from sentsim.data.semeval import gold_file, is_semeval_source, read_semeval_sts, semeval_sets
 from sentsim.data.stsbenchmark import SPLITS, ensure_stsbenchmark, read_stsbenchmark, split_file
 from sentsim.errors import ConfigError
 
@@ -27,9 +28,11 @@ def load_pairs(
     """Load scored pairs from wherever `data` points.
 
     - `None`: the STS Benchmark, found or downloaded by `ensure_stsbenchmark`, split `split`.
-    - a folder: an unpacked STS Benchmark (or the folder it was unpacked into), split `split`.
-    - a file: a CSV/TSV/JSONL pair file; `split` is ignored because a file is one split already, and the
-      column and range options apply (they are ignored for the STS Benchmark, whose layout is fixed).
+    - a folder: an unpacked STS Benchmark (or the folder it was unpacked into), split `split`; or a
+      SemEval STS 2012–2016 folder (`sentsim.data.semeval`), all its sets, `split` ignored.
+    - a file: a CSV/TSV/JSONL pair file, or one SemEval input file with its gold file beside it; `split`
+      is ignored because a file is one split already, and the column and range options apply to pair
+      files (the STS Benchmark's and SemEval's layouts are fixed).
     """
     if data is None:
         return read_stsbenchmark(ensure_stsbenchmark(), split, skip_bad_rows=skip_bad_rows)
@@ -39,13 +42,18 @@ def load_pairs(
         for folder in (path, path / "stsbenchmark"):
             if (folder / file_name).is_file():
                 return read_stsbenchmark(folder, split, skip_bad_rows=skip_bad_rows)
+        if semeval_sets(path):
+            return read_semeval_sts(path, skip_bad_rows=skip_bad_rows)
         present = sorted(p.name for p in path.glob("sts-*.csv"))
         raise ConfigError(
             f"folder {path} has no {file_name}: a data folder must be the unpacked STS Benchmark with "
             f"{', '.join(split_file(s) for s in SPLITS)}"
             + (f" (found {', '.join(present)})" if present else "")
-            + "; to use your own pairs pass a .csv, .tsv, .txt or .jsonl file instead"
+            + " (or a SemEval STS folder of STS.input.NAME.txt with STS.gs.NAME.txt); to use your own pairs "
+            "pass a .csv, .tsv, .txt or .jsonl file instead"
         )
+    if path.is_file() and gold_file(path) is not None:
+        return read_semeval_sts(path, skip_bad_rows=skip_bad_rows)
     if path.is_file():
         return read_pair_file(
             path,
@@ -57,3 +65,15 @@ def load_pairs(
             skip_bad_rows=skip_bad_rows,
         )
     raise ConfigError(f"no such file or folder: {path}")
+
+
+def is_single_set(data: str | Path | None) -> bool:
+    """Whether ``--data`` names one set of pairs (a pair file, a SemEval folder or file) rather than an STSb
+    release with train/dev/test splits: then ``--split`` means nothing, and training needs ``--dev-data``."""
+    if data is None:
+        return False
+    path = Path(data).expanduser()
+    if path.is_file():
+        return True
+    stsb = any((folder / split_file(name)).is_file() for folder in (path, path / "stsbenchmark") for name in SPLITS)
+    return path.is_dir() and not stsb and is_semeval_source(path)

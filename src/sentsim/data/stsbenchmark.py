@@ -20,7 +20,8 @@ import urllib.request
 import zlib
 from pathlib import Path, PurePosixPath
 
-from sentsim.data.pairs import BadRow, PairCollector, PairDataset, read_lines
+from sentsim.data.lines import read_lines
+from sentsim.data.pairs import BadRow, PairCollector, PairDataset
 from sentsim.environment import is_offline
 from sentsim.errors import ConfigError, DataFormatError, OfflineError
 

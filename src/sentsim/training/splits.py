@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from sentsim.data import PairDataset, load_pairs, read_anchor_positive_file
+from sentsim.data.sources import is_single_set
 from sentsim.errors import ConfigError
 from sentsim.training.options import RunOptions
 
@@ -17,7 +17,7 @@ def load_splits(options: RunOptions, *, unscored_train: bool = False) -> tuple[A
     optional negative columns; dev and test stay scored, to pick and report the checkpoint.
     """
     common = {"skip_bad_rows": options.skip_bad_rows, **options.data_options}
-    data_is_file = options.data is not None and Path(options.data).is_file()
+    data_is_file = is_single_set(options.data)  # a pair file or a SemEval set: no splits of its own
     if unscored_train:
         if not data_is_file:
             raise ConfigError("--loss mnrl trains on an unscored file with anchor and positive (and optional "
@@ -28,7 +28,8 @@ def load_splits(options: RunOptions, *, unscored_train: bool = False) -> tuple[A
     if options.dev_data is not None:
         dev_set = load_pairs(options.dev_data, split="dev", **common)
     elif data_is_file:
-        raise ConfigError("training on a pair file needs --dev-data FILE to pick the best checkpoint")
+        raise ConfigError("training on a pair file or a SemEval STS set needs --dev-data FILE to pick the best "
+                          "checkpoint")
     else:
         dev_set = load_pairs(options.data, split="dev", **common)
     if not options.evaluate_test:
