@@ -95,5 +95,8 @@ def _has_column(path: Path, name: str) -> bool:
         except json.JSONDecodeError:
             return False  # the reader reports the bad line itself
         return isinstance(record, dict) and name in record
-    header = next(csv.reader([first], **csv_options(format_suffix(path))), [])
+    try:
+        header = next(csv.reader([first], **csv_options(format_suffix(path))), [])
+    except csv.Error:
+        return False  # a stray carriage return in the header: the reader reports that line itself
     return any(column.strip().casefold() == name.casefold() for column in header)
