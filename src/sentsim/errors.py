@@ -19,7 +19,7 @@ class SentsimWarning(UserWarning):
 
 class ScoreScaleWarning(SentsimWarning):
     """Every gold score of a file lies in the bottom unit of a wider declared range: most likely a file
-    already on 0–1 (Hugging Face's STS sets are) read with the default 0–5, which would shrink its labels."""
+    already on 0–1 (sentence-transformers/stsb is) read with the default 0–5, which would shrink its labels."""
 
 
 class DataFormatError(SentsimError):

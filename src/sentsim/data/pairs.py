@@ -299,7 +299,7 @@ class PairCollector(RowCollector[ScoredPair]):
             warnings.warn(
                 f"all {len(self.pairs)} scores in {self.path} lie between {_fmt(low)} and {_fmt(low + 1)}, the "
                 f"bottom of the declared range {_fmt(low)}–{_fmt(high)}; if the file is on a 0–1 scale (as "
-                "Hugging Face's STS sets are), pass --score-range 0 1 (score_range=(0, 1)), or its labels are "
+                "sentence-transformers/stsb is), pass --score-range 0 1 (score_range=(0, 1)), or its labels are "
                 f"read as 0–{_fmt(1 / (high - low))}",
                 ScoreScaleWarning,
                 stacklevel=2,
