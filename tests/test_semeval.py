@@ -43,6 +43,9 @@ def test_a_semeval_folder_reads_every_set_as_a_genre(tmp_path: Path) -> None:
     assert dataset.sentences2[2] == "Lost actor dead at 60"
     assert dataset.scores.tolist() == pytest.approx([0.2, 0.0, 0.92, 0.64])
     assert dataset.source == str(folder)
+    (folder / "STS.gs.headlines.txt").write_text("4.6\n3.2\n\n", encoding="utf-8")  # the last pair unscored
+    assert read_semeval_sts(folder / "STS.input.headlines.txt").sentences1 == ['"Lost" star dies', "A cat sleeps."]
+    (folder / "STS.gs.headlines.txt").write_text("4.6\n\n3.2\n\n", encoding="utf-8")
     one = load_pairs(folder / "STS.input.headlines.txt")  # one input file: its gold file is found beside it
     assert one.sentences2 == ["Lost actor dead at 60", "Markets drop."] and one.genres == ["headlines"] * 2
     assert is_single_set(folder) and is_single_set(folder / "STS.input.headlines.txt")

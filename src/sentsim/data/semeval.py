@@ -74,7 +74,9 @@ def read_semeval_sts(path: str | Path, *, skip_bad_rows: bool = False) -> PairDa
 
 
 def _read_set(name: str, input_file: Path, gold_file: Path, *, skip_bad_rows: bool) -> PairDataset:
-    inputs, golds = _content_lines(input_file), _content_lines(gold_file)
+    inputs, golds = _content_lines(input_file), read_lines(gold_file)
+    while len(golds) > len(inputs) and not golds[-1].text.strip() and not golds[-1].decode_error:
+        golds.pop()  # blank lines past the last pair; blank ones up to it leave the last pairs unscored
     if not inputs:
         raise DataFormatError(input_file, None, "file is empty")
     if len(golds) != len(inputs):
