@@ -73,24 +73,25 @@ def read_semeval_sts(path: str | Path, *, skip_bad_rows: bool = False) -> PairDa
     return PairDataset(pairs=[pair for part in parts for pair in part.pairs], source=str(path), skipped=skipped)
 
 
-def _read_set(name: str, input_file: Path, gold_file: Path, *, skip_bad_rows: bool) -> PairDataset:
-    inputs, golds = _content_lines(input_file), read_lines(gold_file)
+def _read_set(name: str, input_file: Path, scores_file: Path, *, skip_bad_rows: bool) -> PairDataset:
+    """One set's scored pairs, line by line from its input file and its gold ``scores_file`` together."""
+    inputs, golds = _content_lines(input_file), read_lines(scores_file)
     while len(golds) > len(inputs) and not golds[-1].text.strip() and not golds[-1].decode_error:
         golds.pop()  # blank lines past the last pair; blank ones up to it leave the last pairs unscored
     if not inputs:
         raise DataFormatError(input_file, None, "file is empty")
     if len(golds) != len(inputs):
-        raise DataFormatError(gold_file, None, f"{len(golds)} lines of scores for the {len(inputs)} lines of "
+        raise DataFormatError(scores_file, None, f"{len(golds)} lines of scores for the {len(inputs)} lines of "
                                                f"sentence pairs in {input_file.name}: the two must pair line by line")
     collector = PairCollector(input_file, score_range=SCORE_RANGE, skip_bad_rows=skip_bad_rows)
-    labels = (f"the first column of {input_file.name}", f"the second column of {input_file.name}", gold_file.name)
+    labels = (f"the first column of {input_file.name}", f"the second column of {input_file.name}", scores_file.name)
     for line, gold in zip(inputs, golds, strict=True):
         score = gold.text.strip()
         if not score and not gold.decode_error:
             continue  # a pair the organisers left unscored
         with collector.row(line.number):
             if line.decode_error or gold.decode_error:
-                raise BadRow(line.decode_error or f"{gold_file.name}: {gold.decode_error}")
+                raise BadRow(line.decode_error or f"{scores_file.name}: {gold.decode_error}")
             fields = line.text.rstrip("\r\n").split("\t")
             if len(fields) < 2:
                 raise BadRow("expected two tab-separated sentences, found no tab")
