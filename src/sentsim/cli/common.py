@@ -162,7 +162,7 @@ def split(args: argparse.Namespace) -> str:
     from sentsim.data.sources import is_single_set
 
     if args.split is not None and is_single_set(args.data):
-        kind = "a pair file" if Path(args.data).is_file() and not is_semeval_source(Path(args.data)) else "one set"
+        kind = "one set" if is_semeval_source(Path(args.data)) else "a pair file"
         raise UsageError(f"--split {args.split} applies only to an STSb folder; --data {args.data} is {kind}, "
                          "so all its pairs are used (leave --split out)")
     return args.split or args.split_default

@@ -75,9 +75,9 @@ def read_semeval_sts(path: str | Path, *, skip_bad_rows: bool = False) -> PairDa
 
 def _read_set(name: str, input_file: Path, scores_file: Path, *, skip_bad_rows: bool) -> PairDataset:
     """One set's scored pairs, line by line from its input file and its gold ``scores_file`` together."""
-    inputs, golds = _content_lines(input_file), read_lines(scores_file)
-    while len(golds) > len(inputs) and not golds[-1].text.strip() and not golds[-1].decode_error:
-        golds.pop()  # blank lines past the last pair; blank ones up to it leave the last pairs unscored
+    inputs = _without_blank_tail(read_lines(input_file))  # an extra newline is not a missing pair
+    # Blank gold lines past the last pair go; blank ones up to it leave the last pairs unscored.
+    golds = _without_blank_tail(read_lines(scores_file), keep=len(inputs))
     if not inputs:
         raise DataFormatError(input_file, None, "file is empty")
     if len(golds) != len(inputs):
@@ -100,9 +100,8 @@ def _read_set(name: str, input_file: Path, scores_file: Path, *, skip_bad_rows: 
     return collector.finish()
 
 
-def _content_lines(path: Path) -> list[SourceLine]:
-    """The file's lines without the blank ones at its end (an extra newline is not a missing pair)."""
-    lines = read_lines(path)
-    while lines and not lines[-1].text.strip() and not lines[-1].decode_error:
+def _without_blank_tail(lines: list[SourceLine], *, keep: int = 0) -> list[SourceLine]:
+    """``lines`` without the blank ones at their end, stopping at ``keep`` lines (a bad byte is not blank)."""
+    while len(lines) > keep and not lines[-1].text.strip() and not lines[-1].decode_error:
         lines.pop()
     return lines

@@ -39,9 +39,9 @@ def load_pairs(
     path = Path(data).expanduser()
     if path.is_dir():
         file_name = split_file(split)  # validates the split name first
-        for folder in (path, path / "stsbenchmark"):
-            if (folder / file_name).is_file():
-                return read_stsbenchmark(folder, split, skip_bad_rows=skip_bad_rows)
+        release = _stsb_folder(path, split)
+        if release is not None:
+            return read_stsbenchmark(release, split, skip_bad_rows=skip_bad_rows)
         if semeval_sets(path):
             return read_semeval_sts(path, skip_bad_rows=skip_bad_rows)
         present = sorted(p.name for p in path.glob("sts-*.csv"))
@@ -52,9 +52,9 @@ def load_pairs(
             + " (or a SemEval STS folder of STS.input.NAME.txt with STS.gs.NAME.txt); to use your own pairs "
             "pass a .csv, .tsv, .txt or .jsonl file instead"
         )
-    if path.is_file() and gold_file(path) is not None:
-        return read_semeval_sts(path, skip_bad_rows=skip_bad_rows)
     if path.is_file():
+        if gold_file(path) is not None:
+            return read_semeval_sts(path, skip_bad_rows=skip_bad_rows)
         return read_pair_file(
             path,
             sentence1_column=sentence1_column,
@@ -75,5 +75,9 @@ def is_single_set(data: str | Path | None) -> bool:
     path = Path(data).expanduser()
     if path.is_file():
         return True
-    stsb = any((folder / split_file(name)).is_file() for folder in (path, path / "stsbenchmark") for name in SPLITS)
-    return path.is_dir() and not stsb and is_semeval_source(path)
+    return path.is_dir() and not any(_stsb_folder(path, name) for name in SPLITS) and is_semeval_source(path)
+
+
+def _stsb_folder(path: Path, split: str) -> Path | None:
+    """The folder holding STSb's ``split`` file: ``path`` itself or the ``stsbenchmark/`` it was unpacked into."""
+    return next((folder for folder in (path, path / "stsbenchmark") if (folder / split_file(split)).is_file()), None)

@@ -17,9 +17,9 @@ def load_splits(options: RunOptions, *, unscored_train: bool = False) -> tuple[A
     optional negative columns; dev and test stay scored, to pick and report the checkpoint.
     """
     common = {"skip_bad_rows": options.skip_bad_rows, **options.data_options}
-    data_is_file = is_single_set(options.data)  # a pair file or a SemEval set: no splits of its own
+    single_set = is_single_set(options.data)  # a pair file or a SemEval set: no splits of its own
     if unscored_train:
-        if not data_is_file:
+        if not single_set:
             raise ConfigError("--loss mnrl trains on an unscored file with anchor and positive (and optional "
                               "negative) columns: pass it as --data FILE, with --dev-data for scored dev pairs")
         train_set: Any = read_anchor_positive_file(options.data, skip_bad_rows=options.skip_bad_rows)
@@ -27,7 +27,7 @@ def load_splits(options: RunOptions, *, unscored_train: bool = False) -> tuple[A
         train_set = load_pairs(options.data, split="train", **common)
     if options.dev_data is not None:
         dev_set = load_pairs(options.dev_data, split="dev", **common)
-    elif data_is_file:
+    elif single_set:
         raise ConfigError("training on a pair file or a SemEval STS set needs --dev-data FILE to pick the best "
                           "checkpoint")
     else:
@@ -37,7 +37,7 @@ def load_splits(options: RunOptions, *, unscored_train: bool = False) -> tuple[A
     elif options.test_data is not None:
         test_set = load_pairs(options.test_data, split="test", **common)
     else:
-        test_set = None if data_is_file else load_pairs(options.data, split="test", **common)
+        test_set = None if single_set else load_pairs(options.data, split="test", **common)
     dev_set.require_scorable()
     if test_set is not None:
         test_set.require_scorable()
