@@ -146,3 +146,46 @@ TRAIN_PAIRS = [
     ("people are walking in the street", "water on the table", 0.1),
     ("a small dog is sitting", "a big dog is sitting", 0.65),
 ]
+
+
+# -- the CLI tests' model folder, pair files and trained run (one of each per test module) ---------------
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_transformer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT with mean pooling, saved as a sentsim model folder (never written to by tests)."""
+    from sentsim import SentenceTransformer
+
+    folder = tmp_path_factory.mktemp("cli-model") / "model"
+    SentenceTransformer.from_transformer(tiny_transformer_dir, pooling="mean").save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """train.tsv, dev.tsv and test.tsv built from TRAIN_PAIRS."""
+    from .cli_support import pair_file
+
+    folder = tmp_path_factory.mktemp("cli-data")
+    pair_file(folder / "train.tsv")
+    pair_file(folder / "dev.tsv", TRAIN_PAIRS[::-1])
+    pair_file(folder / "test.tsv", TRAIN_PAIRS[1:] + TRAIN_PAIRS[:1])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained_run(model_dir: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path]:
+    """One full ``sentsim train --json`` run shared by the tests that read or reuse its run folder."""
+    import contextlib
+    import io
+
+    from sentsim.cli import EXIT_OK, main
+
+    run = tmp_path_factory.mktemp("cli-train") / "run"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["train", "--base-model", str(model_dir), "--data", str(data_dir / "train.tsv"),
+                     "--dev-data", str(data_dir / "dev.tsv"), "--test-data", str(data_dir / "test.tsv"),
+                     "--epochs", "2", "--batch-size", "4", "--json", "--output", str(run)])
+    assert code == EXIT_OK, stderr.getvalue()
+    return code, stdout.getvalue(), run

@@ -13,13 +13,8 @@ import pytest
 from sentsim.cli import EXIT_OK, build_parser
 from sentsim.errors import ConfigError
 
-from . import test_cli
+from .cli_support import assert_one_line_error, no_leftovers, run_cli, stsb_folder
 from .conftest import REPO, TRAIN_PAIRS
-from .test_cli import assert_one_line_error, no_leftovers, run_cli
-
-# The tiny model folder and pair files of test_cli, built again for this module.
-model_dir = test_cli.model_dir
-data_dir = test_cli.data_dir
 
 COMMANDS = ("train", "evaluate", "similarity", "encode", "calibrate", "compare", "report")
 MODEL_COMMANDS = ("train", "evaluate", "similarity", "encode", "calibrate", "compare")
@@ -190,7 +185,7 @@ def test_split_with_a_pair_file_is_refused(capsys, tmp_path, model_dir, data_dir
 
 
 def test_split_chooses_the_split_of_an_stsb_folder(capsys, tmp_path, model_dir):
-    folder = test_cli.stsb_folder(tmp_path / "stsb")
+    folder = stsb_folder(tmp_path / "stsb")
     results = {}
     for split in ("dev", "test"):
         code, out, err = run_cli(capsys, "evaluate", model_dir, "--data", folder, "--split", split, "--bootstrap",

@@ -15,18 +15,9 @@ import pytest
 from sentsim.cli import EXIT_OK
 from sentsim.progress import ProgressLog
 
-from .test_cli import assert_one_line_error, run_cli
+from .cli_support import assert_one_line_error, run_cli
 
 LINES = ["a man is playing a flute", "a dog\fis running", "the red\x1ccar", "a cat\x85eating", "two\u2028children"]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tiny_transformer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from sentsim import SentenceTransformer
-
-    folder = tmp_path_factory.mktemp("encode-model") / "model"
-    SentenceTransformer.from_transformer(tiny_transformer_dir, pooling="mean").save(folder)
-    return folder
 
 
 def _write(path: Path, text: str) -> Path:

@@ -15,21 +15,12 @@ from sentsim.errors import ConfigError
 from sentsim.persistence.locks import lock_path, output_lock
 from sentsim.training.output_folder import RUN_MARKER, check_run_output, is_run_folder, write_run_marker
 
-from .test_cli import _pair_file, assert_one_line_error, run_cli
-
-
-@pytest.fixture(scope="module")
-def model_dir(tiny_transformer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from sentsim import SentenceTransformer
-
-    folder = tmp_path_factory.mktemp("outputs-model") / "model"
-    SentenceTransformer.from_transformer(tiny_transformer_dir, pooling="mean").save(folder)
-    return folder
+from .cli_support import assert_one_line_error, pair_file, run_cli
 
 
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _pair_file(tmp_path_factory.mktemp("outputs-data") / "pairs.tsv")
+    return pair_file(tmp_path_factory.mktemp("outputs-data") / "pairs.tsv")
 
 
 def _train(capsys, model_dir: Path, pairs: Path, output: Path | str, *extra: object) -> tuple[int, str, str]:

@@ -10,10 +10,10 @@ from sentsim.training import seeds as seeds_module
 from sentsim.training import signals
 from sentsim.training.output_folder import RUN_MARKER
 from sentsim.training.run import run_training
-from tests.test_cli import data_dir, model_dir, run_cli  # noqa: F401 - fixtures
+from tests.cli_support import run_cli
 
 
-def _train_seeds(capsys, model_dir, data_dir, run, *extra):  # noqa: F811 - the fixtures' values
+def _train_seeds(capsys, model_dir, data_dir, run, *extra):
     return run_cli(capsys, "train", "--base-model", model_dir, "--data", data_dir / "train.tsv",
                    "--dev-data", data_dir / "dev.tsv", "--test-data", data_dir / "test.tsv",
                    "--batch-size", "4", "--seeds", "3", "--seed", "7", "--output", run, *extra)
@@ -34,7 +34,7 @@ def _stop_at_seed(monkeypatch, stop_seed: int) -> list[int]:
 
 
 def test_a_stopped_seeds_run_keeps_its_finished_seeds_and_resumes_the_rest(capsys, tmp_path, monkeypatch,
-                                                                           model_dir, data_dir):  # noqa: F811
+                                                                           model_dir, data_dir):
     run = tmp_path / "seeds"
     trained = _stop_at_seed(monkeypatch, 8)
     code, _out, err = _train_seeds(capsys, model_dir, data_dir, run)
@@ -61,7 +61,7 @@ def test_a_stopped_seeds_run_keeps_its_finished_seeds_and_resumes_the_rest(capsy
 
 
 def test_resume_refuses_options_that_change_a_stopped_seeds_run(capsys, tmp_path, monkeypatch,
-                                                                model_dir, data_dir):  # noqa: F811
+                                                                model_dir, data_dir):
     run = tmp_path / "seeds"
     _stop_at_seed(monkeypatch, 7)
     code, _out, err = _train_seeds(capsys, model_dir, data_dir, run)

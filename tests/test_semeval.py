@@ -12,11 +12,8 @@ from sentsim.data import load_pairs, read_semeval_sts
 from sentsim.data.sources import is_single_set
 from sentsim.errors import ConfigError, DataFormatError
 
-from . import test_cli
+from .cli_support import run_cli
 from .conftest import TRAIN_PAIRS
-from .test_cli import run_cli
-
-model_dir = test_cli.model_dir  # the tiny saved model the CLI tests share
 
 
 def semeval_folder(folder: Path) -> Path:

@@ -3,22 +3,11 @@ and -o checked before the model runs."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from sentsim.cli import EXIT_OK
 
-from .test_cli import _pair_file, assert_one_line_error, run_cli
-
-
-@pytest.fixture(scope="module")
-def model_dir(tiny_transformer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from sentsim import SentenceTransformer
-
-    folder = tmp_path_factory.mktemp("similarity-model") / "model"
-    SentenceTransformer.from_transformer(tiny_transformer_dir, pooling="mean").save(folder)
-    return folder
+from .cli_support import assert_one_line_error, pair_file, run_cli
 
 
 @pytest.mark.parametrize(("first", "second", "reason"), [
@@ -46,7 +35,7 @@ def test_a_text_longer_than_the_model_reads_is_cut_with_a_warning(capsys, model_
 
 
 def test_similarity_output_is_checked_before_the_model_loads(capsys, tmp_path, model_dir):
-    pairs = _pair_file(tmp_path / "pairs.tsv")
+    pairs = pair_file(tmp_path / "pairs.tsv")
     code, _, err = run_cli(capsys, "similarity", model_dir, "--pairs", pairs, "-o", pairs, "--force")
     assert_one_line_error(code, err, "is the input file")
     existing = tmp_path / "scores.csv"
