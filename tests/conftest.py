@@ -189,3 +189,32 @@ def trained_run(model_dir: Path, data_dir: Path, tmp_path_factory: pytest.TempPa
                      "--epochs", "2", "--batch-size", "4", "--json", "--output", str(run)])
     assert code == EXIT_OK, stderr.getvalue()
     return code, stdout.getvalue(), run
+
+
+# -- the HTTP service tests' engines and client -----------------------------------------------------------
+@pytest.fixture
+def fake():
+    """A fresh fake engine (serve_support.FakeEngine) for one test."""
+    from .serve_support import FakeEngine
+
+    return FakeEngine()
+
+
+@pytest.fixture
+def client(fake):
+    """A TestClient of the service on ``fake``, default settings."""
+    from fastapi.testclient import TestClient
+
+    from sentsim.serve.app import create_app
+    from sentsim.serve.limits import ServeSettings
+
+    with TestClient(create_app(ServeSettings(), fake)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def tiny_engine(tiny_model):
+    """The tiny model behind the service's torch engine."""
+    from sentsim.serve.engine import TorchEngine
+
+    return TorchEngine(tiny_model, name="tiny")

@@ -1,6 +1,5 @@
 """The ``sentsim`` command on a tiny random model: every command's happy path, recipes, seeds and tuning."""
 
-
 from __future__ import annotations
 
 import csv

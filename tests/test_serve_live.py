@@ -26,7 +26,7 @@ from sentsim.inference.encode import encode
 from sentsim.serve.app import create_app
 from sentsim.serve.engine import TorchEngine
 from sentsim.serve.limits import ServeSettings
-from tests.test_serve import TEXTS, FakeEngine
+from tests.serve_support import TEXTS, FakeEngine
 
 KEY = "test-key"
 

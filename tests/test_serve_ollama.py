@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from sentsim.serve.app import create_app
 from sentsim.serve.limits import ServeSettings
-from tests.test_serve import TEXTS, FakeEngine, unit, vector_for
+from tests.serve_support import TEXTS, FakeEngine, unit, vector_for
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from sentsim.serve.app import create_app
 from sentsim.serve.limits import ServeSettings
-from tests.test_serve import TEXTS, FakeEngine, _wait_until, assert_error, unit, vector_for
+from tests.serve_support import TEXTS, FakeEngine, assert_error, unit, vector_for, wait_until
 
 
 @pytest.fixture
@@ -119,5 +119,5 @@ def test_score_and_rerank_wait_for_the_model_even_with_nothing_to_rank():
         assert_error(client.post("/score", json={"text_1": "a", "text_2": "b"}), 503, "model_loading")
         assert_error(client.post("/rerank", json={"query": "a", "documents": []}), 503, "model_loading")
         release.set()
-        _wait_until(lambda: client.get("/ready").status_code == 200)
+        wait_until(lambda: client.get("/ready").status_code == 200)
         assert client.post("/rerank", json={"query": "a", "documents": []}).json()["results"] == []
