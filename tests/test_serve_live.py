@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import signal
@@ -150,6 +151,34 @@ def test_many_concurrent_clients_get_their_own_results(live_url, tiny_served):
         np.testing.assert_allclose(np.array(response.json()), vectors, atol=2e-3)
 
 
+def test_a_client_that_hangs_up_takes_its_sentences_out_of_the_queue():
+    """Over a real socket: the closed connection reaches uvicorn, the request is cancelled, nothing embedded."""
+    gate = threading.Event()
+    engine = FakeEngine(gate=gate)
+    app = create_app(ServeSettings(), engine)
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        kept = threading.Thread(target=lambda: client.post("/embed", json={"inputs": ["kept"]}), daemon=True)
+        kept.start()
+        assert engine.started.wait(10)  # the one runner holds "kept" at the gate
+        queue = app.state.service.queue
+        body = json.dumps({"inputs": [f"abandoned {n}" for n in range(50)]}).encode()
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as raw:
+            raw.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            deadline = time.monotonic() + 10
+            while queue.in_flight < 2:  # queued behind "kept"
+                assert time.monotonic() < deadline, "the second request never reached the queue"
+                time.sleep(0.01)
+        deadline = time.monotonic() + 10
+        while queue.in_flight > 1:  # hung up: cancelled while "kept" still runs
+            assert time.monotonic() < deadline, "the abandoned request stayed in the queue"
+            time.sleep(0.01)
+        gate.set()
+        kept.join(10)
+    assert engine.batches == [["kept"]]
+
+
 # -- schemathesis: whatever the schema allows, the server never answers 5xx -------------------------
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
@@ -284,7 +313,8 @@ def test_ollama_client_embed_and_embeddings(live_url, tiny_served):
     assert response.prompt_eval_count > 0
     older = client.embeddings(model="tiny:latest", prompt=TEXTS[0])
     np.testing.assert_allclose(older.embedding, encode(tiny_served[0], TEXTS[0]), atol=2e-3)
-    assert [entry.model for entry in client.list().models] == ["tiny"]
+    assert [entry.model for entry in client.list().models] == ["tiny:latest"]  # Ollama lists name:tag
+    assert client.embed(model="tiny").embeddings == []  # the client's default input "": a preload, as in Ollama
     with pytest.raises(ollama.ResponseError) as raised:
         client.embed(model="llama3", input="a")
     assert raised.value.status_code == 404 and "not served here" in raised.value.error

@@ -21,7 +21,8 @@ from sentsim.serve.guards import GuardMiddleware
 from sentsim.serve.limits import ServeSettings
 from sentsim.serve.metrics import MetricsMiddleware, ServeMetrics
 from sentsim.serve.queue import BatchQueue
-from sentsim.serve.routes import Service, install_error_handlers, router
+from sentsim.serve.routes import install_error_handlers, router
+from sentsim.serve.service import Service
 
 logger = logging.getLogger(__name__)
 

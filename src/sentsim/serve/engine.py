@@ -92,7 +92,11 @@ class TorchEngine:
     """A :class:`~sentsim.encoders.bi_encoder.SentenceTransformer` behind the engine protocol.
 
     Embedding goes through :func:`sentsim.inference.encode.encode_token_ids`, the function behind
-    ``model.encode`` and ``sentsim encode``, so served vectors equal offline ones.
+    ``model.encode`` and ``sentsim encode``, so served vectors equal offline ones in the same precision.
+    That is bf16 wherever the CPU has it natively (``encode(..., dtype="bf16")``), for every batch: offline
+    ``dtype="auto"`` runs a small single batch in fp32 instead, which moves a vector by about 1e-3. In
+    bf16 a vector can also move by about 1e-3 with the batch it shares (padding changes the products'
+    blocking); fp32 keeps both to rounding.
     """
 
     run_overhead = TORCH_RUN_OVERHEAD_TOKENS
@@ -105,6 +109,8 @@ class TorchEngine:
         self.model = model
         #: Resolved once: every forward runs in it, however small (the traced graph is recorded in it).
         self.precision = resolve_precision("auto", model.device)
+        #: What ``/info`` reports as ``model_dtype``, in text-embeddings-inference's words.
+        self.dtype = "bfloat16" if self.precision == "bf16" else "float32"
         self.name = name
         self.batch_size = batch_size
         self.parallel_runs = parallel_runs
@@ -223,6 +229,8 @@ class OnnxEngine:
         self.prompts, self.default_prompt_name = encoder.prompts, encoder.default_prompt_name
         self.max_seq_length = encoder.max_seq_length
         self.embedding_dimension = encoder.embedding_dimension  # probes the graph once, here, not mid-request
+        #: ``/info``'s ``model_dtype``: sentsim's quantised exports carry "int8" in their file names.
+        self.dtype = "int8" if "int8" in Path(encoder.file).name else "float32"
         self.tokenize = ServeTokenizer(encoder.tokenizer.to_str(), max_seq_length=encoder.max_seq_length,
                                        lower_case=encoder.config.do_lower_case)
 

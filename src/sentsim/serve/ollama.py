@@ -20,8 +20,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, field_validator
 
-from sentsim.serve.routes import ERRORS, VectorResponse, as_list, check_dimensions, embed_texts, service_of, unit_length
-from sentsim.serve.schemas import TOKEN_IDS_REFUSED, is_token_ids
+from sentsim.serve.routes import ERRORS, VectorResponse
+from sentsim.serve.schemas import TOKEN_IDS_REFUSED, AnyText, StrictDimensions, Text, is_token_ids
+from sentsim.serve.service import as_list, check_dimensions, check_model, embed_texts, service_of, unit_length
 
 router = APIRouter()
 
@@ -35,9 +36,10 @@ class EmbedRequest(BaseModel):
     """Ollama's ``POST /api/embed`` body."""
 
     model: str = Field(min_length=1, description="the served model's name (or folder name); ':latest' allowed")
-    input: str | list[str] = Field(description="a text or a list of texts")
+    input: AnyText | list[Text] | None = Field(
+        None, description="a text or a list of texts; empty or missing: no embeddings (clients preload a model so)")
     truncate: bool = Field(True, description="cut inputs over max_seq_length tokens (Ollama's default); false: 413")
-    dimensions: int | None = Field(None, ge=1, description="keep the first N dimensions, then re-normalise")
+    dimensions: StrictDimensions = Field(None, description="keep the first N dimensions, then re-normalise")
     options: dict[str, Any] | None = Field(None, description="accepted for Ollama compatibility, ignored")
     keep_alive: float | str | None = Field(None, description="accepted for Ollama compatibility, ignored")
 
@@ -46,7 +48,7 @@ class EmbedRequest(BaseModel):
     def _texts(cls, value: object) -> object:
         if is_token_ids(value):
             raise ValueError(TOKEN_IDS_REFUSED)
-        if value == "" or (isinstance(value, list) and any(item == "" for item in value)):
+        if isinstance(value, list) and any(item == "" for item in value):
             raise ValueError("an empty text has nothing to embed")
         return value
 
@@ -55,7 +57,7 @@ class EmbeddingsRequest(BaseModel):
     """Ollama's older ``POST /api/embeddings`` body: one ``prompt``."""
 
     model: str = Field(min_length=1, description="the served model's name (or folder name); ':latest' allowed")
-    prompt: str | None = Field(None, description="the text; empty or missing gives an empty embedding, as Ollama")
+    prompt: AnyText | None = Field(None, description="the text; empty or missing gives an empty embedding, as Ollama")
     options: dict[str, Any] | None = Field(None, description="accepted for Ollama compatibility, ignored")
     keep_alive: float | str | None = Field(None, description="accepted for Ollama compatibility, ignored")
 
@@ -78,9 +80,10 @@ async def embed(body: EmbedRequest, request: Request) -> Response:
     started = time.perf_counter_ns()
     service = service_of(request)
     check_dimensions(service, body.dimensions)
-    # An empty list comes back as no embeddings, as in Ollama (the model name is still checked).
-    vectors, tokens = await embed_texts(service, as_list(body.input), truncate=body.truncate,
-                                        model=_model_name(body.model))
+    # No input, an empty text or an empty list comes back as no embeddings, as in Ollama (clients load a
+    # model that way); the model name is still checked.
+    texts = as_list(body.input) if body.input else []
+    vectors, tokens = await embed_texts(request, texts, truncate=body.truncate, model=_model_name(body.model))
     if body.dimensions is not None:
         vectors = vectors[:, : body.dimensions]
     unit = np.ascontiguousarray(unit_length(vectors), dtype=np.float32)
@@ -93,9 +96,10 @@ async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
     """Ollama's older route: the raw (not normalised) vector of one prompt, cut to the model's limit."""
     service = service_of(request)
     if not body.prompt:
-        service.require_ready()
+        engine, _ = service.require_ready()
+        check_model(engine, _model_name(body.model))
         return JSONResponse({"embedding": []})
-    vectors, _ = await embed_texts(service, [body.prompt], truncate=True, model=_model_name(body.model))
+    vectors, _ = await embed_texts(request, [body.prompt], truncate=True, model=_model_name(body.model))
     return VectorResponse({"embedding": np.ascontiguousarray(vectors[0], dtype=np.float32)})
 
 
@@ -105,7 +109,8 @@ async def tags(request: Request) -> JSONResponse:
     service = service_of(request)
     engine, _ = service.require_ready()
     modified = datetime.fromtimestamp(service.created, tz=UTC).isoformat()
-    entry = {"name": engine.name, "model": engine.name, "modified_at": modified, "size": 0, "digest": "",
+    tagged = engine.name if ":" in engine.name.rsplit("/", 1)[-1] else f"{engine.name}:latest"  # Ollama: name:tag
+    entry = {"name": tagged, "model": tagged, "modified_at": modified, "size": 0, "digest": "",
              "details": {"format": "sentence-transformers", "family": "sentence-embedding",
                          "parameter_size": "", "quantization_level": ""}}
     return JSONResponse({"models": [entry]})

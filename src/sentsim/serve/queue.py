@@ -222,14 +222,21 @@ class BatchQueue:
             self._planned.append([batch[position] for position in piece])
 
     def _tokenize(self, jobs: list[_Job]) -> None:
-        """Tokenises every newly arrived request in one call (each call hands the GIL back and forth)."""
+        """Tokenises every newly arrived request in one call (each call hands the GIL back and forth).
+
+        If that call fails, each request is tokenised alone, so only the one that holds the text the
+        tokenizer refuses fails (a 500: the schemas let through nothing a tokenizer is known to refuse).
+        """
         texts = [text for job in jobs for text in job.texts]
         try:
             ids, lengths = self.engine.tokenize(texts)
-        except Exception as error:  # a bug or a broken tokenizer: fail these requests, keep serving
+        except Exception as error:  # one request's text the tokenizer refuses must not fail the others
+            if len(jobs) > 1:
+                for job in jobs:
+                    self._tokenize([job])
+                return
             logger.exception("tokenizing %d sentences failed", len(texts))
-            for job in jobs:
-                self._drop(job, error)
+            self._drop(jobs[0], error)
             return
         limit, start = self.engine.max_seq_length, 0
         for job in jobs:

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,12 +18,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sentsim.inference.calibration import aligned_cosines, calibrated_scores
-from sentsim.inference.prompts import resolve_prompt
+from sentsim.inference.calibration import calibrated_scores
 from sentsim.serve import schemas
 from sentsim.serve.engine import Engine
-from sentsim.serve.limits import ServeSettings
-from sentsim.serve.queue import BatchQueue, InputTooLongError, QueueFullError
+from sentsim.serve.service import (
+    ServeError,
+    as_list,
+    check_dimensions,
+    check_model,
+    embed_texts,
+    pair_cosines,
+    service_of,
+    unit_length,
+)
 
 
 class VectorResponse(Response):
@@ -45,19 +49,6 @@ logger = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/health", "/ready"})
 #: Ollama's routes (``sentsim.serve.ollama``), whose clients read errors as ``{"error": "message"}``.
 OLLAMA_PREFIX = "/api/"
-
-
-class ServeError(Exception):
-    """An error a client caused, already carrying its HTTP status and OpenAI-style type and code."""
-
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type
-        self.code = code
-        self.headers = headers
 
 
 def error_response(status: int, message: str, *, type: str = "invalid_request_error", code: str | int | None = None,
@@ -108,111 +99,6 @@ def _is_field(part: object) -> bool:
     return isinstance(part, int) or (isinstance(part, str) and part.isidentifier() and part != "body")
 
 
-@dataclass
-class Service:
-    """What the routes share: the settings and, once loaded, the engine and its queue."""
-
-    settings: ServeSettings
-    model_name: str | None = None
-    engine: Engine | None = None
-    queue: BatchQueue | None = None
-    status: str = "loading"
-    load_error: str | None = None
-    created: int = field(default_factory=lambda: int(time.time()))
-
-    def require_ready(self) -> tuple[Engine, BatchQueue]:
-        if self.status != "ready" or self.engine is None or self.queue is None:
-            message = "the model is still loading" if self.status == "loading" else \
-                f"the model failed to load: {self.load_error}"
-            raise ServeError(503, message, type="service_unavailable", code=f"model_{self.status}",
-                             headers={"Retry-After": "1"})
-        return self.engine, self.queue
-
-
-def service_of(request: Request) -> Service:
-    return request.app.state.service
-
-
-def _check_model(engine: Engine, requested: str | None) -> None:
-    if requested is None or requested in (engine.name, Path(engine.name).name):
-        return
-    raise ServeError(404, f"model {requested!r} is not served here; this server serves {engine.name!r}",
-                     type="not_found_error", code="model_not_found")
-
-
-def _check_inputs(settings: ServeSettings, texts: list[str]) -> None:
-    if len(texts) > settings.max_client_batch_size:
-        raise ServeError(413, f"{len(texts)} sentences in one request; the limit (max-client-batch-size) is "
-                         f"{settings.max_client_batch_size}", code="too_many_inputs")
-    for index, text in enumerate(texts):
-        if len(text) > settings.max_input_chars:
-            raise ServeError(413, f"input {index} has {len(text)} characters; the limit (max-input-chars) is "
-                             f"{settings.max_input_chars}", code="input_too_long")
-
-
-async def embed_texts(service: Service, texts: list[str], *, truncate: bool, model: str | None,
-                      prompt_name: str | None = None) -> tuple[np.ndarray, int]:
-    """Checks, queues and embeds ``texts``; returns the raw vectors and the tokens they used.
-
-    The prompt ``prompt_name`` names, else the model's default prompt, goes before every text, as
-    ``encode`` does it, so served vectors stay the offline ones. Without ``truncate`` an input over
-    the model's ``max_seq_length`` is refused (413); the queue's worker finds that out when it
-    tokenises the request, before any of it is embedded.
-    """
-    engine, queue = service.require_ready()
-    _check_model(engine, model)
-    _check_inputs(service.settings, texts)
-    prompts = getattr(engine, "prompts", None) or {}  # engines written before prompts were served have none
-    try:
-        prompt = resolve_prompt(prompts, getattr(engine, "default_prompt_name", None), None, prompt_name)
-    except ValueError:
-        raise ServeError(422, f"prompt_name {prompt_name!r} is not among the model's prompts {sorted(prompts)}",
-                         code="unknown_prompt") from None
-    if prompt:
-        texts = [prompt + text for text in texts]
-    try:
-        return await queue.embed(texts, truncate=truncate)
-    except QueueFullError as error:
-        raise ServeError(429, str(error), type="rate_limit_error", code="queue_full",
-                         headers={"Retry-After": str(error.retry_after)}) from None
-    except InputTooLongError as error:
-        raise ServeError(413, f"input {error.index} has {error.tokens} tokens; the model's limit (max_seq_length) "
-                         f"is {error.limit}. Send \"truncate\": true to cut it to {error.limit} tokens",
-                         code="input_too_long") from None
-
-
-def check_dimensions(service: Service, dimensions: int | None) -> None:
-    """422 when a request asks for more dimensions than the model's embeddings have."""
-    dimension = service.engine.embedding_dimension if service.engine else None
-    if dimensions is not None and dimension is not None and dimensions > dimension:
-        raise ServeError(422, f"dimensions is {dimensions}, but the model's embeddings have {dimension}",
-                         code="invalid_dimensions")
-
-
-async def pair_cosines(service: Service, firsts: list[str], seconds: list[str], *, truncate: bool, model: str | None,
-                       prompt_name: str | None = None) -> tuple[np.ndarray, int]:
-    """The cosine of each pair ``(firsts[i], seconds[i])`` and the tokens used, every distinct text embedded once.
-
-    The request limit counts both sides of every pair, repeats included, so a client cannot get round
-    it by repeating one text; a text that occurs on both sides (or in many pairs) is embedded once.
-    """
-    _check_inputs(service.settings, firsts + seconds)
-    unique = list(dict.fromkeys([*firsts, *seconds]))
-    vectors, tokens = await embed_texts(service, unique, truncate=truncate, model=model, prompt_name=prompt_name)
-    position = {text: index for index, text in enumerate(unique)}
-    unit = unit_length(vectors).astype(np.float64)
-    return aligned_cosines(unit[[position[t] for t in firsts]], unit[[position[t] for t in seconds]]), tokens
-
-
-def unit_length(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
-
-
-def as_list(value: str | list[str]) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)
-
-
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorResponse} for status in (401, 404, 413, 422, 429, 503)
 }
@@ -227,7 +113,7 @@ async def create_embeddings(body: schemas.EmbeddingsRequest, request: Request) -
     service = service_of(request)
     texts = as_list(body.input)
     check_dimensions(service, body.dimensions)
-    vectors, tokens = await embed_texts(service, texts, truncate=body.truncate, model=body.model)
+    vectors, tokens = await embed_texts(request, texts, truncate=body.truncate, model=body.model)
     if body.dimensions is not None:
         vectors = vectors[:, : body.dimensions]
     vectors = unit_length(vectors).astype("<f4", copy=False)
@@ -241,6 +127,8 @@ async def create_embeddings(body: schemas.EmbeddingsRequest, request: Request) -
 
 
 @router.get("/v1/models", response_model=schemas.ModelList, responses=ERRORS, tags=["openai"])
+@router.get("/models", response_model=schemas.ModelList, responses=ERRORS, tags=["openai"],
+            summary="List Models (without /v1, for base URLs without it)")
 async def list_models(request: Request) -> schemas.ModelList:
     service = service_of(request)
     engine, _ = service.require_ready()
@@ -251,17 +139,19 @@ async def list_models(request: Request) -> schemas.ModelList:
 
 
 @router.get("/v1/models/{model:path}", response_model=schemas.ModelCard, responses=ERRORS, tags=["openai"])
+@router.get("/models/{model:path}", response_model=schemas.ModelCard, responses=ERRORS, tags=["openai"],
+            summary="Retrieve Model (without /v1)")
 async def retrieve_model(model: str, request: Request) -> schemas.ModelCard:
     """OpenAI's ``models.retrieve``: the served model's card, 404 for any other id."""
     engine, _ = service_of(request).require_ready()
-    _check_model(engine, model)
+    check_model(engine, model)
     return (await list_models(request)).data[0]
 
 
 @router.post("/embed", response_model=list[list[float]], responses=ERRORS, tags=["tei"])
 async def embed(body: schemas.EmbedRequest, request: Request) -> Response:
     """Text-embeddings-inference-compatible: a list of vectors, unit length unless ``normalize`` is false."""
-    vectors, _ = await embed_texts(service_of(request), as_list(body.inputs), truncate=body.truncate, model=None,
+    vectors, _ = await embed_texts(request, as_list(body.inputs), truncate=body.truncate, model=None,
                               prompt_name=body.prompt_name)
     if body.normalize:
         vectors = unit_length(vectors)
@@ -276,10 +166,15 @@ async def similarity(body: schemas.SimilarityRequest, request: Request) -> Respo
     if body.pairs is not None:
         firsts = [pair.sentence1 for pair in body.pairs]
         seconds = [pair.sentence2 for pair in body.pairs]
+        first_names = [f"pairs[{index}].sentence1" for index in range(len(firsts))]
+        second_names = [f"pairs[{index}].sentence2" for index in range(len(seconds))]
     else:
         firsts = [body.inputs.source_sentence] * len(body.inputs.sentences)
         seconds = list(body.inputs.sentences)
-    cosines, tokens = await pair_cosines(service, firsts, seconds, truncate=body.cut, model=body.model,
+        first_names = ["source_sentence"] * len(firsts)
+        second_names = [f"sentences[{index}]" for index in range(len(seconds))]
+    cosines, tokens = await pair_cosines(request, firsts, seconds, truncate=body.cut, model=body.model,
+                                         first_names=first_names, second_names=second_names,
                                          prompt_name=body.parameters.prompt_name if body.parameters else None)
     if body.inputs is not None:
         return JSONResponse(cosines.tolist())
@@ -323,7 +218,7 @@ async def info(request: Request) -> JSONResponse:
     engine, _ = service.require_ready()
     settings = service.settings
     return JSONResponse({
-        "model_id": engine.name, "model_sha": None, "model_dtype": "float32",
+        "model_id": engine.name, "model_sha": None, "model_dtype": getattr(engine, "dtype", "float32"),
         "model_type": {"embedding": {"pooling": _pooling(engine)}},
         "max_concurrent_requests": settings.max_concurrent_requests,
         "max_input_length": engine.max_seq_length, "max_batch_tokens": settings.max_batch_tokens,
@@ -333,12 +228,14 @@ async def info(request: Request) -> JSONResponse:
 
 
 @router.get("/health", response_model=schemas.Health, tags=["ops"])
+@router.head("/health", include_in_schema=False)
 async def health() -> schemas.Health:
     """Alive: the process answers (the model may still be loading; see /ready)."""
     return schemas.Health()
 
 
 @router.get("/ready", response_model=schemas.Readiness, responses={503: {"model": schemas.Readiness}}, tags=["ops"])
+@router.head("/ready", include_in_schema=False)
 async def ready(request: Request) -> Response:
     """200 once the model is loaded and the queue runs; 503 while loading or after a failed load."""
     service = service_of(request)

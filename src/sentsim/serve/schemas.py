@@ -4,11 +4,37 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-#: A sentence: any non-empty string (an empty one has nothing to embed).
-Text = Annotated[str, Field(min_length=1)]
+
+def _unicode(value: object) -> object:
+    """Refuses a string holding a lone surrogate (JSON's ``"\\ud800"``): it is not Unicode text, no tokenizer
+    takes it, and it must fail here, with the request, not later in a batch shared with other requests."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(f"character {error.start} is a lone UTF-16 surrogate ({value[error.start]!a}), "
+                             "which is not Unicode text: send the text as valid UTF-8") from None
+    return value
+
+
+def _some(value: object) -> object:
+    """An empty list gets its own message (a union of str and list would answer "not a valid string")."""
+    if isinstance(value, list) and not value:
+        raise ValueError("an empty list has nothing to embed: send at least one text")
+    return value
+
+
+#: Any string of Unicode text, the empty one included.
+AnyText = Annotated[str, BeforeValidator(_unicode)]
+#: A sentence: any non-empty string of Unicode text (an empty one has nothing to embed).
+Text = Annotated[str, Field(min_length=1), BeforeValidator(_unicode)]
 Texts = Annotated[list[Text], Field(min_length=1)]
+#: A request's text or texts: one sentence or a non-empty list of them.
+Inputs = Annotated[Text | Texts, BeforeValidator(_some)]
+#: ``dimensions``: a whole number of at least 1, as JSON sends it (not true, "8" or 3.0).
+StrictDimensions = Annotated[int | None, Field(strict=True, ge=1)]
 
 TRUNCATE_HELP = "cut inputs longer than the model's max_seq_length tokens instead of refusing them"
 PROMPT_HELP = "one of the model's saved prompts, put before every input (default: the model's default prompt)"
@@ -34,13 +60,13 @@ def is_token_ids(value: object) -> bool:
 class EmbeddingsRequest(BaseModel):
     """OpenAI's ``POST /v1/embeddings`` body (token-id inputs are not supported)."""
 
-    input: Text | Texts = Field(description="a sentence or a list of sentences")
+    input: Inputs = Field(description="a sentence or a list of sentences")
     model: str | None = Field(None, description="the served model's id (see GET /v1/models); optional")
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="float: JSON numbers; base64: little-endian float32 bytes, base64-encoded"
     )
-    dimensions: int | None = Field(
-        None, ge=1, description="keep the first N dimensions and re-normalise (for Matryoshka-trained models)"
+    dimensions: StrictDimensions = Field(
+        None, description="keep the first N dimensions and re-normalise (for Matryoshka-trained models)"
     )
     user: str | None = Field(None, description="accepted for OpenAI compatibility, ignored")
     truncate: bool = Field(False, description=TRUNCATE_HELP)
@@ -90,7 +116,7 @@ class ModelList(BaseModel):
 class EmbedRequest(BaseModel):
     """Text-embeddings-inference's ``POST /embed`` body."""
 
-    inputs: Text | Texts
+    inputs: Inputs
     normalize: bool = Field(True, description="scale each vector to unit length")
     truncate: bool = Field(False, description=TRUNCATE_HELP)
     prompt_name: str | None = Field(None, description=PROMPT_HELP)
@@ -144,7 +170,7 @@ class RootRequest(BaseModel):
     """text-embeddings-inference's compatibility route ``POST /``, where huggingface_hub's
     ``InferenceClient(SERVER_URL)`` posts: texts to embed, or TEI's one-against-many similarity form."""
 
-    inputs: Text | Texts | SourceAndSentences
+    inputs: Annotated[Text | Texts | SourceAndSentences, BeforeValidator(_some)]
     normalize: bool = Field(True, description="texts: scale each vector to unit length")
     truncate: bool = Field(False, description=TRUNCATE_HELP)
     prompt_name: str | None = Field(None, description=PROMPT_HELP)

@@ -18,8 +18,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from sentsim.serve.routes import ERRORS, ServeError, Service, as_list, pair_cosines, service_of
+from sentsim.serve.routes import ERRORS
 from sentsim.serve.schemas import TOKEN_IDS_REFUSED, Text, is_token_ids
+from sentsim.serve.service import ServeError, Service, as_list, pair_cosines, service_of
 
 router = APIRouter()
 
@@ -151,13 +152,16 @@ async def score(body: ScoreRequest, request: Request) -> JSONResponse:
     firsts, seconds = as_list(body.text_1), as_list(body.text_2)
     if not firsts or not seconds:
         raise ServeError(422, "text_1 and text_2 need at least one text each", code="no_inputs")
+    first_names = [f"text_1[{index}]" for index in range(len(firsts))]
     if len(firsts) == 1:
-        firsts = firsts * len(seconds)
+        firsts, first_names = firsts * len(seconds), first_names * len(seconds)
     elif len(firsts) != len(seconds):
         raise ServeError(422, f"text_1 has {len(firsts)} texts and text_2 {len(seconds)}: the lengths must be "
                          "1:1, 1:N or N:N", code="mismatched_inputs")
     truncate = _truncation(service, body.truncate_prompt_tokens)
-    cosines, tokens = await pair_cosines(service, firsts, seconds, truncate=truncate, model=body.model)
+    cosines, tokens = await pair_cosines(request, firsts, seconds, truncate=truncate, model=body.model,
+                                         first_names=first_names,
+                                         second_names=[f"text_2[{index}]" for index in range(len(seconds))])
     data = [{"index": index, "object": "score", "score": value} for index, value in enumerate(cosines.tolist())]
     return JSONResponse({"id": f"score-{uuid.uuid4().hex}", "object": "list", "created": int(time.time()),
                          "model": service.engine.name, "data": data, "usage": _usage(tokens)})
@@ -175,8 +179,10 @@ async def rerank(body: RerankRequest, request: Request) -> JSONResponse:
     truncate = body.truncate or (body.truncate_prompt_tokens is not None
                                  and _truncation(service, body.truncate_prompt_tokens))
     # With no candidates nothing is embedded, but readiness, the model name and the limits are still checked.
-    cosines, tokens = await pair_cosines(service, [body.query] * len(candidates), candidates, truncate=truncate,
-                                         model=body.model)
+    field = "texts" if body.texts is not None else "documents"
+    cosines, tokens = await pair_cosines(request, [body.query] * len(candidates), candidates, truncate=truncate,
+                                         model=body.model, first_names=["query"] * len(candidates),
+                                         second_names=[f"{field}[{index}]" for index in range(len(candidates))])
     scores = cosines.tolist()
     order = sorted(range(len(scores)), key=lambda index: (-scores[index], index))  # ties keep request order
     if body.top_n:
