@@ -12,6 +12,7 @@ import json
 import threading
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -22,7 +23,7 @@ from sentsim.serve.limits import ServeSettings
 from sentsim.serve.queue import BatchQueue
 from sentsim.serve.service import ServeError, Service, embed_texts
 
-from .serve_support import FakeEngine, assert_error, wait_until
+from .serve_support import FakeEngine, assert_error, unit, vector_for, wait_until
 
 LONE = "a man \ud800 plays"
 #: Every route that embeds text, with a body holding ``LONE`` where its client puts a text.
@@ -168,3 +169,24 @@ def test_the_torch_engine_reports_the_precision_it_serves_in(tiny_engine):
     with TestClient(create_app(ServeSettings(), tiny_engine)) as client:
         dtype = client.get("/info").json()["model_dtype"]
     assert dtype == {"bf16": "bfloat16", "fp32": "float32"}[tiny_engine.precision]
+
+
+def test_tei_nulls_mean_the_defaults_and_embed_takes_dimensions(client):
+    both = client.post("/embed", json={"inputs": ["a", "b"], "normalize": None, "truncate": None}).json()
+    np.testing.assert_allclose(both, unit(np.stack([vector_for("a"), vector_for("b")])), atol=1e-6)
+    for path in ("/embed", "/"):
+        short = client.post(path, json={"inputs": "a", "dimensions": 3}).json()
+        np.testing.assert_allclose(short, [unit(vector_for("a")[:3])], atol=1e-6)
+    assert "dimensions" in assert_error(client.post("/embed", json={"inputs": "a", "dimensions": 99}), 422)["message"]
+    assert_error(client.post("/rerank", json={"query": "q", "texts": ["a"], "truncation_direction": "Left"}), 422)
+
+
+def test_cohere_path_cuts_long_documents_as_cohere_does():
+    long_document = {"query": "q", "documents": ["three long words", "ok"]}
+    with TestClient(create_app(ServeSettings(), FakeEngine(max_seq_length=4))) as client:
+        ranked = client.post("/v2/rerank", json=long_document)
+        assert ranked.status_code == 200 and len(ranked.json()["results"]) == 2
+        assert_error(client.post("/v2/rerank", json={**long_document, "max_tokens_per_doc": 2}), 422,
+                     "unsupported_truncation")
+        assert client.post("/rerank", json={**long_document, "max_tokens_per_doc": 4096}).status_code == 200
+        assert_error(client.post("/rerank", json=long_document), 413, "input_too_long")  # vLLM's path: refused

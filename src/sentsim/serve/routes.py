@@ -151,8 +151,11 @@ async def retrieve_model(model: str, request: Request) -> schemas.ModelCard:
 @router.post("/embed", response_model=list[list[float]], responses=ERRORS, tags=["tei"])
 async def embed(body: schemas.EmbedRequest, request: Request) -> Response:
     """Text-embeddings-inference-compatible: a list of vectors, unit length unless ``normalize`` is false."""
+    check_dimensions(service_of(request), body.dimensions)
     vectors, _ = await embed_texts(request, as_list(body.inputs), truncate=body.truncate, model=None,
-                              prompt_name=body.prompt_name)
+                                   prompt_name=body.prompt_name)
+    if body.dimensions is not None:
+        vectors = vectors[:, : body.dimensions]
     if body.normalize:
         vectors = unit_length(vectors)
     return VectorResponse(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -198,7 +201,7 @@ async def tei_compatible(body: schemas.RootRequest, request: Request) -> Respons
         return await similarity(schemas.SimilarityRequest(inputs=body.inputs, truncate=body.truncate,
                                                           parameters=parameters), request)
     return await embed(schemas.EmbedRequest(inputs=body.inputs, normalize=body.normalize, truncate=body.truncate,
-                                            prompt_name=body.prompt_name), request)
+                                            prompt_name=body.prompt_name, dimensions=body.dimensions), request)
 
 
 def _pooling(engine: Engine) -> str:

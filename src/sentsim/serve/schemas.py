@@ -113,14 +113,28 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-class EmbedRequest(BaseModel):
+class TeiBody(BaseModel):
+    """A text-embeddings-inference body, whose switches are optional (``Option<bool>``): a null ``normalize``
+    or ``truncate``, which clients that fill in every field send, means the default."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_for_nulls(cls, data: object) -> object:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items()
+                    if not (key in ("normalize", "truncate") and value is None)}
+        return data
+
+
+class EmbedRequest(TeiBody):
     """Text-embeddings-inference's ``POST /embed`` body."""
 
     inputs: Inputs
-    normalize: bool = Field(True, description="scale each vector to unit length")
-    truncate: bool = Field(False, description=TRUNCATE_HELP)
+    normalize: bool = Field(True, description="scale each vector to unit length (null: true)")
+    truncate: bool = Field(False, description=TRUNCATE_HELP + " (null: false)")
     prompt_name: str | None = Field(None, description=PROMPT_HELP)
     truncation_direction: Direction = Field("Right", description=DIRECTION_HELP)
+    dimensions: StrictDimensions = Field(None, description="keep the first N dimensions (then normalise)")
 
 
 class SentencePair(BaseModel):
@@ -166,15 +180,16 @@ class SimilarityRequest(BaseModel):
         return self.truncate or bool(self.parameters and self.parameters.truncate)
 
 
-class RootRequest(BaseModel):
+class RootRequest(TeiBody):
     """text-embeddings-inference's compatibility route ``POST /``, where huggingface_hub's
     ``InferenceClient(SERVER_URL)`` posts: texts to embed, or TEI's one-against-many similarity form."""
 
     inputs: Annotated[Text | Texts | SourceAndSentences, BeforeValidator(_some)]
-    normalize: bool = Field(True, description="texts: scale each vector to unit length")
-    truncate: bool = Field(False, description=TRUNCATE_HELP)
+    normalize: bool = Field(True, description="texts: scale each vector to unit length (null: true)")
+    truncate: bool = Field(False, description=TRUNCATE_HELP + " (null: false)")
     prompt_name: str | None = Field(None, description=PROMPT_HELP)
     truncation_direction: Direction = Field("Right", description=DIRECTION_HELP)
+    dimensions: StrictDimensions = Field(None, description="texts: keep the first N dimensions (then normalise)")
     parameters: TeiParameters | None = Field(None, description="similarity form: truncate")
 
 

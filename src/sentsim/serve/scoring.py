@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from sentsim.serve.routes import ERRORS
-from sentsim.serve.schemas import TOKEN_IDS_REFUSED, Text, is_token_ids
+from sentsim.serve.schemas import DIRECTION_HELP, TOKEN_IDS_REFUSED, Direction, Text, is_token_ids
 from sentsim.serve.service import ServeError, Service, as_list, pair_cosines, service_of
 
 router = APIRouter()
@@ -67,6 +67,10 @@ class RerankRequest(BaseModel):
     truncate: bool = Field(False, description="cut inputs over max_seq_length tokens instead of refusing them (413)")
     truncate_prompt_tokens: int | None = Field(None, ge=-1, description="vLLM's spelling of truncate (-1: cut)")
     max_chunks_per_doc: int | None = Field(None, description="accepted for Cohere compatibility, ignored")
+    max_tokens_per_doc: int | None = Field(
+        None, ge=1, description="Cohere's cut: at least max_seq_length cuts there (the default on Cohere's path, "
+                                "/v2/rerank, as Cohere cuts long documents itself); smaller is refused")
+    truncation_direction: Direction = Field("Right", description=DIRECTION_HELP)
 
     @field_validator("query", "texts", mode="before")
     @classmethod
@@ -128,15 +132,18 @@ class TeiRank(BaseModel):
     text: str | None = None
 
 
-def _truncation(service: Service, tokens: int | None) -> bool:
-    """vLLM's ``truncate_prompt_tokens`` as the queue's switch: it cuts at the model's limit, nowhere else."""
+def _truncation(service: Service, tokens: int | None, *, name: str = "truncate_prompt_tokens",
+                default: bool = False) -> bool:
+    """vLLM's ``truncate_prompt_tokens`` (or Cohere's ``max_tokens_per_doc``) as the queue's switch: it cuts
+    at the model's limit, nowhere else; ``default`` when the request does not say."""
     if tokens is None:
-        return False
+        return default
     limit = service.engine.max_seq_length if service.engine else None
     if tokens == -1 or (limit is not None and tokens >= limit):
         return True
-    raise ServeError(422, f"truncate_prompt_tokens {tokens} is below the model's max_seq_length ({limit}); this "
-                     "server cuts only at max_seq_length: send -1", code="unsupported_truncation")
+    advice = "send -1" if name == "truncate_prompt_tokens" else f"send at least {limit}"
+    raise ServeError(422, f"{name} {tokens} is below the model's max_seq_length ({limit}); this "
+                     f"server cuts only at max_seq_length: {advice}", code="unsupported_truncation")
 
 
 def _usage(tokens: int) -> dict[str, int]:
@@ -176,8 +183,12 @@ async def rerank(body: RerankRequest, request: Request) -> JSONResponse:
     """The candidates, best first, scored by their cosine with the query; ``top_n`` keeps the best N."""
     service = service_of(request)
     candidates = body.candidates()
+    # Cohere cuts long documents itself (max_tokens_per_doc, 4096 by default), and its client cannot ask to:
+    # on Cohere's path over-long texts are cut at max_seq_length unless the request says otherwise.
     truncate = body.truncate or (body.truncate_prompt_tokens is not None
-                                 and _truncation(service, body.truncate_prompt_tokens))
+                                 and _truncation(service, body.truncate_prompt_tokens)) or \
+        _truncation(service, body.max_tokens_per_doc, name="max_tokens_per_doc",
+                    default=request.url.path == "/v2/rerank")
     # With no candidates nothing is embedded, but readiness, the model name and the limits are still checked.
     field = "texts" if body.texts is not None else "documents"
     cosines, tokens = await pair_cosines(request, [body.query] * len(candidates), candidates, truncate=truncate,
