@@ -190,3 +190,8 @@ def test_cohere_path_cuts_long_documents_as_cohere_does():
                      "unsupported_truncation")
         assert client.post("/rerank", json={**long_document, "max_tokens_per_doc": 4096}).status_code == 200
         assert_error(client.post("/rerank", json=long_document), 413, "input_too_long")  # vLLM's path: refused
+
+
+def test_tei_token_id_inputs_are_refused_by_name(client):
+    for path in ("/embed", "/"):
+        assert "token-id" in assert_error(client.post(path, json={"inputs": [[101, 7592, 102]]}), 422)["message"]

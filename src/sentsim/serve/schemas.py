@@ -125,6 +125,14 @@ class TeiBody(BaseModel):
                     if not (key in ("normalize", "truncate") and value is None)}
         return data
 
+    @field_validator("inputs", mode="before", check_fields=False)
+    @classmethod
+    def _no_token_ids(cls, value: object) -> object:
+        """TEI takes token ids too; here only text is embedded, and a clear refusal beats "not a string"."""
+        if is_token_ids(value):
+            raise ValueError(TOKEN_IDS_REFUSED)
+        return value
+
 
 class EmbedRequest(TeiBody):
     """Text-embeddings-inference's ``POST /embed`` body."""
