@@ -190,7 +190,8 @@ def test_calibrate_never_replaces_an_existing_output_unasked(capsys, tmp_path, m
     assert sorted(path.name for path in taken.iterdir()) == ["notes.txt"]
     code, _, err = run_cli(capsys, *argv, "--overwrite")
     assert code == EXIT_OK, err
-    assert (taken / "calibration.json").is_file() and not (taken / "notes.txt").exists()
+    # the model's files go in; the user's own file stays, as in sentence-transformers' save
+    assert (taken / "calibration.json").is_file() and (taken / "notes.txt").read_text(encoding="utf-8") == "mine"
     code, _, err = run_cli(capsys, "calibrate", taken, "--data", data_dir / "dev.tsv", "--output", taken / "inner")
     assert_one_line_error(code, err, str(taken / "inner"), "inside the model folder")
     model = tmp_path / "model"

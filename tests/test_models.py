@@ -153,6 +153,32 @@ def test_failed_save_keeps_previous_model(tiny_model, tmp_path: Path, monkeypatc
     assert [path.name for path in tmp_path.iterdir()] == ["model"]
 
 
+def test_save_into_a_folder_keeps_what_else_is_there(tiny_model, tmp_path: Path):
+    """As sentence-transformers' save: the model's files are written (replaced), the user's stay."""
+    folder = tmp_path / "project"
+    (folder / "eval").mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine")
+    (folder / "eval" / "results.csv").write_text("epoch,score\n")
+    tiny_model.save(folder)
+    first = (folder / "model.safetensors").read_bytes()
+    with torch.no_grad():
+        next(tiny_model.parameters()).add_(1.0)
+    tiny_model.save(folder)  # again: the model's own files are replaced
+    assert (folder / "notes.txt").read_text() == "mine"
+    assert (folder / "eval" / "results.csv").read_text() == "epoch,score\n"
+    assert (folder / "model.safetensors").read_bytes() != first
+    reloaded = SentenceTransformer(folder)
+    assert torch.equal(next(reloaded.parameters()), next(tiny_model.parameters()))
+    assert not [path.name for path in tmp_path.iterdir() if path.name != "project"]  # no temporaries left
+    assert not [path.name for path in folder.iterdir() if path.name.startswith(".")]
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(FileExistsError, match="not a folder"):
+        tiny_model.save(tmp_path / "a-file")
+    assert (tmp_path / "a-file").read_text() == "not a folder"
+    bare = tiny_model.save_pretrained(tmp_path / "bare", create_model_card=False, safe_serialization=True)
+    assert not (bare / "README.md").exists() and (bare / "modules.json").is_file()
+
+
 def test_unknown_model_errors(tmp_path: Path, monkeypatch):
     with pytest.raises(ModelLoadError):
         SentenceTransformer(tmp_path / "missing" / "folder")

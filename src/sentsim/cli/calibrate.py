@@ -24,7 +24,8 @@ def add_parser(commands: Any) -> None:
                            help="save the calibrated model here instead of into MODEL (needed for names; "
                                 "default: write calibration.json into MODEL)")
     calibrate.add_argument("--overwrite", action="store_true",
-                           help="replace OUTPUT if it exists (default: an existing OUTPUT is an error)")
+                           help="write the model into an existing OUTPUT: the model's files are replaced, anything "
+                                "else there stays (default: an existing OUTPUT is an error)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.output} is inside the model folder {args.model}; save the copy elsewhere")
         check_folder_spares_inputs(args.output, [args.model, args.data])
         if (args.output.exists() or args.output.is_symlink()) and not args.overwrite:
-            raise UsageError(f"{args.output} already exists; pass --overwrite to replace it (calibrate writes a "
+            raise UsageError(f"{args.output} already exists; pass --overwrite to write into it (calibrate writes a "
                              "whole model folder there)")
     device = common.device(args)
     dataset = common.load_data(args)

@@ -221,18 +221,25 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls, 
         return float(scores[0]) if isinstance(cosines, float) else scores
 
     # -- persistence --------------------------------------------------------------------------
-    def save(self, path: str | Path, *, model_card: str | None = None) -> Path:
-        """Writes the model in the sentence-transformers layout, atomically."""
+    def save(self, path: str | Path, model_name: str | None = None, create_model_card: bool = True,
+             train_datasets: list[str] | None = None, safe_serialization: bool = True, *,
+             model_card: str | None = None) -> Path:
+        """Writes the model in the sentence-transformers layout, atomically, beside whatever else ``path`` holds.
+
+        sentence-transformers' arguments are accepted: ``create_model_card=False`` writes no README.md
+        (``model_name`` and ``train_datasets`` only feed its card); weights are always safetensors.
+        """
         extra = {}
-        if model_card is None:
+        if create_model_card and model_card is None:
             from sentsim.persistence.minimal_card import render_minimal_card
 
             pooling = self.pooling
             model_card = render_minimal_card(
-                model_name=Path(path).name, base_model=self.name_or_path or "(unknown)",
+                model_name=model_name or Path(path).name, base_model=self.name_or_path or "(unknown)",
                 dimensions=self.embedding_dimension, max_seq_length=self.max_seq_length,
                 pooling="+".join(pooling.modes) if pooling else "none", calibrated=self.calibration is not None)
-        extra["README.md"] = model_card
+        if create_model_card:
+            extra["README.md"] = model_card
         if self.calibration is not None:
             extra[CALIBRATION_FILE] = self.calibration.to_json()
         model_config = {"prompts": self.prompts, "default_prompt_name": self.default_prompt_name,
@@ -244,7 +251,7 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls, 
     def save_pretrained(self, path: str | Path, model_name: str | None = None, create_model_card: bool = True,
                         train_datasets: list[str] | None = None, safe_serialization: bool = True) -> Path:
         """sentence-transformers' name for ``save`` (weights are always safetensors)."""
-        return self.save(path)
+        return self.save(path, model_name, create_model_card, train_datasets, safe_serialization)
 
     # -- training (the classic sentence-transformers entry point) -------------------------------
     def fit(self, *args: Any, **kwargs: Any) -> None:

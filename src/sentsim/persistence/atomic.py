@@ -25,8 +25,8 @@ from sentsim.persistence.temporaries import (
     write_owner_marker,
 )
 
-__all__ = ["atomic_directory", "atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
-           "find_stale_temporaries", "remove_stale_temporaries"]
+__all__ = ["atomic_directory", "atomic_open", "atomic_save_into", "atomic_write_bytes", "atomic_write_json",
+           "atomic_write_text", "find_stale_temporaries", "remove_stale_temporaries"]
 
 _ATTEMPTS = 100
 
@@ -185,8 +185,9 @@ def atomic_directory(final: str | os.PathLike[str]) -> Iterator[Path]:
 
 def copy_directory(source: str | os.PathLike[str], final: str | os.PathLike[str], *,
                    replace_files: dict[str, str] | None = None) -> Path:
-    """Copies the folder ``source`` to ``final`` atomically (see ``atomic_directory``), with the text
-    files in ``replace_files`` (name → content) written over or beside the copied ones.
+    """Copies the folder ``source`` to ``final`` atomically (see ``atomic_save_into``: what else ``final``
+    holds stays), with the text files in ``replace_files`` (name → content) written over or beside the
+    copied ones.
 
     For a model folder that cannot be re-serialised from memory (an ONNX export): saving a changed
     copy of it, its calibration say, is copying it with that one file replaced.
@@ -194,9 +195,64 @@ def copy_directory(source: str | os.PathLike[str], final: str | os.PathLike[str]
     source, target = Path(source), Path(final)
     if target.resolve() == source.resolve() or source.resolve() in target.resolve().parents:
         raise ValueError(f"cannot copy {source} onto itself or into itself ({target})")
-    with atomic_directory(target) as temporary:
+    with atomic_save_into(target) as temporary:
         shutil.copytree(source, temporary, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns(MARKER_NAME, ".*.tmp-*", ".*.old-*"))
         for name, text in (replace_files or {}).items():
             (temporary / name).write_text(text, encoding="utf-8")
     return target
+
+
+#: Written last when files go into an existing folder: a loader reads these first, so until they are
+#: in, the folder still describes the model it held before.
+_WRITTEN_LAST = ("config_sentence_transformers.json", "modules.json")
+
+
+@contextlib.contextmanager
+def atomic_save_into(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Like ``atomic_directory``, but an existing ``final`` keeps everything the save does not write.
+
+    A model saved into a folder that already holds other things (a user's notes, an evaluation
+    folder, an ``onnx/`` export) leaves them there, as sentence-transformers' ``save`` does: only
+    the files and folders of the same names are replaced, each one atomically, ``modules.json`` and
+    the model config last. A new or empty ``final`` gets the whole-folder rename of
+    ``atomic_directory``. ``final`` being a file is refused: that would delete it.
+    """
+    target = Path(final)
+    if (target.is_symlink() and not target.exists()) or (target.exists() and not target.is_dir()):
+        raise FileExistsError(f"{target} exists and is not a folder: a model is saved into a folder")
+    if not target.is_dir() or not any(target.iterdir()):
+        with atomic_directory(target) as temporary:
+            yield temporary
+        return
+    temporary = _make_new_sibling_folder(target, "tmp")
+    try:
+        write_owner_marker(temporary)
+        yield temporary
+        (temporary / MARKER_NAME).unlink(missing_ok=True)
+        names = sorted((entry.name for entry in temporary.iterdir()),
+                       key=lambda name: (name in _WRITTEN_LAST, _WRITTEN_LAST.index(name) if name in _WRITTEN_LAST
+                                         else 0, name))
+        for name in names:
+            _replace_entry(temporary / name, target / name)
+        _fsync_directory(target)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _replace_entry(new: Path, old: Path) -> None:
+    """Puts ``new`` at ``old``'s place in one rename; a folder (or a file of another kind) there first steps aside."""
+    if (old.is_dir() and not old.is_symlink()) or (old.exists() and new.is_dir()):
+        aside = old.with_name(f".{old.name}.old-{secrets.token_hex(4)}")
+        os.replace(old, aside)
+        try:
+            os.replace(new, old)
+        except BaseException:
+            os.replace(aside, old)
+            raise
+        if aside.is_dir() and not aside.is_symlink():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            aside.unlink()
+    else:
+        os.replace(new, old)

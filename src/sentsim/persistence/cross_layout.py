@@ -16,7 +16,7 @@ from torch import nn
 
 from sentsim.errors import ModelLoadError
 from sentsim.models import Transformer
-from sentsim.persistence.atomic import atomic_directory
+from sentsim.persistence.atomic import atomic_save_into
 
 #: The head's weights and the cross-encoder's options, beside the transformer's own files.
 HEAD_FILE = "cross_encoder_head.safetensors"
@@ -28,7 +28,7 @@ def save_cross_encoder(transformer: Transformer, head: nn.Linear, path: str | Pa
     from sentsim import __version__
 
     path = Path(path)
-    with atomic_directory(path) as folder:
+    with atomic_save_into(path) as folder:
         transformer.save(folder)
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in head.state_dict().items()}
         save_file(state, str(folder / HEAD_FILE))

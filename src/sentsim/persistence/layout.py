@@ -12,7 +12,7 @@ from torch import nn
 
 from sentsim.errors import ModelLoadError
 from sentsim.models import Normalize, Pooling, Transformer
-from sentsim.persistence.atomic import atomic_directory
+from sentsim.persistence.atomic import atomic_save_into
 from sentsim.persistence.model_config import MODEL_CONFIG_FILE
 
 logger = logging.getLogger(__name__)
@@ -107,9 +107,13 @@ def read_modules_json(path: Path) -> list[dict[str, Any]]:
 
 def save_modules(modules: list[nn.Module], folder: str | Path, *, extra_files: dict[str, str] | None = None,
                  versions: dict[str, str] | None = None, model_config: dict[str, Any] | None = None) -> Path:
-    """Writes the pipeline atomically: a crash mid-save leaves any previous model folder intact."""
+    """Writes the pipeline atomically: a crash mid-save leaves any previous model folder intact.
+
+    Into an existing folder, only the files and folders of the model are replaced; anything else there
+    stays (``atomic_save_into``).
+    """
     final = Path(folder)
-    with atomic_directory(final) as temp:
+    with atomic_save_into(final) as temp:
         entries = []
         for index, module in enumerate(modules):
             kind = SAVED_TYPES.get(type(module))
