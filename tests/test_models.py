@@ -99,6 +99,20 @@ def test_encode_leaves_no_gradients_and_restores_mode(tiny_model):
     assert all(parameter.grad is None for parameter in tiny_model.parameters())
 
 
+def test_encode_restores_each_modules_own_mode(tiny_model):
+    """A loaded model can say "training" outside with its transformer in eval: encode must not turn dropout on."""
+    tiny_model.train()
+    tiny_model.transformer.eval()
+    modes = [module.training for module in tiny_model.modules()]
+    tiny_model.encode(SENTENCES, dtype="fp32")
+    assert [module.training for module in tiny_model.modules()] == modes
+    features = tiny_model.tokenize(SENTENCES)
+    with torch.no_grad():  # dropout still off inside: two direct forwards agree
+        first = tiny_model(dict(features))["sentence_embedding"]
+        second = tiny_model(dict(features))["sentence_embedding"]
+    assert torch.equal(first, second)
+
+
 def test_bf16_encode_is_close_to_fp32(tiny_model):
     exact = tiny_model.encode(SENTENCES, dtype="fp32", normalize_embeddings=True)
     fast = tiny_model.encode(SENTENCES, dtype="bf16", normalize_embeddings=True)

@@ -156,7 +156,9 @@ def batched_forward(model: nn.Module, rows: Sequence[Row], collate: Callable[[li
     # Inside a caller's own autocast the cache would outlive this call (it is emptied when the outermost
     # context ends) and hold casts of weights the caller may go on to change in place: not then.
     reuse_casts = mode == "bf16" and len(batches) > 1 and not torch.is_autocast_enabled(device.type)
-    was_training = model.training
+    # Each module's own mode comes back, not the outer one's spread down: a loaded model's outer module
+    # may say "training" while its transformer is in eval, and train(True) would switch dropout on inside.
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
         with torch.no_grad() if reuse_casts else torch.inference_mode(), autocast_context(mode, device):
@@ -164,4 +166,5 @@ def batched_forward(model: nn.Module, rows: Sequence[Row], collate: Callable[[li
                 features = collate([rows[index] for index in batch])
                 consume(batch, model({name: tensor.to(device) for name, tensor in features.items()}))
     finally:
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
