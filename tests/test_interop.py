@@ -67,3 +67,31 @@ def test_zero_shot_stsb_test_score_is_the_published_one(bundled, stsb_dir):
     exact = evaluate_pairs(bundled, test, dtype="fp32")
     assert exact.spearman_cosine == pytest.approx(82.03, abs=0.05)
     assert evaluate_pairs(bundled, test).spearman_cosine == pytest.approx(82.03, abs=0.05)
+
+
+def _prompted_copy(bundled_model_dir: Path, folder: Path, *, include_prompt: bool) -> Path:
+    """The bundled model saved by sentence-transformers with a query prompt and the include_prompt given."""
+    reference = sentence_transformers.SentenceTransformer(str(bundled_model_dir), device="cpu",
+                                                          prompts={"query": "query: "})
+    reference[1].include_prompt = include_prompt
+    reference.save(str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("include_prompt", [False, True])
+def test_a_pooling_that_leaves_the_prompt_out_gives_sentence_transformers_vectors(bundled_model_dir, stsb_sentences,
+                                                                                 tmp_path: Path, include_prompt):
+    folder = _prompted_copy(bundled_model_dir, tmp_path / "prompted", include_prompt=include_prompt)
+    reference = sentence_transformers.SentenceTransformer(str(folder), device="cpu")
+    ours = SentenceTransformer(folder)
+    assert ours.pooling.include_prompt is include_prompt
+    texts = stsb_sentences[:20]
+    expected = reference.encode(texts, prompt_name="query", batch_size=8, convert_to_numpy=True)
+    np.testing.assert_allclose(ours.encode(texts, prompt_name="query", batch_size=8, dtype="fp32"), expected,
+                               atol=1e-5)
+    tokens = reference.encode(texts[:3], prompt_name="query", output_value="token_embeddings")
+    for got, want in zip(ours.encode(texts[:3], prompt_name="query", output_value="token_embeddings", dtype="fp32"),
+                         tokens, strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)  # the encoder still sees the prompt
+    plain = reference.encode(texts, batch_size=8, convert_to_numpy=True)  # no prompt: nothing is left out
+    np.testing.assert_allclose(ours.encode(texts, batch_size=8, dtype="fp32"), plain, atol=1e-5)

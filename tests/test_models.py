@@ -193,6 +193,12 @@ def test_save_into_a_folder_keeps_what_else_is_there(tiny_model, tmp_path: Path)
     assert not (bare / "README.md").exists() and (bare / "modules.json").is_file()
 
 
+def test_pooling_mode_names_of_every_sentence_transformers_version():
+    for name, mode in (("mean_sqrt_len_tokens", "mean_sqrt_len"), ("mean_tokens", "mean"), ("cls_token", "cls"),
+                       ("max_tokens", "max"), ("weightedmean_tokens", "weightedmean"), ("lasttoken", "lasttoken")):
+        assert Pooling.from_config({"embedding_dimension": 8, "pooling_mode": name}).modes == (mode,)
+
+
 def test_unknown_model_errors(tmp_path: Path, monkeypatch):
     with pytest.raises(ModelLoadError):
         SentenceTransformer(tmp_path / "missing" / "folder")

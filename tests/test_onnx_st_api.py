@@ -216,3 +216,21 @@ def test_constructor_errors_are_the_exception_types_sentence_transformers_code_c
         SentenceTransformer(folder, backend="incorrect_backend")
     with pytest.raises(OSError, match="wrong_file_name"):
         SentenceTransformer(folder, backend="onnx", model_kwargs={"file_name": "wrong_file_name", "export": False})
+
+
+def test_a_pooling_that_leaves_the_prompt_out_is_refused_with_a_prompt(folder: Path, tmp_path: Path) -> None:
+    """The onnx backend does not leave prompt tokens out of its pooling: it says so instead of pooling them."""
+    import json
+    import shutil
+
+    from sentsim.inference.onnx_backend import OnnxSentenceEncoder
+
+    copy = tmp_path / "no-prompt-pooling"
+    shutil.copytree(folder, copy)
+    config_path = next(path for path in copy.rglob("config.json") if path.parent.name.endswith("Pooling"))
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "include_prompt": False}))
+    encoder = OnnxSentenceEncoder(copy, file_name="model.onnx")
+    assert encoder.encode(SENTENCES[:2]).shape[0] == 2  # no prompt: nothing to leave out
+    with pytest.raises(ConfigError, match="include_prompt"):
+        encoder.encode(SENTENCES[:2], prompt_name="query")

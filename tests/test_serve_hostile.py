@@ -195,3 +195,12 @@ def test_cohere_path_cuts_long_documents_as_cohere_does():
 def test_tei_token_id_inputs_are_refused_by_name(client):
     for path in ("/embed", "/"):
         assert "token-id" in assert_error(client.post(path, json={"inputs": [[101, 7592, 102]]}), 422)["message"]
+
+
+def test_a_prompt_the_pooling_would_leave_out_is_refused():
+    engine = FakeEngine()
+    engine.prompts, engine.include_prompt = {"query": "query: "}, False
+    with TestClient(create_app(ServeSettings(), engine)) as client:
+        assert client.post("/embed", json={"inputs": "a"}).status_code == 200  # no prompt: served
+        error = assert_error(client.post("/embed", json={"inputs": "a", "prompt_name": "query"}), 422)
+    assert "include_prompt" in error["message"]

@@ -24,18 +24,20 @@ def encode(
     dtype: Precision = "auto",
     show_progress: bool | None = None,
     truncate_dim: int | None = None,
+    prompt_length: int | None = None,
 ) -> np.ndarray | torch.Tensor:
     """Embeds ``sentences``; one string gives one vector, a list gives a (n, dim) matrix.
 
     ``dtype`` is the compute type of the forward pass (``auto`` picks bf16 where the CPU/GPU runs
     it natively); the result is always float32. ``truncate_dim`` keeps the first dimensions, before
-    ``normalize``.
+    ``normalize``. ``prompt_length``: the texts start with a prompt of that many tokens ([CLS] included),
+    which a pooling with ``include_prompt=False`` leaves out (see ``prompt_token_count``).
     """
     single = isinstance(sentences, str)
     texts = [sentences] if single else list(sentences)
     ids = _checked_token_ids(model, texts, batch_size=batch_size)
     output = encode_token_ids(model, ids, batch_size=batch_size, dtype=dtype, show_progress=show_progress,
-                              truncate_dim=truncate_dim)
+                              truncate_dim=truncate_dim, prompt_length=prompt_length)
     if normalize:
         output = torch.nn.functional.normalize(output, p=2, dim=1)
     result: np.ndarray | torch.Tensor = output if convert_to == "torch" else output.numpy()
@@ -51,6 +53,7 @@ def encode_token_ids(
     show_progress: bool | None = None,
     truncate_dim: int | None = None,
     run_overhead: int | None = None,
+    prompt_length: int | None = None,
 ) -> torch.Tensor:
     """Embeddings (float32, input order) of texts already tokenised (ids cut to ``max_seq_length``).
 
@@ -65,9 +68,35 @@ def encode_token_ids(
         output[batch] = features["sentence_embedding"][:, :dimension].float().cpu()
 
     if ids:
-        batched_forward(model, ids, model.collate, keep, lengths=[len(row) for row in ids], batch_size=batch_size,
-                        dtype=dtype, show_progress=show_progress, desc="Encoding", run_overhead=run_overhead)
+        batched_forward(model, ids, _collate(model, prompt_length), keep, lengths=[len(row) for row in ids],
+                        batch_size=batch_size, dtype=dtype, show_progress=show_progress, desc="Encoding",
+                        run_overhead=run_overhead)
     return output
+
+
+def prompt_token_count(model: SentenceTransformer, prompt: str | None) -> int | None:
+    """How many leading tokens ``prompt`` puts before a text: its ids with the tokenizer's [CLS] but not a
+    trailing special token ([SEP]), as sentence-transformers counts them for ``include_prompt=False``.
+    None where nothing is to be left out (no prompt, or a pooling that includes it)."""
+    pooling = model.pooling
+    if not prompt or pooling is None or pooling.include_prompt:
+        return None
+    ids = model.token_ids([prompt])[0]
+    special = set(getattr(model.tokenizer, "all_special_ids", ()) or ())
+    return len(ids) - 1 if ids and ids[-1] in special else len(ids)
+
+
+def _collate(model: SentenceTransformer, prompt_length: int | None) -> Callable[[list[list[int]]], dict]:
+    """The model's collate, with ``prompt_length`` among the features when a prompt is to be left out."""
+    if not prompt_length:
+        return model.collate
+
+    def collate(rows: list[list[int]]) -> dict[str, torch.Tensor]:
+        features = model.collate(rows)
+        features["prompt_length"] = torch.tensor(prompt_length)
+        return features
+
+    return collate
 
 
 def _checked_token_ids(model: SentenceTransformer, texts: list[str], *, batch_size: int) -> list[list[int]]:
@@ -87,6 +116,7 @@ def forward_in_batches(
     batch_size: int = 32,
     dtype: Precision = "auto",
     show_progress: bool | None = None,
+    prompt_length: int | None = None,
 ) -> None:
     """Runs the model over ``texts`` longest first and hands each batch's outputs to ``consume``.
 
@@ -96,8 +126,8 @@ def forward_in_batches(
     ids = _checked_token_ids(model, texts, batch_size=batch_size)
     if not ids:
         return
-    batched_forward(model, ids, model.collate, consume, lengths=[len(row) for row in ids], batch_size=batch_size,
-                    dtype=dtype, show_progress=show_progress, desc="Encoding")
+    batched_forward(model, ids, _collate(model, prompt_length), consume, lengths=[len(row) for row in ids],
+                    batch_size=batch_size, dtype=dtype, show_progress=show_progress, desc="Encoding")
 
 
 def encode_pairs(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from sentsim.inference.encode import encode, forward_in_batches
+from sentsim.inference.encode import encode, forward_in_batches, prompt_token_count
 from sentsim.inference.encode_args import check_encode_options, returned, texts_to_encode
 from sentsim.inference.quantize import quantize_embeddings
 
@@ -31,13 +31,15 @@ def encode_compatible(model: SentenceTransformer, inputs: str | Sequence[str] | 
     """Embeddings with sentence-transformers' return conventions (see ``SentenceTransformer.encode``)."""
     precision = check_encode_options(output_value=output_value, precision=precision, batch_size=batch_size)
     single, texts = texts_to_encode(inputs, sentences, prompt=prompt)
+    prompt_length = prompt_token_count(model, prompt)
     if output_value != "sentence_embedding":
         rows = _per_row_outputs(model, texts, output_value, batch_size=batch_size, dtype=dtype,
-                                show_progress=show_progress_bar, truncate_dim=truncate_dim)
+                                show_progress=show_progress_bar, truncate_dim=truncate_dim,
+                                prompt_length=prompt_length)
         return rows[0] if single else rows
     embeddings = encode(model, texts, batch_size=batch_size, convert_to="torch", dtype=dtype,
                         show_progress=show_progress_bar, truncate_dim=truncate_dim,
-                        normalize=normalize_embeddings)
+                        normalize=normalize_embeddings, prompt_length=prompt_length)
     result: Any = embeddings
     if len(texts) and precision != "float32":
         result = quantize_embeddings(embeddings, precision=precision)
@@ -47,7 +49,8 @@ def encode_compatible(model: SentenceTransformer, inputs: str | Sequence[str] | 
 
 
 def _per_row_outputs(model: SentenceTransformer, texts: list[str], output_value: str | None, *, batch_size: int,
-                     dtype: str, show_progress: bool | None, truncate_dim: int | None) -> list[Any]:
+                     dtype: str, show_progress: bool | None, truncate_dim: int | None,
+                     prompt_length: int | None = None) -> list[Any]:
     """Per text: its token embeddings (padding cut off), or with ``output_value=None`` every output feature."""
     rows: list[Any] = [None] * len(texts)
 
@@ -62,7 +65,8 @@ def _per_row_outputs(model: SentenceTransformer, texts: list[str], output_value:
                 rows[index] = {name: value[position].cpu() if isinstance(value, torch.Tensor) and value.ndim
                                and value.shape[0] == len(batch) else value for name, value in features.items()}
 
-    forward_in_batches(model, texts, keep, batch_size=batch_size, dtype=dtype, show_progress=show_progress)
+    forward_in_batches(model, texts, keep, batch_size=batch_size, dtype=dtype, show_progress=show_progress,
+                       prompt_length=prompt_length)
     return rows
 
 

@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from sentsim.errors import ModelLoadError
-from sentsim.models.pooling_modes import LEGACY_KEYS
+from sentsim.models.pooling_modes import ALIASES, LEGACY_KEYS
 from sentsim.models.sequence_limits import position_limit
 
 #: Pooling modes in sentence-transformers' concatenation order, with their legacy config keys.
 POOLING_KEYS = LEGACY_KEYS
-_ALIASES = {"cls_token": "cls", "mean_tokens": "mean", "max_tokens": "max", "last_token": "lasttoken",
-            "weighted_mean": "weightedmean"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +31,8 @@ class PipelineConfig:
     hidden_size: int | None
     #: The most tokens the position embeddings take (``models.sequence_limits``); None: no fixed limit.
     position_limit: int | None = None
+    #: Whether a prompt's tokens are pooled with the text's (sentence-transformers' ``include_prompt``).
+    include_prompt: bool = True
 
 
 def read_pipeline_config(folder: Path) -> PipelineConfig:
@@ -50,19 +50,22 @@ def read_pipeline_config(folder: Path) -> PipelineConfig:
     model_config = _read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
     max_length = settings.get("max_seq_length") or _default_max_length(folder, model_config)
     modes: tuple[str, ...] = ("mean",)
+    include_prompt = True
     if "Pooling" in kinds:
-        modes = pooling_modes(_read_json(kinds["Pooling"] / "config.json"))
+        pooling = _read_json(kinds["Pooling"] / "config.json")
+        modes, include_prompt = pooling_modes(pooling), bool(pooling.get("include_prompt", True))
     hidden = model_config.get("hidden_size")
     return PipelineConfig(max_seq_length=int(max_length), do_lower_case=bool(settings.get("do_lower_case", False)),
                           pooling_modes=modes, normalize="Normalize" in kinds,
-                          hidden_size=int(hidden) if hidden else None, position_limit=position_limit(model_config))
+                          hidden_size=int(hidden) if hidden else None, position_limit=position_limit(model_config),
+                          include_prompt=include_prompt)
 
 
 def pooling_modes(config: dict[str, Any]) -> tuple[str, ...]:
     """Modes from the legacy booleans or the newer ``pooling_mode`` string/list form."""
     named = config.get("pooling_mode")
     if isinstance(named, str | list):
-        chosen = {_ALIASES.get(mode, mode) for mode in ([named] if isinstance(named, str) else named)}
+        chosen = {ALIASES.get(mode, mode) for mode in ([named] if isinstance(named, str) else named)}
     else:
         chosen = {mode for mode, key in POOLING_KEYS.items() if config.get(key)}
     unknown = chosen - set(POOLING_KEYS)

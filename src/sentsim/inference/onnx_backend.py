@@ -204,8 +204,11 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls):
         """
         self._check_compute(dtype, device)
         precision = check_encode_options(output_value=output_value, precision=precision, batch_size=batch_size)
-        single, texts = texts_to_encode(inputs, sentences, prompt=resolve_prompt(
-            self.prompts, self.default_prompt_name, prompt, prompt_name))
+        chosen = resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)
+        if chosen and not self.config.include_prompt:
+            raise ConfigError(f"{self.folder}: its pooling leaves the prompt's tokens out (include_prompt: false), "
+                              "which the onnx backend does not do: encode with the torch backend, or without a prompt")
+        single, texts = texts_to_encode(inputs, sentences, prompt=chosen)
         if any(not isinstance(text, str) for text in texts):
             raise ConfigError("encode takes strings only")
         truncate_dim = truncate_dim if truncate_dim is not None else self.truncate_dim

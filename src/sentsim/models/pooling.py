@@ -10,15 +10,12 @@ import torch
 from torch import nn
 
 from sentsim.errors import ModelLoadError
-from sentsim.models.pooling_modes import LEGACY_KEYS, POOLING_MODES
-
-_ALIASES = {"mean-sqrt-len": "mean_sqrt_len", "weighted-mean": "weightedmean", "weighted_mean": "weightedmean",
-            "last-token": "lasttoken", "last_token": "lasttoken", "cls_token": "cls"}
+from sentsim.models.pooling_modes import ALIASES, LEGACY_KEYS, POOLING_MODES
 
 
 def canonical_mode(name: str) -> str:
     """Accepts the spellings people type (``mean-sqrt-len``, ``last_token``) and returns ours."""
-    mode = _ALIASES.get(name.strip().lower(), name.strip().lower())
+    mode = ALIASES.get(name.strip().lower(), name.strip().lower())
     if mode not in POOLING_MODES:
         raise ModelLoadError(f"unknown pooling mode {name!r}; choose from {', '.join(POOLING_MODES)}")
     return mode
@@ -29,6 +26,8 @@ class Pooling(nn.Module):
 
     Padding positions never contribute, so a sentence gets the same embedding whatever else is
     in its batch — the property that lets encode sort by length without changing results.
+    ``include_prompt=False`` leaves a prompt's tokens out too, when the features carry its
+    ``prompt_length`` (encode puts it there when it puts a prompt before the texts).
     """
 
     def __init__(self, embedding_dimension: int, *, modes: str | tuple[str, ...] | list[str] = "mean",
@@ -49,8 +48,14 @@ class Pooling(nn.Module):
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # Pool in fp32 whatever the encoder ran in: bf16 sums over many tokens lose digits.
         tokens = features["token_embeddings"].float()
-        mask = features["attention_mask"].to(tokens.dtype).unsqueeze(-1)
-        lengths = features["attention_mask"].sum(dim=1)
+        attention = features["attention_mask"]
+        lengths = attention.sum(dim=1)
+        if not self.include_prompt and "prompt_length" in features:
+            # sentence-transformers' include_prompt=False: the prompt's tokens ([CLS] and the prompt; rows
+            # are right-padded) are left out of the pooling, though the encoder saw them.
+            attention = attention.clone()
+            attention[:, : int(features["prompt_length"])] = 0
+        mask = attention.to(tokens.dtype).unsqueeze(-1)
         pooled = []
         for mode in self.modes:
             if mode == "cls":

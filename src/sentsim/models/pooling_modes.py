@@ -11,3 +11,9 @@ LEGACY_KEYS = {
     "weightedmean": "pooling_mode_weightedmean_tokens",
     "lasttoken": "pooling_mode_lasttoken",
 }
+
+#: Other spellings of the modes: people's (``mean-sqrt-len``, ``last_token``), sentence-transformers'
+#: ``pooling_mode`` strings of any version (``mean_tokens``, ``mean_sqrt_len_tokens``, ``cls_token``).
+ALIASES = {"mean-sqrt-len": "mean_sqrt_len", "mean_sqrt_len_tokens": "mean_sqrt_len", "mean_tokens": "mean",
+           "max_tokens": "max", "cls_token": "cls", "weighted-mean": "weightedmean", "weighted_mean": "weightedmean",
+           "weightedmean_tokens": "weightedmean", "last-token": "lasttoken", "last_token": "lasttoken"}

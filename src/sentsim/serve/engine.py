@@ -116,6 +116,7 @@ class TorchEngine:
         self.parallel_runs = parallel_runs
         self.calibration = model.calibration
         self.prompts, self.default_prompt_name = model.prompts, model.default_prompt_name
+        self.include_prompt = model.pooling is None or model.pooling.include_prompt
         self.tokenize = ServeTokenizer(model.transformer.tokenizer.backend_tokenizer.to_str(),
                                        max_seq_length=model.max_seq_length,
                                        lower_case=model.transformer.do_lower_case)
@@ -227,6 +228,7 @@ class OnnxEngine:
         self.parallel_runs = parallel_runs
         self.calibration = encoder.calibration
         self.prompts, self.default_prompt_name = encoder.prompts, encoder.default_prompt_name
+        self.include_prompt = encoder.config.include_prompt
         self.max_seq_length = encoder.max_seq_length
         self.embedding_dimension = encoder.embedding_dimension  # probes the graph once, here, not mid-request
         #: ``/info``'s ``model_dtype``: sentsim's quantised exports carry "int8" in their file names.

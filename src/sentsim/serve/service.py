@@ -111,6 +111,10 @@ async def embed_texts(request: Request, texts: list[str], *, truncate: bool, mod
     except ValueError:
         raise ServeError(422, f"prompt_name {prompt_name!r} is not among the model's prompts {sorted(prompts)}",
                          code="unknown_prompt") from None
+    if prompt and not getattr(engine, "include_prompt", True):
+        raise ServeError(422, "the model's pooling leaves a prompt's tokens out (include_prompt: false), which the "
+                         "server does not do yet: send requests without a prompt (and serve a copy without a "
+                         "default_prompt_name)", code="unsupported_prompt")
     if prompt:
         texts = [prompt + text for text in texts]
     try:
