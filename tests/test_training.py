@@ -186,6 +186,44 @@ def test_classic_fit_snippet_runs_with_only_the_import_changed(tiny_transformer_
     np.testing.assert_allclose(saved.encode(s1, dtype="fp32"), model.encode(s1, dtype="fp32"), atol=1e-6)
 
 
+def test_fit_with_an_evaluator_keeps_the_trained_weights_as_sentence_transformers_does(tiny_model, tmp_path: Path):
+    """Their fit never counts the untrained model as the best: even when training scores worse, the model in
+    memory ends on its last weights and output_path holds the best model training produced."""
+    from torch.utils.data import DataLoader
+
+    from sentsim import InputExample, losses
+
+    scores = iter([0.9, 0.2, 0.5, 0.1])  # the untrained model "scores" best; then epoch 1, 2, 3
+
+    class Falling:
+        primary_metric = "score"
+
+        def __call__(self, model):
+            return {"score": next(scores)}
+
+    before = {name: value.clone() for name, value in tiny_model.state_dict().items()}
+    examples = [InputExample(texts=[a, b], label=score) for a, b, score in TRAIN_PAIRS]
+    saved_at = []
+    original_save = type(tiny_model).save
+
+    def save(self, path, *args, **kwargs):
+        saved_at.append({name: value.clone() for name, value in self.state_dict().items()})
+        return original_save(self, path, *args, **kwargs)
+
+    type(tiny_model).save = save
+    try:
+        tiny_model.fit(train_objectives=[(DataLoader(examples, batch_size=4), losses.CosineSimilarityLoss(tiny_model))],
+                       epochs=3, warmup_steps=0, evaluator=Falling(), output_path=str(tmp_path / "out"),
+                       show_progress_bar=False)
+    finally:
+        type(tiny_model).save = original_save
+    after = tiny_model.state_dict()
+    assert any(not torch.equal(before[name], after[name]) for name in before)  # not rolled back to the start
+    assert len(saved_at) == 2  # epoch 1 (0.2, the first trained score) and epoch 2 (0.5); not epoch 3 (0.1)
+    assert any(not torch.equal(before[name], saved_at[-1][name]) for name in before)
+    assert (tmp_path / "out" / "modules.json").is_file()
+
+
 def test_fit_rejects_what_it_cannot_train(tiny_model):
     from sentsim import losses
 

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from sentsim.errors import ConfigError
 from sentsim.training.config import TrainConfig
-from sentsim.training.loop import train
+from sentsim.training.loop import PRIMARY_METRIC, train
 
 if TYPE_CHECKING:
     from sentsim.encoders.bi_encoder import SentenceTransformer
@@ -77,6 +77,7 @@ def fit(
     logged as ignored, so existing scripts run unchanged.
     """
     dataloader, loss, examples = _objective(train_objectives)
+    saves_best = evaluator is not None and output_path is not None and save_best_model
     in_batch = bool(getattr(loss, "in_batch_negatives", False))
     unused = {"scheduler": scheduler != "WarmupLinear", "optimizer_class": optimizer_class is not None,
               "use_amp": use_amp, "steps_per_epoch": steps_per_epoch is not None, **dict.fromkeys(ignored, True)}
@@ -101,12 +102,41 @@ def fit(
         negatives=[example.texts[2] for example in examples] if len(examples[0].texts) == 3 else None,
         config=config,
         loss=loss,
-        evaluator=evaluator,
-        keep_best=save_best_model,
+        evaluator=_SaveWhenBetter(evaluator, model, output_path) if saves_best else evaluator,
+        keep_best=False,  # as theirs: the model in memory ends on its last weights
         quiet=not show_progress_bar,
     )
-    if output_path is not None:
+    if output_path is not None and not saves_best:
         model.save(output_path)
+
+
+class _SaveWhenBetter:
+    """sentence-transformers' ``fit(evaluator=..., output_path=..., save_best_model=True)``: the model is saved
+    to ``output_path`` each time the evaluator's primary metric beats every earlier score of the run.
+
+    sentsim's loop also scores the untrained model first (its first call here); that score is logged but
+    is not a checkpoint to beat, since sentence-transformers never evaluates before training, and a run
+    whose training never beat it must still leave its trained model at ``output_path``.
+    """
+
+    def __init__(self, evaluator: Any, model: SentenceTransformer, output_path: str | Path) -> None:
+        self.evaluator, self.model, self.output_path = evaluator, model, output_path
+        self.calls = 0
+        self.best: float | None = None
+
+    @property
+    def primary_metric(self) -> str | None:
+        return getattr(self.evaluator, "primary_metric", None)
+
+    def __call__(self, model: Any) -> dict[str, float]:
+        metrics = self.evaluator(model)
+        self.calls += 1
+        if self.calls > 1:
+            score = metrics[self.primary_metric or PRIMARY_METRIC]
+            if self.best is None or score > self.best:
+                self.best = score
+                self.model.save(self.output_path)
+        return metrics
 
 
 def _objective(train_objectives: Sequence[tuple[Any, nn.Module]]) -> tuple[Any, nn.Module, list[InputExample]]:
