@@ -122,3 +122,36 @@ def test_push_to_hub_offline_says_which_variable_and_sends_nothing(encoders, mon
     assert FakeHub.calls == []
     with pytest.raises(ValueError, match="safetensors"):
         encoders["onnx"].push_to_hub("tiny-sts", safe_serialization=False)
+
+
+def test_constructor_takes_sentence_transformers_loading_options(tiny_transformer_dir: Path, tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    import huggingface_hub
+    import torch
+
+    from sentsim import SentenceTransformer
+    from sentsim.errors import ConfigError
+
+    folder = SentenceTransformer.from_transformer(tiny_transformer_dir).save(tmp_path / "model")
+    model = SentenceTransformer(folder, cache_folder="/nowhere", revision="main", token=None, local_files_only=True,
+                                trust_remote_code=False, model_kwargs={"torch_dtype": "auto"}, model_card_data=None)
+    assert model.embedding_dimension > 0
+    for options, named in (({"trust_remote_code": True}, "trust_remote_code"),
+                           ({"model_kwargs": {"torch_dtype": torch.float16}}, "torch_dtype"),
+                           ({"tokenizer_kwargs": {"model_max_length": 8}}, "tokenizer_kwargs['model_max_length']"),
+                           ({"config_kwargs": {"hidden_dropout_prob": 0.0}}, "config_kwargs")):
+        with pytest.raises(ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")):
+            SentenceTransformer(folder, **options)
+    calls = []
+
+    def snapshot_download(repo_id, **options):
+        calls.append((repo_id, options))
+        return str(folder)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    for backend in ("torch", "onnx"):
+        calls.clear()
+        SentenceTransformer("someone/some-model", backend=backend, cache_folder="/cache", revision="v1",
+                            use_auth_token="hf_x", local_files_only=True)
+        assert calls[0] == ("someone/some-model", {"cache_dir": "/cache", "revision": "v1", "token": "hf_x",
+                                                   "local_files_only": True})

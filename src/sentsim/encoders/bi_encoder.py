@@ -59,11 +59,29 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls, 
         default_prompt_name: str | None = None,
         similarity_fn_name: str | None = None,
         truncate_dim: int | None = None,
+        cache_folder: str | Path | None = None,
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        use_auth_token: str | bool | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        config_kwargs: dict[str, Any] | None = None,
+        model_card_data: Any = None,
     ) -> None:
+        """sentence-transformers' constructor: the hub options (``cache_folder``, ``revision``, ``token``,
+        ``local_files_only``) apply to a download; ``model_card_data`` is accepted and unused; options that
+        would change the network (``trust_remote_code=True``, ``model_kwargs``, ``tokenizer_kwargs``,
+        ``config_kwargs``) are refused by name (``check_loading_options``) rather than dropped."""
+        check_loading_options(trust_remote_code=trust_remote_code, model_kwargs=model_kwargs,
+                              tokenizer_kwargs=tokenizer_kwargs, config_kwargs=config_kwargs)
         calibration = None
         stored: dict[str, Any] = {}
         if modules is None:
-            folder = resolve_model_path(model_name_or_path or DEFAULT_MODEL)
+            folder = resolve_model_path(model_name_or_path or DEFAULT_MODEL, cache_folder=cache_folder,
+                                        revision=revision, token=token if token is not None else use_auth_token,
+                                        local_files_only=local_files_only)
             modules = load_modules(folder, allow_pickle=allow_pickle)
             stored = read_model_config(folder)
             from sentsim.inference.calibration import IsotonicCalibration
@@ -295,3 +313,29 @@ def _versions() -> dict[str, str]:
 
     return {"sentsim": __version__, "transformers": transformers.__version__, "pytorch": torch.__version__,
             "python": platform.python_version()}
+
+
+#: ``model_kwargs`` values that change nothing here: the weights are float32 and each call picks its
+#: compute type (``encode(dtype=...)``); SDPA is transformers' default attention for these models.
+_NO_OP_MODEL_KWARGS = {"torch_dtype": ("auto", "float32", torch.float32), "dtype": ("auto", "float32", torch.float32),
+                       "attn_implementation": ("sdpa",)}
+
+
+def check_loading_options(*, trust_remote_code: bool, model_kwargs: dict[str, Any] | None,
+                          tokenizer_kwargs: dict[str, Any] | None, config_kwargs: dict[str, Any] | None) -> None:
+    """Refuses, by name, the loading options of sentence-transformers that sentsim does not honour.
+
+    A silently dropped option would give a model other than the one asked for (another dtype, another
+    tokenizer setting); a model's own code is never run, so ``trust_remote_code=True`` is refused too.
+    """
+    if trust_remote_code:
+        raise ConfigError("trust_remote_code=True is not supported: sentsim runs standard transformers "
+                          "architectures and never a model repository's own code")
+    refused = [f"model_kwargs[{name!r}]={value!r}" for name, value in (model_kwargs or {}).items()
+               if not any(value == allowed for allowed in _NO_OP_MODEL_KWARGS.get(name, ()))]
+    refused += [f"tokenizer_kwargs[{name!r}]" for name in tokenizer_kwargs or {}]
+    refused += [f"config_kwargs[{name!r}]" for name in config_kwargs or {}]
+    if refused:
+        raise ConfigError(f"{', '.join(refused)} not supported by the torch backend (sentsim's weights are float32 "
+                          "and encode(dtype=...) picks the compute type; set max_seq_length on the model)")
+

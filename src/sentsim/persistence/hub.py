@@ -30,11 +30,14 @@ def bundled_model_path() -> Path | None:
     return None
 
 
-def resolve_model_path(name_or_path: str | Path) -> Path:
+def resolve_model_path(name_or_path: str | Path, *, cache_folder: str | Path | None = None,
+                       revision: str | None = None, token: str | bool | None = None,
+                       local_files_only: bool = False) -> Path:
     """Returns a local folder for a model: an existing path, the bundled default, or a hub download.
 
     Hub names without an organisation are tried under ``sentence-transformers/`` as well, which is
-    how people usually refer to those models.
+    how people usually refer to those models. The keywords are sentence-transformers' (and
+    huggingface_hub's) download options; they only matter for a hub download.
     """
     candidate = Path(name_or_path).expanduser()
     if candidate.exists():
@@ -48,10 +51,12 @@ def resolve_model_path(name_or_path: str | Path) -> Path:
             return bundled
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelLoadError(f"no model folder at {name}")
-    return _download(name)
+    return _download(name, cache_folder=cache_folder, revision=revision, token=token,
+                     local_files_only=local_files_only)
 
 
-def _download(name: str) -> Path:
+def _download(name: str, *, cache_folder: str | Path | None = None, revision: str | None = None,
+              token: str | bool | None = None, local_files_only: bool = False) -> Path:
     """Fetches a model snapshot from the Hugging Face hub (or its local cache)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
@@ -60,7 +65,8 @@ def _download(name: str) -> Path:
     last_error: Exception | None = None
     for repo_id in repo_ids:
         try:
-            return Path(snapshot_download(repo_id, local_files_only=is_offline()))
+            return Path(snapshot_download(repo_id, cache_dir=cache_folder, revision=revision, token=token,
+                                          local_files_only=local_files_only or is_offline()))
         except (LocalEntryNotFoundError, OSError) as error:
             last_error = error
         except (RepositoryNotFoundError, HfHubHTTPError) as error:
@@ -69,8 +75,9 @@ def _download(name: str) -> Path:
         f"cannot get model {name!r} from the Hugging Face hub ({type(last_error).__name__}). "
         "Pass a local model folder instead (any command's MODEL argument or --base-model PATH), "
         "or unset HF_HUB_OFFLINE / connect to the network to download it"
+        + (" (local_files_only=True looks in the cache only)" if local_files_only else "")
     )
-    if is_offline() or isinstance(last_error, LocalEntryNotFoundError | OSError):
+    if is_offline() or local_files_only or isinstance(last_error, LocalEntryNotFoundError | OSError):
         raise OfflineError(hint) from last_error
     raise ModelLoadError(hint) from last_error
 
