@@ -95,3 +95,17 @@ def test_a_pooling_that_leaves_the_prompt_out_gives_sentence_transformers_vector
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)  # the encoder still sees the prompt
     plain = reference.encode(texts, batch_size=8, convert_to_numpy=True)  # no prompt: nothing is left out
     np.testing.assert_allclose(ours.encode(texts, batch_size=8, dtype="fp32"), plain, atol=1e-5)
+
+
+def test_every_model_has_the_query_and_document_prompts_of_sentence_transformers(bundled_model_dir, tmp_path: Path):
+    plain_reference = sentence_transformers.SentenceTransformer(str(bundled_model_dir), device="cpu")
+    assert SentenceTransformer(bundled_model_dir).prompts == plain_reference.prompts == {"query": "", "document": ""}
+    e5_style = {"query": "query: ", "passage": "passage: "}
+    folder = SentenceTransformer(bundled_model_dir, prompts=e5_style).save(tmp_path / "e5-style")
+    reference = sentence_transformers.SentenceTransformer(str(folder), device="cpu")
+    ours = SentenceTransformer(folder)
+    assert ours.prompts == reference.prompts
+    texts = ["a man is playing a flute", "the red car"]
+    for call in ("encode_query", "encode_document"):  # encode_document takes "document" (empty) before "passage"
+        np.testing.assert_allclose(getattr(ours, call)(texts, dtype="fp32"), getattr(reference, call)(texts),
+                                   atol=1e-5)

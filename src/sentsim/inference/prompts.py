@@ -14,10 +14,23 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
+#: The prompts every model has (sentence-transformers 6's), empty until given or saved.
+DEFAULT_PROMPTS: dict[str, str | None] = {"query": None, "document": None}
+
+
 def prompt_settings(stored: dict[str, Any], prompts: dict[str, str] | None,
                     default_prompt_name: str | None) -> tuple[dict[str, str], str | None]:
-    """The model's prompts and default prompt name: given ones win over those saved with the model."""
-    merged = {**(stored.get("prompts") or {}), **(prompts or {})}
+    """The model's prompts and default prompt name: given ones win over those saved with the model.
+
+    As in sentence-transformers 6, every model has a ``query`` and a ``document`` prompt, empty unless
+    given or saved, so ``prompt_name="query"`` works on any model and ``encode_document`` takes
+    ``document`` before a saved ``passage``.
+    """
+    merged: dict[str, str | None] = {**DEFAULT_PROMPTS, **(prompts or {})}
+    for name, text in (stored.get("prompts") or {}).items():
+        if merged.get(name) is None:
+            merged[name] = text
+    merged = {name: "" if text is None else text for name, text in merged.items()}
     default = default_prompt_name or stored.get("default_prompt_name")
     if default is not None and default not in merged:
         raise ValueError(f"default prompt name {default!r} is not among the prompts {list(merged)!r}")
