@@ -99,6 +99,12 @@ def test_encode_leaves_no_gradients_and_restores_mode(tiny_model):
     assert all(parameter.grad is None for parameter in tiny_model.parameters())
 
 
+def test_numpy_batch_sizes_and_an_empty_tokenize_as_sentence_transformers(tiny_model):
+    expected = tiny_model.encode(SENTENCES, batch_size=2, dtype="fp32")
+    np.testing.assert_array_equal(tiny_model.encode(SENTENCES, batch_size=np.int64(2), dtype="fp32"), expected)
+    assert tiny_model.tokenize([]) == {}
+
+
 def test_encode_restores_each_modules_own_mode(tiny_model):
     """A loaded model can say "training" outside with its transformer in eval: encode must not turn dropout on."""
     tiny_model.train()

@@ -182,6 +182,8 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls, 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """sentence-transformers' ``tokenize``: the padded model inputs (``input_ids``, ``attention_mask`` …)."""
         texts = [text.lower() for text in texts] if self.transformer.do_lower_case else list(texts)
+        if not texts:
+            return {}  # as sentence-transformers answers an empty list
         return dict(self.tokenizer(texts, padding=True, truncation="longest_first", return_tensors="pt",
                                    max_length=self.max_seq_length))
 

@@ -30,6 +30,7 @@ def encode_compatible(model: SentenceTransformer, inputs: str | Sequence[str] | 
                       normalize_embeddings: bool, truncate_dim: int | None, dtype: str) -> Any:
     """Embeddings with sentence-transformers' return conventions (see ``SentenceTransformer.encode``)."""
     precision = check_encode_options(output_value=output_value, precision=precision, batch_size=batch_size)
+    batch_size = int(batch_size)  # numpy's integers too, as sentence-transformers takes them
     single, texts = texts_to_encode(inputs, sentences, prompt=prompt)
     prompt_length = prompt_token_count(model, prompt)
     if output_value != "sentence_embedding":

@@ -6,6 +6,7 @@ keeps their errors and their handling of strings, lists, arrays and prompts the 
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,7 +39,7 @@ def check_encode_options(*, output_value: str | None, precision: str | None, bat
     if output_value not in OUTPUT_VALUES:
         raise ValueError(f"output_value must be one of {OUTPUT_VALUES}, not {output_value!r}")
     precision = check_output_precision(precision)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
     return precision
 

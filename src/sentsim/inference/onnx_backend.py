@@ -204,6 +204,7 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls):
         """
         self._check_compute(dtype, device)
         precision = check_encode_options(output_value=output_value, precision=precision, batch_size=batch_size)
+        batch_size = int(batch_size)
         chosen = resolve_prompt(self.prompts, self.default_prompt_name, prompt, prompt_name)
         if chosen and not self.config.include_prompt:
             raise ConfigError(f"{self.folder}: its pooling leaves the prompt's tokens out (include_prompt: false), "
