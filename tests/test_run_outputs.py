@@ -160,6 +160,20 @@ def test_train_replaces_its_own_run_only_with_overwrite(capsys, tmp_path, model_
     code, _, err = _train(capsys, model_dir, pairs, run, "--overwrite", "--seed", "5")
     assert code == 0, err
     assert json.loads((run / "config.json").read_text())["seed"] == 5
+    # A file of the user's anywhere inside (not only at the top) makes the folder not sentsim's to replace.
+    notes = run / "model" / "my_notes.txt"
+    notes.write_text("mine")
+    code, _, err = _train(capsys, model_dir, pairs, run, "--overwrite")
+    assert_one_line_error(code, err, str(run), "model/my_notes.txt")
+    assert notes.read_text() == "mine"
+    notes.unlink()
+    # A run marked before markers listed files: a file newer than the marker is foreign too.
+    marker = json.loads((run / RUN_MARKER).read_text())
+    (run / RUN_MARKER).write_text(json.dumps({key: value for key, value in marker.items() if key != "files"}))
+    (run / "plots" / "mine.png").write_bytes(b"png")
+    os.utime(run / "plots" / "mine.png", (marker["created"] + 60, marker["created"] + 60))
+    code, _, err = _train(capsys, model_dir, pairs, run, "--overwrite")
+    assert_one_line_error(code, err, str(run), "plots/mine.png")
 
 
 def test_seeds_parent_is_checked_and_marked(capsys, tmp_path, model_dir, pairs):

@@ -39,11 +39,33 @@ Kind = Literal["run", "seeds"]
 
 
 def write_run_marker(folder: str | os.PathLike[str], *, kind: Kind = "run") -> Path:
-    """Records that sentsim wrote ``folder`` and which entries it holds; call it last, inside the folder."""
+    """Records that sentsim wrote ``folder`` and which entries and files it holds; call it last, inside it."""
     folder = Path(folder)
     entries = sorted(entry.name for entry in folder.iterdir()
                      if entry.name != RUN_MARKER and not _SENTSIM_HIDDEN.fullmatch(entry.name))
-    return atomic_write_json(folder / RUN_MARKER, {"kind": kind, "created": time.time(), "entries": entries})
+    return atomic_write_json(folder / RUN_MARKER, {"kind": kind, "created": time.time(), "entries": entries,
+                                                   "files": sorted(_files(folder))})
+
+
+def _files(folder: Path) -> set[str]:
+    """Every file under ``folder`` (relative, '/'-separated), sentsim's hidden temporaries and markers left out;
+    the files of a nested run folder (a ``--seeds`` parent's ``seed-<n>``) are that folder's own business."""
+    found: set[str] = set()
+    for root, folders, names in os.walk(folder):
+        folders[:] = [name for name in folders if not _SENTSIM_HIDDEN.fullmatch(name)]
+        for name in names:
+            if not _SENTSIM_HIDDEN.fullmatch(name) and name != RUN_MARKER:
+                found.add((Path(root) / name).relative_to(folder).as_posix())
+    return found
+
+
+def _files_newer_than(folder: Path, moment: float | None, *, skip: frozenset[str] = frozenset()) -> list[str]:
+    """Files under ``folder``'s subfolders changed after ``moment`` (a run written before its marker listed
+    its files: what appeared in it later is not sentsim's)."""
+    if moment is None:
+        return []
+    return sorted(name for name in _files(folder) if "/" in name and name.split("/", 1)[0] not in skip
+                  and (folder / name).lstat().st_mtime > moment + 1.0)
 
 
 def _json_object(path: Path) -> dict[str, Any] | None:
@@ -60,10 +82,21 @@ def _foreign_entries(folder: Path) -> list[str] | None:
     visible = {name for name in names if not _SENTSIM_HIDDEN.fullmatch(name)}
     marker = _json_object(folder / RUN_MARKER)
     if marker is not None and isinstance(marker.get("entries"), list):
-        return sorted(visible - set(map(str, marker["entries"])))
+        # A file anywhere inside (a user's notes in model/, a data set copied into it) makes it foreign too.
+        top = sorted(visible - set(map(str, marker["entries"])))
+        if top:
+            return top
+        if marker.get("kind") == "seeds":  # each seed-<n> run answers for its own files
+            return [f"{name}/{inner}" for name in sorted(visible) if (folder / name).is_dir()
+                    for inner in (_foreign_entries(folder / name) or [])[:1]]
+        if isinstance(marker.get("files"), list):
+            return sorted(_files(folder) - set(map(str, marker["files"])))
+        created = marker.get("created")
+        return _files_newer_than(folder, created if isinstance(created, int | float) else None)
     config = _json_object(folder / "config.json")
     if config is not None and "base_model" in config and _json_object(folder / "summary.json") is not None:
-        return sorted(visible - _LEGACY_RUN_ENTRIES)
+        top = sorted(visible - _LEGACY_RUN_ENTRIES)
+        return top or _files_newer_than(folder, (folder / "summary.json").stat().st_mtime)
     if _json_object(folder / "seeds.json") is not None or any(_SEED_FOLDER.fullmatch(name) for name in visible):
         seeds = {name for name in visible if _SEED_FOLDER.fullmatch(name) and is_run_folder(folder / name)}
         if seeds:
