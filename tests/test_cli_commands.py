@@ -172,6 +172,12 @@ def test_calibrate_writes_calibration_into_the_model_folder(capsys, tmp_path, mo
     code, out, err = run_cli(capsys, "similarity", model, "a dog", "a cat")
     assert code == EXIT_OK, err
     assert re.fullmatch(r"\d\.\d / 5  \(cosine -?\d\.\d{3}\)\n", out), out
+    fitted = (model / "calibration.json").read_text()
+    code, _, err = run_cli(capsys, "calibrate", model, "--data", data_dir / "test.tsv", "--quiet")
+    assert_one_line_error(code, err, "calibration.json already exists", "--overwrite")  # never replaced unasked
+    assert (model / "calibration.json").read_text() == fitted
+    code, _, err = run_cli(capsys, "calibrate", model, "--data", data_dir / "test.tsv", "--overwrite", "--quiet")
+    assert code == EXIT_OK, err
 
     copy = tmp_path / "calibrated-copy"
     code, _, err = run_cli(capsys, "calibrate", model_dir, "--data", data_dir / "dev.tsv", "--output", copy, "--quiet")
@@ -188,10 +194,21 @@ def test_calibrate_never_replaces_an_existing_output_unasked(capsys, tmp_path, m
     code, _, err = run_cli(capsys, *argv)
     assert_one_line_error(code, err, str(taken), "already exists; pass --overwrite")
     assert sorted(path.name for path in taken.iterdir()) == ["notes.txt"]
+    code, _, err = run_cli(capsys, *argv, "--overwrite")  # a folder that is not a model's: never written into
+    assert_one_line_error(code, err, str(taken), "is not a model folder", "notes.txt")
+    assert sorted(path.name for path in taken.iterdir()) == ["notes.txt"]
+    shutil.copytree(model_dir, taken, dirs_exist_ok=True)  # now it is a model folder, with the user's note
     code, _, err = run_cli(capsys, *argv, "--overwrite")
     assert code == EXIT_OK, err
     # the model's files go in; the user's own file stays, as in sentence-transformers' save
     assert (taken / "calibration.json").is_file() and (taken / "notes.txt").read_text(encoding="utf-8") == "mine"
+    for output in (tmp_path / "a-file.tsv", tmp_path):  # a file, or a folder holding the working folder
+        if output.name == "a-file.tsv":
+            output.write_text("data")
+        code, _, err = run_cli(capsys, "calibrate", model_dir, "--data", data_dir / "dev.tsv", "--output", output,
+                               "--overwrite", "--quiet")
+        assert code == 2 and "error:" in err
+    assert (tmp_path / "a-file.tsv").read_text() == "data"
     code, _, err = run_cli(capsys, "calibrate", taken, "--data", data_dir / "dev.tsv", "--output", taken / "inner")
     assert_one_line_error(code, err, str(taken / "inner"), "inside the model folder")
     model = tmp_path / "model"

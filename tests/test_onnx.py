@@ -140,8 +140,13 @@ def test_export_never_overwrites_without_the_flag(tiny_saved: Path, tmp_path: Pa
     with pytest.raises(ConfigError, match="--overwrite"):
         export_model(tiny_saved, target)
     assert (target / "keep.txt").read_text() == "mine"
+    with pytest.raises(ConfigError, match="is not a model folder"):  # a folder of other things: never
+        export_model(tiny_saved, target, overwrite=True)
+    import shutil
+
+    shutil.copytree(tiny_saved, target, dirs_exist_ok=True)  # over a model: its files replaced, the rest kept
     export_model(tiny_saved, target, overwrite=True)
-    assert (target / "onnx" / "model.onnx").is_file() and not (target / "keep.txt").exists()
+    assert (target / "onnx" / "model.onnx").is_file() and (target / "keep.txt").read_text() == "mine"
     with pytest.raises(ConfigError, match="quantize"):
         export_model(tiny_saved, tmp_path / "new", quantize="int4")
 

@@ -109,8 +109,14 @@ def test_export_refuses_an_existing_folder_and_onnx_needs_onnx_files(exported: P
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
     assert main(["export", str(exported), "-o", str(tmp_path / "taken")]) == EXIT_USAGE
     assert "--overwrite" in capsys.readouterr().err
+    # not a model folder: refused even with --overwrite; a data file is never turned into a model folder
+    assert main(["export", str(exported), "-o", str(tmp_path / "taken"), "--overwrite"]) == EXIT_USAGE
+    assert "is not a model folder" in capsys.readouterr().err
+    assert main(["export", str(exported), "-o", str(tmp_path / "taken" / "notes.txt"), "--overwrite"]) == EXIT_USAGE
+    assert "not a folder" in capsys.readouterr().err and (tmp_path / "taken" / "notes.txt").read_text() == "mine"
     lines = tmp_path / "lines.txt"
     lines.write_text("a dog\n")
     assert main(["encode", "all-MiniLM-L6-v2", str(lines), "--backend", "onnx"]) == EXIT_USAGE

@@ -8,7 +8,7 @@ from typing import Any
 
 from sentsim.cli import common
 from sentsim.cli.common import EXIT_OK, UsageError
-from sentsim.persistence.outputs import check_folder_spares_inputs
+from sentsim.persistence.outputs import check_model_output
 
 
 def add_parser(commands: Any) -> None:
@@ -24,8 +24,8 @@ def add_parser(commands: Any) -> None:
                            help="save the calibrated model here instead of into MODEL (needed for names; "
                                 "default: write calibration.json into MODEL)")
     calibrate.add_argument("--overwrite", action="store_true",
-                           help="write the model into an existing OUTPUT: the model's files are replaced, anything "
-                                "else there stays (default: an existing OUTPUT is an error)")
+                           help="replace MODEL's calibration.json, or write the model into an existing OUTPUT model "
+                                "folder (its model files replaced, anything else kept); default: refuse both")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,13 +35,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.model} is not a folder; pass --output FOLDER for the calibrated copy")
     source = Path(args.model).resolve() if Path(args.model).is_dir() else None
     in_place = args.output is None or args.output.resolve() == source
+    if in_place and (Path(args.model) / "calibration.json").exists() and not args.overwrite:
+        raise UsageError(f"{Path(args.model) / 'calibration.json'} already exists (a training run fits one on dev); "
+                         "pass --overwrite to replace it, or --output FOLDER for a calibrated copy")
     if not in_place:
         if source is not None and source in args.output.resolve().parents:
             raise UsageError(f"{args.output} is inside the model folder {args.model}; save the copy elsewhere")
-        check_folder_spares_inputs(args.output, [args.model, args.data])
-        if (args.output.exists() or args.output.is_symlink()) and not args.overwrite:
-            raise UsageError(f"{args.output} already exists; pass --overwrite to write into it (calibrate writes a "
-                             "whole model folder there)")
+        check_model_output(args.output, overwrite=args.overwrite, inputs=[args.model, args.data])
     device = common.device(args)
     dataset = common.load_data(args)
     model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle,

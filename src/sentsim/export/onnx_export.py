@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from sentsim.errors import ConfigError, ModelLoadError
-from sentsim.persistence.atomic import atomic_directory
-from sentsim.persistence.outputs import check_folder_spares_inputs
+from sentsim.persistence.atomic import atomic_save_into
+from sentsim.persistence.outputs import check_model_output
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +56,11 @@ def export_model(
     if quantize not in QUANTIZE_CHOICES:
         raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZE_CHOICES)}, not {quantize!r}")
     target = Path(output).expanduser()
-    check_folder_spares_inputs(target, [model_name_or_path], flag="-o")
-    if target.exists() and not overwrite:
-        raise ConfigError(f"{target} already exists; choose a new folder or pass --overwrite to replace it")
+    check_model_output(target, overwrite=overwrite, inputs=[model_name_or_path], flag="-o")
     from sentsim.encoders.bi_encoder import SentenceTransformer
 
     model = SentenceTransformer(model_name_or_path, device="cpu").eval()
-    with atomic_directory(target) as temp:
+    with atomic_save_into(target) as temp:
         model.save(temp)
         _copy_extras(Path(model.name_or_path), temp)
         onnx_folder = temp / ONNX_FOLDER

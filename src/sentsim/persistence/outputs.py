@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sentsim.errors import ConfigError
 
-__all__ = ["check_folder_spares_inputs", "check_output_path"]
+__all__ = ["check_folder_spares_inputs", "check_model_output", "check_output_path"]
 
 
 def check_output_path(
@@ -71,6 +71,48 @@ def check_folder_spares_inputs(folder: str | os.PathLike[str], inputs: Iterable[
         if resolved == target or target in resolved.parents:
             raise ConfigError(f"{flag} {folder}: {'is' if resolved == target else 'holds'} the input {source}; "
                               "writing the output folder there would replace it; choose another folder")
+
+
+#: What marks a folder as a model folder, which ``--overwrite`` may write a model into.
+_MODEL_FILES = ("modules.json", "config_sentence_transformers.json", "config.json")
+
+
+def check_model_output(folder: str | os.PathLike[str], *, overwrite: bool,
+                       inputs: Iterable[str | os.PathLike[str] | None] = (), flag: str = "--output",
+                       overwrite_flag: str = "--overwrite") -> Path:
+    """Returns ``folder`` if a command may save a model there, else raises ConfigError (one line).
+
+    Allowed: a missing folder or an empty one; with ``overwrite`` a model folder (``modules.json`` or a
+    transformers ``config.json``), whose model files are then replaced and everything else kept.
+    Refused whatever the flags: a file, a folder that is not a model's (a user's working folder would get
+    a model's ``config.json`` and ``README.md`` over its own), the current folder or one above it, the
+    file-system root and the home folder, an input of the command, and a folder that cannot be written.
+    """
+    target = Path(folder).expanduser()
+    try:
+        resolved = target.resolve()
+    except (OSError, RuntimeError) as error:  # a symlink loop
+        raise ConfigError(f"{flag} {folder}: cannot be resolved ({error})") from None
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents or resolved == Path(resolved.anchor) \
+            or resolved == Path.home().resolve():
+        raise ConfigError(f"{flag} {folder}: is {resolved}, a folder holding your work; give a new folder")
+    if target.is_symlink() and not target.exists():
+        raise ConfigError(f"{flag} {folder}: is a broken symbolic link")
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{flag} {folder}: exists and is not a folder; it is never replaced")
+    check_folder_spares_inputs(target, inputs, flag=flag)
+    if target.is_dir() and any(target.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"{flag} {folder}: already exists; pass {overwrite_flag} to write the model into it")
+        if not any((target / name).is_file() for name in _MODEL_FILES):
+            shown = ", ".join(sorted(entry.name for entry in target.iterdir())[:3])
+            raise ConfigError(f"{flag} {folder}: is not a model folder (it holds {shown}); a model is written "
+                              "only into a new folder or over another model, choose a new folder")
+    existing = next((parent for parent in [target, *target.parents] if parent.exists()), None)
+    if existing is not None and not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        raise ConfigError(f"{flag} {folder}: no permission to write in {existing}")
+    return target
 
 
 def _same_file(first: Path, second: Path) -> bool:
