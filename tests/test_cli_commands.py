@@ -86,6 +86,16 @@ def test_report_regenerates(capsys, trained_run):
     assert "wrote" in out
 
 
+def test_report_never_writes_over_a_folder_train_did_not_write(capsys, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "report.md").write_text("my report")
+    (folder / "summary.json").write_text("{}")
+    code, _, err = run_cli(capsys, "report", folder)
+    assert_one_line_error(code, err, str(folder), "not a run folder")
+    assert (folder / "report.md").read_text() == "my report"
+
+
 def test_similarity_of_two_texts(capsys, model_dir, trained_run):
     code, out, err = run_cli(capsys, "similarity", trained_run[2] / "model", "a man is playing a flute",
                              "a man plays the guitar")

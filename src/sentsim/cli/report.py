@@ -19,7 +19,14 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sentsim.reporting import write_report
+    from sentsim.training.output_folder import is_sentsim_run
 
+    # report.md and report.html are written over: only in a folder `sentsim train` wrote, not in any
+    # folder that happens to hold a summary.json.
+    if args.run_dir.is_dir() and (args.run_dir / "summary.json").is_file() and not is_sentsim_run(args.run_dir):
+        raise common.UsageError(f"{args.run_dir} is not a run folder written by `sentsim train` (no "
+                                ".sentsim-run.json, nor its config.json and summary.json); its report files are "
+                                "never written over")
     html, markdown = write_report(args.run_dir)
     print(f"wrote {html} and {markdown}")
     return EXIT_OK

@@ -23,7 +23,8 @@ from sentsim.errors import ConfigError
 from sentsim.persistence.atomic import atomic_write_json
 from sentsim.persistence.locks import output_lock
 
-__all__ = ["RUN_MARKER", "check_run_output", "claim_run_output", "is_run_folder", "write_run_marker"]
+__all__ = ["RUN_MARKER", "check_run_output", "claim_run_output", "is_run_folder", "is_sentsim_run",
+           "write_run_marker"]
 
 #: The marker sentsim writes into every run folder (and every ``--seeds`` parent) it creates.
 RUN_MARKER = ".sentsim-run.json"
@@ -102,6 +103,17 @@ def _foreign_entries(folder: Path) -> list[str] | None:
         if seeds:
             return sorted(visible - seeds - {"seeds.json"})
     return None
+
+
+def is_sentsim_run(folder: str | os.PathLike[str]) -> bool:
+    """True for a run folder ``sentsim train`` wrote (its marker, or an older run's config and summary),
+    whatever else has been put in it since."""
+    folder = Path(folder)
+    marker = _json_object(folder / RUN_MARKER)
+    if marker is not None:
+        return marker.get("kind") == "run"
+    config = _json_object(folder / "config.json")
+    return config is not None and "base_model" in config and _json_object(folder / "summary.json") is not None
 
 
 def is_run_folder(folder: str | os.PathLike[str]) -> bool:
