@@ -272,9 +272,12 @@ def test_gzip_compressed_pair_files(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_unbalanced_quote_hint(tmp_path: Path) -> None:
-    path = tmp_path / "pairs.tsv"
-    path.write_text('sentence1\tsentence2\tscore\n"Going places\tB.\t1\nC.\tD.\t2\n', encoding="utf-8")
+    path = tmp_path / "pairs.csv"
+    path.write_text('sentence1,sentence2,score\n"Going places,B.,1\nC.,D.,2\n', encoding="utf-8")
     expect_error(path, 2, "(the record runs to line 3: an unbalanced quote?)")
+    plain = tmp_path / "pairs.tsv"  # plain TSV: the quote mark is text (STSb has such sentences)
+    plain.write_text('sentence1\tsentence2\tscore\n"Going places\tB.\t1\nC.\tD.\t2\n', encoding="utf-8")
+    assert read_pair_file(plain).sentences1 == ['"Going places', "C."]
 
 
 def test_stray_carriage_return(tmp_path: Path) -> None:
@@ -331,3 +334,32 @@ def test_hostile_bytes_get_a_sentsim_error_and_never_a_traceback(tmp_path: Path,
                 assert error.path == str(path)  # names the file the user gave
         else:
             assert len(result) > 0  # a reader that returns has read at least one pair
+
+
+def test_plain_tsv_keeps_quote_marks_and_pandas_quoted_tsv_is_unquoted(tmp_path: Path) -> None:
+    """A sentence opening with a quote mark is text in plain TSV (STSb has 124 of them in train); a TSV
+    written with CSV quoting (pandas' to_csv(sep="\\t")) still reads as its writer meant."""
+    plain = tmp_path / "plain.tsv"
+    plain.write_text('sentence1\tsentence2\tscore\n"Hello," he said.\tHe said hello.\t4.0\n'
+                     '"Quoted" words open it\tno quotes here\t1.0\nA third row.\tA 3rd row.\t5\n', encoding="utf-8")
+    dataset = read_pair_file(plain)
+    assert dataset.sentences1 == ['"Hello," he said.', '"Quoted" words open it', "A third row."]
+    assert [pair.line for pair in dataset] == [2, 3, 4]
+    quoted = tmp_path / "pandas.tsv"
+    quoted.write_text('sentence1\tsentence2\tscore\n"""Hello,"" he said."\tHe said hello.\t4.0\n'
+                      '"two\nlines"\tplain\t1.0\n', encoding="utf-8")
+    assert read_pair_file(quoted).sentences1 == ['"Hello," he said.', "two\nlines"]
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared/data/stsbenchmark/sts-train.csv").is_file(),
+                    reason="no STSb copy")
+def test_stsb_train_written_as_plain_tsv_reads_every_pair(tmp_path: Path) -> None:
+    from sentsim.data import read_stsbenchmark
+
+    train = read_stsbenchmark(Path(__file__).resolve().parents[2] / "shared/data/stsbenchmark", "train")
+    path = tmp_path / "train.tsv"
+    path.write_text("sentence1\tsentence2\tscore\n" + "".join(
+        f"{pair.sentence1}\t{pair.sentence2}\t{pair.score * 5:g}\n" for pair in train), encoding="utf-8")
+    dataset = read_pair_file(path)
+    assert len(dataset) == len(train) == 5749
+    assert dataset.sentences1 == train.sentences1 and dataset.sentences2 == train.sentences2

@@ -3,7 +3,10 @@
 CSV and TSV need a header row naming the columns; JSONL needs one object per line with the same keys.
 A ``.txt`` pair file is tab-separated text with a header and no quoting, as SICK and other STS sets
 ship theirs: their sentences may begin with a quote mark, which a quoting reader would take as the
-start of a field running over the following lines.
+start of a field running over the following lines. A ``.tsv`` file is read the same way when it is
+plain TSV (every line splits into the header's columns and no field is CSV-quoted, as STSb's own rows
+written out as TSV are), and with CSV quoting only when it was written so (pandas' ``to_csv(sep="\t")``
+quotes a field holding a quote, a tab or a line break).
 Field checks and the skip-bad-rows policy live in `sentsim.data.pairs`, shared with the STS Benchmark;
 scored and unscored files go through the same readers, so they fail with the same messages.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,12 +110,29 @@ def _read_rows(
     else:
         if suffix in _UNQUOTED:
             _require_tab(path, lines)
-        _read_delimited(lines, collector, options=csv_options(suffix), names=names, genre_column=genre_column)
+        _read_delimited(lines, collector, options=csv_options(suffix, lines), names=names, genre_column=genre_column)
 
 
-def csv_options(suffix: str) -> dict[str, Any]:
-    """The ``csv.reader`` options for a delimited pair file with this (lower-case) extension."""
-    return {"delimiter": _DELIMITERS[suffix], "quoting": csv.QUOTE_NONE if suffix in _UNQUOTED else csv.QUOTE_MINIMAL}
+def csv_options(suffix: str, lines: Sequence[SourceLine] = ()) -> dict[str, Any]:
+    """The ``csv.reader`` options for a delimited pair file with this (lower-case) extension and these lines."""
+    unquoted = suffix in _UNQUOTED or (_DELIMITERS[suffix] == "\t" and _plain_tsv(lines))
+    return {"delimiter": _DELIMITERS[suffix], "quoting": csv.QUOTE_NONE if unquoted else csv.QUOTE_MINIMAL}
+
+
+#: A CSV-quoted field: wrapped in quotes, with the quotes inside doubled (and at least one of them).
+_CSV_QUOTED = re.compile(r'"(?:[^"]|"")*""(?:[^"]|"")*"')
+
+
+def _plain_tsv(lines: Sequence[SourceLine]) -> bool:
+    """Whether tab-separated ``lines`` are plain TSV, with no quoting: every non-blank line splits into the
+    header's number of fields and none is CSV-quoted. Read with quoting instead, ``"Hello," he said.``
+    would lose its quotes and a sentence opening with a quote would swallow the lines after it."""
+    rows = [line.text.rstrip("\r\n").split("\t") for line in lines if line.text.strip()]
+    if not rows:
+        return False
+    width = len(rows[0])
+    return all(len(row) == width for row in rows) and \
+        not any(_CSV_QUOTED.fullmatch(field) for row in rows for field in row)
 
 
 def _require_tab(path: Path, lines: list[SourceLine]) -> None:
