@@ -196,7 +196,13 @@ def test_train_failure_inside_the_run_removes_the_temporary_folder(capsys, tmp_p
     (["evaluate", "m", "--bootstrap", "many"], "invalid int value: 'many'"),
     (["evaluate", "m", "--split", "validation"], "invalid choice: 'validation'"),
     (["train", "--no-such-option"], "unrecognized arguments: --no-such-option"),
-], ids=["no-command", "unknown-command", "no-model", "no-file", "one-model", "bad-int", "bad-split", "bad-option"])
+    (["train", "--lr", "inf"], "must be a finite number, not inf"),
+    (["train", "--max-grad-norm", "nan"], "must be a finite number, not nan"),
+    (["train", "--seed", "-1"], "a seed is between 0 and 4294967295, not -1"),
+    (["evaluate", "m", "--seed", "4294967296"], "a seed is between 0 and 4294967295"),
+    (["compare", "a", "b", "--seed", "x"], "a seed is a whole number, not 'x'"),
+], ids=["no-command", "unknown-command", "no-model", "no-file", "one-model", "bad-int", "bad-split", "bad-option",
+        "inf-lr", "nan-clip", "negative-seed", "huge-seed", "text-seed"])
 def test_usage_errors_are_one_line(capsys, argv, reason):
     code, out, err = run_cli(capsys, *argv)
     assert_one_line_error(code, err, reason)

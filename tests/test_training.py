@@ -249,3 +249,15 @@ def test_sentence_transformers_is_never_imported(tiny_transformer_dir, tmp_path:
     """)
     output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
     assert "LEAKED []" in output.stdout
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    ({"learning_rate": float("inf")}, "--lr"), ({"max_grad_norm": -1.0}, "--max-grad-norm"),
+    ({"max_grad_norm": float("nan")}, "--max-grad-norm"), ({"seed": -1}, "--seed"), ({"seed": 2**32}, "--seed"),
+])
+def test_train_config_refuses_values_that_would_train_to_nonsense(options, named):
+    """Gradient ascent (a negative clip), NaN losses (nan or inf) and seeds numpy refuses, said up front."""
+    from sentsim.training import TrainConfig
+
+    with pytest.raises(ConfigError, match=named):
+        TrainConfig(**options)

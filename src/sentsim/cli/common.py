@@ -47,6 +47,28 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def seed_value(text: str) -> int:
+    """An argparse type for seeds: a whole number numpy and torch both take (0 to 2**32 - 1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number, not {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"a seed is between 0 and {2**32 - 1}, not {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """An argparse type for a real number that is not nan or inf (they would train to NaN without a word)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
+
+
 def add_command(commands: Any, name: str, **options: Any) -> argparse.ArgumentParser:
     return commands.add_parser(name, formatter_class=HelpFormatter, **options)
 

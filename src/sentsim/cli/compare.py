@@ -20,7 +20,7 @@ def add_parser(commands: Any) -> None:
     common.add_runtime_options(compare)
     common.add_backend_option(compare)
     compare.add_argument("--bootstrap", type=int, default=1000, help="paired resamples")
-    compare.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    compare.add_argument("--seed", type=common.seed_value, default=0, help="seed of the bootstrap")
     compare.add_argument("--json", action="store_true", help="print one JSON object")
 
 

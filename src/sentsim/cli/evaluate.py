@@ -22,7 +22,7 @@ def add_parser(commands: Any) -> None:
     common.add_backend_option(evaluate)
     evaluate.add_argument("--bootstrap", type=int, default=1000,
                           help="bootstrap resamples for the 95%% intervals (0 turns them off)")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    evaluate.add_argument("--seed", type=common.seed_value, default=0, help="seed of the bootstrap")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 

@@ -85,7 +85,7 @@ def _add_hyper_options(hyper: argparse._ArgumentGroup) -> None:
     hyper.add_argument("--loss-scale", type=float, default=None,
                        help="scale of cosent/angle (default: each loss's own, 20)")
     hyper.add_argument("--batch-size", type=int, default=None, help="pairs per step " + _from_recipe("batch_size"))
-    hyper.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=None,
+    hyper.add_argument("--lr", "--learning-rate", dest="learning_rate", type=common.finite_float, default=None,
                        help="peak learning rate of AdamW " + _from_recipe("learning_rate"))
     hyper.add_argument("--epochs", type=int, default=None, help="passes over the training data "
                        + _from_recipe("epochs"))
@@ -93,8 +93,8 @@ def _add_hyper_options(hyper: argparse._ArgumentGroup) -> None:
                        help="share of steps for linear warmup " + _from_recipe("warmup_ratio"))
     hyper.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay "
                        + _from_recipe("weight_decay"))
-    hyper.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping")
-    hyper.add_argument("--seed", type=int, default=42, help="random seed; same seed, same result")
+    hyper.add_argument("--max-grad-norm", type=common.finite_float, default=1.0, help="gradient clipping")
+    hyper.add_argument("--seed", type=common.seed_value, default=42, help="random seed; same seed, same result")
     hyper.add_argument("--seeds", type=int, default=1,
                        help="train N times with seeds SEED, SEED+1, ... into OUTPUT/seed-<n>/ and report the "
                             "mean ± std of dev and test Spearman")

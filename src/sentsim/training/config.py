@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -67,7 +68,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.batch_size >= 1, "batch_size must be at least 1"),
-            (self.learning_rate > 0, "learning_rate must be positive"),
+            (math.isfinite(self.learning_rate) and self.learning_rate > 0,
+             "learning_rate (--lr) must be a positive finite number"),
+            (self.max_grad_norm is None or (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0),
+             "max_grad_norm (--max-grad-norm) must be a positive finite number (or None: no clipping)"),
+            (isinstance(self.seed, int) and 0 <= self.seed < 2**32, "seed (--seed) must be between 0 and 2**32 - 1"),
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.max_steps is None or self.max_steps >= 1, "max_steps must be at least 1"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)"),
