@@ -254,6 +254,16 @@ def test_serve_command_refuses_bad_input_with_exit_2(capsys, tmp_path):
     assert main(["serve", str(tmp_path), "--workers", "0"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
+    import socket
+
+    assert main(["serve", str(tmp_path), "--port", "70000"]) == 2  # uvicorn would listen on 70000 - 65536
+    assert "between 1 and 65535" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", str(tmp_path), "--port", str(taken.getsockname()[1])]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: cannot listen on 127.0.0.1:") and len(error.splitlines()) == 1
 
 
 def test_serve_tokenizer_cuts_like_the_model_and_reports_uncut_lengths(tiny_model):

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,6 +71,7 @@ def serve(
         from sentsim.environment import physical_cores
 
         settings = dataclasses.replace(settings, runners=max(1, physical_cores() // workers))
+    _check_port(host, port)
     folder = resolve_model_path(model)  # a wrong path fails here, before the port is taken
     _log_setup(log_level)
     common = {"host": host, "port": port, "log_level": log_level, "timeout_graceful_shutdown": GRACEFUL_SECONDS}
@@ -84,6 +86,24 @@ def serve(
     with _shared_metrics_folder():
         uvicorn.run("sentsim.serve.server:app_from_environment", factory=True, workers=workers, **common)
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """ConfigError (exit 2, one line) for a port out of range or one that cannot be listened on, said before
+    the model loads; uvicorn would take 70000 as 70000 - 65536 and announce the number asked for."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"port must be between 1 and 65535, not {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as error:
+        raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    family, kind, protocol, _, address = infos[0]
+    with socket.socket(family, kind, protocol) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
 
 
 @contextlib.contextmanager
