@@ -334,6 +334,26 @@ def test_search_and_dedup_commands(capsys, tiny_transformer_dir, tmp_path: Path)
     pairs = [json.loads(line) for line in dedup.read_text().splitlines()]
     assert {"score", "i", "j", "text_i", "text_j"} <= set(pairs[0])
     assert any(p["text_i"] == p["text_j"] == S1[0] for p in pairs)  # the repeated line is found
+    # The JSON-lines embeddings `sentsim encode` writes are a corpus too (with their text beside them)
+    encoded = tmp_path / "corpus.jsonl"
+    code, _, err = _main(capsys, "encode", model_dir, corpus, "-o", encoded, "--dtype", "fp32")
+    assert code == 0, err
+    again = tmp_path / "hits-from-jsonl.jsonl"
+    code, _, err = _main(capsys, "search", model_dir, queries, encoded, "--corpus-text", corpus, "-o", again,
+                         "--top-k", "2", "--dtype", "fp32")
+    assert code == 0, err
+    assert [json.loads(line) for line in again.read_text().splitlines()] == records
+    hits = tmp_path / "hits-as-corpus.jsonl"  # any other JSON lines: not taken for text
+    code, _, err = _main(capsys, "search", model_dir, queries, output, "-o", hits)
+    assert code == 2 and "line 1:" in err and "sentsim encode" in err and not hits.exists()
+    code, _, err = _main(capsys, "search", model_dir, queries, corpus, "--corpus-text", corpus, "-o", hits)
+    assert code == 2 and "leave --corpus-text out" in err
+    gappy = tmp_path / "gappy.txt"
+    gappy.write_text("a dog runs\n\nthe red car\n")
+    code, _, err = _main(capsys, "dedup", model_dir, gappy, "-o", tmp_path / "gappy-pairs.jsonl")
+    assert code == 2 and "--allow-blank" in err
+    code, _, err = _main(capsys, "dedup", model_dir, gappy, "-o", tmp_path / "gappy-pairs.jsonl", "--allow-blank")
+    assert code == 0, err
 
 
 def test_search_and_dedup_refuse_outputs_that_would_fail_or_destroy_an_input(capsys, tiny_transformer_dir,
