@@ -245,3 +245,30 @@ def test_installed_command_help_exits_zero():
     assert "usage: sentsim" in result.stdout
     for command in ("train", "evaluate", "similarity", "encode", "calibrate", "compare", "report"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize(("error", "code", "words"), [
+    (PermissionError(13, "Permission denied", "/runs/x"), 2, "error: /runs/x: Permission denied"),
+    (OSError(28, "No space left on device", "/runs/x/model.safetensors"), 1, "No space left on device"),
+    (OSError(30, "Read-only file system", "/mnt/ro"), 2, "Read-only file system"),
+    (RuntimeError("Symlink loop from '/tmp/L1'"), 2, "loops through symbolic links"),
+])
+def test_unwritable_paths_and_link_loops_are_one_line_errors(capsys, monkeypatch, error, code, words):
+    """Whatever command meets them: a permission, a full disk, a link loop give one line, no traceback."""
+    from sentsim.cli import parser as parser_module
+
+    def failing(args):
+        raise error
+
+    monkeypatch.setitem(parser_module.COMMANDS, "report", failing)
+    status, _, err = run_cli(capsys, "report", "somewhere")
+    assert status == code and err.startswith("error: ") and words in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_symlink_loop_as_input_is_a_usage_error(capsys, tmp_path, model_dir):
+    (tmp_path / "L1").symlink_to(tmp_path / "L2")
+    (tmp_path / "L2").symlink_to(tmp_path / "L1")
+    for argv in (("encode", model_dir, tmp_path / "L1"), ("evaluate", model_dir, "--data", tmp_path / "L1")):
+        code, _, err = run_cli(capsys, *argv)
+        assert code == 2 and err.startswith("error: ") and "Traceback" not in err, err

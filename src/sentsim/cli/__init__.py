@@ -7,6 +7,7 @@ Nothing here imports torch until a command runs, so ``sentsim --help`` stays fas
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -73,6 +74,12 @@ def _warnings_in_one_line() -> Iterator[None]:
         yield
 
 
+#: Errors about a path the user chose (exit 2), and about the machine's storage (exit 1), shown in one line.
+_USER_PATH_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.ELOOP,
+                               errno.ENAMETOOLONG})
+_PATH_ERRNOS = _USER_PATH_ERRNOS | {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -98,3 +105,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as error:
+        # A path the user gave that cannot be written (permissions, a full disk, a read-only file system):
+        # one line, not a traceback. The writes are atomic, so nothing half-written is left behind.
+        if error.errno not in _PATH_ERRNOS:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+        return EXIT_USAGE if error.errno in _USER_PATH_ERRNOS else EXIT_INTERNAL
+    except RuntimeError as error:
+        if not str(error).startswith("Symlink loop"):  # pathlib's resolve() on a cycle of links
+            raise
+        print(f"error: {error}: a path given loops through symbolic links", file=sys.stderr)
+        return EXIT_USAGE
