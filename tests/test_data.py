@@ -263,3 +263,24 @@ def test_ensure_refuses_unsafe_archive(clean_env: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: io.BytesIO(b"not a tarball"))
     with pytest.raises(DataFormatError, match=r"not a readable tar\.gz"):
         ensure_stsbenchmark()
+
+
+def test_what_cannot_be_read_says_what_it_is(tmp_path: Path) -> None:
+    from sentsim.data.lines import not_a_file
+
+    (tmp_path / "broken").symlink_to(tmp_path / "gone")
+    assert "is a folder" in not_a_file(tmp_path)
+    assert "broken symbolic link" in not_a_file(tmp_path / "broken")
+    assert "not a regular file" in not_a_file(Path("/dev/null"))
+    assert not_a_file(tmp_path / "missing") == f"no such file: {tmp_path / 'missing'}"
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_pairs("/dev/null")
+
+
+@needs_real_stsb
+def test_one_stsb_split_file_given_alone_reads_as_that_split(tmp_path: Path) -> None:
+    alone = load_pairs(REAL_STSB / "sts-test.csv")
+    assert len(alone) == 1379 and alone.sentences1 == read_stsbenchmark(REAL_STSB, "test").sentences1
+    own = tmp_path / "sts-test.csv"  # a user's own CSV of that name is a pair file as before
+    own.write_text("sentence1,sentence2,score\nA.,B.,3\nC.,D.,4\n", encoding="utf-8")
+    assert load_pairs(own).sentences1 == ["A.", "C."]

@@ -24,6 +24,17 @@ class SourceLine:
     decode_error: str | None = None  # set when the bytes were not UTF-8; `text` then holds replacements
 
 
+def not_a_file(path: Path) -> str:
+    """Why ``path`` cannot be read as a data file, in a few words: missing, a folder, a device or pipe."""
+    if path.is_symlink() and not path.exists():
+        return f"{path}: is a broken symbolic link"
+    if path.is_dir():
+        return f"{path}: is a folder, not a file"
+    if path.exists() and not path.is_file():
+        return f"{path}: is not a regular file (a device, pipe or socket); save the data to a file first"
+    return f"no such file: {path}"
+
+
 def read_lines(path: Path) -> list[SourceLine]:
     """Read `path` as bytes and decode each line as UTF-8 separately; gzip-compressed files are unpacked.
 
@@ -32,10 +43,12 @@ def read_lines(path: Path) -> list[SourceLine]:
     unpacked when it starts with gzip's magic bytes (no UTF-8 text can: 0x8b is a continuation byte),
     whatever its name: MTEB's STS sets on the Hugging Face Hub are ``.jsonl.gz``.
     """
+    if not path.is_file():
+        raise ConfigError(not_a_file(path))
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"no such file: {path}") from None
+        raise ConfigError(not_a_file(path)) from None
     except OSError as exc:
         raise DataFormatError(path, None, f"cannot read the file: {exc.strerror or exc}") from None
     where = "in the file"

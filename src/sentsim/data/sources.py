@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sentsim.data.lines import not_a_file
 from sentsim.data.pair_files import read_pair_file
 from sentsim.data.pairs import PairDataset
 from sentsim.data.semeval import gold_file, is_semeval_source, read_semeval_sts, semeval_sets
@@ -55,6 +56,9 @@ def load_pairs(
     if path.is_file():
         if gold_file(path) is not None:
             return read_semeval_sts(path, skip_bad_rows=skip_bad_rows)
+        stsb_split = _stsb_split_file(path)
+        if stsb_split is not None:  # one split file of the release, given on its own
+            return read_stsbenchmark(path.parent, stsb_split, skip_bad_rows=skip_bad_rows)
         return read_pair_file(
             path,
             sentence1_column=sentence1_column,
@@ -64,6 +68,8 @@ def load_pairs(
             score_range=score_range,
             skip_bad_rows=skip_bad_rows,
         )
+    if path.exists() or path.is_symlink():
+        raise ConfigError(not_a_file(path))
     raise ConfigError(f"no such file or folder: {path}")
 
 
@@ -81,3 +87,23 @@ def is_single_set(data: str | Path | None) -> bool:
 def _stsb_folder(path: Path, split: str) -> Path | None:
     """The folder holding STSb's ``split`` file: ``path`` itself or the ``stsbenchmark/`` it was unpacked into."""
     return next((folder for folder in (path, path / "stsbenchmark") if (folder / split_file(split)).is_file()), None)
+
+
+def _stsb_split_file(path: Path) -> str | None:
+    """The split of an STS Benchmark file given by itself (``sts-test.csv``: its name, and a first row in the
+    release's tab-separated layout with the score in the fifth column); None for any other file."""
+    split = next((name for name in SPLITS if path.name == split_file(name)), None)
+    if split is None:
+        return None
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(65536).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    fields = first.rstrip("\r\n").split("\t")
+    try:
+        float(fields[4])
+    except (IndexError, ValueError):
+        return None
+    return split if 7 <= len(fields) <= 9 else None
+

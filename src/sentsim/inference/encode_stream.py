@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from sentsim.data.lines import not_a_file
 from sentsim.errors import ConfigError, DataFormatError
 from sentsim.inference.pairs import encode_sentences
 from sentsim.persistence.atomic import atomic_open
@@ -98,7 +99,7 @@ def scan_lines(path: str | Path, *, allow_blank: bool = False) -> LineScan:
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"no such file: {path}")
+        raise ConfigError(not_a_file(path))
     lines = blank_count = 0
     blanks: list[int] = []
     for number, text in _decoded_lines(path):

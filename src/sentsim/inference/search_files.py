@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sentsim.data.lines import not_a_file
 from sentsim.errors import ConfigError, DataFormatError
 from sentsim.inference.encode_files import read_sentence_file
 from sentsim.inference.neighbours import near_duplicate_pairs, nearest
@@ -33,7 +34,7 @@ def load_corpus(model: SentenceTransformer, corpus: Path, *, corpus_text: Path |
     """Corpus embeddings (read from ``.npy`` / ``.jsonl`` or encoded from a text file) and texts, when known."""
     if corpus.suffix.lower() in (".npy", ".jsonl"):
         if not corpus.is_file():
-            raise ConfigError(f"no such file: {corpus}")
+            raise ConfigError(not_a_file(corpus))
         if corpus.suffix.lower() == ".jsonl":
             embeddings = _jsonl_embeddings(corpus)
         else:
