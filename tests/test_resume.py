@@ -159,6 +159,29 @@ def test_signal_saves_a_checkpoint_names_the_resume_command_and_exits(tiny_trans
     assert list(partial.glob("checkpoint-*/trainer_state.json"))
 
 
+def test_a_signal_after_training_lets_the_run_folder_be_written_first(capsys, tiny_transformer_dir, data, tmp_path,
+                                                                       monkeypatch):
+    """Evaluation, calibration and report come after training: stopping there would throw the model away."""
+    import os
+
+    import sentsim.training.run as run_module
+
+    write_report = run_module.write_report
+
+    def signalled_then_written(folder):
+        os.kill(os.getpid(), signal.SIGTERM)  # as an orchestrator would, while the report is written
+        return write_report(folder)
+
+    monkeypatch.setattr(run_module, "write_report", signalled_then_written)
+    run = tmp_path / "run"
+    code = main(_train_args(tiny_transformer_dir, data, run, "--epochs", 1))
+    err = capsys.readouterr().err
+    assert code == 143, err
+    assert "after training: the run was finished first" in err
+    assert (run / "summary.json").is_file() and (run / "model" / "modules.json").is_file()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]  # no partial folder, no temporaries
+
+
 def test_resume_refuses_conflicting_options_and_missing_runs(capsys, tiny_transformer_dir, data, tmp_path):
     from sentsim.training.resume import RESUME_FILE
 

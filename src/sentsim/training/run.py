@@ -6,9 +6,10 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sentsim.data import PairDataset
 from sentsim.encoders.bi_encoder import SentenceTransformer
@@ -18,13 +19,14 @@ from sentsim.inference.calibration import IsotonicCalibration
 from sentsim.persistence.atomic import atomic_directory, atomic_write_json
 from sentsim.reporting import write_report
 from sentsim.reporting.summary import SUMMARY_FILE, RunSummary
+from sentsim.training import signals
 from sentsim.training.build import build_model
 from sentsim.training.config import TrainConfig
 from sentsim.training.loop import refuse_untrainable
 from sentsim.training.members import train_members
 from sentsim.training.options import RunOptions
 from sentsim.training.output_folder import claim_run_output, write_run_marker
-from sentsim.training.resume import run_checkpoints
+from sentsim.training.resume import run_checkpoints, signal_name
 from sentsim.training.run_folder import config_record, metrics_log, model_card, write_predictions
 from sentsim.training.splits import load_splits
 from sentsim.training.summary import summarize
@@ -80,28 +82,44 @@ def _run_training(options: RunOptions, config: TrainConfig) -> TrainingRun:
         with metrics_log(folder / "metrics.jsonl") as on_record:
             result = train_members(model, options, config, train_set=train_set, dev_set=dev_set,
                                    on_record=on_record, checkpoints=checkpoints)
-        base_dev = next((record for record in result.records if record["kind"] == "eval" and record["step"] == 0),
-                        None)
-        # The best checkpoint's dev embeddings, kept from its evaluation: no need to encode dev once more.
-        dev = (score_embeddings(dev_set, *result.dev_embeddings, bootstrap=BOOTSTRAP_RESAMPLES, seed=config.seed)
-               if result.dev_embeddings is not None else evaluate(model, dev_set, bootstrap=BOOTSTRAP_RESAMPLES))
-        model.calibration = IsotonicCalibration.fit(dev.cosines, dev.gold * 5.0, source=f"{dev_set.source} (dev)")
-        test = evaluate(model, test_set, bootstrap=BOOTSTRAP_RESAMPLES) if test_set is not None else None
-
-        summary = summarize(options, config, result, dev=dev, test=test, base_dev=base_dev, base_test=base_test,
-                            calibration=model.calibration)
-        if result.best_step == 0:
-            summary.warnings.append(BASE_MODEL_KEPT)
-        if test is not None and test_set is not None:
-            write_predictions(folder / "predictions.jsonl", test_set, test, model.calibration)
-        model.save(folder / "model", model_card=model_card(options, config, summary, model, train_set))
-        summary.timing.wall_seconds = round(time.perf_counter() - started, 2)
-        atomic_write_json(folder / SUMMARY_FILE, summary.to_dict())
-        write_report(folder)
-        write_run_marker(folder)
+        # Training is done: a first SIGINT or SIGTERM now waits for the run folder to be written (evaluation,
+        # calibration and report take seconds), since stopping here would throw the trained model away.
+        with signals.deferred():
+            summary = _finish(folder, model, options, config, result, train_set=train_set, dev_set=dev_set,
+                              test_set=test_set, base_test=base_test, evaluate=evaluate, started=started)
+            late = signals.pending()
     if checkpoints is not None:
         checkpoints.discard()  # the finished run is in place: its checkpoints are no longer needed
+    if late is not None:
+        raise signals.Interrupted(late, f"interrupted by {signal_name(late)} after training: the run was finished "
+                                        f"first and written to {options.output}")
     return TrainingRun(summary=summary, output=options.output)
+
+
+def _finish(folder: Path, model: SentenceTransformer, options: RunOptions, config: TrainConfig, result: Any, *,
+            train_set: PairDataset, dev_set: PairDataset, test_set: PairDataset | None,
+            base_test: EvaluationResult | None, evaluate: Callable[..., EvaluationResult],
+            started: float) -> RunSummary:
+    """Scores dev and test, fits the calibration and writes the model, predictions, summary and report."""
+    base_dev = next((record for record in result.records if record["kind"] == "eval" and record["step"] == 0), None)
+    # The best checkpoint's dev embeddings, kept from its evaluation: no need to encode dev once more.
+    dev = (score_embeddings(dev_set, *result.dev_embeddings, bootstrap=BOOTSTRAP_RESAMPLES, seed=config.seed)
+           if result.dev_embeddings is not None else evaluate(model, dev_set, bootstrap=BOOTSTRAP_RESAMPLES))
+    model.calibration = IsotonicCalibration.fit(dev.cosines, dev.gold * 5.0, source=f"{dev_set.source} (dev)")
+    test = evaluate(model, test_set, bootstrap=BOOTSTRAP_RESAMPLES) if test_set is not None else None
+
+    summary = summarize(options, config, result, dev=dev, test=test, base_dev=base_dev, base_test=base_test,
+                        calibration=model.calibration)
+    if result.best_step == 0:
+        summary.warnings.append(BASE_MODEL_KEPT)
+    if test is not None and test_set is not None:
+        write_predictions(folder / "predictions.jsonl", test_set, test, model.calibration)
+    model.save(folder / "model", model_card=model_card(options, config, summary, model, train_set))
+    summary.timing.wall_seconds = round(time.perf_counter() - started, 2)
+    atomic_write_json(folder / SUMMARY_FILE, summary.to_dict())
+    write_report(folder)
+    write_run_marker(folder)
+    return summary
 
 
 def leave_process_group() -> bool:
