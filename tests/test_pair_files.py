@@ -363,3 +363,22 @@ def test_stsb_train_written_as_plain_tsv_reads_every_pair(tmp_path: Path) -> Non
     dataset = read_pair_file(path)
     assert len(dataset) == len(train) == 5749
     assert dataset.sentences1 == train.sentences1 and dataset.sentences2 == train.sentences2
+
+
+def test_utf16_files_and_underscored_scores_are_named(tmp_path: Path) -> None:
+    text = "sentence1\tsentence2\tscore\nA.\tB.\t3\n"
+    for name, data in (("bom.tsv", text.encode("utf-16")), ("plain.tsv", text.encode("utf-16-le"))):
+        path = tmp_path / name
+        path.write_bytes(data)
+        expect_error(path, None, "UTF-16")
+    underscored = write_pairs(tmp_path, "tsv", [HEADER, ["A.", "B.", "0_1"]], name="underscored")
+    expect_error(underscored, 2, "score '0_1' in column 'score' is not a number")
+
+
+def test_a_semeval_input_file_without_its_gold_file_says_which_is_missing(tmp_path: Path) -> None:
+    from sentsim.data import load_pairs
+
+    path = tmp_path / "STS.input.headlines.txt"
+    path.write_text("A man runs.\tA man is running.\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"STS\.gs\.headlines\.txt are not beside it"):
+        load_pairs(path)

@@ -56,6 +56,9 @@ def read_lines(path: Path) -> list[SourceLine]:
         raw, where = _gunzip(path, raw), "in the unpacked file"
     elif path.name.lower().endswith(".gz"):
         raise DataFormatError(path, None, "named .gz but not gzip-compressed; rename it without .gz")
+    if _utf16(raw):
+        raise DataFormatError(path, None, "the file is UTF-16 text (a byte-order mark or NUL bytes between the "
+                              "letters, as Excel's 'Unicode Text' and PowerShell write it); save it as UTF-8")
     start = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
     lines: list[SourceLine] = []
     number = 0
@@ -98,3 +101,12 @@ def _gunzip(path: Path, raw: bytes) -> bytes:
         raise DataFormatError(path, None, f"unpacks to more than {limit:,} bytes from {len(raw):,}: not a pair file "
                               "sentsim will unpack (a decompression bomb?)")
     return unpacked
+
+
+def _utf16(raw: bytes) -> bool:
+    """UTF-16 text: its byte-order mark, or (without one) a NUL in every other byte of the first line's text."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return True
+    head = raw[:200]
+    return len(head) >= 8 and any(half.count(0) > 0.8 * len(half) for half in (head[0::2], head[1::2]))
+

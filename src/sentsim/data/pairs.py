@@ -185,6 +185,8 @@ def check_score(value: object, *, column: str, score_range: tuple[float, float])
         raise BadRow(f"score {value!r} in {column} is not a number")
     if isinstance(value, str):
         try:
+            if "_" in value:  # Python's float() reads "0_1" as 1; no data file means that
+                raise ValueError(value)
             number = float(value.strip())
         except ValueError:
             raise BadRow(f"score {value!r} in {column} is not a number") from None
@@ -195,7 +197,7 @@ def check_score(value: object, *, column: str, score_range: tuple[float, float])
     if not low <= number <= high:
         raise BadRow(
             f"score {_fmt(number)} in {column} is outside the declared range {_fmt(low)}–{_fmt(high)} "
-            "(set score_range if the file uses another scale)"
+            "(set score_range, --score-range LOW HIGH, if the file uses another scale)"
         )
     return (number - low) / (high - low)
 

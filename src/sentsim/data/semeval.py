@@ -24,6 +24,12 @@ INPUT_NAME = re.compile(r"^(?P<prefix>STS\d*)\.input\.(?P<name>.+)\.txt$", re.IG
 SCORE_RANGE = (0.0, 5.0)
 
 
+def semeval_gold_name(input_file: Path) -> str | None:
+    """The name the gold file of a SemEval input file would have (``STS.gs.NAME.txt``), or None for other files."""
+    match = INPUT_NAME.match(input_file.name)
+    return None if match is None else f"{match['prefix']}.gs.{match['name']}.txt"
+
+
 def gold_file(input_file: Path) -> Path | None:
     """The gold-score file beside a SemEval input file, or None if ``input_file`` is not one or has none."""
     match = INPUT_NAME.match(input_file.name)

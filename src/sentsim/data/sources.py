@@ -10,7 +10,7 @@ from pathlib import Path
 from sentsim.data.lines import not_a_file
 from sentsim.data.pair_files import read_pair_file
 from sentsim.data.pairs import PairDataset
-from sentsim.data.semeval import gold_file, is_semeval_source, read_semeval_sts, semeval_sets
+from sentsim.data.semeval import gold_file, is_semeval_source, read_semeval_sts, semeval_gold_name, semeval_sets
 from sentsim.data.stsbenchmark import SPLITS, ensure_stsbenchmark, read_stsbenchmark, split_file
 from sentsim.errors import ConfigError
 
@@ -56,6 +56,10 @@ def load_pairs(
     if path.is_file():
         if gold_file(path) is not None:
             return read_semeval_sts(path, skip_bad_rows=skip_bad_rows)
+        expected_gold = semeval_gold_name(path)
+        if expected_gold is not None:
+            raise ConfigError(f"{path} is a SemEval STS input file, but its gold scores {expected_gold} are not "
+                              "beside it; put the gold file next to it (or pass a pair file with scores)")
         stsb_split = _stsb_split_file(path)
         if stsb_split is not None:  # one split file of the release, given on its own
             return read_stsbenchmark(path.parent, stsb_split, skip_bad_rows=skip_bad_rows)
