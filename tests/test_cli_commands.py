@@ -86,6 +86,12 @@ def test_report_regenerates(capsys, trained_run):
     assert "wrote" in out
 
 
+def test_a_run_folder_given_as_a_model_names_its_model(capsys, trained_run, data_dir):
+    run = trained_run[2]
+    code, _, err = run_cli(capsys, "evaluate", run, "--data", data_dir / "test.tsv")
+    assert_one_line_error(code, err, "is a training run folder", str(run / "model"))
+
+
 def test_report_never_writes_over_a_folder_train_did_not_write(capsys, tmp_path):
     folder = tmp_path / "mine"
     folder.mkdir()

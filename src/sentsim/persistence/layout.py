@@ -37,6 +37,8 @@ def load_modules(folder: str | Path, *, allow_pickle: bool = False) -> list[nn.M
     folder = Path(folder)
     modules_path = folder / "modules.json"
     if not modules_path.is_file():
+        if (folder / "model" / "modules.json").is_file():  # a `sentsim train` run folder, given for its model
+            raise ModelLoadError(f"{folder} is a training run folder; its model is {folder / 'model'}")
         transformer = load_transformer(folder, allow_pickle=allow_pickle)
         logger.info("%s has no modules.json: using it as a transformer with new mean pooling", folder)
         return [transformer, Pooling(transformer.embedding_dimension, modes="mean")]
