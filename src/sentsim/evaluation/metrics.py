@@ -184,7 +184,7 @@ def _check_bootstrap_options(metric: str, n_resamples: int, confidence: float) -
     if metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r}: valid metrics are {', '.join(METRICS)}")
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, int | np.integer) or n_resamples < 1:
-        raise ConfigError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+        raise ConfigError(f"n_resamples (--bootstrap) must be a positive integer, got {n_resamples!r}")
     if not 0.0 < confidence < 1.0:
         raise ConfigError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
 
