@@ -171,3 +171,19 @@ def test_by_genre_skips_small_genres():
     result = metrics.by_genre(gold, predicted, genres)
     assert result == {"forum": pytest.approx(-100.0), "news": pytest.approx(100.0)}
     assert list(result) == ["forum", "news"]
+
+
+def test_nearly_constant_similarities_warn_in_sentsims_words():
+    import warnings
+
+    from scipy import stats
+
+    from sentsim.errors import NearConstantScoresWarning
+    from sentsim.evaluation.metrics import pearson
+
+    gold, nearly_flat = np.arange(10.0), np.ones(10) + np.arange(10) * 1e-13
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pearson(gold, nearly_flat)
+    assert [item.category for item in caught] == [NearConstantScoresWarning]
+    assert not any(issubclass(item.category, stats.NearConstantInputWarning) for item in caught)

@@ -17,6 +17,11 @@ class SentsimWarning(UserWarning):
     ``warning:`` line. A UserWarning, so ``warnings`` filters written for those apply."""
 
 
+class NearConstantScoresWarning(SentsimWarning):
+    """The similarities (or gold scores) being correlated are nearly all equal, as an untrained or collapsed
+    model gives: the correlation is then ill-determined, and it is said in one line, not scipy's own."""
+
+
 class ScoreScaleWarning(SentsimWarning):
     """Every gold score of a file lies in the bottom unit of a wider declared range: most likely a file
     already on 0–1 (sentence-transformers/stsb is) read with the default 0–5, which would shrink its labels."""

@@ -9,6 +9,7 @@ only 1,379 pairs, and differences below about one Spearman point are often not s
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from sentsim.errors import ConfigError
+from sentsim.errors import ConfigError, NearConstantScoresWarning
 
 __all__ = [
     "METRICS",
@@ -94,18 +95,31 @@ def pairwise_similarities(embeddings_a: np.ndarray, embeddings_b: np.ndarray) ->
 def spearman(gold: np.ndarray, predicted: np.ndarray) -> float:
     """Spearman rank correlation ×100; NaN when either side is constant (the correlation is undefined)."""
     gold, predicted = _as_scores(gold, predicted)
-    with warnings.catch_warnings():
-        # A constant input is reported by the NaN result; the warning would only add noise to CLI output.
-        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+    with _correlation_warnings():
         return float(stats.spearmanr(gold, predicted).statistic) * 100.0
 
 
 def pearson(gold: np.ndarray, predicted: np.ndarray) -> float:
     """Pearson linear correlation ×100; NaN when either side is constant (the correlation is undefined)."""
     gold, predicted = _as_scores(gold, predicted)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+    with _correlation_warnings():
         return float(stats.pearsonr(gold, predicted).statistic) * 100.0
+
+
+@contextlib.contextmanager
+def _correlation_warnings() -> Iterator[None]:
+    """scipy's warnings about its inputs, in sentsim's words: a constant input is reported by the NaN result
+    alone; a nearly constant one by one :class:`NearConstantScoresWarning` line (not scipy's, with its path)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        warnings.simplefilter("always", stats.NearConstantInputWarning)
+        yield
+    for item in caught:  # anything else passes through as it was raised
+        if not issubclass(item.category, stats.NearConstantInputWarning):
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+    if any(issubclass(item.category, stats.NearConstantInputWarning) for item in caught):
+        warnings.warn("the similarities (or gold scores) are nearly all equal, as an untrained or collapsed model "
+                      "gives them: their correlation is ill-determined", NearConstantScoresWarning, stacklevel=3)
 
 
 def similarity_report(
