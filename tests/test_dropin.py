@@ -373,3 +373,19 @@ def test_search_and_dedup_refuse_outputs_that_would_fail_or_destroy_an_input(cap
         code, _, err = _main(capsys, *argv, "--quiet")
         assert code == 2 and message in err and "Traceback" not in err, err
     assert corpus.read_text() == before and sorted(path.name for path in tmp_path.iterdir()) == ["corpus.txt", "model"]
+
+
+def test_building_a_model_from_modules_as_sentence_transformers_classic_examples_do(tiny_transformer_dir):
+    from sentsim import SentenceTransformer, models
+
+    word_embedding_model = models.Transformer(str(tiny_transformer_dir), max_seq_length=64)
+    dimension = word_embedding_model.get_word_embedding_dimension()
+    pooling_model = models.Pooling(dimension, pooling_mode_mean_tokens=True)
+    model = SentenceTransformer(modules=[word_embedding_model, pooling_model])
+    assert model.get_sentence_embedding_dimension() == pooling_model.get_sentence_embedding_dimension() == dimension
+    assert pooling_model.pooling_mode == "mean"
+    assert models.Pooling(dimension, "cls").modes == ("cls",)
+    assert models.Pooling(dimension, pooling_mode=["mean", "max"]).get_sentence_embedding_dimension() == 2 * dimension
+    with pytest.raises(TypeError, match="pooling_mode_average"):
+        models.Pooling(dimension, pooling_mode_average=True)
+    assert model.encode(["a dog runs"], dtype="fp32").shape == (1, dimension)

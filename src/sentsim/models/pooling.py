@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,19 @@ class Pooling(nn.Module):
     ``prompt_length`` (encode puts it there when it puts a prompt before the texts).
     """
 
-    def __init__(self, embedding_dimension: int, *, modes: str | tuple[str, ...] | list[str] = "mean",
-                 include_prompt: bool = True) -> None:
+    def __init__(self, embedding_dimension: int, pooling_mode: str | Sequence[str] | None = None, *,
+                 modes: str | tuple[str, ...] | list[str] | None = None, include_prompt: bool = True,
+                 **legacy_flags: bool) -> None:
+        """``modes`` (or sentence-transformers' ``pooling_mode``, or its booleans such as
+        ``pooling_mode_mean_tokens=True``) name the pooling; mean when none is given."""
         super().__init__()
+        unknown = set(legacy_flags) - set(LEGACY_KEYS.values())
+        if unknown:
+            raise TypeError(f"Pooling() got unexpected keyword arguments {sorted(unknown)}")
+        flagged = [mode for mode, key in LEGACY_KEYS.items() if legacy_flags.get(key)]
+        if sum(bool(given) for given in (modes, pooling_mode, flagged)) > 1:
+            raise ModelLoadError("give the pooling once: modes, pooling_mode or the pooling_mode_* flags")
+        modes = modes or pooling_mode or flagged or "mean"
         requested = (modes,) if isinstance(modes, str) else tuple(modes)
         if not requested:
             raise ModelLoadError("pooling needs at least one mode")
@@ -44,6 +55,15 @@ class Pooling(nn.Module):
     @property
     def output_dimension(self) -> int:
         return self.embedding_dimension * len(self.modes)
+
+    def get_sentence_embedding_dimension(self) -> int:
+        """sentence-transformers' name for ``output_dimension``."""
+        return self.output_dimension
+
+    @property
+    def pooling_mode(self) -> str | list[str]:
+        """sentence-transformers' view of the modes: one name, or a list of several."""
+        return self.modes[0] if len(self.modes) == 1 else list(self.modes)
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # Pool in fp32 whatever the encoder ran in: bf16 sums over many tokens lose digits.

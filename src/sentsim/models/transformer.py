@@ -143,6 +143,10 @@ class Transformer(nn.Module):
     def embedding_dimension(self) -> int:
         return int(self.auto_model.config.hidden_size)
 
+    def get_word_embedding_dimension(self) -> int:
+        """sentence-transformers' name for ``embedding_dimension`` (what a Pooling is built with)."""
+        return self.embedding_dimension
+
     # -- persistence ----------------------------------------------------------------------------
     def config_dict(self) -> dict[str, Any]:
         return {"max_seq_length": self.max_seq_length, "do_lower_case": self.do_lower_case}
