@@ -204,3 +204,9 @@ def test_a_prompt_the_pooling_would_leave_out_is_refused():
         assert client.post("/embed", json={"inputs": "a"}).status_code == 200  # no prompt: served
         error = assert_error(client.post("/embed", json={"inputs": "a", "prompt_name": "query"}), 422)
     assert "include_prompt" in error["message"]
+
+
+def test_errors_carry_openais_param_field(client):
+    body = client.post("/v1/embeddings", json={"input": "a", "dimensions": "x"}).json()["error"]
+    assert body["param"] == "dimensions" and body["code"] == "invalid_request"
+    assert client.post("/v1/embeddings", json={"input": "a", "model": "other"}).json()["error"]["param"] is None

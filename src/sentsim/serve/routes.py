@@ -52,10 +52,10 @@ OLLAMA_PREFIX = "/api/"
 
 
 def error_response(status: int, message: str, *, type: str = "invalid_request_error", code: str | int | None = None,
-                   headers: dict[str, str] | None = None, path: str = "") -> JSONResponse:
+                   headers: dict[str, str] | None = None, path: str = "", param: str | None = None) -> JSONResponse:
     """The error body: OpenAI's shape, or Ollama's ``{"error": message}`` on its ``/api/`` routes."""
     body: dict[str, Any] = {"error": message} if path.startswith(OLLAMA_PREFIX) else \
-        {"error": {"message": message, "type": type, "code": code}}
+        {"error": {"message": message, "type": type, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -79,7 +79,7 @@ def install_error_handlers(app: FastAPI) -> None:
             message = str(item.get("msg", "invalid")).removeprefix("Value error, ")  # our validators' own words
             problems.setdefault(place, f"{place}: {message}")
         return error_response(422, "; ".join(list(problems.values())[:5]) or "invalid request", code="invalid_request",
-                              path=request.url.path)
+                              path=request.url.path, param=next(iter(problems), None))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -217,6 +217,7 @@ class SimilarityResponse(BaseModel):
 class ErrorDetail(BaseModel):
     message: str
     type: str
+    param: str | None = Field(None, description="the request field at fault, where one is (OpenAI's shape)")
     code: str | int | None = None
 
 
