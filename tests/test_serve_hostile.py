@@ -63,13 +63,19 @@ class PickyTokenizer(FakeEngine):
         return super().tokenize(texts)
 
 
-def test_a_text_the_tokenizer_refuses_fails_only_its_own_request():
-    gate = threading.Event()
-    engine = PickyTokenizer(gate=gate)
+def _ready_service(engine: FakeEngine) -> tuple[Service, BatchQueue]:
+    """A service over ``engine`` with its queue's runner started, as the app's start-up leaves it."""
     service = Service(settings=ServeSettings())
     queue = BatchQueue(engine, max_batch_tokens=4096, max_concurrent_requests=16)
     service.engine, service.queue, service.status = engine, queue, "ready"
     queue.start()
+    return service, queue
+
+
+def test_a_text_the_tokenizer_refuses_fails_only_its_own_request():
+    gate = threading.Event()
+    engine = PickyTokenizer(gate=gate)
+    _, queue = _ready_service(engine)
 
     async def scenario():
         first = asyncio.ensure_future(queue.embed(["hold the runner"]))
@@ -91,10 +97,7 @@ def test_a_text_the_tokenizer_refuses_fails_only_its_own_request():
 def test_a_request_whose_client_disconnects_leaves_the_queue():
     gate = threading.Event()
     engine = FakeEngine(gate=gate)
-    service = Service(settings=ServeSettings())
-    queue = BatchQueue(engine, max_batch_tokens=4096, max_concurrent_requests=16)
-    service.engine, service.queue, service.status = engine, queue, "ready"
-    queue.start()
+    service, queue = _ready_service(engine)
 
     def request(gone: asyncio.Event) -> SimpleNamespace:
         async def receive():

@@ -162,19 +162,7 @@ def atomic_directory(final: str | os.PathLike[str]) -> Iterator[Path]:
 
     try:
         if target.exists() or target.is_symlink():
-            # Renaming onto a non-empty folder is not allowed, hence the detour via a side name.
-            old = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")
-            os.replace(target, old)
-            try:
-                os.replace(temporary, target)
-            except BaseException:
-                os.replace(old, target)
-                raise
-            _fsync_directory(target.parent)
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink()
+            _swap_in(temporary, target)
         else:
             os.replace(temporary, target)
             _fsync_directory(target.parent)
@@ -243,16 +231,23 @@ def atomic_save_into(final: str | os.PathLike[str]) -> Iterator[Path]:
 def _replace_entry(new: Path, old: Path) -> None:
     """Puts ``new`` at ``old``'s place in one rename; a folder (or a file of another kind) there first steps aside."""
     if (old.is_dir() and not old.is_symlink()) or (old.exists() and new.is_dir()):
-        aside = old.with_name(f".{old.name}.old-{secrets.token_hex(4)}")
-        os.replace(old, aside)
-        try:
-            os.replace(new, old)
-        except BaseException:
-            os.replace(aside, old)
-            raise
-        if aside.is_dir() and not aside.is_symlink():
-            shutil.rmtree(aside, ignore_errors=True)
-        else:
-            aside.unlink()
+        _swap_in(new, old)
     else:
         os.replace(new, old)
+
+
+def _swap_in(new: Path, old: Path) -> None:
+    """Renames ``new`` to the existing ``old``'s name. A rename cannot land on a non-empty folder, so ``old``
+    first steps aside to a hidden name, and it is deleted only once ``new`` is in place (and that is durable)."""
+    aside = old.with_name(f".{old.name}.old-{secrets.token_hex(4)}")
+    os.replace(old, aside)
+    try:
+        os.replace(new, old)
+    except BaseException:
+        os.replace(aside, old)
+        raise
+    _fsync_directory(old.parent)
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        aside.unlink()
