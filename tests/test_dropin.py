@@ -389,3 +389,13 @@ def test_building_a_model_from_modules_as_sentence_transformers_classic_examples
     with pytest.raises(TypeError, match="pooling_mode_average"):
         models.Pooling(dimension, pooling_mode_average=True)
     assert model.encode(["a dog runs"], dtype="fp32").shape == (1, dimension)
+
+
+def test_sentence_transformers_names_sentsim_lacks_are_said_by_name():
+    from sentsim import losses, util
+
+    with pytest.raises(AttributeError, match=r"sentsim\.losses has no ContrastiveLoss: sentsim trains with AnglELoss"):
+        losses.ContrastiveLoss  # noqa: B018
+    with pytest.raises(AttributeError, match=r"sentsim\.util has no mine_hard_negatives"):
+        util.mine_hard_negatives  # noqa: B018
+    assert not hasattr(losses, "__wrapped__") and hasattr(losses, "CoSENTLoss")

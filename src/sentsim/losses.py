@@ -368,3 +368,13 @@ def _loss_term(part: str, *, spec: str, valid: str) -> tuple[str, float]:
     if not math.isfinite(weight) or weight <= 0:
         raise ConfigError(f"loss {spec!r}: weight {weight_text.strip()!r} must be a positive number")
     return loss_name, weight
+
+
+def __getattr__(name: str) -> object:
+    """A sentence-transformers loss sentsim does not have gets an error that lists the ones it has."""
+    if name.startswith("__") or not name.endswith("Loss"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    have = ", ".join(sorted(item for item in __all__ if item.endswith("Loss") and item != "CombinedLoss"))
+    raise AttributeError(f"sentsim.losses has no {name}: sentsim trains with {have} (sentence-transformers' "
+                         "other losses are not implemented)")
+

@@ -45,3 +45,13 @@ __all__ = [
     "semantic_search",
     "truncate_embeddings",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """sentence-transformers' other ``util`` names (hard-negative mining, downloads, imports by string,
+    device helpers) are not sentsim's: say so by name instead of a bare AttributeError."""
+    if name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    raise AttributeError(f"sentsim.util has no {name}: it mirrors sentence-transformers' similarity, search and "
+                         f"quantisation functions ({', '.join(sorted(__all__))}), not the rest of its util")
+
