@@ -213,3 +213,12 @@ def test_errors_carry_openais_param_field(client):
     body = client.post("/v1/embeddings", json={"input": "a", "dimensions": "x"}).json()["error"]
     assert body["param"] == "dimensions" and body["code"] == "invalid_request"
     assert client.post("/v1/embeddings", json={"input": "a", "model": "other"}).json()["error"]["param"] is None
+
+
+def test_json_sent_without_a_json_content_type_is_read_as_json(client):
+    """curl -d sends form-urlencoded unless told otherwise; the body can only mean JSON here."""
+    for content_type in ("application/x-www-form-urlencoded", None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        response = client.post("/embed", content=b'{"inputs": ["a", "b"]}', headers=headers)
+        assert response.status_code == 200 and len(response.json()) == 2
+    assert_error(client.post("/embed", content=b"inputs=a", headers={"Content-Type": "text/plain"}), 422)

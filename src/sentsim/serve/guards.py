@@ -7,6 +7,7 @@ They are plain ASGI middleware, not route dependencies, so they cover FastAPI's 
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ class GuardMiddleware:
         if refusal is None and scope.get("method") in ("POST", "PUT", "PATCH"):
             body, refusal = await self._read_body(receive, path=scope.get("path", ""))
             if refusal is None:
+                scope = _as_json(scope, body)
                 receive = _replay(body, receive)
         if refusal is not None:
             await refusal(scope, receive, send)
@@ -66,7 +68,8 @@ class GuardMiddleware:
         while True:
             message = await receive()
             if message["type"] != "http.request":  # the client went away mid-body
-                return b"", error_response(400, "the client disconnected", code="disconnected", path=path)
+                return b"", error_response(499, "the client closed the connection", code="client_closed_request",
+                                           path=path)
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.settings.payload_limit:
@@ -85,6 +88,20 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if key.lower() == name:
             return value
     return None
+
+
+def _as_json(scope: Scope, body: bytes) -> Scope:
+    """``scope`` with a JSON content type when ``body`` is JSON sent without one: ``curl -d`` sends
+    form-urlencoded by default, and every route here takes JSON only, so reading it as JSON is the
+    one meaning it can have (instead of "Input should be a valid dictionary")."""
+    if b"json" in (_header(scope, b"content-type") or b"").lower() or body.lstrip()[:1] not in (b"{", b"["):
+        return scope
+    try:
+        json.loads(body)
+    except ValueError:
+        return scope
+    headers = [(key, value) for key, value in scope.get("headers", ()) if key.lower() != b"content-type"]
+    return {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
 
 
 def _replay(body: bytes, receive: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[Any]]:
