@@ -222,3 +222,24 @@ def test_json_sent_without_a_json_content_type_is_read_as_json(client):
         response = client.post("/embed", content=b'{"inputs": ["a", "b"]}', headers=headers)
         assert response.status_code == 200 and len(response.json()) == 2
     assert_error(client.post("/embed", content=b"inputs=a", headers={"Content-Type": "text/plain"}), 422)
+
+
+def test_rerank_counts_its_query_once_and_score_takes_truncate():
+    with TestClient(create_app(ServeSettings(max_client_batch_size=4), FakeEngine(max_seq_length=4))) as client:
+        ranked = client.post("/rerank", json={"query": "q", "documents": ["a", "b", "c"]})  # 1 + 3 texts sent
+        assert ranked.status_code == 200, ranked.text
+        assert_error(client.post("/rerank", json={"query": "q", "documents": ["a", "b", "c", "d"]}), 413,
+                     "too_many_inputs")
+        tei = client.post("/similarity", json={"inputs": {"source_sentence": "q", "sentences": ["a", "b", "c"]}})
+        assert tei.status_code == 200, tei.text
+        long_pair = {"text_1": "q", "text_2": "three long words"}
+        assert assert_error(client.post("/score", json=long_pair), 413)["message"].startswith("text_2 has 5 tokens")
+        assert client.post("/score", json={**long_pair, "truncate": True}).status_code == 200  # as its 413 advises
+        assert client.post("/rerank", json={"query": "q", "texts": ["a"], "truncate": None}).status_code == 200
+        kept = {"query": "q", "documents": ["three long words"], "truncate": False}
+        assert_error(client.post("/v2/rerank", json=kept), 413, "input_too_long")  # Cohere's default cut, refused
+
+
+def test_a_json_syntax_error_has_no_param(client):
+    response = client.post("/v1/embeddings", content=b'{"input": "a",', headers={"Content-Type": "application/json"})
+    assert assert_error(response, 422)["param"] is None

@@ -78,8 +78,10 @@ def install_error_handlers(app: FastAPI) -> None:
             place = ".".join(str(part) for part in item.get("loc", ()) if _is_field(part)) or "body"
             message = str(item.get("msg", "invalid")).removeprefix("Value error, ")  # our validators' own words
             problems.setdefault(place, f"{place}: {message}")
+        param = None if any(item.get("type") == "json_invalid" for item in error.errors()) else \
+            next(iter(problems), None)  # a JSON syntax error's location is a character offset, not a field
         return error_response(422, "; ".join(list(problems.values())[:5]) or "invalid request", code="invalid_request",
-                              path=request.url.path, param=next(iter(problems), None))
+                              path=request.url.path, param=param)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -176,8 +178,9 @@ async def similarity(body: schemas.SimilarityRequest, request: Request) -> Respo
         seconds = list(body.inputs.sentences)
         first_names = ["source_sentence"] * len(firsts)
         second_names = [f"sentences[{index}]" for index in range(len(seconds))]
+    sent = 1 + len(seconds) if body.inputs is not None else None  # TEI's form sends its source sentence once
     cosines, tokens = await pair_cosines(request, firsts, seconds, truncate=body.cut, model=body.model,
-                                         first_names=first_names, second_names=second_names,
+                                         first_names=first_names, second_names=second_names, sent=sent,
                                          prompt_name=body.parameters.prompt_name if body.parameters else None)
     if body.inputs is not None:
         return JSONResponse(cosines.tolist())

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from sentsim.serve.routes import ERRORS
-from sentsim.serve.schemas import DIRECTION_HELP, TOKEN_IDS_REFUSED, Direction, Text, is_token_ids
+from sentsim.serve.schemas import DIRECTION_HELP, TOKEN_IDS_REFUSED, Direction, TeiBody, Text, is_token_ids
 from sentsim.serve.service import ServeError, Service, as_list, pair_cosines, service_of
 
 router = APIRouter()
@@ -40,6 +40,7 @@ class ScoreRequest(BaseModel):
     truncate_prompt_tokens: int | None = Field(
         None, ge=-1, description="-1 (or at least the model's max_seq_length): cut longer inputs there; "
                                  "omitted: refuse them with 413")
+    truncate: bool = Field(False, description="sentsim's and TEI's spelling: cut inputs over max_seq_length")
     priority: int = Field(0, description="accepted for vLLM compatibility; requests are served in arrival order")
 
     @field_validator("text_1", "text_2", mode="before")
@@ -52,7 +53,7 @@ class RerankDocument(BaseModel):
     text: Text
 
 
-class RerankRequest(BaseModel):
+class RerankRequest(TeiBody):
     """``POST /rerank``: vLLM's, Jina's and Cohere's ``documents`` form, or TEI's ``texts`` form."""
 
     model: str | None = Field(None, description="the served model (its name or folder name); omitted: that one")
@@ -64,7 +65,8 @@ class RerankRequest(BaseModel):
     return_documents: bool = Field(True, description="include each document's text (documents form)")
     return_text: bool = Field(False, description="include each text (TEI's texts form)")
     raw_scores: bool = Field(False, description="accepted for TEI compatibility: a cosine has no activation")
-    truncate: bool = Field(False, description="cut inputs over max_seq_length tokens instead of refusing them (413)")
+    truncate: bool | None = Field(None, description="cut inputs over max_seq_length tokens instead of refusing them "
+                                                    "(413); unset: cut on Cohere's /v2/rerank only")
     truncate_prompt_tokens: int | None = Field(None, ge=-1, description="vLLM's spelling of truncate (-1: cut)")
     max_chunks_per_doc: int | None = Field(None, description="accepted for Cohere compatibility, ignored")
     max_tokens_per_doc: int | None = Field(
@@ -159,16 +161,17 @@ async def score(body: ScoreRequest, request: Request) -> JSONResponse:
     firsts, seconds = as_list(body.text_1), as_list(body.text_2)
     if not firsts or not seconds:
         raise ServeError(422, "text_1 and text_2 need at least one text each", code="no_inputs")
-    first_names = [f"text_1[{index}]" for index in range(len(firsts))]
+    sent = len(firsts) + len(seconds)
+    first_names = ["text_1"] if isinstance(body.text_1, str) else [f"text_1[{index}]" for index in range(len(firsts))]
+    second_names = ["text_2"] if isinstance(body.text_2, str) else [f"text_2[{index}]" for index in range(len(seconds))]
     if len(firsts) == 1:
         firsts, first_names = firsts * len(seconds), first_names * len(seconds)
     elif len(firsts) != len(seconds):
         raise ServeError(422, f"text_1 has {len(firsts)} texts and text_2 {len(seconds)}: the lengths must be "
                          "1:1, 1:N or N:N", code="mismatched_inputs")
-    truncate = _truncation(service, body.truncate_prompt_tokens)
+    truncate = body.truncate or _truncation(service, body.truncate_prompt_tokens)
     cosines, tokens = await pair_cosines(request, firsts, seconds, truncate=truncate, model=body.model,
-                                         first_names=first_names,
-                                         second_names=[f"text_2[{index}]" for index in range(len(seconds))])
+                                         first_names=first_names, second_names=second_names, sent=sent)
     data = [{"index": index, "object": "score", "score": value} for index, value in enumerate(cosines.tolist())]
     return JSONResponse({"id": f"score-{uuid.uuid4().hex}", "object": "list", "created": int(time.time()),
                          "model": service.engine.name, "data": data, "usage": _usage(tokens)})
@@ -185,15 +188,16 @@ async def rerank(body: RerankRequest, request: Request) -> JSONResponse:
     candidates = body.candidates()
     # Cohere cuts long documents itself (max_tokens_per_doc, 4096 by default), and its client cannot ask to:
     # on Cohere's path over-long texts are cut at max_seq_length unless the request says otherwise.
-    truncate = body.truncate or (body.truncate_prompt_tokens is not None
-                                 and _truncation(service, body.truncate_prompt_tokens)) or \
+    truncate = bool(body.truncate) or (body.truncate_prompt_tokens is not None
+                                       and _truncation(service, body.truncate_prompt_tokens)) or \
         _truncation(service, body.max_tokens_per_doc, name="max_tokens_per_doc",
-                    default=request.url.path == "/v2/rerank")
+                    default=request.url.path == "/v2/rerank" and body.truncate is None)
     # With no candidates nothing is embedded, but readiness, the model name and the limits are still checked.
     field = "texts" if body.texts is not None else "documents"
     cosines, tokens = await pair_cosines(request, [body.query] * len(candidates), candidates, truncate=truncate,
                                          model=body.model, first_names=["query"] * len(candidates),
-                                         second_names=[f"{field}[{index}]" for index in range(len(candidates))])
+                                         second_names=[f"{field}[{index}]" for index in range(len(candidates))],
+                                         sent=1 + len(candidates))
     scores = cosines.tolist()
     order = sorted(range(len(scores)), key=lambda index: (-scores[index], index))  # ties keep request order
     if body.top_n:

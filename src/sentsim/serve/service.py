@@ -75,9 +75,13 @@ def check_model(engine: Engine, requested: str | None) -> None:
                      type="not_found_error", code="model_not_found")
 
 
-def _check_inputs(settings: ServeSettings, texts: Sequence[str], names: Sequence[str]) -> None:
-    if len(texts) > settings.max_client_batch_size:
-        raise ServeError(413, f"{len(texts)} sentences in one request; the limit (max-client-batch-size) is "
+def _check_inputs(settings: ServeSettings, texts: Sequence[str], names: Sequence[str], *,
+                  sent: int | None = None) -> None:
+    """413 for more texts than ``--max-client-batch-size`` (``sent``: as many as the client sent, when the route
+    repeats some, as a rerank pairs its one query with every document) or a text over ``--max-input-chars``."""
+    count = len(texts) if sent is None else sent
+    if count > settings.max_client_batch_size:
+        raise ServeError(413, f"{count} sentences in one request; the limit (max-client-batch-size) is "
                          f"{settings.max_client_batch_size}", code="too_many_inputs")
     for name, text in zip(names, texts, strict=True):
         if len(text) > settings.max_input_chars:
@@ -163,15 +167,16 @@ def check_dimensions(service: Service, dimensions: int | None) -> None:
 
 async def pair_cosines(request: Request, firsts: list[str], seconds: list[str], *, truncate: bool,
                        model: str | None, prompt_name: str | None = None, first_names: Sequence[str],
-                       second_names: Sequence[str]) -> tuple[np.ndarray, int]:
+                       second_names: Sequence[str], sent: int | None = None) -> tuple[np.ndarray, int]:
     """The cosine of each pair ``(firsts[i], seconds[i])`` and the tokens used, every distinct text embedded once.
 
-    The request limit counts both sides of every pair, repeats included, so a client cannot get round
-    it by repeating one text; a text that occurs on both sides (or in many pairs) is embedded once,
-    and an error about it names where it first occurs in the request.
+    The request limit counts the texts the client sent (``sent``; by default both sides of every pair),
+    repeats included, so a client cannot get round it by repeating one text; a route that pairs one
+    text it was sent once with many (a rerank's query) counts it once. A text that occurs on both
+    sides (or in many pairs) is embedded once, and an error about it names where it first occurs.
     """
     texts, names = [*firsts, *seconds], [*first_names, *second_names]
-    _check_inputs(service_of(request).settings, texts, names)
+    _check_inputs(service_of(request).settings, texts, names, sent=sent)
     position: dict[str, int] = {}
     for text in texts:
         position.setdefault(text, len(position))
