@@ -195,6 +195,15 @@ def test_save_into_a_folder_keeps_what_else_is_there(tiny_model, tmp_path: Path)
     with pytest.raises(FileExistsError, match="not a folder"):
         tiny_model.save(tmp_path / "a-file")
     assert (tmp_path / "a-file").read_text() == "not a folder"
+    # What belonged to the model there before (an ONNX export, a calibration of the old weights) goes: it
+    # would be used with the new weights. The user's files stay.
+    (folder / "onnx").mkdir()
+    (folder / "onnx" / "model.onnx").write_bytes(b"old export")
+    (folder / "calibration.json").write_text("{}")
+    (folder / "2_Normalize").mkdir()
+    tiny_model.save(folder)
+    assert not (folder / "onnx").exists() and not (folder / "calibration.json").exists()
+    assert not (folder / "2_Normalize").exists() and (folder / "notes.txt").read_text() == "mine"
     bare = tiny_model.save_pretrained(tmp_path / "bare", create_model_card=False, safe_serialization=True)
     assert not (bare / "README.md").exists() and (bare / "modules.json").is_file()
 

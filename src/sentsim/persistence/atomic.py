@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from sentsim.persistence.model_files import is_model_entry
 from sentsim.persistence.temporaries import (
     MARKER_NAME,
     find_stale_temporaries,
@@ -201,9 +202,11 @@ def atomic_save_into(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Like ``atomic_directory``, but an existing ``final`` keeps everything the save does not write.
 
     A model saved into a folder that already holds other things (a user's notes, an evaluation
-    folder, an ``onnx/`` export) leaves them there, as sentence-transformers' ``save`` does: only
-    the files and folders of the same names are replaced, each one atomically, ``modules.json`` and
-    the model config last. A new or empty ``final`` gets the whole-folder rename of
+    folder) leaves them there, as sentence-transformers' ``save`` does: the files and folders of the
+    same names are replaced, each one atomically, ``modules.json`` and the model config last, and what
+    belonged to the model there before but not to this one (an ``onnx/`` export or ``calibration.json``
+    of the old weights, see ``model_files``) is removed, since it would be used with the new weights.
+    A new or empty ``final`` gets the whole-folder rename of
     ``atomic_directory``. ``final`` being a file is refused: that would delete it.
     """
     target = Path(final)
@@ -223,9 +226,20 @@ def atomic_save_into(final: str | os.PathLike[str]) -> Iterator[Path]:
                                          else 0, name))
         for name in names:
             _replace_entry(temporary / name, target / name)
+        if "modules.json" in names or "config.json" in names:  # a model replaced the one there: drop its leftovers
+            for entry in target.iterdir():
+                if entry.name not in names and is_model_entry(entry.name):
+                    _remove(entry)
         _fsync_directory(target)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink()
 
 
 def _replace_entry(new: Path, old: Path) -> None:

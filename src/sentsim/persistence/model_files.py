@@ -1,0 +1,28 @@
+"""The files and folders a model folder holds besides a user's own: what a save writes or derives from the weights.
+
+Saving a model into an existing folder replaces these and nothing else (a user's notes stay), and one
+left over from the model that was there before is removed: an ``onnx/`` export or a
+``calibration.json`` of the old weights would otherwise be used with the new ones.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["MODEL_ENTRIES", "is_model_entry"]
+
+#: Top-level names of a model folder (sentence-transformers' layout, transformers' and tokenizers' files,
+#: sentsim's calibration, ONNX / OpenVINO exports). README.md, the model card, is replaced when written
+#: but never removed: it may be the user's.
+MODEL_ENTRIES = frozenset({
+    "modules.json", "config_sentence_transformers.json", "config.json", "sentence_bert_config.json",
+    "model.safetensors", "pytorch_model.bin", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+    "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json", "spiece.model", "sentencepiece.bpe.model",
+    "calibration.json", "onnx", "openvino",
+})
+_MODULE_FOLDER = re.compile(r"\d+_\w+")
+
+
+def is_model_entry(name: str) -> bool:
+    """Whether a top-level entry of a model folder belongs to the model (``1_Pooling``, ``onnx``, ...)."""
+    return name in MODEL_ENTRIES or _MODULE_FOLDER.fullmatch(name) is not None
