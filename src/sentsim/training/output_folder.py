@@ -22,6 +22,7 @@ from typing import Any, Literal
 from sentsim.errors import ConfigError
 from sentsim.persistence.atomic import atomic_write_json
 from sentsim.persistence.locks import output_lock
+from sentsim.persistence.model_files import is_model_entry
 
 __all__ = ["RUN_MARKER", "check_run_output", "claim_run_output", "is_run_folder", "is_sentsim_run",
            "write_run_marker"]
@@ -60,13 +61,17 @@ def _files(folder: Path) -> set[str]:
     return found
 
 
-def _files_newer_than(folder: Path, moment: float | None, *, skip: frozenset[str] = frozenset()) -> list[str]:
-    """Files under ``folder``'s subfolders changed after ``moment`` (a run written before its marker listed
-    its files: what appeared in it later is not sentsim's)."""
-    if moment is None:
-        return []
-    return sorted(name for name in _files(folder) if "/" in name and name.split("/", 1)[0] not in skip
-                  and (folder / name).lstat().st_mtime > moment + 1.0)
+def _run_owned(name: str) -> bool:
+    """Whether a file inside a run folder (relative path) is one sentsim writes there: a model file under
+    ``model/`` (also those ``calibrate`` or ``export`` add later), a plot, a checkpoint."""
+    parts = name.split("/")
+    if len(parts) == 1:
+        return True  # top-level entries are checked against the marker's list
+    if parts[0] == "model":
+        return is_model_entry(parts[1]) or parts[1] == "README.md"
+    if parts[0] == "plots":
+        return parts[-1].endswith((".png", ".svg"))
+    return parts[0] == "checkpoints"
 
 
 def _json_object(path: Path) -> dict[str, Any] | None:
@@ -90,14 +95,12 @@ def _foreign_entries(folder: Path) -> list[str] | None:
         if marker.get("kind") == "seeds":  # each seed-<n> run answers for its own files
             return [f"{name}/{inner}" for name in sorted(visible) if (folder / name).is_dir()
                     for inner in (_foreign_entries(folder / name) or [])[:1]]
-        if isinstance(marker.get("files"), list):
-            return sorted(_files(folder) - set(map(str, marker["files"])))
-        created = marker.get("created")
-        return _files_newer_than(folder, created if isinstance(created, int | float) else None)
+        recorded = set(map(str, marker["files"])) if isinstance(marker.get("files"), list) else set()
+        return sorted(name for name in _files(folder) if name not in recorded and not _run_owned(name))
     config = _json_object(folder / "config.json")
     if config is not None and "base_model" in config and _json_object(folder / "summary.json") is not None:
         top = sorted(visible - _LEGACY_RUN_ENTRIES)
-        return top or _files_newer_than(folder, (folder / "summary.json").stat().st_mtime)
+        return top or sorted(name for name in _files(folder) if not _run_owned(name))
     if _json_object(folder / "seeds.json") is not None or any(_SEED_FOLDER.fullmatch(name) for name in visible):
         seeds = {name for name in visible if _SEED_FOLDER.fullmatch(name) and is_run_folder(folder / name)}
         if seeds:
