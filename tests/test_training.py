@@ -261,3 +261,4 @@ def test_train_config_refuses_values_that_would_train_to_nonsense(options, named
 
     with pytest.raises(ConfigError, match=named):
         TrainConfig(**options)
+    assert TrainConfig(max_grad_norm=0.0).max_grad_norm == 0.0  # 0 turns clipping off, as in transformers

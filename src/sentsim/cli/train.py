@@ -93,7 +93,8 @@ def _add_hyper_options(hyper: argparse._ArgumentGroup) -> None:
                        help="share of steps for linear warmup " + _from_recipe("warmup_ratio"))
     hyper.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay "
                        + _from_recipe("weight_decay"))
-    hyper.add_argument("--max-grad-norm", type=common.finite_float, default=1.0, help="gradient clipping")
+    hyper.add_argument("--max-grad-norm", type=common.finite_float, default=1.0,
+                       help="gradient clipping norm (0: no clipping)")
     hyper.add_argument("--seed", type=common.seed_value, default=42, help="random seed; same seed, same result")
     hyper.add_argument("--seeds", type=int, default=1,
                        help="train N times with seeds SEED, SEED+1, ... into OUTPUT/seed-<n>/ and report the "
