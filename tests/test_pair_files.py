@@ -382,3 +382,12 @@ def test_a_semeval_input_file_without_its_gold_file_says_which_is_missing(tmp_pa
     path.write_text("A man runs.\tA man is running.\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"STS\.gs\.headlines\.txt are not beside it"):
         load_pairs(path)
+
+
+def test_one_bad_row_does_not_send_a_plain_tsv_back_to_quoting(tmp_path: Path) -> None:
+    path = tmp_path / "plain.tsv"
+    path.write_text('sentence1\tsentence2\tscore\n"Going places\tB.\t1\nC.\tD.\t2\nonly two\tfields\n'
+                    'E.\tF.\t3\t\n', encoding="utf-8")
+    dataset = read_pair_file(path, skip_bad_rows=True)
+    assert dataset.sentences1 == ['"Going places', "C."]  # nothing swallowed
+    assert [row.line for row in dataset.skipped] == [4, 5]

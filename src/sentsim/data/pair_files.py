@@ -124,15 +124,30 @@ _CSV_QUOTED = re.compile(r'"(?:[^"]|"")*""(?:[^"]|"")*"')
 
 
 def _plain_tsv(lines: Sequence[SourceLine]) -> bool:
-    """Whether tab-separated ``lines`` are plain TSV, with no quoting: every non-blank line splits into the
-    header's number of fields and none is CSV-quoted. Read with quoting instead, ``"Hello," he said.``
-    would lose its quotes and a sentence opening with a quote would swallow the lines after it."""
-    rows = [line.text.rstrip("\r\n").split("\t") for line in lines if line.text.strip()]
-    if not rows:
+    """Whether tab-separated ``lines`` read better as plain TSV, with no quoting, than with CSV quoting.
+
+    Each reading is counted for its bad records: rows of another width than the header's and, read with
+    quoting, each tab inside a field, which is a row swallowed by a quote mark that opened a sentence. The
+    plain reading wins ties, as TSV has no quoting; a CSV-quoted field (wrapped, inner quotes doubled,
+    as pandas writes one) tips a tie the other way. Read with quoting by mistake, ``"Hello," he said.``
+    loses its quotes and a sentence opening with a quote swallows the lines after it; read plainly by
+    mistake, a quoted field keeps its quote marks.
+    """
+    texts = [line.text for line in lines if line.text.strip()]
+    if not texts:
         return False
+    rows = [text.rstrip("\r\n").split("\t") for text in texts]
     width = len(rows[0])
-    return all(len(row) == width for row in rows) and \
-        not any(_CSV_QUOTED.fullmatch(field) for row in rows for field in row)
+    plain_bad = sum(len(row) != width for row in rows[1:])
+    try:
+        quoted = list(csv.reader(texts, delimiter="\t"))
+    except csv.Error:
+        return True
+    quoted_bad = sum(len(row) != len(quoted[0]) for row in quoted[1:]) + \
+        sum(field.count("\t") for row in quoted[1:] for field in row)
+    if any(_CSV_QUOTED.fullmatch(field) for row in rows for field in row):
+        return plain_bad < quoted_bad
+    return plain_bad <= quoted_bad
 
 
 def _require_tab(path: Path, lines: list[SourceLine]) -> None:
