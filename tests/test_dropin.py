@@ -399,3 +399,31 @@ def test_sentence_transformers_names_sentsim_lacks_are_said_by_name():
     with pytest.raises(AttributeError, match=r"sentsim\.util has no mine_hard_negatives"):
         util.mine_hard_negatives  # noqa: B018
     assert not hasattr(losses, "__wrapped__") and hasattr(losses, "CoSENTLoss")
+
+
+def test_a_jsonl_corpus_follows_its_ids_and_swapped_arguments_are_refused(capsys, tiny_transformer_dir, tmp_path):
+    import json
+
+    from sentsim import SentenceTransformer
+
+    model_dir = SentenceTransformer.from_transformer(tiny_transformer_dir).save(tmp_path / "model")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(S1 + S2) + "\n")
+    queries = tmp_path / "queries.txt"
+    queries.write_text(S1[0] + "\n")
+    encoded = tmp_path / "corpus.jsonl"
+    assert _main(capsys, "encode", model_dir, corpus, "-o", encoded, "--dtype", "fp32")[0] == 0
+    lines = encoded.read_text().splitlines()
+    shuffled = tmp_path / "shuffled.jsonl"
+    shuffled.write_text("\n".join(lines[::-1]) + "\n")  # rows reordered: the ids still say which line is which
+    hits = tmp_path / "hits.jsonl"
+    code, _, err = _main(capsys, "search", model_dir, queries, shuffled, "--corpus-text", corpus, "-o", hits,
+                         "--top-k", "1", "--dtype", "fp32")
+    assert code == 0, err
+    assert json.loads(hits.read_text())["hits"][0]["text"] == S1[0]
+    dropped = tmp_path / "dropped.jsonl"
+    dropped.write_text("\n".join(lines[1:]) + "\n")
+    code, _, err = _main(capsys, "search", model_dir, queries, dropped, "-o", tmp_path / "h2.jsonl")
+    assert code == 2 and "line numbers 1 to" in err
+    code, _, err = _main(capsys, "search", model_dir, encoded, corpus, "-o", tmp_path / "h3.jsonl")
+    assert code == 2 and "swap places" in err

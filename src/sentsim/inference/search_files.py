@@ -62,6 +62,7 @@ def _jsonl_embeddings(path: Path) -> np.ndarray:
     Without this, such a file would be taken for a text corpus and its JSON lines searched as sentences.
     """
     rows: list[list[float]] = []
+    ids: list[object] = []
     with path.open(encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -77,11 +78,19 @@ def _jsonl_embeddings(path: Path) -> np.ndarray:
                                       'FILE.jsonl` writes ({"id": ..., "embedding": [numbers]}); give a text corpus '
                                       "as a .txt file")
             rows.append(vector)
+            ids.append(record.get("id"))
     if not rows:
         raise DataFormatError(path, None, "no embeddings in the file")
     if len({len(row) for row in rows}) != 1:
         raise DataFormatError(path, None, "the embeddings do not all have the same length")
-    return np.asarray(rows, dtype=np.float32)
+    matrix = np.asarray(rows, dtype=np.float32)
+    if all(isinstance(value, int) and not isinstance(value, bool) for value in ids):
+        # encode's ids are the text's line numbers: rows go back to line order, so --corpus-text lines up
+        if sorted(ids) != list(range(1, len(ids) + 1)):  # type: ignore[type-var]
+            raise DataFormatError(path, None, f"the ids are not the line numbers 1 to {len(ids)} of one text file "
+                                  "(rows dropped or repeated since `sentsim encode` wrote them)")
+        matrix = matrix[np.argsort(np.asarray(ids))]
+    return matrix
 
 
 def search_file(model: SentenceTransformer, queries: Path, corpus: Path, output: Path, *, top_k: int = 10,
@@ -94,6 +103,9 @@ def search_file(model: SentenceTransformer, queries: Path, corpus: Path, output:
         raise ConfigError(f"--top-k must be at least 1, got {top_k}")
     output = check_output_path(output, force=force, inputs=[queries, corpus, *([corpus_text] if corpus_text else [])],
                                example_name="hits.jsonl")
+    if queries.suffix.lower() in (".npy", ".jsonl") and _jsonl_embeddings_file(queries):
+        raise ConfigError(f"{queries}: the queries are text, one per line; this file holds embeddings from "
+                          "`sentsim encode` (did the queries and the corpus swap places?)")
     query_texts = read_sentence_file(queries, allow_blank=allow_blank)
     corpus_embeddings, corpus_texts = load_corpus(model, corpus, corpus_text=corpus_text, batch_size=batch_size,
                                                   dtype=dtype, allow_blank=allow_blank)
@@ -130,3 +142,16 @@ def dedup_file(model: SentenceTransformer, corpus: Path, output: Path, *, thresh
         records.append(record)
     _write_jsonl(output, records)
     return len(records)
+
+
+def _jsonl_embeddings_file(path: Path) -> bool:
+    """Whether ``path`` looks like ``sentsim encode``'s output: a .npy file, or JSON lines with an embedding."""
+    if path.suffix.lower() == ".npy":
+        return True
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            record = json.loads(handle.readline())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and "embedding" in record
+
