@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sentsim.errors import ConfigError
 
-__all__ = ["check_folder_spares_inputs", "check_model_output", "check_output_path"]
+__all__ = ["check_folder_spares_inputs", "check_model_output", "check_output_path", "refuse_working_folder"]
 
 
 def check_output_path(
@@ -73,6 +73,18 @@ def check_folder_spares_inputs(folder: str | os.PathLike[str], inputs: Iterable[
                               "writing the output folder there would replace it; choose another folder")
 
 
+def refuse_working_folder(target: Path, flag: str, *, example: str) -> None:
+    """ConfigError when the output folder ``target`` is the current folder or one above it, the file-system
+    root or the home folder: folders holding the user's work, never a command's output."""
+    resolved = target.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        where = "the current folder" if resolved == cwd else f"a folder holding the current folder ({cwd})"
+        raise ConfigError(f"{flag} {target}: is {where}; give a new folder, such as {example}")
+    if resolved == Path(resolved.anchor) or resolved == Path.home().resolve():
+        raise ConfigError(f"{flag} {target}: is {resolved}; give a new folder, such as {example}")
+
+
 #: What marks a folder as a model folder, which ``--overwrite`` may write a model into.
 _MODEL_FILES = ("modules.json", "config_sentence_transformers.json", "config.json")
 
@@ -90,13 +102,9 @@ def check_model_output(folder: str | os.PathLike[str], *, overwrite: bool,
     """
     target = Path(folder).expanduser()
     try:
-        resolved = target.resolve()
+        refuse_working_folder(target, flag, example="calibrated-model")
     except (OSError, RuntimeError) as error:  # a symlink loop
         raise ConfigError(f"{flag} {folder}: cannot be resolved ({error})") from None
-    cwd = Path.cwd().resolve()
-    if resolved == cwd or resolved in cwd.parents or resolved == Path(resolved.anchor) \
-            or resolved == Path.home().resolve():
-        raise ConfigError(f"{flag} {folder}: is {resolved}, a folder holding your work; give a new folder")
     if target.is_symlink() and not target.exists():
         raise ConfigError(f"{flag} {folder}: is a broken symbolic link")
     if target.exists() and not target.is_dir():

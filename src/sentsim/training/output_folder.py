@@ -23,6 +23,7 @@ from sentsim.errors import ConfigError
 from sentsim.persistence.atomic import atomic_write_json
 from sentsim.persistence.locks import output_lock
 from sentsim.persistence.model_files import is_model_entry
+from sentsim.persistence.outputs import refuse_working_folder
 
 __all__ = ["RUN_MARKER", "check_run_output", "claim_run_output", "is_run_folder", "is_sentsim_run",
            "write_run_marker"]
@@ -125,16 +126,6 @@ def is_run_folder(folder: str | os.PathLike[str]) -> bool:
     return folder.is_dir() and not folder.is_symlink() and _foreign_entries(folder) == []
 
 
-def _refuse_working_folder(target: Path, flag: str) -> None:
-    resolved = target.resolve()
-    cwd = Path.cwd().resolve()
-    if resolved == cwd or resolved in cwd.parents:
-        where = "the current folder" if resolved == cwd else f"a folder holding the current folder ({cwd})"
-        raise ConfigError(f"{flag} {target}: is {where}; give a new folder, such as runs/stsb")
-    if resolved == Path(resolved.anchor) or resolved == Path.home().resolve():
-        raise ConfigError(f"{flag} {target}: is {resolved}; give a new folder, such as runs/stsb")
-
-
 def check_run_output(target: str | os.PathLike[str], *, overwrite: bool, flag: str = "--output",
                      overwrite_flag: str = "--overwrite") -> Path:
     """Returns ``target`` if a run may write its folder there, else raises ConfigError (one line).
@@ -144,7 +135,7 @@ def check_run_output(target: str | os.PathLike[str], *, overwrite: bool, flag: s
     current folder or one above it, the file-system root and the home folder, a path under a file.
     """
     target = Path(target).expanduser()
-    _refuse_working_folder(target, flag)
+    refuse_working_folder(target, flag, example="runs/stsb")
     for parent in target.parents:
         if parent.exists() and not parent.is_dir():
             raise ConfigError(f"{flag} {target}: {parent} is a file, not a folder")
