@@ -222,8 +222,7 @@ def atomic_save_into(final: str | os.PathLike[str]) -> Iterator[Path]:
         yield temporary
         (temporary / MARKER_NAME).unlink(missing_ok=True)
         names = sorted((entry.name for entry in temporary.iterdir()),
-                       key=lambda name: (name in _WRITTEN_LAST, _WRITTEN_LAST.index(name) if name in _WRITTEN_LAST
-                                         else 0, name))
+                       key=lambda name: (_WRITTEN_LAST.index(name) + 1 if name in _WRITTEN_LAST else 0, name))
         for name in names:
             _replace_entry(temporary / name, target / name)
         if "modules.json" in names or "config.json" in names:  # a model replaced the one there: drop its leftovers
@@ -235,9 +234,10 @@ def atomic_save_into(final: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(temporary, ignore_errors=True)
 
 
-def _remove(entry: Path) -> None:
+def _remove(entry: Path, *, ignore_errors: bool = False) -> None:
+    """Deletes a file, a link or a whole folder (not what a link points to)."""
     if entry.is_dir() and not entry.is_symlink():
-        shutil.rmtree(entry)
+        shutil.rmtree(entry, ignore_errors=ignore_errors)
     else:
         entry.unlink()
 
@@ -261,7 +261,4 @@ def _swap_in(new: Path, old: Path) -> None:
         os.replace(aside, old)
         raise
     _fsync_directory(old.parent)
-    if aside.is_dir() and not aside.is_symlink():
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        aside.unlink()
+    _remove(aside, ignore_errors=True)

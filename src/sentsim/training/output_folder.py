@@ -98,8 +98,7 @@ def _foreign_entries(folder: Path) -> list[str] | None:
                     for inner in (_foreign_entries(folder / name) or [])[:1]]
         recorded = set(map(str, marker["files"])) if isinstance(marker.get("files"), list) else set()
         return sorted(name for name in _files(folder) if name not in recorded and not _run_owned(name))
-    config = _json_object(folder / "config.json")
-    if config is not None and "base_model" in config and _json_object(folder / "summary.json") is not None:
+    if _is_unmarked_run(folder):
         top = sorted(visible - _LEGACY_RUN_ENTRIES)
         return top or sorted(name for name in _files(folder) if not _run_owned(name))
     if _json_object(folder / "seeds.json") is not None or any(_SEED_FOLDER.fullmatch(name) for name in visible):
@@ -116,6 +115,11 @@ def is_sentsim_run(folder: str | os.PathLike[str]) -> bool:
     marker = _json_object(folder / RUN_MARKER)
     if marker is not None:
         return marker.get("kind") == "run"
+    return _is_unmarked_run(folder)
+
+
+def _is_unmarked_run(folder: Path) -> bool:
+    """A run written before the marker existed: its ``config.json`` names a ``base_model`` beside a summary."""
     config = _json_object(folder / "config.json")
     return config is not None and "base_model" in config and _json_object(folder / "summary.json") is not None
 
