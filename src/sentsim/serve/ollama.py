@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, field_validator
 
 from sentsim.serve.routes import ERRORS, VectorResponse
-from sentsim.serve.schemas import TOKEN_IDS_REFUSED, AnyText, StrictDimensions, Text, is_token_ids
+from sentsim.serve.schemas import AnyText, StrictDimensions, Text, refuse_token_ids
 from sentsim.serve.service import as_list, check_dimensions, check_model, embed_texts, service_of, unit_length
 
 router = APIRouter()
@@ -46,8 +46,7 @@ class EmbedRequest(BaseModel):
     @field_validator("input", mode="before")
     @classmethod
     def _texts(cls, value: object) -> object:
-        if is_token_ids(value):
-            raise ValueError(TOKEN_IDS_REFUSED)
+        refuse_token_ids(value)
         if isinstance(value, list) and any(item == "" for item in value):
             raise ValueError("an empty text has nothing to embed")
         return value

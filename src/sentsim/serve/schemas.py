@@ -57,6 +57,14 @@ def is_token_ids(value: object) -> bool:
     return ints(value) or (isinstance(value, list) and bool(value) and all(ints(item) for item in value))
 
 
+def refuse_token_ids(value: object) -> object:
+    """A validator for text fields: token ids (an OpenAI tokenizer's, meaningless to this model's vocabulary)
+    are refused by name instead of pydantic's "not a valid string"."""
+    if is_token_ids(value):
+        raise ValueError(TOKEN_IDS_REFUSED)
+    return value
+
+
 class EmbeddingsRequest(BaseModel):
     """OpenAI's ``POST /v1/embeddings`` body (token-id inputs are not supported)."""
 
@@ -74,10 +82,7 @@ class EmbeddingsRequest(BaseModel):
     @field_validator("input", mode="before")
     @classmethod
     def _no_token_ids(cls, value: object) -> object:
-        """Token ids made by an OpenAI tokenizer would embed as garbage here: refuse them by name."""
-        if is_token_ids(value):
-            raise ValueError(TOKEN_IDS_REFUSED)
-        return value
+        return refuse_token_ids(value)
 
 
 class EmbeddingObject(BaseModel):
@@ -128,10 +133,7 @@ class TeiBody(BaseModel):
     @field_validator("inputs", mode="before", check_fields=False)
     @classmethod
     def _no_token_ids(cls, value: object) -> object:
-        """TEI takes token ids too; here only text is embedded, and a clear refusal beats "not a string"."""
-        if is_token_ids(value):
-            raise ValueError(TOKEN_IDS_REFUSED)
-        return value
+        return refuse_token_ids(value)  # TEI takes token ids too; only text is embedded here
 
 
 class EmbedRequest(TeiBody):

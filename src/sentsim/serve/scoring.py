@@ -19,16 +19,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from sentsim.serve.routes import ERRORS
-from sentsim.serve.schemas import DIRECTION_HELP, TOKEN_IDS_REFUSED, Direction, TeiBody, Text, is_token_ids
+from sentsim.serve.schemas import DIRECTION_HELP, Direction, TeiBody, Text, refuse_token_ids
 from sentsim.serve.service import ServeError, Service, as_list, pair_cosines, service_of
 
 router = APIRouter()
-
-
-def _no_token_ids(value: object) -> object:
-    if is_token_ids(value):
-        raise ValueError(TOKEN_IDS_REFUSED)
-    return value
 
 
 class ScoreRequest(BaseModel):
@@ -46,7 +40,7 @@ class ScoreRequest(BaseModel):
     @field_validator("text_1", "text_2", mode="before")
     @classmethod
     def _texts(cls, value: object) -> object:
-        return _no_token_ids(value)
+        return refuse_token_ids(value)
 
 
 class RerankDocument(BaseModel):
@@ -77,7 +71,7 @@ class RerankRequest(TeiBody):
     @field_validator("query", "texts", mode="before")
     @classmethod
     def _texts(cls, value: object) -> object:
-        return _no_token_ids(value)
+        return refuse_token_ids(value)
 
     @model_validator(mode="after")
     def _one_list(self) -> RerankRequest:
@@ -188,8 +182,7 @@ async def rerank(body: RerankRequest, request: Request) -> JSONResponse:
     candidates = body.candidates()
     # Cohere cuts long documents itself (max_tokens_per_doc, 4096 by default), and its client cannot ask to:
     # on Cohere's path over-long texts are cut at max_seq_length unless the request says otherwise.
-    truncate = bool(body.truncate) or (body.truncate_prompt_tokens is not None
-                                       and _truncation(service, body.truncate_prompt_tokens)) or \
+    truncate = bool(body.truncate) or _truncation(service, body.truncate_prompt_tokens) or \
         _truncation(service, body.max_tokens_per_doc, name="max_tokens_per_doc",
                     default=request.url.path == "/v2/rerank" and body.truncate is None)
     # With no candidates nothing is embedded, but readiness, the model name and the limits are still checked.
