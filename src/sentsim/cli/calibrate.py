@@ -30,13 +30,14 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sentsim.evaluation.calibrate import calibrate_model
+    from sentsim.inference.calibration import CALIBRATION_FILE
 
     if args.output is None and not Path(args.model).is_dir():
         raise UsageError(f"{args.model} is not a folder; pass --output FOLDER for the calibrated copy")
     source = Path(args.model).resolve() if Path(args.model).is_dir() else None
     in_place = args.output is None or args.output.resolve() == source
-    if in_place and (Path(args.model) / "calibration.json").exists() and not args.overwrite:
-        raise UsageError(f"{Path(args.model) / 'calibration.json'} already exists (a training run fits one on dev); "
+    if in_place and (Path(args.model) / CALIBRATION_FILE).exists() and not args.overwrite:
+        raise UsageError(f"{Path(args.model) / CALIBRATION_FILE} already exists (a training run fits one on dev); "
                          "pass --overwrite to replace it, or --output FOLDER for a calibrated copy")
     if not in_place:
         if source is not None and source in args.output.resolve().parents:

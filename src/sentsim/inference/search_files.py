@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from sentsim.encoders.bi_encoder import SentenceTransformer
 
 
+#: What ``sentsim encode`` writes embeddings as, and so what a corpus of embeddings may be.
+EMBEDDING_SUFFIXES = (".npy", ".jsonl")
+
+
 def _write_jsonl(output: Path, records: list[dict[str, Any]]) -> None:
     atomic_write_text(output, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
 
@@ -32,7 +36,7 @@ def _write_jsonl(output: Path, records: list[dict[str, Any]]) -> None:
 def load_corpus(model: SentenceTransformer, corpus: Path, *, corpus_text: Path | None, batch_size: int,
                 dtype: str, allow_blank: bool = False) -> tuple[np.ndarray, list[str] | None]:
     """Corpus embeddings (read from ``.npy`` / ``.jsonl`` or encoded from a text file) and texts, when known."""
-    if corpus.suffix.lower() in (".npy", ".jsonl"):
+    if corpus.suffix.lower() in EMBEDDING_SUFFIXES:
         if not corpus.is_file():
             raise ConfigError(not_a_file(corpus))
         if corpus.suffix.lower() == ".jsonl":
@@ -57,7 +61,7 @@ def load_corpus(model: SentenceTransformer, corpus: Path, *, corpus_text: Path |
 
 
 def _jsonl_embeddings(path: Path) -> np.ndarray:
-    """The rows ``sentsim encode -o FILE.jsonl`` wrote (``{"id": line, "embedding": [...]}``), in file order.
+    """The rows ``sentsim encode -o FILE.jsonl`` wrote (``{"id": line, "embedding": [...]}``), in line order.
 
     Without this, such a file would be taken for a text corpus and its JSON lines searched as sentences.
     """
@@ -103,7 +107,7 @@ def search_file(model: SentenceTransformer, queries: Path, corpus: Path, output:
         raise ConfigError(f"--top-k must be at least 1, got {top_k}")
     output = check_output_path(output, force=force, inputs=[queries, corpus, *([corpus_text] if corpus_text else [])],
                                example_name="hits.jsonl")
-    if queries.suffix.lower() in (".npy", ".jsonl") and _jsonl_embeddings_file(queries):
+    if queries.suffix.lower() in EMBEDDING_SUFFIXES and _is_embeddings_file(queries):
         raise ConfigError(f"{queries}: the queries are text, one per line; this file holds embeddings from "
                           "`sentsim encode` (did the queries and the corpus swap places?)")
     query_texts = read_sentence_file(queries, allow_blank=allow_blank)
@@ -144,7 +148,7 @@ def dedup_file(model: SentenceTransformer, corpus: Path, output: Path, *, thresh
     return len(records)
 
 
-def _jsonl_embeddings_file(path: Path) -> bool:
+def _is_embeddings_file(path: Path) -> bool:
     """Whether ``path`` looks like ``sentsim encode``'s output: a .npy file, or JSON lines with an embedding."""
     if path.suffix.lower() == ".npy":
         return True
