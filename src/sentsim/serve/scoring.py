@@ -142,6 +142,11 @@ def _truncation(service: Service, tokens: int | None, *, name: str = "truncate_p
                      f"server cuts only at max_seq_length: {advice}", code="unsupported_truncation")
 
 
+def _names(field: str, value: str | list) -> list[str]:
+    """How a 413 names each text of ``field``: ``field`` for a single string, ``field[i]`` in a list."""
+    return [field] if isinstance(value, str) else [f"{field}[{index}]" for index in range(len(value))]
+
+
 def _usage(tokens: int) -> dict[str, int]:
     return {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0}
 
@@ -156,8 +161,7 @@ async def score(body: ScoreRequest, request: Request) -> JSONResponse:
     if not firsts or not seconds:
         raise ServeError(422, "text_1 and text_2 need at least one text each", code="no_inputs")
     sent = len(firsts) + len(seconds)
-    first_names = ["text_1"] if isinstance(body.text_1, str) else [f"text_1[{index}]" for index in range(len(firsts))]
-    second_names = ["text_2"] if isinstance(body.text_2, str) else [f"text_2[{index}]" for index in range(len(seconds))]
+    first_names, second_names = _names("text_1", body.text_1), _names("text_2", body.text_2)
     if len(firsts) == 1:
         firsts, first_names = firsts * len(seconds), first_names * len(seconds)
     elif len(firsts) != len(seconds):
@@ -189,7 +193,7 @@ async def rerank(body: RerankRequest, request: Request) -> JSONResponse:
     field = "texts" if body.texts is not None else "documents"
     cosines, tokens = await pair_cosines(request, [body.query] * len(candidates), candidates, truncate=truncate,
                                          model=body.model, first_names=["query"] * len(candidates),
-                                         second_names=[f"{field}[{index}]" for index in range(len(candidates))],
+                                         second_names=_names(field, candidates),
                                          sent=1 + len(candidates))
     scores = cosines.tolist()
     order = sorted(range(len(scores)), key=lambda index: (-scores[index], index))  # ties keep request order

@@ -178,12 +178,13 @@ async def pair_cosines(request: Request, firsts: list[str], seconds: list[str], 
     texts, names = [*firsts, *seconds], [*first_names, *second_names]
     _check_inputs(service_of(request).settings, texts, names, sent=sent)
     position: dict[str, int] = {}
-    for text in texts:
-        position.setdefault(text, len(position))
-    unique = list(position)
-    first_name = {text: name for text, name in reversed(list(zip(texts, names, strict=True)))}
-    vectors, tokens = await embed_texts(request, unique, truncate=truncate, model=model, prompt_name=prompt_name,
-                                        names=[first_name[text] for text in unique])
+    first_names: list[str] = []  # of each distinct text, where it first occurs
+    for text, name in zip(texts, names, strict=True):
+        if text not in position:
+            position[text] = len(position)
+            first_names.append(name)
+    vectors, tokens = await embed_texts(request, list(position), truncate=truncate, model=model,
+                                        prompt_name=prompt_name, names=first_names)
     unit = unit_length(vectors).astype(np.float64)
     return aligned_cosines(unit[[position[t] for t in firsts]], unit[[position[t] for t in seconds]]), tokens
 
