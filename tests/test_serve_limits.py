@@ -266,6 +266,19 @@ def test_serve_command_refuses_bad_input_with_exit_2(capsys, tmp_path):
     assert error.startswith("error: cannot listen on 127.0.0.1:") and len(error.splitlines()) == 1
 
 
+def test_serve_refuses_a_run_folder_before_starting(capsys, tmp_path, monkeypatch):
+    """A run folder given for its model is said at once (exit 2), not logged after the server is up."""
+    from sentsim.cli import main
+    from sentsim.serve import server
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "modules.json").write_text("[]")
+    monkeypatch.setattr(server, "_log_setup", lambda level: pytest.fail("the server was started"))
+    assert main(["serve", str(tmp_path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == f"error: {tmp_path} is a training run folder; its model is {tmp_path / 'model'}"
+
+
 def test_serve_tokenizer_cuts_like_the_model_and_reports_uncut_lengths(tiny_model):
     from sentsim.serve.engine import ServeTokenizer
 

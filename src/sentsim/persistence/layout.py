@@ -14,6 +14,7 @@ from sentsim.errors import ModelLoadError
 from sentsim.models import Normalize, Pooling, Transformer
 from sentsim.persistence.atomic import atomic_save_into
 from sentsim.persistence.model_config import MODEL_CONFIG_FILE
+from sentsim.persistence.model_files import refuse_run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +38,7 @@ def load_modules(folder: str | Path, *, allow_pickle: bool = False) -> list[nn.M
     folder = Path(folder)
     modules_path = folder / "modules.json"
     if not modules_path.is_file():
-        if (folder / "model" / "modules.json").is_file():  # a `sentsim train` run folder, given for its model
-            raise ModelLoadError(f"{folder} is a training run folder; its model is {folder / 'model'}")
+        refuse_run_folder(folder)
         transformer = load_transformer(folder, allow_pickle=allow_pickle)
         logger.info("%s has no modules.json: using it as a transformer with new mean pooling", folder)
         return [transformer, Pooling(transformer.embedding_dimension, modes="mean")]

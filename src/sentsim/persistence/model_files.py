@@ -8,8 +8,11 @@ left over from the model that was there before is removed: an ``onnx/`` export o
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-__all__ = ["MODEL_ENTRIES", "is_model_entry"]
+from sentsim.errors import ModelLoadError
+
+__all__ = ["MODEL_ENTRIES", "is_model_entry", "refuse_run_folder"]
 
 #: Top-level names of a model folder (sentence-transformers' layout, transformers' and tokenizers' files,
 #: sentsim's calibration, ONNX / OpenVINO exports). README.md, the model card, is replaced when written
@@ -26,3 +29,14 @@ _MODULE_FOLDER = re.compile(r"\d+_\w+")
 def is_model_entry(name: str) -> bool:
     """Whether a top-level entry of a model folder belongs to the model (``1_Pooling``, ``onnx``, ...)."""
     return name in MODEL_ENTRIES or _MODULE_FOLDER.fullmatch(name) is not None
+
+
+def refuse_run_folder(folder: Path) -> None:
+    """ModelLoadError for a ``sentsim train`` run folder given where its model is meant.
+
+    Said by name, with the model's path: read as a plain transformer folder, the run would fail on a
+    missing ``config.json`` that gives no hint. Cheap and torch-free, so ``serve`` checks it before
+    taking the port instead of failing in the background after start-up.
+    """
+    if not (folder / "modules.json").is_file() and (folder / "model" / "modules.json").is_file():
+        raise ModelLoadError(f"{folder} is a training run folder; its model is {folder / 'model'}")

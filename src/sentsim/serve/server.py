@@ -61,6 +61,7 @@ def serve(
     import uvicorn
 
     from sentsim.persistence.hub import resolve_model_path
+    from sentsim.persistence.model_files import refuse_run_folder
 
     settings = settings or ServeSettings()
     if backend not in BACKENDS:
@@ -72,7 +73,8 @@ def serve(
 
         settings = dataclasses.replace(settings, runners=max(1, physical_cores() // workers))
     _check_port(host, port)
-    folder = resolve_model_path(model)  # a wrong path fails here, before the port is taken
+    folder = resolve_model_path(model)  # a wrong path or a run folder fails here, before the port is taken
+    refuse_run_folder(folder)
     _log_setup(log_level)
     common = {"host": host, "port": port, "log_level": log_level, "timeout_graceful_shutdown": GRACEFUL_SECONDS}
     _keep_exit_status_on_signals()
