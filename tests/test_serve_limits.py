@@ -266,7 +266,7 @@ def test_serve_command_refuses_bad_input_with_exit_2(capsys, tmp_path):
     assert error.startswith("error: cannot listen on 127.0.0.1:") and len(error.splitlines()) == 1
 
 
-def test_serve_refuses_a_run_folder_before_starting(capsys, tmp_path, monkeypatch):
+def test_serve_refuses_a_run_folder_or_an_empty_one_before_starting(capsys, tmp_path, monkeypatch):
     """A run folder given for its model is said at once (exit 2), not logged after the server is up."""
     from sentsim.cli import main
     from sentsim.serve import server
@@ -277,6 +277,9 @@ def test_serve_refuses_a_run_folder_before_starting(capsys, tmp_path, monkeypatc
     assert main(["serve", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()
     assert error == f"error: {tmp_path} is a training run folder; its model is {tmp_path / 'model'}"
+    (tmp_path / "notes").mkdir()
+    assert main(["serve", str(tmp_path / "notes")]) == 2
+    assert "holds no model (no modules.json, config.json or onnx/ in it)" in capsys.readouterr().err
 
 
 def test_serve_tokenizer_cuts_like_the_model_and_reports_uncut_lengths(tiny_model):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sentsim.errors import ModelLoadError
 
-__all__ = ["MODEL_ENTRIES", "is_model_entry", "refuse_run_folder"]
+__all__ = ["MODEL_ENTRIES", "is_model_entry", "refuse_not_a_model", "refuse_run_folder"]
 
 #: Top-level names of a model folder (sentence-transformers' layout, transformers' and tokenizers' files,
 #: sentsim's calibration, ONNX / OpenVINO exports). README.md, the model card, is replaced when written
@@ -40,3 +40,14 @@ def refuse_run_folder(folder: Path) -> None:
     """
     if not (folder / "modules.json").is_file() and (folder / "model" / "modules.json").is_file():
         raise ModelLoadError(f"{folder} is a training run folder; its model is {folder / 'model'}")
+
+
+def refuse_not_a_model(folder: Path) -> None:
+    """ModelLoadError for a folder no backend can load: a run folder, or one without any model file.
+
+    The server loads its model in the background so that ``/health`` answers at once; these two
+    mistakes (the usual ones: a run folder, the wrong folder) are said before it starts instead.
+    """
+    refuse_run_folder(folder)
+    if not any(is_model_entry(entry.name) for entry in folder.iterdir()):
+        raise ModelLoadError(f"{folder} holds no model (no modules.json, config.json or onnx/ in it)")

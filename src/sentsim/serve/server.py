@@ -61,7 +61,7 @@ def serve(
     import uvicorn
 
     from sentsim.persistence.hub import resolve_model_path
-    from sentsim.persistence.model_files import refuse_run_folder
+    from sentsim.persistence.model_files import refuse_not_a_model
 
     settings = settings or ServeSettings()
     if backend not in BACKENDS:
@@ -73,8 +73,8 @@ def serve(
 
         settings = dataclasses.replace(settings, runners=max(1, physical_cores() // workers))
     _check_port(host, port)
-    folder = resolve_model_path(model)  # a wrong path or a run folder fails here, before the port is taken
-    refuse_run_folder(folder)
+    folder = resolve_model_path(model)  # a wrong path, a run folder or an empty one fails here, before start
+    refuse_not_a_model(folder)
     _log_setup(log_level)
     common = {"host": host, "port": port, "log_level": log_level, "timeout_graceful_shutdown": GRACEFUL_SECONDS}
     _keep_exit_status_on_signals()
