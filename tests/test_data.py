@@ -271,6 +271,9 @@ def test_what_cannot_be_read_says_what_it_is(tmp_path: Path) -> None:
     (tmp_path / "broken").symlink_to(tmp_path / "gone")
     assert "is a folder" in not_a_file(tmp_path)
     assert "broken symbolic link" in not_a_file(tmp_path / "broken")
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    assert not_a_file(tmp_path / "loop_a") == f"{tmp_path / 'loop_a'}: loops through symbolic links"
     assert "not a regular file" in not_a_file(Path("/dev/null"))
     assert not_a_file(tmp_path / "missing") == f"no such file: {tmp_path / 'missing'}"
     with pytest.raises(ConfigError, match="not a regular file"):

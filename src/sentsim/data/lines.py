@@ -6,6 +6,7 @@ reader can name the line and the byte within it, and go on past it when asked to
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import zlib
@@ -24,10 +25,25 @@ class SourceLine:
     decode_error: str | None = None  # set when the bytes were not UTF-8; `text` then holds replacements
 
 
+def dangling_symlink(path: Path) -> str | None:
+    """What is wrong with ``path`` as a symbolic link that leads nowhere (broken, or a loop), else None.
+
+    ``Path.exists`` answers False for both, so a loop was called broken, which sends a user looking
+    for a missing target instead of at the links.
+    """
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except OSError as error:
+        return "loops through symbolic links" if error.errno == errno.ELOOP else "is a broken symbolic link"
+    return None
+
+
 def not_a_file(path: Path) -> str:
     """Why ``path`` cannot be read as a data file, in a few words: missing, a folder, a device or pipe."""
-    if path.is_symlink() and not path.exists():
-        return f"{path}: is a broken symbolic link"
+    if (link := dangling_symlink(path)) is not None:
+        return f"{path}: {link}"
     if path.is_dir():
         return f"{path}: is a folder, not a file"
     if path.exists() and not path.is_file():

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from sentsim.data.lines import dangling_symlink
 from sentsim.errors import ConfigError
 
 __all__ = ["check_folder_spares_inputs", "check_model_output", "check_output_path", "refuse_working_folder"]
@@ -105,8 +106,8 @@ def check_model_output(folder: str | os.PathLike[str], *, overwrite: bool,
         refuse_working_folder(target, flag, example="calibrated-model")
     except (OSError, RuntimeError) as error:  # a symlink loop
         raise ConfigError(f"{flag} {folder}: cannot be resolved ({error})") from None
-    if target.is_symlink() and not target.exists():
-        raise ConfigError(f"{flag} {folder}: is a broken symbolic link")
+    if (link := dangling_symlink(target)) is not None:
+        raise ConfigError(f"{flag} {folder}: {link}")
     if target.exists() and not target.is_dir():
         raise ConfigError(f"{flag} {folder}: exists and is not a folder; it is never replaced")
     check_folder_spares_inputs(target, inputs, flag=flag)
