@@ -44,6 +44,14 @@ def test_embeddings_match(models, sentences):
     their_tokens = theirs.encode(texts[:4], output_value="token_embeddings")
     for a, b in zip(mine_tokens, their_tokens, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+    for precision in ("int8", "uint8", "binary", "ubinary"):  # one set of ranges over every token, as theirs
+        mine_tokens = ours.encode(texts[:4], output_value="token_embeddings", precision=precision, dtype="fp32")
+        their_tokens = theirs.encode(texts[:4], output_value="token_embeddings", precision=precision)
+        for a, b in zip(mine_tokens, their_tokens, strict=True):
+            assert isinstance(a, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, precision
+            assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, precision  # a bucket edge at most
+    with pytest.raises(ValueError, match="output_value=None"):  # theirs fails on the feature dicts
+        ours.encode(texts[:4], output_value=None, precision="int8")
 
 
 def test_similarity_matrices_match(models, sentences):

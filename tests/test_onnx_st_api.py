@@ -62,6 +62,12 @@ def test_output_values_token_embeddings_and_all_outputs(both: tuple) -> None:
     for mine, reference in zip(ours, theirs, strict=True):
         assert mine.shape == reference.shape
         np.testing.assert_allclose(mine.numpy(), reference.numpy(), atol=1e-5)
+    for precision in ("int8", "ubinary"):
+        quantized = onnx.encode(SENTENCES, output_value="token_embeddings", precision=precision)
+        reference = torch_model.encode(SENTENCES, output_value="token_embeddings", precision=precision, dtype="fp32")
+        for mine, expected in zip(quantized, reference, strict=True):
+            assert isinstance(mine, np.ndarray) and mine.dtype == expected.dtype and mine.shape == expected.shape
+            assert np.abs(mine.astype(int) - expected.astype(int)).max() <= 1
     everything = onnx.encode(SENTENCES[:2], output_value=None)
     assert set(everything[0]) >= {"input_ids", "attention_mask", "token_embeddings", "sentence_embedding"}
     np.testing.assert_allclose(everything[1]["sentence_embedding"].numpy(), onnx.encode(SENTENCES[1]), atol=1e-6)

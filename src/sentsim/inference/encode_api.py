@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from sentsim.inference.encode import encode, forward_in_batches, prompt_token_count
-from sentsim.inference.encode_args import check_encode_options, returned, texts_to_encode
+from sentsim.inference.encode_args import check_encode_options, quantized_rows, returned, texts_to_encode
 from sentsim.inference.quantize import quantize_embeddings
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ def encode_compatible(model: SentenceTransformer, inputs: str | Sequence[str] | 
         rows = _per_row_outputs(model, texts, output_value, batch_size=batch_size, dtype=dtype,
                                 show_progress=show_progress_bar, truncate_dim=truncate_dim,
                                 prompt_length=prompt_length)
+        rows = quantized_rows(rows, precision=precision)
         return rows[0] if single else rows
     embeddings = encode(model, texts, batch_size=batch_size, convert_to="torch", dtype=dtype,
                         show_progress=show_progress_bar, truncate_dim=truncate_dim,

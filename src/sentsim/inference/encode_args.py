@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from sentsim.environment import torch_installed
-from sentsim.inference.quantize import check_output_precision
+from sentsim.inference.quantize import check_output_precision, quantize_embeddings
 
 #: ``encode``'s ``output_value`` choices, as sentence-transformers'.
 OUTPUT_VALUES = ("sentence_embedding", "token_embeddings", None)
@@ -39,6 +39,9 @@ def check_encode_options(*, output_value: str | None, precision: str | None, bat
     if output_value not in OUTPUT_VALUES:
         raise ValueError(f"output_value must be one of {OUTPUT_VALUES}, not {output_value!r}")
     precision = check_output_precision(precision)
+    if output_value is None and precision != "float32":  # sentence-transformers fails on the feature dicts
+        raise ValueError(f"precision={precision!r} quantises embeddings, and output_value=None returns every "
+                         "feature of the forward: ask for output_value='token_embeddings' or 'sentence_embedding'")
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
     return precision
@@ -53,6 +56,12 @@ def returned(embeddings: Any, *, count: int, convert_to_tensor: bool, convert_to
     if convert_to_numpy:
         return np.asarray(embeddings) if count else np.array([])
     return [as_tensor(row) for row in embeddings]
+
+
+def quantized_rows(rows: list[Any], *, precision: str) -> list[Any]:
+    """Per-text token embeddings in ``precision``, as sentence-transformers returns them: numpy matrices
+    quantised with one set of int8 ranges for all tokens of all texts (float32 keeps the rows as they are)."""
+    return rows if precision == "float32" or not rows else quantize_embeddings(rows, precision=precision)
 
 
 def tensor_maker() -> Callable[[Any], Any]:

@@ -21,7 +21,7 @@ import numpy as np
 from sentsim.environment import onnx_isa, physical_cores
 from sentsim.errors import ConfigError, ModelLoadError
 from sentsim.inference.batches import PROGRESS_THRESHOLD, length_sorted_batches
-from sentsim.inference.encode_args import check_encode_options, returned, tensor_maker, texts_to_encode
+from sentsim.inference.encode_args import check_encode_options, quantized_rows, returned, tensor_maker, texts_to_encode
 from sentsim.inference.folder_config import read_pipeline_config
 from sentsim.inference.onnx_files import find_onnx_file, open_session, read_manifest
 from sentsim.inference.parallel_runs import run_pieces
@@ -216,6 +216,7 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls):
         if output_value != "sentence_embedding":
             rows = self._per_text_outputs(texts, output_value, batch_size=batch_size, show_progress=show_progress_bar,
                                           truncate_dim=truncate_dim)
+            rows = quantized_rows(rows, precision=precision)
             return rows[0] if single else rows
         embeddings: Any = self.embed(texts, batch_size=batch_size, normalize=normalize_embeddings,
                                      show_progress=show_progress_bar, truncate_dim=truncate_dim)
