@@ -126,6 +126,22 @@ def test_numpy_similarity_matches_torch_for_every_function(monkeypatch: pytest.M
         np.testing.assert_allclose(scores, reference, atol=1e-5, err_msg=f"{name} pairwise={pairwise}")
 
 
+def test_preprocess_tokenize_and_pair_inputs_match_the_torch_encoder(both: tuple) -> None:
+    """sentence-transformers 6's ``preprocess`` (prompt included) and an empty list answer alike on both."""
+    onnx, torch_model = both
+    for model in both:
+        assert model.tokenize([]) == {} and model.preprocess([]) == {}
+        with pytest.raises(ValueError, match="processing_kwargs"):
+            model.preprocess(["a"], processing_kwargs={})
+        with pytest.raises(ConfigError, match="input 1 is a pair of texts.*CrossEncoder"):
+            model.encode(["one", ("two", "three")])
+    mine, reference = onnx.preprocess(SENTENCES, prompt="query: "), torch_model.preprocess(SENTENCES, prompt="query: ")
+    for name in ("input_ids", "attention_mask"):
+        np.testing.assert_array_equal(np.asarray(mine[name]), reference[name].numpy())
+    np.testing.assert_array_equal(reference["input_ids"].numpy(),
+                                  torch_model.tokenize(["query: " + text for text in SENTENCES])["input_ids"].numpy())
+
+
 def test_max_seq_length_can_be_set_and_is_checked(folder: Path) -> None:
     from sentsim import SentenceTransformer
 

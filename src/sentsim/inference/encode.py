@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from sentsim.errors import ConfigError
+from sentsim.inference.encode_args import refuse_non_strings
 from sentsim.inference.forward import Precision, batched_forward
 
 if TYPE_CHECKING:
@@ -103,8 +104,7 @@ def _checked_token_ids(model: SentenceTransformer, texts: list[str], *, batch_si
     """The texts' token ids, after refusing a non-positive batch size and anything but strings."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be positive, got {batch_size}")
-    if any(not isinstance(text, str) for text in texts):
-        raise ConfigError("encode takes strings only")
+    refuse_non_strings(texts)
     return model.token_ids(texts) if texts else []
 
 

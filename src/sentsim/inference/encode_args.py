@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from sentsim.environment import torch_installed
+from sentsim.errors import ConfigError
 from sentsim.inference.quantize import check_output_precision, quantize_embeddings
 
 #: ``encode``'s ``output_value`` choices, as sentence-transformers'.
@@ -31,6 +32,18 @@ def texts_to_encode(inputs: str | Sequence[str] | Any, sentences: str | Sequence
     if prompt:
         texts = [prompt + text for text in texts]
     return single, texts
+
+
+def refuse_non_strings(texts: list[Any]) -> None:
+    """ConfigError unless every input is a string. A (text, text) pair gets its own advice: sentence-
+    transformers 6 would embed it as one sequence (``[CLS] a [SEP] b [SEP]``), which sentsim does not."""
+    for index, text in enumerate(texts):
+        if isinstance(text, str):
+            continue
+        if isinstance(text, (tuple, list)):
+            raise ConfigError(f"encode takes strings only; input {index} is a pair of texts: embed each text "
+                              "and compare them with model.similarity_pairwise, or score pairs with a CrossEncoder")
+        raise ConfigError(f"encode takes strings only; input {index} is a {type(text).__name__}")
 
 
 def check_encode_options(*, output_value: str | None, precision: str | None, batch_size: Any) -> str:

@@ -21,7 +21,14 @@ import numpy as np
 from sentsim.environment import onnx_isa, physical_cores
 from sentsim.errors import ConfigError, ModelLoadError
 from sentsim.inference.batches import PROGRESS_THRESHOLD, length_sorted_batches
-from sentsim.inference.encode_args import check_encode_options, quantized_rows, returned, tensor_maker, texts_to_encode
+from sentsim.inference.encode_args import (
+    check_encode_options,
+    quantized_rows,
+    refuse_non_strings,
+    returned,
+    tensor_maker,
+    texts_to_encode,
+)
 from sentsim.inference.folder_config import read_pipeline_config
 from sentsim.inference.onnx_files import find_onnx_file, open_session, read_manifest
 from sentsim.inference.parallel_runs import run_pieces
@@ -172,6 +179,8 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls):
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """sentence-transformers' ``tokenize``: the padded model inputs, as int64 numpy arrays."""
+        if not len(texts):
+            return {}  # as sentence-transformers (and the torch encoder) answer an empty list
         input_ids, attention_mask = self._padded(self.token_ids(texts))
         return {"input_ids": input_ids, "attention_mask": attention_mask,
                 "token_type_ids": np.zeros_like(input_ids)}
@@ -210,8 +219,7 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls):
             raise ConfigError(f"{self.folder}: its pooling leaves the prompt's tokens out (include_prompt: false), "
                               "which the onnx backend does not do: encode with the torch backend, or without a prompt")
         single, texts = texts_to_encode(inputs, sentences, prompt=chosen)
-        if any(not isinstance(text, str) for text in texts):
-            raise ConfigError("encode takes strings only")
+        refuse_non_strings(texts)
         truncate_dim = truncate_dim if truncate_dim is not None else self.truncate_dim
         if output_value != "sentence_embedding":
             rows = self._per_text_outputs(texts, output_value, batch_size=batch_size, show_progress=show_progress_bar,

@@ -37,6 +37,18 @@ class StCalls:
     embedding_dimension: int
     truncate_dim: int | None
 
+    def tokenize(self, texts: Any) -> dict[str, Any]:  # each encoder has its own
+        raise NotImplementedError
+
+    def preprocess(self, inputs: Any, prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        """sentence-transformers 6's name for ``tokenize`` (which it deprecates), with its ``prompt`` put
+        before each text. Its other keywords (``processing_kwargs``) would change what the model sees:
+        refused by name."""
+        if kwargs:
+            raise ValueError(f"preprocess takes inputs and prompt only, not {', '.join(sorted(kwargs))}")
+        texts = [inputs] if isinstance(inputs, str) else list(inputs)
+        return self.tokenize([prompt + text for text in texts] if prompt else texts)
+
     def get_embedding_dimension(self) -> int:
         """The size of what ``encode`` returns: the model's embedding size, or ``truncate_dim`` if smaller."""
         if self.truncate_dim is None:
