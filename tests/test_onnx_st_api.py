@@ -133,7 +133,7 @@ def test_preprocess_tokenize_and_pair_inputs_match_the_torch_encoder(both: tuple
         assert model.tokenize([]) == {} and model.preprocess([]) == {}
         with pytest.raises(ValueError, match="processing_kwargs"):
             model.preprocess(["a"], processing_kwargs={})
-        with pytest.raises(ConfigError, match="input 1 is a pair of texts.*CrossEncoder"):
+        with pytest.raises(ConfigError, match=r"input 1 is a pair of texts.*CrossEncoder"):
             model.encode(["one", ("two", "three")])
     mine, reference = onnx.preprocess(SENTENCES, prompt="query: "), torch_model.preprocess(SENTENCES, prompt="query: ")
     for name in ("input_ids", "attention_mask"):

@@ -201,3 +201,17 @@ def test_ties_break_as_sentence_transformers_do():
     for precision in ("int8", "uint8", "binary", "ubinary"):
         np.testing.assert_array_equal(util.quantize_embeddings(tied, precision),
                                       st_util.quantize_embeddings(tied, precision))
+
+
+def test_util_submodules_of_sentence_transformers_6_layout():
+    """``from sentence_transformers.util.similarity import cos_sim`` & co. keep working with sentsim's name."""
+    import importlib
+
+    for name in ("similarity", "retrieval", "quantization", "tensor"):
+        module = importlib.import_module(f"sentsim.util.{name}")
+        assert module.__all__ and all(getattr(module, item) is getattr(util, item) for item in module.__all__)
+    from sentsim.util.similarity import cos_sim
+
+    assert cos_sim is util.cos_sim
+    with pytest.raises(AttributeError, match="mine_hard_negatives"):
+        util.mine_hard_negatives  # noqa: B018

@@ -1,6 +1,8 @@
 """sentence-transformers' ``util`` names, so ``from sentsim import util`` works unchanged.
 
-Only re-exports: the functions live in ``sentsim.inference`` (similarity, search, quantize).
+Only re-exports: the functions live in ``sentsim.inference`` (similarity, search, quantize). The
+submodules ``similarity``, ``retrieval``, ``quantization`` and ``tensor`` mirror sentence-transformers 6's
+``util`` package, so ``from sentsim.util.similarity import cos_sim`` works too.
 """
 
 from sentsim.inference.quantize import quantize_embeddings, truncate_embeddings
