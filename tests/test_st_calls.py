@@ -136,8 +136,11 @@ def test_constructor_takes_sentence_transformers_loading_options(tiny_transforme
     model = SentenceTransformer(folder, cache_folder="/nowhere", revision="main", token=None, local_files_only=True,
                                 trust_remote_code=False, model_kwargs={"torch_dtype": "auto"}, model_card_data=None)
     assert model.embedding_dimension > 0
+    for harmless in ({"attn_implementation": "eager"}, {"low_cpu_mem_usage": False}):  # same weights, same math
+        assert SentenceTransformer(folder, model_kwargs=harmless).embedding_dimension == model.embedding_dimension
     for options, named in (({"trust_remote_code": True}, "trust_remote_code"),
                            ({"model_kwargs": {"torch_dtype": torch.float16}}, "torch_dtype"),
+                           ({"model_kwargs": {"attn_implementation": "flash_attention_2"}}, "attn_implementation"),
                            ({"tokenizer_kwargs": {"model_max_length": 8}}, "tokenizer_kwargs['model_max_length']"),
                            ({"config_kwargs": {"hidden_dropout_prob": 0.0}}, "config_kwargs")):
         with pytest.raises(ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")):

@@ -318,9 +318,11 @@ def _versions() -> dict[str, str]:
 
 
 #: ``model_kwargs`` values that change nothing here: the weights are float32 and each call picks its
-#: compute type (``encode(dtype=...)``); SDPA is transformers' default attention for these models.
+#: compute type (``encode(dtype=...)``); SDPA is transformers' default attention for these models, and
+#: eager attention computes the same (4e-8 apart, benchmarks/README.md); ``low_cpu_mem_usage`` only
+#: changes how transformers fills the weights while loading.
 _NO_OP_MODEL_KWARGS = {"torch_dtype": ("auto", "float32", torch.float32), "dtype": ("auto", "float32", torch.float32),
-                       "attn_implementation": ("sdpa",)}
+                       "attn_implementation": ("sdpa", "eager"), "low_cpu_mem_usage": (True, False)}
 
 
 def check_loading_options(*, trust_remote_code: bool, model_kwargs: dict[str, Any] | None,
