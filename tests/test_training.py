@@ -182,6 +182,9 @@ def test_classic_fit_snippet_runs_with_only_the_import_changed(tiny_transformer_
     model.fit(train_objectives=[(train_dataloader, train_loss)], epochs=1, warmup_steps=100,
               evaluator=EmbeddingSimilarityEvaluator(s1, s2, scores), output_path=str(tmp_path / "out/"))
     # ---
+    rows = (tmp_path / "out" / "eval" / "similarity_evaluation_results.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,steps,cosine_pearson") and len(rows) == 2  # one epoch, its row; none before
+    assert rows[1].startswith("1.0,1,")
     saved = SentenceTransformer(tmp_path / "out")
     np.testing.assert_allclose(saved.encode(s1, dtype="fp32"), model.encode(s1, dtype="fp32"), atol=1e-6)
 

@@ -9,6 +9,15 @@ from typing import Any
 from torch import nn
 
 
+def _call(evaluator: Callable[..., dict[str, float]], model: nn.Module, *, step: int,
+          epoch: float) -> dict[str, float]:
+    """Runs ``evaluator`` on ``model``, telling it the step and epoch when it asks for them (``fit``'s
+    evaluator, which writes sentence-transformers' eval CSV rows with them); plain ones get the model."""
+    if getattr(evaluator, "takes_progress", False):
+        return evaluator(model, step=step, epoch=epoch)
+    return evaluator(model)
+
+
 class BestCheckpoint:
     """Scores dev when due, keeps the best weights in memory and says when patience has run out.
 
@@ -43,7 +52,7 @@ class BestCheckpoint:
         if self.evaluator is None:
             return False
         started = time.perf_counter()
-        metrics = self.evaluator(self.model)
+        metrics = _call(self.evaluator, self.model, step=step, epoch=epoch)
         self.model.train()
         self.eval_seconds += time.perf_counter() - started
         self.record({"kind": "eval", "step": step, "epoch": round(epoch, 4), "split": "dev", **metrics})

@@ -6,6 +6,7 @@ as ``sentsim train``, so the two entry points cannot drift apart.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -78,6 +79,8 @@ def fit(
     """
     dataloader, loss, examples = _objective(train_objectives)
     saves_best = evaluator is not None and output_path is not None and save_best_model
+    if evaluator is not None:
+        evaluator = _FitEvaluator(evaluator, model, output_path, save_best=saves_best)
     in_batch = bool(getattr(loss, "in_batch_negatives", False))
     unused = {"scheduler": scheduler != "WarmupLinear", "optimizer_class": optimizer_class is not None,
               "use_amp": use_amp, "steps_per_epoch": steps_per_epoch is not None, **dict.fromkeys(ignored, True)}
@@ -102,7 +105,7 @@ def fit(
         negatives=[example.texts[2] for example in examples] if len(examples[0].texts) == 3 else None,
         config=config,
         loss=loss,
-        evaluator=_SaveWhenBetter(evaluator, model, output_path) if saves_best else evaluator,
+        evaluator=evaluator,
         keep_best=False,  # as theirs: the model in memory ends on its last weights
         quiet=not show_progress_bar,
     )
@@ -110,17 +113,24 @@ def fit(
         model.save(output_path)
 
 
-class _SaveWhenBetter:
-    """sentence-transformers' ``fit(evaluator=..., output_path=..., save_best_model=True)``: the model is saved
-    to ``output_path`` each time the evaluator's primary metric beats every earlier score of the run.
+class _FitEvaluator:
+    """sentence-transformers' ``fit(evaluator=..., output_path=...)`` around the user's evaluator.
 
-    sentsim's loop also scores the untrained model first (its first call here); that score is logged but
-    is not a checkpoint to beat, since sentence-transformers never evaluates before training, and a run
-    whose training never beat it must still leave its trained model at ``output_path``.
+    With ``output_path``, each evaluation during training writes its row of the evaluator's CSV under
+    ``output_path/eval`` (epoch and step included), as sentence-transformers' fit does; with
+    ``save_best`` the model is also saved to ``output_path`` each time the primary metric beats every
+    earlier score of the run. sentsim's loop also scores the untrained model first (its first call
+    here); that score is logged but written nowhere and is not a checkpoint to beat, since
+    sentence-transformers never evaluates before training, and a run whose training never beat it
+    must still leave its trained model at ``output_path``.
     """
 
-    def __init__(self, evaluator: Any, model: SentenceTransformer, output_path: str | Path) -> None:
-        self.evaluator, self.model, self.output_path = evaluator, model, output_path
+    takes_progress = True  # the loop passes step= and epoch=
+
+    def __init__(self, evaluator: Any, model: SentenceTransformer, output_path: str | Path | None, *,
+                 save_best: bool) -> None:
+        self.evaluator, self.model, self.save_best = evaluator, model, save_best
+        self.output_path = None if output_path is None else Path(output_path)
         self.calls = 0
         self.best: float | None = None
 
@@ -128,15 +138,33 @@ class _SaveWhenBetter:
     def primary_metric(self) -> str | None:
         return getattr(self.evaluator, "primary_metric", None)
 
-    def __call__(self, model: Any) -> dict[str, float]:
-        metrics = self.evaluator(model)
+    def __call__(self, model: Any, *, step: int = -1, epoch: float = -1) -> dict[str, float]:
         self.calls += 1
-        if self.calls > 1:
+        if self.calls == 1 or self.output_path is None:
+            return self.evaluator(model)
+        if _writes_files(self.evaluator):
+            eval_folder = self.output_path / "eval"
+            eval_folder.mkdir(parents=True, exist_ok=True)
+            metrics = self.evaluator(model, output_path=str(eval_folder), epoch=epoch, steps=step)
+        else:
+            metrics = self.evaluator(model)
+        if self.save_best:
             score = metrics[self.primary_metric or PRIMARY_METRIC]
             if self.best is None or score > self.best:
                 self.best = score
                 self.model.save(self.output_path)
         return metrics
+
+
+def _writes_files(evaluator: Any) -> bool:
+    """Whether ``evaluator`` takes sentence-transformers' ``output_path``/``epoch``/``steps`` (theirs and
+    sentsim's evaluators do); a plain ``f(model)`` callable is called with the model alone."""
+    try:
+        parameters = inspect.signature(evaluator).parameters
+    except (TypeError, ValueError):
+        return False
+    return {"output_path", "epoch", "steps"} <= set(parameters) or any(
+        parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
 
 
 def _objective(train_objectives: Sequence[tuple[Any, nn.Module]]) -> tuple[Any, nn.Module, list[InputExample]]:
