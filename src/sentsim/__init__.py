@@ -20,6 +20,7 @@ _EXPORTS = {
     "util": "sentsim.util",
     "SentenceTransformerTrainer": "sentsim.training.trainer",
     "SentenceTransformerTrainingArguments": "sentsim.training.trainer",
+    "BatchSamplers": "sentsim.training.batch_samplers",
     "SimilarityFunction": "sentsim.inference.similarity",
     "quantize_embeddings": "sentsim.inference.quantize",
 }

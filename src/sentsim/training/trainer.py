@@ -8,18 +8,30 @@ by name instead of being silently ignored.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sentsim.errors import ConfigError
+from sentsim.training.batch_samplers import SUPPORTED_BATCH_SAMPLERS, BatchSamplers
 from sentsim.training.config import TrainConfig
 from sentsim.training.loop import TrainResult, train
+from sentsim.training.trainer_eval import (
+    LABEL_COLUMNS,
+    NEGATIVE_LOSS,
+    EvalLoss,
+    TrainerEvaluation,
+    dataset_columns,
+    is_scored,
+    reported,
+)
 
 logger = logging.getLogger(__name__)
 
-#: Column names sentence-transformers reads as the label; every other column is a text, in order.
-LABEL_COLUMNS = ("label", "score")
+__all__ = ["LABEL_COLUMNS", "BatchSamplers", "SentenceTransformerTrainer", "SentenceTransformerTrainingArguments",
+           "TrainOutput", "TrainerState", "dataset_columns"]
 _STRATEGIES = ("no", "steps", "epoch", "best")
+_LOSS_METRICS = ("loss", "eval_loss")
 
 
 @dataclass(kw_only=True)
@@ -29,7 +41,8 @@ class SentenceTransformerTrainingArguments:
     ``save_strategy`` other than "no" writes the final model (the best one with
     ``load_best_model_at_end``) to ``output_dir``; sentsim keeps no intermediate checkpoint folders.
     ``dtype`` is sentsim's extra: None follows ``bf16`` (bf16 autocast, else fp32); "auto" picks
-    bf16 only where the hardware runs it natively.
+    bf16 only where the hardware runs it natively. ``fp16`` exists so that ``fp16=False`` reads as in
+    Hugging Face; a true one is refused (sentsim trains in fp32 or bf16).
     """
 
     output_dir: str | None = None
@@ -53,10 +66,11 @@ class SentenceTransformerTrainingArguments:
     greater_is_better: bool | None = None
     logging_steps: int = 500
     bf16: bool = False
+    fp16: bool = False
     report_to: str | list[str] | None = "none"
     run_name: str | None = None
     disable_tqdm: bool = False
-    batch_sampler: str = "batch_sampler"
+    batch_sampler: str | BatchSamplers = BatchSamplers.BATCH_SAMPLER
     dtype: str | None = None
     unsupported: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -82,11 +96,17 @@ class SentenceTransformerTrainingArguments:
             if value not in _STRATEGIES:
                 raise ConfigError(f"{name} must be one of {', '.join(_STRATEGIES)}, not {value!r}")
             setattr(self, name, value)
-        if self.greater_is_better is False:
-            raise ConfigError("greater_is_better=False is not supported: sentsim keeps the highest dev score")
-        if str(getattr(self.batch_sampler, "value", self.batch_sampler)) not in ("batch_sampler", "no_duplicates"):
-            raise ConfigError(f"batch_sampler {self.batch_sampler!r} is not supported: sentsim groups batches by "
-                              "length (no_duplicates is accepted: MultipleNegativesRankingLoss masks duplicates)")
+        ranked_by_loss = self.metric_for_best_model in _LOSS_METRICS
+        if self.greater_is_better is not None and self.greater_is_better == ranked_by_loss:
+            raise ConfigError(f"greater_is_better={self.greater_is_better} is not supported with "
+                              f"metric_for_best_model={self.metric_for_best_model!r}: sentsim ranks a loss "
+                              "lowest-first and every other metric highest-first")
+        if self.fp16:
+            raise ConfigError("fp16=True is not supported: sentsim trains in fp32 or bf16 (bf16=True)")
+        sampler = str(getattr(self.batch_sampler, "value", self.batch_sampler))
+        if sampler not in SUPPORTED_BATCH_SAMPLERS:
+            raise ConfigError(f"batch_sampler {sampler!r} is not supported: sentsim groups batches by length "
+                              "(no_duplicates is accepted: MultipleNegativesRankingLoss masks duplicates)")
 
     def to_config(self, *, default_dtype: str = "fp32") -> TrainConfig:
         """The equivalent ``TrainConfig`` (epochs must be whole unless ``max_steps`` is set)."""
@@ -125,7 +145,9 @@ class SentenceTransformerTrainer:
     """Trains a sentsim ``SentenceTransformer`` on a ``datasets.Dataset`` (or a dict of columns) with a loss.
 
     Columns: the texts first (sentence1, sentence2 — or anchor, positive[, negative] for
-    MultipleNegativesRankingLoss), then a ``label`` or ``score`` column for scored losses.
+    MultipleNegativesRankingLoss), then a ``label`` or ``score`` column for scored losses. An
+    ``eval_dataset`` is evaluated as sentence-transformers does, with the training loss (``eval_loss``);
+    a scored one (two texts and a label) also gets sentsim's similarity metrics unless an evaluator is given.
     """
 
     def __init__(self, model: Any = None, args: SentenceTransformerTrainingArguments | None = None,
@@ -137,10 +159,25 @@ class SentenceTransformerTrainer:
             raise ConfigError(f"SentenceTransformerTrainer: sentsim does not support {names}")
         if model is None or train_dataset is None:
             raise ConfigError("SentenceTransformerTrainer needs a model and a train_dataset")
-        if isinstance(train_dataset, dict) and all(not isinstance(v, list | tuple) for v in train_dataset.values()):
-            raise ConfigError("several train datasets (a dict of datasets) are not supported; pass one dataset")
-        self.model = model
+        _refuse_several_datasets(train_dataset, "train")
+        _refuse_several_datasets(eval_dataset, "eval")
+        if isinstance(loss, dict):
+            raise ConfigError("a dict of losses (one per dataset) is not supported: sentsim trains one dataset with "
+                              "one loss; pass the loss module itself, e.g. loss=MultipleNegativesRankingLoss(model)")
+        if isinstance(evaluator, list | tuple):
+            raise ConfigError("a list of evaluators is not supported; pass one (SequentialEvaluator is not ported)")
         self.args = args or SentenceTransformerTrainingArguments(output_dir="trainer_output")
+        if self.args.eval_strategy != "no" and eval_dataset is None and evaluator is None:
+            # sentence-transformers' own words: an evaluation schedule with nothing to evaluate is a mistake
+            raise ConfigError(f"You have set args.eval_strategy to {self.args.eval_strategy!r}, but you didn't "
+                              "provide an eval_dataset or an evaluator. Either provide an eval_dataset or an "
+                              "evaluator to SentenceTransformerTrainer, or set args.eval_strategy='no' to skip "
+                              "evaluation.")
+        if loss is None:
+            from sentsim.losses import CoSENTLoss
+
+            loss = CoSENTLoss(model)  # sentence-transformers' default loss too
+        self.model = model
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
         self.loss = loss
@@ -148,85 +185,73 @@ class SentenceTransformerTrainer:
         self.state = TrainerState()
 
     def train(self) -> TrainOutput:
-        from sentsim.losses import CoSENTLoss
-
-        loss = self.loss if self.loss is not None else CoSENTLoss(self.model)
-        in_batch = bool(getattr(loss, "in_batch_negatives", False))
+        in_batch = bool(getattr(self.loss, "in_batch_negatives", False))
         texts, labels = dataset_columns(self.train_dataset, scored=not in_batch)
-        evaluator = self._evaluator()
         args = self.args
+        evaluation = self._evaluation(self.eval_dataset) if args.eval_strategy != "no" else None
         result: TrainResult = train(
             self.model, sentences_a=texts[0], sentences_b=texts[1], labels=labels,
-            negatives=texts[2] if len(texts) > 2 else None, config=args.to_config(), loss=loss, evaluator=evaluator,
-            quiet=True if args.disable_tqdm else None, keep_best=args.load_best_model_at_end,
+            negatives=texts[2] if len(texts) > 2 else None, config=args.to_config(), loss=self.loss,
+            evaluator=evaluation, quiet=True if args.disable_tqdm else None, keep_best=args.load_best_model_at_end,
         )
-        self.state = TrainerState(log_history=result.records, best_metric=result.best_score,
+        best = result.best_score
+        if best is not None and evaluation is not None and evaluation.primary_metric == NEGATIVE_LOSS:
+            best = -best  # the loss itself, as Hugging Face reports its best_metric
+        self.state = TrainerState(log_history=[reported(record) for record in result.records], best_metric=best,
                                   global_step=result.steps)
         if args.output_dir and args.save_strategy != "no":
             self.model.save(args.output_dir)
         losses = [record["loss"] for record in result.records if record.get("kind") == "train"]
         return TrainOutput(global_step=result.steps, training_loss=sum(losses) / len(losses) if losses else 0.0,
-                           metrics=dict(result.best_metrics or {}))
+                           metrics=reported(result.best_metrics or {}))
 
-    def evaluate(self) -> dict[str, float]:
-        """The evaluator's metrics on the current model, keys prefixed ``eval_`` as in Hugging Face."""
-        evaluator = self._evaluator()
-        if evaluator is None:
-            raise ConfigError("evaluate() needs an evaluator or a scored eval_dataset")
-        return {f"eval_{key}": value for key, value in evaluator(self.model).items()}
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
+                 metric_key_prefix: str = "eval") -> dict[str, float]:
+        """The current model's ``{prefix}_loss`` on ``eval_dataset`` (else the trainer's) and the evaluator's
+        metrics, keys prefixed as in sentence-transformers; works whatever ``eval_strategy`` says.
 
-    def _evaluator(self) -> Any:
-        """The given evaluator, else one over a scored eval_dataset; with metric_for_best_model, ranked by it."""
-        evaluator = self.evaluator
-        if isinstance(evaluator, list | tuple):
-            raise ConfigError("a list of evaluators is not supported; pass one (SequentialEvaluator is not ported)")
-        if evaluator is None and self.eval_dataset is not None and self.args.eval_strategy != "no":
-            from sentsim.evaluation.evaluators import EmbeddingSimilarityEvaluator
-
-            texts, scores = dataset_columns(self.eval_dataset, scored=True)
-            evaluator = EmbeddingSimilarityEvaluator(texts[0], texts[1], scores, name="eval",
-                                                     batch_size=self.args.per_device_eval_batch_size)
-        if evaluator is None or self.args.eval_strategy == "no":
-            return None
-        metric = self.args.metric_for_best_model
-        return _RankedBy(evaluator, metric) if metric else evaluator
-
-
-class _RankedBy:
-    """An evaluator whose checkpoints are ranked by ``metric_for_best_model`` (``eval_`` prefix optional)."""
-
-    def __init__(self, evaluator: Any, metric: str) -> None:
-        self.evaluator = evaluator
-        self.metric = metric.removeprefix("eval_")
-        self.primary_metric: str | None = None
-
-    def __call__(self, model: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
-        metrics = self.evaluator(model, *args, **kwargs)
-        if self.metric not in metrics:
-            raise ConfigError(f"metric_for_best_model {self.metric!r} is not among the evaluator's metrics "
-                              f"({', '.join(metrics)})")
-        self.primary_metric = self.metric
+        ``ignore_keys`` names model outputs Hugging Face leaves out of its predictions; sentsim's losses
+        return none, so it is accepted and changes nothing.
+        """
+        if isinstance(eval_dataset, str):
+            raise ConfigError(f"evaluate(eval_dataset={eval_dataset!r}) names one of several eval datasets, "
+                              "which sentsim does not support; pass the dataset itself")
+        _refuse_several_datasets(eval_dataset, "eval")
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        evaluation = self._evaluation(dataset, prefix=metric_key_prefix, ranks=False)
+        if evaluation is None:
+            raise ConfigError("evaluate() needs an eval_dataset (here or to the trainer) or an evaluator")
+        started = time.perf_counter()
+        metrics = evaluation(self.model)
+        seconds = time.perf_counter() - started
+        if evaluation.eval_loss is not None and seconds > 0:
+            rows = evaluation.eval_loss.rows
+            batches = -(-rows // self.args.per_device_eval_batch_size)
+            metrics |= {f"{metric_key_prefix}_runtime": round(seconds, 4),
+                        f"{metric_key_prefix}_samples_per_second": round(rows / seconds, 3),
+                        f"{metric_key_prefix}_steps_per_second": round(batches / seconds, 3)}
+        self.state.log_history.append({**metrics, "step": self.state.global_step})
         return metrics
 
+    def _evaluation(self, dataset: Any, *, prefix: str = "eval", ranks: bool = True) -> TrainerEvaluation | None:
+        """The eval loss over ``dataset`` and the evaluator (else, on a scored dataset, a similarity
+        evaluator over it), ranked by ``metric_for_best_model`` when ``ranks``; None with neither."""
+        batch_size = self.args.per_device_eval_batch_size
+        evaluator = self.evaluator
+        if evaluator is None and dataset is not None and is_scored(dataset):
+            from sentsim.evaluation.evaluators import EmbeddingSimilarityEvaluator
 
-def dataset_columns(dataset: Any, *, scored: bool) -> tuple[list[list[str]], list[float] | None]:
-    """Text columns (in order) and the label column of a ``datasets.Dataset`` or a dict of lists."""
-    if hasattr(dataset, "column_names"):
-        names = list(dataset.column_names)
-        column = dataset.__getitem__
-    elif isinstance(dataset, dict):
-        names = list(dataset)
-        column = dataset.__getitem__
-    else:
-        raise ConfigError(f"a dataset must be a datasets.Dataset or a dict of columns, not {type(dataset).__name__}")
-    label_names = [name for name in names if name in LABEL_COLUMNS]
-    text_names = [name for name in names if name not in LABEL_COLUMNS]
-    if scored and (len(label_names) != 1 or len(text_names) != 2):
-        raise ConfigError(f"a scored loss needs two text columns and one 'label' or 'score' column; "
-                          f"the dataset has {names}")
-    if not scored and (label_names or len(text_names) not in (2, 3)):
-        raise ConfigError(f"MultipleNegativesRankingLoss needs (anchor, positive[, negative]) text columns and no "
-                          f"label; the dataset has {names}")
-    texts = [[str(text) for text in column(name)] for name in text_names]
-    labels = [float(value) for value in column(label_names[0])] if scored else None
-    return texts, labels
+            texts, scores = dataset_columns(dataset, scored=True)
+            evaluator = EmbeddingSimilarityEvaluator(texts[0], texts[1], scores, name=prefix, batch_size=batch_size)
+        eval_loss = (EvalLoss(dataset, self.loss, batch_size=batch_size, seed=self.args.seed)
+                     if dataset is not None else None)
+        if eval_loss is None and evaluator is None:
+            return None
+        return TrainerEvaluation(loss=eval_loss, evaluator=evaluator, prefix=prefix, ranks=ranks,
+                                 metric=self.args.metric_for_best_model if ranks else None)
+
+
+def _refuse_several_datasets(dataset: Any, role: str) -> None:
+    """A dict of datasets (not of columns) is sentence-transformers' multi-dataset training, not supported."""
+    if isinstance(dataset, dict) and dataset and all(not isinstance(v, list | tuple) for v in dataset.values()):
+        raise ConfigError(f"several {role} datasets (a dict of datasets) are not supported; pass one dataset")

@@ -1,0 +1,175 @@
+"""The Trainer adapter's datasets and evaluation: text columns, ``eval_loss`` and the evaluator's metrics.
+
+sentence-transformers' Trainer evaluates an ``eval_dataset`` by running the training loss over it
+(``eval_loss``) and adds an evaluator's metrics, every key prefixed ``eval_``; this module does the same
+on sentsim's loop, which calls an evaluator and ranks checkpoints by its highest ``primary_metric``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import RandomSampler
+
+from sentsim.errors import ConfigError
+from sentsim.training.batching import PairCollator, TokenizedPairs, tokenize_pairs
+
+#: Column names sentence-transformers reads as the label; every other column is a text, in order.
+LABEL_COLUMNS = ("label", "score")
+#: Fallback ranking metric of an evaluator that names none (sentsim's own evaluators' primary metric).
+PRIMARY_METRIC = "spearman_cosine"
+#: The loop keeps the highest score, so a run ranked by eval loss ranks by this (−loss) instead;
+#: the Trainer leaves it out of everything it reports.
+NEGATIVE_LOSS = "eval_negative_loss"
+
+
+def dataset_columns(dataset: Any, *, scored: bool, ignore_label: bool = False,
+                    ) -> tuple[list[list[str]], list[float] | None]:
+    """Text columns (in order) and the label column of a ``datasets.Dataset`` or a dict of lists.
+
+    ``ignore_label``: an unscored read that skips a label column instead of refusing it, as
+    sentence-transformers' in-batch-negative losses skip it when they compute an eval loss.
+    """
+    names = column_names(dataset)
+    label_names = [name for name in names if name in LABEL_COLUMNS]
+    text_names = [name for name in names if name not in LABEL_COLUMNS]
+    if scored and (len(label_names) != 1 or len(text_names) != 2):
+        raise ConfigError(f"a scored loss needs two text columns and one 'label' or 'score' column; "
+                          f"the dataset has {names}")
+    if not scored and ((label_names and not ignore_label) or len(text_names) not in (2, 3)):
+        raise ConfigError(f"MultipleNegativesRankingLoss needs (anchor, positive[, negative]) text columns and no "
+                          f"label; the dataset has {names}")
+    texts = [[str(text) for text in dataset[name]] for name in text_names]
+    labels = [float(value) for value in dataset[label_names[0]]] if scored else None
+    return texts, labels
+
+
+def column_names(dataset: Any) -> list[str]:
+    """The columns of a ``datasets.Dataset`` or a dict of lists; anything else is refused."""
+    if hasattr(dataset, "column_names"):
+        return list(dataset.column_names)
+    if isinstance(dataset, dict):
+        return list(dataset)
+    raise ConfigError(f"a dataset must be a datasets.Dataset or a dict of columns, not {type(dataset).__name__}")
+
+
+def is_scored(dataset: Any) -> bool:
+    """Two text columns and one label: what sentsim's similarity evaluator can score."""
+    names = column_names(dataset)
+    return sum(name in LABEL_COLUMNS for name in names) == 1 and len(names) == 3
+
+
+class EvalLoss:
+    """The training loss over an eval dataset, as sentence-transformers' ``eval_loss``.
+
+    Batches of ``batch_size`` rows in the order sentence-transformers' eval loader draws them (a
+    ``RandomSampler`` seeded with ``seed``, the same at every evaluation): in-batch negatives and a
+    loss over a batch depend on it, so the figure matches theirs. The mean is weighted by rows, as
+    theirs is. Runs in eval mode without gradients, in fp32 on the model's device, and leaves both
+    modes as it found them.
+    """
+
+    def __init__(self, dataset: Any, loss: nn.Module, *, batch_size: int, seed: int) -> None:
+        self.loss = loss
+        self.in_batch = bool(getattr(loss, "in_batch_negatives", False))
+        self.texts, self.labels = dataset_columns(dataset, scored=not self.in_batch, ignore_label=self.in_batch)
+        self.rows = len(self.texts[0])
+        self.batch_size = batch_size
+        self.seed = seed
+        self._pairs: tuple[Any, TokenizedPairs] | None = None  # (model, its token ids): tokenised once
+
+    def __call__(self, model: nn.Module) -> float:
+        if self.rows == 0:
+            raise ConfigError("eval_dataset has no rows: an eval loss needs at least one")
+        collator = PairCollator(self._tokenized(model), model.collate,
+                                targets="text_ids" if self.in_batch else "labels")
+        device = next(model.parameters()).device
+        modes = model.training, self.loss.training
+        model.eval()
+        self.loss.eval()
+        order = list(RandomSampler(range(self.rows), generator=torch.Generator().manual_seed(self.seed)))
+        total = 0.0
+        try:
+            with torch.no_grad():
+                for start in range(0, self.rows, self.batch_size):
+                    rows = order[start : start + self.batch_size]
+                    features, targets = collator(rows)
+                    features = {name: tensor.to(device) for name, tensor in features.items()}
+                    parts = model(features)["sentence_embedding"].float().chunk(len(self.texts))
+                    targets = targets.to(device)
+                    value = (self.loss(*parts, text_ids=targets) if self.in_batch
+                             else self.loss(parts[0], parts[1], targets.float()))
+                    total += float(value) * len(rows)
+        finally:
+            model.train(modes[0])
+            self.loss.train(modes[1])
+        return total / self.rows
+
+    def _tokenized(self, model: nn.Module) -> TokenizedPairs:
+        if self._pairs is None or self._pairs[0] is not model:
+            pairs = tokenize_pairs(model.token_ids, self.texts[0], self.texts[1], self.labels,
+                                   negatives=self.texts[2] if len(self.texts) > 2 else None)
+            self._pairs = (model, pairs)
+        return self._pairs[1]
+
+
+class TrainerEvaluation:
+    """One evaluation as the Trainer reports it: ``{prefix}_loss`` and the evaluator's metrics, prefixed.
+
+    Keys not already starting with ``{prefix}_`` get it, as in sentence-transformers. ``metric`` is
+    ``metric_for_best_model`` (``eval_`` optional); without it the evaluator's primary metric ranks
+    checkpoints, or the eval loss when there is no evaluator. A loss ranks lowest-first, through
+    ``NEGATIVE_LOSS``, since the loop keeps the highest score.
+    """
+
+    def __init__(self, *, loss: EvalLoss | None, evaluator: Any, metric: str | None = None,
+                 prefix: str = "eval", ranks: bool = True) -> None:
+        if loss is None and evaluator is None:
+            raise ConfigError("an evaluation needs an eval_dataset or an evaluator")
+        self.eval_loss = loss
+        self.evaluator = evaluator
+        self.prefix = prefix
+        self.ranks = ranks  # False for trainer.evaluate(), which ranks nothing
+        self.metric = metric if metric is None or metric.startswith("eval_") else f"eval_{metric}"
+        #: Read by the loop once this has run (as sentence-transformers' evaluators name theirs).
+        self.primary_metric: str | None = None
+
+    def __call__(self, model: nn.Module, *args: Any, **kwargs: Any) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if self.eval_loss is not None:
+            metrics[f"{self.prefix}_loss"] = self.eval_loss(model)
+        if self.evaluator is not None:
+            for key, value in self.evaluator(model, *args, **kwargs).items():
+                metrics[key if key.startswith(f"{self.prefix}_") else f"{self.prefix}_{key}"] = value
+        if not self.ranks:
+            return metrics
+        self.primary_metric = self._ranked_by(metrics)
+        if self.primary_metric == NEGATIVE_LOSS:
+            metrics[NEGATIVE_LOSS] = -metrics[f"{self.prefix}_loss"]
+        return metrics
+
+    def _ranked_by(self, metrics: dict[str, float]) -> str:
+        loss_key = f"{self.prefix}_loss"
+        if self.metric is not None:
+            if self.metric == "eval_loss" and loss_key in metrics:
+                return NEGATIVE_LOSS
+            if self.metric not in metrics:
+                raise ConfigError(f"metric_for_best_model {self.metric!r} is not among the evaluation's metrics "
+                                  f"({', '.join(metrics)})")
+            return self.metric
+        if self.evaluator is not None:
+            named = getattr(self.evaluator, "primary_metric", None) or PRIMARY_METRIC
+            for key in (named, f"{self.prefix}_{named}"):
+                if key in metrics:
+                    return key
+        if loss_key in metrics:
+            return NEGATIVE_LOSS
+        raise ConfigError(f"the evaluator names no primary metric among {', '.join(metrics)}: "
+                          "set metric_for_best_model")
+
+
+def reported(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics as the Trainer reports them: without the loop's ranking key."""
+    return {key: value for key, value in metrics.items() if key != NEGATIVE_LOSS}

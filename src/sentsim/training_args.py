@@ -1,0 +1,13 @@
+"""Where sentence-transformers code imports its training arguments from: ``sentence_transformers.training_args``.
+
+Only re-exports, lazily, so ``from sentsim.training_args import BatchSamplers`` loads no torch.
+"""
+
+from sentsim.lazy import lazy_exports
+
+_EXPORTS = {
+    "BatchSamplers": "sentsim.training.batch_samplers",
+    "SentenceTransformerTrainingArguments": "sentsim.training.trainer",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -1,0 +1,155 @@
+"""The Trainer adapter against sentence-transformers 6.2's behaviour: eval loss, evaluate(), refusals, BatchSamplers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import TRAIN_PAIRS
+
+datasets = pytest.importorskip("datasets")
+
+S1 = [a for a, _, _ in TRAIN_PAIRS]
+S2 = [b for _, b, _ in TRAIN_PAIRS]
+SCORES = [s for _, _, s in TRAIN_PAIRS]
+PAIRS = {"anchor": S1[:6], "positive": S2[:6]}
+
+
+@pytest.fixture
+def model(tiny_transformer_dir):
+    from sentsim import SentenceTransformer
+
+    return SentenceTransformer(str(tiny_transformer_dir))
+
+
+def _args(**options):
+    from sentsim import SentenceTransformerTrainingArguments
+
+    defaults = {"max_steps": 1, "per_device_train_batch_size": 4, "per_device_eval_batch_size": 16,
+                "save_strategy": "no", "disable_tqdm": True, "dtype": "fp32"}
+    return SentenceTransformerTrainingArguments(output_dir=None, **{**defaults, **options})
+
+
+def test_an_unscored_eval_dataset_gets_the_training_loss_as_eval_loss(model):
+    from sentsim import SentenceTransformerTrainer
+    from sentsim.losses import MultipleNegativesRankingLoss
+
+    loss = MultipleNegativesRankingLoss(model)
+    trainer = SentenceTransformerTrainer(model=model, args=_args(eval_strategy="steps", eval_steps=1),
+                                         train_dataset=datasets.Dataset.from_dict(PAIRS),
+                                         eval_dataset=datasets.Dataset.from_dict(PAIRS), loss=loss)
+    trainer.train()
+    evaluations = [record for record in trainer.state.log_history if record.get("kind") == "eval"]
+    assert evaluations and all(set(record) >= {"eval_loss"} for record in evaluations)
+    assert not any("spearman" in key or "negative_loss" in key for record in evaluations for key in record)
+    model.train()
+    metrics = trainer.evaluate()
+    assert model.training and all(parameter.grad is None for parameter in model.parameters())
+    # one eval batch holds every row, so the batch order cannot matter: the loss over the embeddings
+    with torch.no_grad():
+        anchors = model.encode(PAIRS["anchor"], convert_to_tensor=True, dtype="fp32")
+        positives = model.encode(PAIRS["positive"], convert_to_tensor=True, dtype="fp32")
+        expected = float(loss(anchors, positives))
+    assert metrics["eval_loss"] == pytest.approx(expected, abs=1e-4)
+    assert {"eval_runtime", "eval_samples_per_second", "eval_steps_per_second"} <= set(metrics)
+    assert trainer.state.log_history[-1]["eval_loss"] == metrics["eval_loss"]
+
+
+def test_a_scored_eval_dataset_reports_eval_loss_beside_the_similarity_metrics(model):
+    from sentsim import SentenceTransformerTrainer, losses
+
+    scored = datasets.Dataset.from_dict({"sentence1": S1, "sentence2": S2, "score": SCORES})
+    loss = losses.CoSENTLoss(model)
+    args = _args(eval_strategy="steps", eval_steps=1, metric_for_best_model="spearman_cosine")
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=scored, eval_dataset=scored, loss=loss)
+    output = trainer.train()
+    assert {"eval_loss", "eval_spearman_cosine"} <= set(output.metrics)
+    scores = [record["eval_spearman_cosine"] for record in trainer.state.log_history if record.get("kind") == "eval"]
+    assert trainer.state.best_metric == max(scores)  # ranked by metric_for_best_model, "eval_" optional
+    metrics = trainer.evaluate()
+    with torch.no_grad():
+        expected = float(loss(model.encode(S1, convert_to_tensor=True, dtype="fp32"),
+                              model.encode(S2, convert_to_tensor=True, dtype="fp32"), torch.tensor(SCORES)))
+    assert metrics["eval_loss"] == pytest.approx(expected, abs=1e-4)
+    assert "eval_spearman_cosine" in metrics and "eval_eval_spearman_cosine" not in metrics
+
+
+def test_evaluate_takes_sentence_transformers_arguments(model):
+    from sentsim import SentenceTransformerTrainer
+    from sentsim.errors import ConfigError
+    from sentsim.losses import MultipleNegativesRankingLoss
+
+    trainer = SentenceTransformerTrainer(model=model, args=_args(), train_dataset=PAIRS,
+                                         loss=MultipleNegativesRankingLoss(model))
+    with pytest.raises(ValueError, match="needs an eval_dataset"):
+        trainer.evaluate()
+    other = datasets.Dataset.from_dict({"anchor": S1[6:], "positive": S2[6:], "negative": S2[:4]})
+    metrics = trainer.evaluate(eval_dataset=other, ignore_keys=["hidden_states"], metric_key_prefix="test")
+    assert metrics["test_loss"] > 0 and not any(key.startswith("eval_") for key in metrics)
+    with pytest.raises(ConfigError, match="several eval datasets"):
+        trainer.evaluate(eval_dataset="nli")
+
+
+def test_load_best_model_at_end_ranks_by_the_lowest_eval_loss(model):
+    from sentsim import SentenceTransformerTrainer
+    from sentsim.errors import ConfigError
+    from sentsim.losses import MultipleNegativesRankingLoss
+
+    args = _args(max_steps=2, per_device_train_batch_size=2, eval_strategy="steps", eval_steps=1,
+                 learning_rate=1e-2, load_best_model_at_end=True, metric_for_best_model="eval_loss",
+                 greater_is_better=False)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=PAIRS, eval_dataset=PAIRS,
+                                         loss=MultipleNegativesRankingLoss(model))
+    trainer.train()
+    losses = [record["eval_loss"] for record in trainer.state.log_history if record.get("kind") == "eval"]
+    assert len(losses) == 3 and trainer.state.best_metric == pytest.approx(min(losses))
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(min(losses), abs=1e-5)
+    with pytest.raises(ConfigError, match="greater_is_better=True"):
+        _args(metric_for_best_model="loss", greater_is_better=True)
+
+
+def test_an_eval_strategy_with_nothing_to_evaluate_is_refused_at_construction(model):
+    from sentsim import SentenceTransformerTrainer
+
+    for strategy in ("steps", "epoch"):
+        with pytest.raises(ValueError, match=f"eval_strategy to '{strategy}'.*eval_dataset or an evaluator"):
+            SentenceTransformerTrainer(model=model, args=_args(eval_strategy=strategy), train_dataset=PAIRS)
+    SentenceTransformerTrainer(model=model, args=_args(eval_strategy="no"), train_dataset=PAIRS)
+
+
+def test_a_dict_of_losses_is_refused_at_construction(model):
+    from sentsim import SentenceTransformerTrainer
+    from sentsim.losses import MultipleNegativesRankingLoss
+
+    with pytest.raises(ValueError, match=r"dict of losses.*pass the loss module itself"):
+        SentenceTransformerTrainer(model=model, args=_args(), train_dataset=datasets.Dataset.from_dict(PAIRS),
+                                   loss={"nli": MultipleNegativesRankingLoss(model)})
+
+
+def test_batch_samplers_have_sentence_transformers_values_and_names():
+    from sentsim import BatchSamplers
+    from sentsim.errors import ConfigError
+    from sentsim.training_args import BatchSamplers as FromTrainingArgs
+
+    assert FromTrainingArgs is BatchSamplers
+    assert {member.name: member.value for member in BatchSamplers} == {
+        "BATCH_SAMPLER": "batch_sampler", "NO_DUPLICATES": "no_duplicates",
+        "NO_DUPLICATES_HASHED": "no_duplicates_hashed", "GROUP_BY_LABEL": "group_by_label"}
+    for accepted in (BatchSamplers.NO_DUPLICATES, BatchSamplers.BATCH_SAMPLER, "no_duplicates"):
+        assert _args(batch_sampler=accepted).batch_sampler == accepted
+    for refused in (BatchSamplers.GROUP_BY_LABEL, "group_by_label"):
+        with pytest.raises(ConfigError, match="batch_sampler 'group_by_label' is not supported"):
+            _args(batch_sampler=refused)
+    probe = "import sys; from sentsim.training_args import BatchSamplers; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0
+
+
+def test_fp16_false_is_accepted_and_only_a_true_fp16_refused():
+    from sentsim.errors import ConfigError
+
+    assert _args(fp16=False, bf16=False).fp16 is False
+    with pytest.raises(ConfigError, match="fp16=True is not supported"):
+        _args(fp16=True)
