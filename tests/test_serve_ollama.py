@@ -88,3 +88,15 @@ def test_tags_and_version_and_the_other_routes_keep_the_openai_error_shape(clien
                           headers={"Authorization": "Bearer k"})
         assert ok.status_code == 200
 
+
+
+def test_root_answers_ollamas_liveness_probes_and_post_stays_teis_embed(client):
+    """Ollama's CLI heartbeat is ``HEAD /`` and many clients check ``GET /`` before anything else."""
+    answer = client.get("/")
+    assert answer.status_code == 200 and answer.text == "sentsim is running"
+    assert answer.headers["content-type"].startswith("text/plain")
+    for path in ("/", "/api/tags", "/api/version"):
+        head = client.head(path)
+        assert head.status_code == 200 and head.content == b"", path
+    embedded = client.post("/", json={"inputs": "a"})
+    assert embedded.status_code == 200 and len(embedded.json()) == 1

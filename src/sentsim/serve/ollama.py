@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field, field_validator
 
 from sentsim.serve.routes import ERRORS, VectorResponse
@@ -102,7 +102,16 @@ async def embeddings(body: EmbeddingsRequest, request: Request) -> Response:
     return VectorResponse({"embedding": np.ascontiguousarray(vectors[0], dtype=np.float32)})
 
 
+@router.get("/", response_class=PlainTextResponse, tags=["ollama"])
+@router.head("/", include_in_schema=False)
+async def running() -> PlainTextResponse:
+    """Ollama's liveness answer on ``GET /`` and ``HEAD /`` (its own CLI's heartbeat, and many clients'
+    "is the server up" check); ``POST /`` stays TEI's embed route. Says sentsim, not Ollama."""
+    return PlainTextResponse("sentsim is running")
+
+
 @router.get("/api/tags", tags=["ollama"])
+@router.head("/api/tags", include_in_schema=False)
 async def tags(request: Request) -> JSONResponse:
     """The one served model, in Ollama's model-list shape (clients list models before choosing one)."""
     service = service_of(request)
@@ -116,6 +125,7 @@ async def tags(request: Request) -> JSONResponse:
 
 
 @router.get("/api/version", tags=["ollama"])
+@router.head("/api/version", include_in_schema=False)
 async def version() -> JSONResponse:
     """sentsim's version where Ollama's would be (clients probe it to find a server)."""
     from sentsim import __version__
