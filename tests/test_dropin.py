@@ -100,6 +100,9 @@ def test_tokenizer_tokenize_save_pretrained(tiny_model, tmp_path: Path):
     tiny_model.save_pretrained(str(tmp_path / "saved"))
     card = (tmp_path / "saved" / "README.md").read_text()  # save() always writes a card
     assert card.startswith("---\nlibrary_name: sentence-transformers") and "sentsim calibrate" in card
+    assert 'model = SentenceTransformer("sentence_transformers_model_id")' in card  # their placeholder id
+    tiny_model.save(tmp_path / "named", model_name="someone/my-model")
+    assert 'model = SentenceTransformer("someone/my-model")' in (tmp_path / "named" / "README.md").read_text()
     np.testing.assert_allclose(SentenceTransformer(tmp_path / "saved").encode(S1, dtype="fp32"),
                                tiny_model.encode(S1, dtype="fp32"), atol=1e-6)
 

@@ -257,7 +257,8 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls, 
             model_card = render_minimal_card(
                 model_name=model_name or Path(path).name, base_model=self.name_or_path or "(unknown)",
                 dimensions=self.embedding_dimension, max_seq_length=self.max_seq_length,
-                pooling="+".join(pooling.modes) if pooling else "none", calibrated=self.calibration is not None)
+                pooling="+".join(pooling.modes) if pooling else "none", calibrated=self.calibration is not None,
+                model_id=model_name)
         if create_model_card:
             extra["README.md"] = model_card
         if self.calibration is not None:

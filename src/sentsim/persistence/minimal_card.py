@@ -12,8 +12,14 @@ import re
 _HUB_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*$")
 
 
+#: What sentence-transformers' cards load when the model has no hub id yet (``save`` without ``model_name``).
+PLACEHOLDER_ID = "sentence_transformers_model_id"
+
+
 def render_minimal_card(*, model_name: str, base_model: str, dimensions: int, max_seq_length: int,
-                        pooling: str, calibrated: bool) -> str:
+                        pooling: str, calibrated: bool, model_id: str | None = None) -> str:
+    """The card's text; ``model_id`` (``save(path, model_name=...)``, usually the hub id) goes in the
+    usage snippet, else sentence-transformers' placeholder id, as their cards have it."""
     front = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity", "tags:",
              "- sentence-transformers", "- sentence-similarity", "- sentsim"]
     if _HUB_ID.match(base_model):
@@ -26,7 +32,12 @@ def render_minimal_card(*, model_name: str, base_model: str, dimensions: int, ma
             f"A sentence-embedding model ({dimensions} dimensions, {pooling} pooling, inputs up to "
             f"{max_seq_length} tokens) saved by sentsim from {base_model}, in the sentence-transformers layout: "
             "`sentsim.SentenceTransformer(path)` and `sentence_transformers.SentenceTransformer(path)` both "
-            "load it.", "", "## 0–5 scores", "", scores, "", "## Limitations", "",
+            "load it.", "", "## Usage", "", "```python",
+            "from sentence_transformers import SentenceTransformer  # or: from sentsim import SentenceTransformer",
+            "", f"model = SentenceTransformer({json.dumps(model_id or PLACEHOLDER_ID)})",
+            'embeddings = model.encode(["A man is playing a guitar.", "Someone plays an instrument."])',
+            "similarities = model.similarity(embeddings, embeddings)", "```", "",
+            "## 0–5 scores", "", scores, "", "## Limitations", "",
             "No training run is recorded with this folder, so no scores are reported here; evaluate it with "
             "`sentsim evaluate MODEL` on your own pairs before relying on it.", ""]
     return "\n".join(front + body)
