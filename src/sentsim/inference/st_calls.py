@@ -32,13 +32,11 @@ class EvaluationRecords:
 
 
 class StCalls:
-    """Mixed into both encoders; they provide ``embedding_dimension`` and ``truncate_dim``."""
+    """Mixed into both encoders; they provide ``embedding_dimension``, ``truncate_dim`` and ``tokenize``."""
 
     embedding_dimension: int
     truncate_dim: int | None
-
-    def tokenize(self, texts: Any) -> dict[str, Any]:  # each encoder has its own
-        raise NotImplementedError
+    tokenize: Callable[[list[str]], dict[str, Any]]
 
     def preprocess(self, inputs: Any, prompt: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """sentence-transformers 6's name for ``tokenize`` (which it deprecates), with its ``prompt`` put

@@ -28,6 +28,16 @@ Evaluator = Callable[[SentenceTransformer], dict[str, float]]
 PRIMARY_METRIC = "spearman_cosine"
 
 
+def batch_loss(loss_fn: nn.Module, embeddings: torch.Tensor, targets: torch.Tensor, *, sides: int,
+               in_batch: bool) -> torch.Tensor:
+    """The loss of one batch: ``embeddings`` stacks its ``sides`` (a's, b's[, negatives']), compared in
+    fp32 against the gold scores, or for an in-batch-negative loss against the texts' ids (duplicates)."""
+    parts = embeddings.float().chunk(sides)
+    if in_batch:
+        return loss_fn(*parts, text_ids=targets)
+    return loss_fn(parts[0], parts[1], targets.float())
+
+
 def train(
     model: SentenceTransformer,
     *,
@@ -72,10 +82,7 @@ def train(
         return network(features)["sentence_embedding"]
 
     def pair_loss(embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        parts = embeddings.float().chunk(sides)
-        if in_batch:
-            return loss_fn(*parts, text_ids=targets)
-        return loss_fn(parts[0], parts[1], targets.float())
+        return batch_loss(loss_fn, embeddings, targets, sides=sides, in_batch=in_batch)
 
     chunking = Chunking.resolve(config.max_forward_tokens, loss=loss_fn, sides=sides,
                                 pad_to_multiple_of=config.pad_to_multiple_of)

@@ -15,11 +15,10 @@ from torch.utils.data import RandomSampler
 
 from sentsim.errors import ConfigError
 from sentsim.training.batching import PairCollator, TokenizedPairs, tokenize_pairs
+from sentsim.training.loop import PRIMARY_METRIC, batch_loss
 
 #: Column names sentence-transformers reads as the label; every other column is a text, in order.
 LABEL_COLUMNS = ("label", "score")
-#: Fallback ranking metric of an evaluator that names none (sentsim's own evaluators' primary metric).
-PRIMARY_METRIC = "spearman_cosine"
 #: The loop keeps the highest score, so a run ranked by eval loss ranks by this (−loss) instead;
 #: the Trainer leaves it out of everything it reports.
 NEGATIVE_LOSS = "eval_negative_loss"
@@ -33,9 +32,8 @@ def dataset_columns(dataset: Any, *, scored: bool, ignore_label: bool = False,
     sentence-transformers' in-batch-negative losses skip it when they compute an eval loss.
     """
     names = column_names(dataset)
-    label_names = [name for name in names if name in LABEL_COLUMNS]
-    text_names = [name for name in names if name not in LABEL_COLUMNS]
-    if scored and (len(label_names) != 1 or len(text_names) != 2):
+    label_names, text_names = _split(names)
+    if scored and not _scored(label_names, text_names):
         raise ConfigError(f"a scored loss needs two text columns and one 'label' or 'score' column; "
                           f"the dataset has {names}")
     if not scored and ((label_names and not ignore_label) or len(text_names) not in (2, 3)):
@@ -57,8 +55,16 @@ def column_names(dataset: Any) -> list[str]:
 
 def is_scored(dataset: Any) -> bool:
     """Two text columns and one label: what sentsim's similarity evaluator can score."""
-    names = column_names(dataset)
-    return sum(name in LABEL_COLUMNS for name in names) == 1 and len(names) == 3
+    return _scored(*_split(column_names(dataset)))
+
+
+def _split(names: list[str]) -> tuple[list[str], list[str]]:
+    """(label columns, text columns), each in the dataset's order."""
+    return [name for name in names if name in LABEL_COLUMNS], [name for name in names if name not in LABEL_COLUMNS]
+
+
+def _scored(label_names: list[str], text_names: list[str]) -> bool:
+    return len(label_names) == 1 and len(text_names) == 2
 
 
 class EvalLoss:
@@ -97,10 +103,8 @@ class EvalLoss:
                     rows = order[start : start + self.batch_size]
                     features, targets = collator(rows)
                     features = {name: tensor.to(device) for name, tensor in features.items()}
-                    parts = model(features)["sentence_embedding"].float().chunk(len(self.texts))
-                    targets = targets.to(device)
-                    value = (self.loss(*parts, text_ids=targets) if self.in_batch
-                             else self.loss(parts[0], parts[1], targets.float()))
+                    value = batch_loss(self.loss, model(features)["sentence_embedding"], targets.to(device),
+                                       sides=len(self.texts), in_batch=self.in_batch)
                     total += float(value) * len(rows)
         finally:
             model.train(modes[0])
