@@ -184,6 +184,9 @@ def test_calibrate_writes_calibration_into_the_model_folder(capsys, tmp_path, mo
     assert code == EXIT_OK, err
     assert (model / "calibration.json").is_file()
     assert f"calibrated on {len(TRAIN_PAIRS)} pairs" in out and "MAE" in out
+    card = (model / "README.md").read_text(encoding="utf-8")  # the card's 0–5 section follows the new map
+    assert "No `calibration.json`" not in card and f"fitted on {len(TRAIN_PAIRS)} pairs of " in card
+    assert "dev.tsv" in card and card.count("## 0–5 scores") == 1 and "## Usage" in card
 
     code, out, err = run_cli(capsys, "similarity", model, "a dog", "a cat")
     assert code == EXIT_OK, err
@@ -194,6 +197,8 @@ def test_calibrate_writes_calibration_into_the_model_folder(capsys, tmp_path, mo
     assert (model / "calibration.json").read_text() == fitted
     code, _, err = run_cli(capsys, "calibrate", model, "--data", data_dir / "test.tsv", "--overwrite", "--quiet")
     assert code == EXIT_OK, err
+    card = (model / "README.md").read_text(encoding="utf-8")
+    assert "test.tsv" in card and "dev.tsv" not in card and card.count("## 0–5 scores") == 1
 
     copy = tmp_path / "calibrated-copy"
     code, _, err = run_cli(capsys, "calibrate", model_dir, "--data", data_dir / "dev.tsv", "--output", copy, "--quiet")

@@ -20,7 +20,7 @@ from sentsim.inference.similarity_any import SimilarityCalls
 from sentsim.inference.st_calls import StCalls
 from sentsim.models import Normalize, Pooling, Transformer
 from sentsim.persistence.hub import DEFAULT_MODEL, resolve_model_path
-from sentsim.persistence.layout import load_modules, load_transformer, save_modules
+from sentsim.persistence.layout import load_modules, load_transformer, read_card, save_modules
 from sentsim.persistence.model_config import read_model_config
 
 if TYPE_CHECKING:
@@ -71,13 +71,15 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls, 
         model_card_data: Any = None,
     ) -> None:
         """sentence-transformers' constructor: the hub options (``cache_folder``, ``revision``, ``token``,
-        ``local_files_only``) apply to a download; ``model_card_data`` is accepted and unused; options that
-        would change the network (``trust_remote_code=True``, ``model_kwargs``, ``tokenizer_kwargs``,
+        ``local_files_only``) apply to a download; ``model_card_data`` (theirs, a mapping or sentsim's
+        :class:`ModelCardData`) feeds the card ``save`` writes; options that would change the network
+        (``trust_remote_code=True``, ``model_kwargs``, ``tokenizer_kwargs``,
         ``config_kwargs``) are refused by name (``check_loading_options``) rather than dropped."""
         check_loading_options(trust_remote_code=trust_remote_code, model_kwargs=model_kwargs,
                               tokenizer_kwargs=tokenizer_kwargs, config_kwargs=config_kwargs)
         calibration = None
         stored: dict[str, Any] = {}
+        self_card: str | None = None
         if modules is None:
             folder = resolve_model_path(model_name_or_path or DEFAULT_MODEL, cache_folder=cache_folder,
                                         revision=revision, token=token if token is not None else use_auth_token,
@@ -87,11 +89,15 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls, 
             from sentsim.inference.calibration import IsotonicCalibration
 
             calibration = IsotonicCalibration.load(folder)
+            self_card = read_card(folder)
         if not modules or not isinstance(modules[0], Transformer):
             raise ModelLoadError("a sentsim model starts with a Transformer module")
         super().__init__(*modules)
         self.name_or_path = str(model_name_or_path or "")
         self.calibration: IsotonicCalibration | None = calibration
+        self.model_card_data = model_card_data
+        #: The card the model was loaded with (sentence-transformers' name), kept by ``save`` until training.
+        self._model_card_text = self_card
         # sentence-transformers' model options: given ones win over those saved with the model.
         self.prompts, self.default_prompt_name = prompt_settings(stored, prompts, default_prompt_name)
         self.similarity_fn_name = similarity_fn_name or stored.get("similarity_fn_name") or "cosine"
@@ -251,14 +257,7 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls, 
         """
         extra = {}
         if create_model_card and model_card is None:
-            from sentsim.persistence.minimal_card import render_minimal_card
-
-            pooling = self.pooling
-            model_card = render_minimal_card(
-                model_name=model_name or Path(path).name, base_model=self.name_or_path or "(unknown)",
-                dimensions=self.embedding_dimension, max_seq_length=self.max_seq_length,
-                pooling="+".join(pooling.modes) if pooling else "none", calibrated=self.calibration is not None,
-                model_id=model_name)
+            model_card = self._card_text(path, model_name)
         if create_model_card:
             extra["README.md"] = model_card
         if self.calibration is not None:
@@ -268,6 +267,36 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls, 
         if self.truncate_dim is not None:
             model_config["truncate_dim"] = self.truncate_dim
         return save_modules(list(self), path, extra_files=extra, versions=_versions(), model_config=model_config)
+
+    def _card_text(self, path: str | Path, model_name: str | None) -> str:
+        """The card the model was loaded with, if it has not been trained since (its calibration section
+        and placeholder id brought up to date) and is not the minimal card, which is written anew from the
+        model and its ``model_card_data``. As in sentence-transformers, a kept card is kept whole (their
+        ``model_card_data`` only shapes new cards) and ``model_name`` becomes the hub id unless
+        ``model_card_data`` has one."""
+        from sentsim.persistence.card_text import restate_calibration, with_model_id
+        from sentsim.persistence.minimal_card import MARKER, render_minimal_card
+
+        if model_name and not self.model_card_data.model_id and not Path(model_name).exists():
+            self.model_card_data.set_model_id(model_name)
+        calibration = self.calibration
+        if self._model_card_text is not None and MARKER not in self._model_card_text:
+            card = restate_calibration(self._model_card_text, source=calibration and calibration.source,
+                                       n_pairs=calibration.n_pairs if calibration is not None else None)
+            return with_model_id(card, self.model_card_data.model_id)
+        pooling = self.pooling
+        return render_minimal_card(
+            model_name=model_name or Path(path).name, base_model=self.name_or_path or "(unknown)",
+            dimensions=self.embedding_dimension, max_seq_length=self.max_seq_length,
+            pooling="+".join(pooling.modes) if pooling else "none", calibrated=calibration is not None,
+            card=self.model_card_data)
+
+    def train(self, mode: bool = True) -> SentenceTransformer:
+        """``nn.Module.train``; switching to training also drops the card the model was loaded with, whose
+        figures describe the weights before this training (``save`` then writes a new card)."""
+        if mode:
+            self._model_card_text = None
+        return super().train(mode)
 
     def save_pretrained(self, path: str | Path, model_name: str | None = None, create_model_card: bool = True,
                         train_datasets: list[str] | None = None, safe_serialization: bool = True) -> Path:

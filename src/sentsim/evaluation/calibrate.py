@@ -10,6 +10,8 @@ from sentsim.data import PairDataset
 from sentsim.evaluation.evaluate import evaluate_pairs
 from sentsim.evaluation.metrics import mean_absolute_error
 from sentsim.inference.calibration import IsotonicCalibration
+from sentsim.persistence.atomic import atomic_write_text
+from sentsim.persistence.card_text import restate_calibration
 
 if TYPE_CHECKING:
     from sentsim.encoders.bi_encoder import SentenceTransformer
@@ -39,8 +41,9 @@ def calibrate_model(
 ) -> CalibrationFit:
     """Fits an isotonic cosine → 0–5 map on ``dataset`` and saves it.
 
-    ``whole_model`` False writes only the calibration file into ``target`` (the model's own folder);
-    True saves the whole model, calibration included, to ``target`` (a copy elsewhere).
+    ``whole_model`` False writes only the calibration file into ``target`` (the model's own folder) and
+    restates the card's "0–5 scores" section if it has one; True saves the whole model, calibration and
+    card included, to ``target`` (a copy elsewhere).
     The errors are in-sample: measured on the pairs the map was fitted on.
     """
     result = evaluate_pairs(model, dataset, batch_size=batch_size, dtype=dtype,
@@ -55,5 +58,19 @@ def calibrate_model(
         model.save(target)
     else:
         calibration.save(target)
+    _restate_card(target / "README.md", calibration, append=whole_model)
     return CalibrationFit(calibration=calibration, n_pairs=len(dataset), source=dataset.source,
                           mae_cosine_x5=before, mae_calibrated=after, saved_to=target)
+
+
+def _restate_card(card: Path, calibration: IsotonicCalibration, *, append: bool) -> None:
+    """Brings the card's "0–5 scores" section up to date with the new map (a trained model's card says
+    the map it was saved with was fitted on dev). In place, a card without that section is left as it is:
+    sentsim did not write it; a saved copy is sentsim's own and gets the section."""
+    try:
+        text = card.read_text(encoding="utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        return
+    updated = restate_calibration(text, source=calibration.source, n_pairs=calibration.n_pairs, append=append)
+    if updated != text:
+        atomic_write_text(card, updated)

@@ -35,8 +35,9 @@ def onnx_encoder_from_arguments(model_name_or_path: str | Path | None = None, *,
 
     Model options (prompts, default prompt, similarity function, truncation) carry over, and so do the
     hub download options (``cache_folder``, ``revision``, ``token``, ``local_files_only``);
-    ``allow_pickle`` (no pickles are read here), ``model_card_data`` and a false ``trust_remote_code``
-    change nothing; any other torch-model option is refused rather than silently dropped.
+    ``model_card_data`` is kept on the encoder (``model.model_card_data``); ``allow_pickle`` (no pickles are
+    read here) and a false ``trust_remote_code`` change nothing; any other torch-model option is refused
+    rather than silently dropped.
     """
     if device not in (None, "cpu"):
         raise ConfigError(f"the onnx backend runs on the CPU; device {device!r} needs the torch backend")
@@ -47,13 +48,14 @@ def onnx_encoder_from_arguments(model_name_or_path: str | Path | None = None, *,
     provider = options.pop("provider", PROVIDER)
     if provider != PROVIDER:
         raise ConfigError(f"provider {provider!r} is not supported: the onnx backend runs {PROVIDER}")
+    card_data = ignored.pop("model_card_data", None)
     hub = {name: ignored.pop(name) for name in ("cache_folder", "revision", "token", "local_files_only")
            if name in ignored}
     if hub.get("token") is None and ignored.get("use_auth_token") is not None:
         hub["token"] = ignored["use_auth_token"]
     ignored.pop("use_auth_token", None)
     refused = {name for name, value in ignored.items()
-               if value is not None and name not in ("allow_pickle", "model_card_data")
+               if value is not None and name != "allow_pickle"
                and (name, value) != ("trust_remote_code", False)}
     if refused:
         raise ConfigError(f"{', '.join(sorted(refused))} not supported with backend='onnx'")
@@ -62,8 +64,10 @@ def onnx_encoder_from_arguments(model_name_or_path: str | Path | None = None, *,
     if export or (export is None and not has_onnx_files(folder)):
         folder = _export(folder, exporter)
         options.pop("file_name", None)  # as in sentence-transformers: a file name does not matter when exporting
-    return OnnxSentenceEncoder(folder, prompts=prompts, default_prompt_name=default_prompt_name,
-                               similarity_fn_name=similarity_fn_name, truncate_dim=truncate_dim, **options)
+    encoder = OnnxSentenceEncoder(folder, prompts=prompts, default_prompt_name=default_prompt_name,
+                                  similarity_fn_name=similarity_fn_name, truncate_dim=truncate_dim, **options)
+    encoder.model_card_data = card_data
+    return encoder
 
 
 def _export(folder: Path, exporter: Exporter | None) -> Path:

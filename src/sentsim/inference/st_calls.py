@@ -14,21 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-
-class EvaluationRecords:
-    """``model.model_card_data`` for sentence-transformers' evaluators, which leave their figures there.
-
-    Only what they call is here: each ``set_evaluation_metrics`` call is kept, in order, in
-    ``evaluations`` (sentsim's own model card is written from its run, not from this object).
-    """
-
-    def __init__(self) -> None:
-        self.evaluations: list[dict[str, Any]] = []
-
-    def set_evaluation_metrics(self, evaluator: Any, metrics: dict[str, Any], epoch: float = 0,
-                               step: int = 0) -> None:
-        self.evaluations.append({"evaluator": type(evaluator).__name__, "name": getattr(evaluator, "name", ""),
-                                 "metrics": dict(metrics), "epoch": epoch, "step": step})
+from sentsim.persistence.card_data import ModelCardData
 
 
 class StCalls:
@@ -77,12 +63,17 @@ class StCalls:
             yield
 
     @property
-    def model_card_data(self) -> EvaluationRecords:
-        """Where sentence-transformers' evaluators record their metrics (see :class:`EvaluationRecords`)."""
-        records = self.__dict__.get("_evaluation_records")
-        if records is None:
-            records = self.__dict__["_evaluation_records"] = EvaluationRecords()
-        return records
+    def model_card_data(self) -> ModelCardData:
+        """The card fields the user set and the figures sentence-transformers' evaluators recorded
+        (:class:`~sentsim.persistence.card_data.ModelCardData`); ``save`` writes them into the card."""
+        card = self.__dict__.get("_card_data")
+        if card is None:
+            card = self.__dict__["_card_data"] = ModelCardData()
+        return card
+
+    @model_card_data.setter
+    def model_card_data(self, given: Any) -> None:
+        self.__dict__["_card_data"] = ModelCardData.from_user(given)
 
     def push_to_hub(self, repo_id: str, token: str | None = None, private: bool | None = None,
                     safe_serialization: bool = True, commit_message: str | None = None,
@@ -90,9 +81,10 @@ class StCalls:
                     train_datasets: list[str] | None = None, revision: str | None = None,
                     create_pr: bool = False) -> str:
         """sentence-transformers' ``push_to_hub``: saves the model (or uploads ``local_model_path``) to the
-        hub repository ``repo_id`` and returns the commit URL. The model card is the one ``save`` writes;
-        ``replace_model_card`` and ``train_datasets`` are accepted and change nothing; weights are always
-        safetensors."""
+        hub repository ``repo_id`` and returns the commit URL. The repository is created first, so the
+        card of the saved model loads its full id (the hub adds the user's namespace to a bare name);
+        ``replace_model_card`` and ``train_datasets`` (which they ignore too) change nothing; weights are
+        always safetensors."""
         import tempfile
         from pathlib import Path
 
@@ -106,9 +98,31 @@ class StCalls:
         if local_model_path:
             return upload_to_hub(Path(local_model_path), repo_id, **options)
         with tempfile.TemporaryDirectory(prefix="sentsim-push-") as folder:
-            target = Path(folder) / "model"
-            self.save(target)
-            return upload_to_hub(target, repo_id, **options)
+            def save_for(full_id: str) -> Path:
+                self.model_card_data.set_model_id(full_id)
+                return self.save(Path(folder) / "model")
+
+            return upload_to_hub(save_for, repo_id, **options)
+
+    def save_to_hub(self, repo_id: str, organization: str | None = None, token: str | None = None,
+                    private: bool | None = None, safe_serialization: bool = True,
+                    commit_message: str = "Add new model.", local_model_path: str | None = None,
+                    exist_ok: bool = False, replace_model_card: bool = False,
+                    train_datasets: list[str] | None = None) -> str:
+        """sentence-transformers' older name for :meth:`push_to_hub` (deprecated there and here), with its
+        ``organization`` put before a bare ``repo_id``."""
+        import warnings
+
+        warnings.warn("save_to_hub is deprecated (as in sentence-transformers): use push_to_hub",
+                      DeprecationWarning, stacklevel=2)
+        if organization:
+            if "/" in repo_id and repo_id.split("/")[0] != organization:
+                raise ValueError(f"organization {organization!r} differs from the one in repo_id {repo_id!r}")
+            repo_id = repo_id if "/" in repo_id else f"{organization}/{repo_id}"
+        return self.push_to_hub(repo_id, token=token, private=private, safe_serialization=safe_serialization,
+                                commit_message=commit_message, local_model_path=local_model_path,
+                                exist_ok=exist_ok, replace_model_card=replace_model_card,
+                                train_datasets=train_datasets)
 
     def evaluate(self, evaluator: Callable[..., Any], output_path: str | None = None) -> Any:
         """Runs ``evaluator(self, output_path)`` (a sentence-transformers evaluator, or any callable like

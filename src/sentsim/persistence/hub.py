@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sentsim.environment import is_offline
@@ -82,31 +84,43 @@ def _download(name: str, *, cache_folder: str | Path | None = None, revision: st
     raise ModelLoadError(hint) from last_error
 
 
-def upload_to_hub(folder: Path, repo_id: str, *, token: str | None = None, private: bool | None = None,
-                  commit_message: str, exist_ok: bool = False, revision: str | None = None,
+def upload_to_hub(folder: Path | Callable[[str], Path], repo_id: str, *, token: str | None = None,
+                  private: bool | None = None, commit_message: str, exist_ok: bool = False, revision: str | None = None,
                   create_pr: bool = False) -> str:
     """Uploads the model ``folder`` to the hub repository ``repo_id`` (created if missing); returns the commit URL.
 
     As sentence-transformers' ``push_to_hub``: an existing repository is an error unless ``exist_ok``
-    (or ``create_pr``), and ``revision`` names a branch, created if needed. Offline (HF_HUB_OFFLINE or no
-    network) it fails with an :class:`OfflineError` that says so, before anything is sent.
+    (or ``create_pr``), and ``revision`` names a branch, created if needed. ``folder`` may be a function
+    of the repository's full id, called once the repository exists, that writes the folder (so a model card
+    can load that id). Offline (HF_HUB_OFFLINE or no network) it fails with an :class:`OfflineError` that
+    says so, before anything is sent.
     """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     if is_offline():
         raise OfflineError(f"cannot push to the Hugging Face hub repository {repo_id!r}: HF_HUB_OFFLINE (or "
                            "TRANSFORMERS_OFFLINE / SENTSIM_OFFLINE) is set; unset it, or keep the saved folder")
     api = HfApi(token=token)
-    try:
+    with _hub_errors(repo_id):
         repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=exist_ok or create_pr).repo_id
         if revision is not None:
             api.create_branch(repo_id=repo_id, branch=revision, exist_ok=True)
+    folder = folder(repo_id) if callable(folder) else folder  # outside: a failing save is not the hub's
+    with _hub_errors(repo_id):
         commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
                                    revision=revision, create_pr=create_pr)
+    return str(getattr(commit, "commit_url", commit))
+
+
+@contextmanager
+def _hub_errors(repo_id: str) -> Iterator[None]:
+    """The hub's refusals and a missing network, in sentsim's errors naming the repository."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        yield
     except HfHubHTTPError as error:
         raise ModelLoadError(f"pushing to the Hugging Face hub repository {repo_id!r} failed: {error}") from error
     except OSError as error:  # no network: requests' ConnectionError is an OSError
         raise OfflineError(f"cannot reach the Hugging Face hub to push {repo_id!r} ({type(error).__name__}); "
                            "connect to the network, or keep the saved folder") from error
-    return str(getattr(commit, "commit_url", commit))

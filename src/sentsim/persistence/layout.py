@@ -58,6 +58,19 @@ def load_modules(folder: str | Path, *, allow_pickle: bool = False) -> list[nn.M
     return modules
 
 
+def read_card(folder: str | Path) -> str | None:
+    """The model card (README.md) of a sentence-transformers folder, to be kept when the model is saved
+    again untrained; None for a plain transformer folder (whose card describes another model than the
+    one built on it), a missing or unreadable card."""
+    folder = Path(folder)
+    if not (folder / "modules.json").is_file():
+        return None
+    try:
+        return (folder / "README.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def load_transformer(folder: str | Path, *, max_seq_length: int | None = None,
                      allow_pickle: bool = False) -> Transformer:
     """The transformer of a model folder, for a new pipeline or a cross-encoder built on it.

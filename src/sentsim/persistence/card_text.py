@@ -1,0 +1,79 @@
+"""Keeping a model card that already exists true when the model changes without being retrained.
+
+A trained model's card (``sentsim train``'s, or the one it was downloaded with) says far more than
+sentsim could write again from memory, so ``save`` keeps it as sentence-transformers does. Two things
+in it can go stale without training: the 0–5 calibration (``sentsim calibrate`` fits a new one on other
+pairs) and the usage snippet's placeholder id (a hub id becomes known when pushing). These functions
+rewrite just those parts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from sentsim.persistence.minimal_card import PLACEHOLDER_ID
+
+_SCORES_HEADING = re.compile(r"^## 0–5 scores\b")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def restate_calibration(card: str, *, source: str | None, n_pairs: int | None, append: bool = True) -> str:
+    """``card`` with its "## 0–5 scores" section saying what the folder's calibration now is.
+
+    ``n_pairs`` None means the folder has no ``calibration.json``. A card without such a section gets
+    one at the end when there is a calibration and ``append`` (a card sentsim is writing anew), and is
+    returned unchanged otherwise (a card already in the user's folder that sentsim did not write).
+    """
+    lines = card.splitlines()
+    start = _section_start(lines)
+    section = _section(source=source, n_pairs=n_pairs)
+    if start is None:
+        if n_pairs is None or not append:
+            return card
+        return card.rstrip("\n") + "\n\n" + "\n".join(section) + "\n"
+    end = _section_end(lines, start)
+    rest = lines[end:]
+    return "\n".join(lines[:start] + section + (["", *rest] if rest else [])) + "\n"
+
+
+def with_model_id(card: str, model_id: str | None) -> str:
+    """``card`` loading ``model_id`` where it loads sentence-transformers' placeholder id (their cards'
+    ``sentence_transformers_model_id``, before the model has a hub id)."""
+    if not model_id:
+        return card
+    return card.replace(json.dumps(PLACEHOLDER_ID), json.dumps(model_id)).replace(
+        repr(PLACEHOLDER_ID), json.dumps(model_id))
+
+
+def _section(*, source: str | None, n_pairs: int | None) -> list[str]:
+    if n_pairs is None:
+        return ["## 0–5 scores", "", "This folder has no `calibration.json`; `sentsim calibrate MODEL --data PAIRS` "
+                "fits the cosine → 0–5 map on scored pairs, after which `model.sts_score(a, b)` gives 0–5 scores."]
+    fitted = f"{n_pairs:,} pairs" + (f" of {source}" if source else "")
+    return ["## 0–5 scores (calibration.json)", "",
+            f"`calibration.json` holds an isotonic map from cosine to the 0–5 STS scale, fitted on {fitted}. "
+            "sentence-transformers ignores it; sentsim applies it: `model.sts_score(a, b)` in Python, "
+            "`sentsim similarity MODEL \"text a\" \"text b\"` on the command line."]
+
+
+def _section_start(lines: list[str]) -> int | None:
+    fenced = False
+    for index, line in enumerate(lines):
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and _SCORES_HEADING.match(line):
+            return index
+    return None
+
+
+def _section_end(lines: list[str], start: int) -> int:
+    """The index of the next heading of the same or a higher level (outside code), or the end."""
+    fenced = False
+    for index in range(start + 1, len(lines)):
+        line = lines[index]
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and re.match(r"^#{1,2} ", line):
+            return index
+    return len(lines)
