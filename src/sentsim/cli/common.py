@@ -79,8 +79,9 @@ def add_data_options(parser: argparse.ArgumentParser, *, split_default: str) -> 
     group.add_argument("--data", metavar="PATH",
                        help="an STSb release folder (with sts-train/dev/test.csv), a SemEval STS 2012-2016 "
                             "folder (STS.input.NAME.txt with STS.gs.NAME.txt), or one pair file "
-                            "(.csv, .tsv, .jsonl, or .txt read as unquoted TSV as SICK ships it; each may be .gz; with "
-                            "sentence1, sentence2, score columns). Default: the STS benchmark from "
+                            "(.csv, .tsv, .jsonl, .txt read as unquoted TSV as SICK ships it, each may be .gz; "
+                            "or .parquet, as the Hugging Face Hub stores datasets; with sentence1, sentence2, "
+                            "score columns). Default: the STS benchmark from "
                             "$SENTSIM_STSB_DIR, the cache, or a download")
     group.add_argument("--split", choices=("train", "dev", "test"), default=None,
                        help=f"which STSb split to use; only with an STSb folder, refused with a pair file "

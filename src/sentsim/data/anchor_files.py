@@ -15,6 +15,7 @@ from pathlib import Path
 from sentsim.data.lines import read_lines
 from sentsim.data.pair_files import _JSONL, _read_rows, _supported_path, csv_options, format_suffix
 from sentsim.data.pairs import RowCollector, check_sentence
+from sentsim.data.parquet_files import PARQUET, parquet_columns
 from sentsim.errors import DataFormatError
 
 
@@ -69,7 +70,7 @@ class AnchorCollector(RowCollector[AnchorPositive]):
 
 def read_anchor_positive_file(path: str | Path, *, anchor_column: str = "anchor", positive_column: str = "positive",
                               negative_column: str = "negative", skip_bad_rows: bool = False) -> AnchorPositiveDataset:
-    """Read (anchor, positive[, negative]) rows from a .csv, .tsv/.tab/.txt or .jsonl/.ndjson file.
+    """Read (anchor, positive[, negative]) rows from a .csv, .tsv/.tab/.txt, .jsonl/.ndjson or .parquet file.
 
     The negative column is used when the header (or the first JSON object) has it; then every row needs
     one. Missing columns, empty texts and malformed rows fail with file and line, as for scored files.
@@ -84,7 +85,10 @@ def read_anchor_positive_file(path: str | Path, *, anchor_column: str = "anchor"
 
 
 def _has_column(path: Path, name: str) -> bool:
-    """Whether the header row (CSV/TSV) or the first object (JSONL) names ``name``; False if unreadable."""
+    """Whether the header row (CSV/TSV), the first object (JSONL) or the schema (Parquet) names ``name``;
+    False if unreadable."""
+    if format_suffix(path) == PARQUET:
+        return any(column.strip().casefold() == name.casefold() for column in parquet_columns(path))
     lines = [line for line in read_lines(path) if line.text.strip()]
     if not lines:
         raise DataFormatError(path, None, "file is empty")

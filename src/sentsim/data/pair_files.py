@@ -1,4 +1,5 @@
-"""Generic pair files (CSV, TSV, JSONL), scored or not: choosing the format by extension and reading the rows.
+"""Generic pair files (CSV, TSV, JSONL; Parquet in `sentsim.data.parquet_files`), scored or not: choosing
+the format by extension and reading the rows.
 
 CSV and TSV need a header row naming the columns; JSONL needs one object per line with the same keys.
 A ``.txt`` pair file is tab-separated text with a header and no quoting, as SICK and other STS sets
@@ -22,12 +23,13 @@ from typing import Any
 
 from sentsim.data.lines import SourceLine, read_lines
 from sentsim.data.pairs import BadRow, PairCollector, PairDataset, RowCollector, TextPair, TextPairCollector
+from sentsim.data.parquet_files import PARQUET, read_parquet_rows
 from sentsim.errors import ConfigError, DataFormatError
 
 _DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": "\t"}
 _UNQUOTED = {".txt"}
 _JSONL = {".jsonl", ".ndjson"}
-SUPPORTED_EXTENSIONS = (*_DELIMITERS, *sorted(_JSONL))
+SUPPORTED_EXTENSIONS = (*_DELIMITERS, *sorted(_JSONL), PARQUET)
 
 
 def read_pair_file(
@@ -40,7 +42,7 @@ def read_pair_file(
     score_range: tuple[float, float] = (0.0, 5.0),
     skip_bad_rows: bool = False,
 ) -> PairDataset:
-    """Read scored pairs from a .csv, .tsv/.tab/.txt or .jsonl/.ndjson file.
+    """Read scored pairs from a .csv, .tsv/.tab/.txt, .jsonl/.ndjson or .parquet file.
 
     Scores are normalised from the declared `score_range` to 0–1; a score outside it is an error, since
     it usually means the wrong column or scale. With `skip_bad_rows` malformed rows are recorded in
@@ -60,7 +62,7 @@ def read_text_pairs(
     sentence2_column: str = "sentence2",
     skip_bad_rows: bool = False,
 ) -> list[TextPair]:
-    """Read unscored pairs (to be scored by a model) from a .csv, .tsv/.tab/.txt or .jsonl/.ndjson file.
+    """Read unscored pairs (to be scored by a model) from a .csv, .tsv/.tab/.txt, .jsonl/.ndjson or .parquet file.
 
     Same formats, header rules and messages as `read_pair_file`; other columns, a gold score included,
     are ignored, so a scored file can be scored again. With `skip_bad_rows` malformed rows are left out
@@ -77,10 +79,10 @@ def _supported_path(path: str | Path) -> Path:
     """The expanded path, checked for a known extension before anything is read."""
     path = Path(path).expanduser()
     suffix = format_suffix(path)
-    if suffix not in _DELIMITERS and suffix not in _JSONL:
+    if suffix not in _DELIMITERS and suffix not in _JSONL and suffix != PARQUET:
         raise ConfigError(
             f"cannot tell the format of {path}: supported extensions are {', '.join(SUPPORTED_EXTENSIONS)}, "
-            "each also gzip-compressed (.jsonl.gz)"
+            "each but .parquet also gzip-compressed (.jsonl.gz)"
         )
     return path
 
@@ -102,6 +104,9 @@ def _read_rows(
 ) -> None:
     """Feed every row of `path` to `collector`, choosing the reader by extension."""
     suffix = format_suffix(path)
+    if suffix == PARQUET:
+        read_parquet_rows(path, collector, names=names, genre_column=genre_column, header_indices=_header_indices)
+        return
     lines = read_lines(path)
     if not any(line.text.strip() for line in lines):
         raise DataFormatError(path, None, "file is empty")
@@ -299,11 +304,11 @@ def _separator_hint(path: str, header: list[str]) -> str:
     Why: a semicolon CSV (spreadsheets in many locales) or a TSV named .csv otherwise gets only
     "found columns: 'sentence1;sentence2;score'", and the user has to spot the cause themselves.
     """
+    suffix = format_suffix(Path(path))
     found = next((separator for separator in _SEPARATORS if separator in header[0]), None) if len(header) == 1 else None
-    if found is None:
+    if found is None or suffix not in _DELIMITERS:
         return ""
     name, extension = _SEPARATORS[found]
-    suffix = format_suffix(Path(path))
     expected = _SEPARATORS[_DELIMITERS[suffix]][0]
     fix = f"name it {extension}" if extension else "save it comma-separated (.csv) or tab-separated (.tsv)"
     return f" (it is split by {name}, but {suffix} files are read split by {expected}: {fix})"

@@ -51,7 +51,7 @@ def load_pairs(
             f"{', '.join(split_file(s) for s in SPLITS)}"
             + (f" (found {', '.join(present)})" if present else "")
             + " (or a SemEval STS folder of STS.input.NAME.txt with STS.gs.NAME.txt); to use your own pairs "
-            "pass a .csv, .tsv, .txt or .jsonl file instead"
+            "pass a .csv, .tsv, .txt, .jsonl or .parquet file instead"
         )
     if path.is_file():
         if gold_file(path) is not None:
