@@ -111,6 +111,33 @@ def test_load_best_model_at_end_ranks_by_the_lowest_eval_loss(model):
         _args(metric_for_best_model="loss", greater_is_better=True)
 
 
+def test_without_metric_for_best_model_the_eval_loss_ranks_as_in_sentence_transformers(model):
+    from sentsim import SentenceTransformerTrainer, losses
+    from sentsim.evaluation import EmbeddingSimilarityEvaluator
+
+    scored = datasets.Dataset.from_dict({"sentence1": S1, "sentence2": S2, "score": SCORES})
+    evaluator = EmbeddingSimilarityEvaluator(S1, S2, SCORES, name="sts-dev")
+    args = _args(max_steps=4, per_device_train_batch_size=2, eval_strategy="steps", eval_steps=1,
+                 learning_rate=1e-2, load_best_model_at_end=True)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=scored, eval_dataset=scored,
+                                         loss=losses.CoSENTLoss(model), evaluator=evaluator)
+    trainer.train()
+    evaluations = [record for record in trainer.state.log_history if record.get("kind") == "eval"]
+    assert len(evaluations) == 5 and all("eval_sts-dev_spearman_cosine" in record for record in evaluations)
+    losses_seen = [record["eval_loss"] for record in evaluations]
+    spearmans = [record["eval_sts-dev_spearman_cosine"] for record in evaluations]
+    assert losses_seen.index(min(losses_seen)) != spearmans.index(max(spearmans))  # the two rankings differ here
+    assert trainer.state.best_metric == pytest.approx(min(losses_seen))
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(min(losses_seen), abs=1e-5)  # that model was kept
+    # with only an evaluator (no eval loss to rank by) its primary metric ranks, where theirs would fail
+    only = SentenceTransformerTrainer(model=model, args=args, train_dataset=scored, evaluator=evaluator,
+                                      loss=losses.CoSENTLoss(model))
+    only.train()
+    spearmans = [record["eval_sts-dev_spearman_cosine"] for record in only.state.log_history
+                 if record.get("kind") == "eval"]
+    assert only.state.best_metric == max(spearmans)
+
+
 def test_an_eval_strategy_with_nothing_to_evaluate_is_refused_at_construction(model):
     from sentsim import SentenceTransformerTrainer
 

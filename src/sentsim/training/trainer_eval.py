@@ -123,9 +123,11 @@ class TrainerEvaluation:
     """One evaluation as the Trainer reports it: ``{prefix}_loss`` and the evaluator's metrics, prefixed.
 
     Keys not already starting with ``{prefix}_`` get it, as in sentence-transformers. ``metric`` is
-    ``metric_for_best_model`` (``eval_`` optional); without it the evaluator's primary metric ranks
-    checkpoints, or the eval loss when there is no evaluator. A loss ranks lowest-first, through
-    ``NEGATIVE_LOSS``, since the loop keeps the highest score.
+    ``metric_for_best_model`` (``eval_`` optional); without it the eval loss ranks checkpoints when there
+    is an eval dataset (Hugging Face's TrainingArguments default it to "loss", so a sentence-transformers
+    run keeps the same checkpoint), else the evaluator's primary metric (where theirs would fail for want
+    of an ``eval_loss``). A loss ranks lowest-first, through ``NEGATIVE_LOSS``, since the loop keeps the
+    highest score.
     """
 
     def __init__(self, *, loss: EvalLoss | None, evaluator: Any, metric: str | None = None,
@@ -163,13 +165,13 @@ class TrainerEvaluation:
                 raise ConfigError(f"metric_for_best_model {self.metric!r} is not among the evaluation's metrics "
                                   f"({', '.join(metrics)})")
             return self.metric
+        if loss_key in metrics:  # Hugging Face's default metric_for_best_model: "loss"
+            return NEGATIVE_LOSS
         if self.evaluator is not None:
             named = getattr(self.evaluator, "primary_metric", None) or PRIMARY_METRIC
             for key in (named, f"{self.prefix}_{named}"):
                 if key in metrics:
                     return key
-        if loss_key in metrics:
-            return NEGATIVE_LOSS
         raise ConfigError(f"the evaluator names no primary metric among {', '.join(metrics)}: "
                           "set metric_for_best_model")
 
