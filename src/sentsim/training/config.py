@@ -38,6 +38,10 @@ class TrainConfig:
     evaluation_steps: int = 0
     #: Stop after this many evaluations without a better dev score (None: never stop early).
     patience: int | None = None
+    #: Score the untrained model first, as the checkpoint to beat and the report's "base" figures. The
+    #: sentence-transformers Trainer adapter turns it off: theirs never evaluates before training, so it
+    #: could never end on the untrained weights or log them.
+    evaluate_base: bool = True
     #: Train this many runs (seeds seed … seed+N−1) and average their weights ("model soup");
     #: 1 trains a single model.
     average: int = 1

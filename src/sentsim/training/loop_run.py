@@ -73,13 +73,15 @@ class LoopRun:
             self.on_record(entry)
 
     def start(self) -> None:
-        """Restores the latest checkpoint, or scores the base model: the checkpoint to beat."""
+        """Restores the latest checkpoint, or scores the base model (unless ``evaluate_base`` is off): the
+        checkpoint to beat."""
         if self.checkpoints is not None and self.checkpoints.resume:
             self.throughput = Throughput()
             self.step, self.first_epoch, self.skip, self.base_eval_seconds = self.checkpoints.restore(
                 self.accelerator, self.best, self.throughput, self.record, steps_per_epoch=len(self.loader))
         else:
-            _evaluate(self.best, self.log, self.records, 0, len(self.loader), self.accelerator)
+            if self.config.evaluate_base:
+                _evaluate(self.best, self.log, self.records, 0, len(self.loader), self.accelerator)
             self.base_eval_seconds = self.best.eval_seconds  # spent before the clock starts: not taken off again
             self.throughput = Throughput()
             self.step, self.first_epoch, self.skip = 0, 0, 0
