@@ -108,7 +108,8 @@ def test_evaluate_folder_without_stsb_files(capsys, tmp_path, model_dir):
     folder.mkdir()
     (folder / "pairs.tsv").write_text(HEADER + GOOD_ROW, encoding="utf-8")
     code, _, err = run_cli(capsys, "evaluate", model_dir, "--data", folder, "--quiet")
-    assert_one_line_error(code, err, str(folder), "has no sts-test.csv", ".csv, .tsv, .txt or .jsonl file")
+    assert_one_line_error(code, err, str(folder), "has no sts-test.csv", "Hugging Face dataset folder",
+                           ".csv, .tsv, .txt, .jsonl or .parquet file")
 
 
 def test_evaluate_skip_bad_rows_reports_the_skipped_lines(capsys, tmp_path, model_dir):
