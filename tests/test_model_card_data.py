@@ -170,3 +170,19 @@ def test_restating_the_calibration_section() -> None:
                                                                        "`model.sts_score(a, b)` in Python, `sentsim "
                                                                        "similarity MODEL \"text a\" \"text b\"` on the "
                                                                        "command line.\n")
+
+
+def test_sentsims_own_card_data_class_under_their_name(saved: Path, tmp_path: Path, bundled_model_dir: Path) -> None:
+    from sentsim import SentenceTransformer, SentenceTransformerModelCardData
+
+    data = SentenceTransformerModelCardData(language="en", license="apache-2.0", model_name="My model",
+                                            local_files_only=True, generate_widget_examples=False)
+    model = SentenceTransformer(saved, model_card_data=data)
+    assert model.model_card_data is data and data.language == ["en"] and data.model_name == "My model"
+    assert data.base_model is None  # a local folder
+    named = SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2")  # the bundled copy of a hub model
+    assert named.model_card_data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert SentenceTransformer(bundled_model_dir).model_card_data.base_model is None
+    named._model_card_text = ""  # as in sentence-transformers: an empty loaded card asks for a new one
+    card = (named.save(tmp_path / "new") / "README.md").read_text(encoding="utf-8")
+    assert 'SentenceTransformer("sentence_transformers_model_id")' in card and "## Usage" in card

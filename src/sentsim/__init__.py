@@ -23,6 +23,7 @@ _EXPORTS = {
     "BatchSamplers": "sentsim.training.batch_samplers",
     "SimilarityFunction": "sentsim.inference.similarity",
     "quantize_embeddings": "sentsim.inference.quantize",
+    "SentenceTransformerModelCardData": "sentsim.persistence.card_data",
 }
 #: Without torch, ``SentenceTransformer(folder, backend="onnx")`` still works (see sentsim.inference.torch_free).
 _FALLBACKS = {"SentenceTransformer": "sentsim.inference.torch_free"}

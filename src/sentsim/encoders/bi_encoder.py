@@ -80,7 +80,10 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls, 
         calibration = None
         stored: dict[str, Any] = {}
         self_card: str | None = None
+        hub_name: str | None = None  # the hub id the weights came from, not a local folder
         if modules is None:
+            name = str(model_name_or_path or DEFAULT_MODEL)
+            hub_name = None if Path(name).expanduser().exists() else name
             folder = resolve_model_path(model_name_or_path or DEFAULT_MODEL, cache_folder=cache_folder,
                                         revision=revision, token=token if token is not None else use_auth_token,
                                         local_files_only=local_files_only)
@@ -96,6 +99,8 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls, 
         self.name_or_path = str(model_name_or_path or "")
         self.calibration: IsotonicCalibration | None = calibration
         self.model_card_data = model_card_data
+        if hub_name is not None:
+            self.model_card_data.set_base_model(hub_name, revision)
         #: The card the model was loaded with (sentence-transformers' name), kept by ``save`` until training.
         self._model_card_text = self_card
         # sentence-transformers' model options: given ones win over those saved with the model.
@@ -280,7 +285,7 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls, 
         if model_name and not self.model_card_data.model_id and not Path(model_name).exists():
             self.model_card_data.set_model_id(model_name)
         calibration = self.calibration
-        if self._model_card_text is not None and MARKER not in self._model_card_text:
+        if self._model_card_text and MARKER not in self._model_card_text:  # "" asks for a new card, as theirs
             card = restate_calibration(self._model_card_text, source=calibration and calibration.source,
                                        n_pairs=calibration.n_pairs if calibration is not None else None)
             return with_model_id(card, self.model_card_data.model_id)

@@ -31,7 +31,11 @@ class ModelCardData:
                  model_name: str | None = None, model_id: str | None = None,
                  train_datasets: list[dict[str, str] | str] | None = None,
                  eval_datasets: list[dict[str, str] | str] | None = None, task_name: str | None = None,
-                 tags: list[str] | None = None) -> None:
+                 tags: list[str] | None = None, local_files_only: bool = False,
+                 generate_widget_examples: bool = True) -> None:
+        """sentence-transformers' fields (``SentenceTransformerModelCardData``'s keywords). ``local_files_only``
+        and ``generate_widget_examples`` steer their hub look-ups and widget; sentsim's card makes neither,
+        so they are kept and change nothing."""
         self.language = [language] if isinstance(language, str) else list(language or [])
         self.license = license
         self.model_name = model_name
@@ -40,6 +44,11 @@ class ModelCardData:
         self.eval_datasets = [_dataset(entry, "eval_datasets") for entry in eval_datasets or []]
         self.task_name = task_name
         self.tags = list(tags or [])
+        self.local_files_only = local_files_only
+        self.generate_widget_examples = generate_widget_examples
+        #: The hub id (and revision) the model was loaded from; None for a local folder. Set on loading.
+        self.base_model: str | None = None
+        self.base_model_revision: str | None = None
         for name in ("license", "model_name", "model_id", "task_name"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ConfigError(f"model_card_data {name} must be a string, not {getattr(self, name)!r}")
@@ -81,6 +90,10 @@ class ModelCardData:
         self.evaluations.append({"evaluator": type(evaluator).__name__, "name": getattr(evaluator, "name", ""),
                                  "metrics": dict(metrics), "epoch": epoch, "step": step})
 
+    def set_base_model(self, model_id: str, revision: str | None = None) -> None:
+        """Records the hub model the weights came from (sentence-transformers' name for it)."""
+        self.base_model, self.base_model_revision = model_id, revision
+
     def set_model_id(self, model_id: str) -> None:
         """The hub id the card's usage snippet loads (``push_to_hub`` sets it to the repository's)."""
         self.model_id = model_id
@@ -112,3 +125,7 @@ def _dataset(entry: dict[str, str] | str, field: str) -> dict[str, str]:
         return dict(entry)
     raise ConfigError(f"model_card_data {field} entries are a dataset id or a dict with 'name' and/or 'id', "
                       f"not {entry!r}")
+
+
+#: sentence-transformers' name, so ``from sentsim import SentenceTransformerModelCardData`` works as theirs.
+SentenceTransformerModelCardData = ModelCardData
