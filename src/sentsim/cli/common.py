@@ -81,10 +81,12 @@ def add_data_options(parser: argparse.ArgumentParser, *, split_default: str) -> 
                             "folder (STS.input.NAME.txt with STS.gs.NAME.txt), or one pair file "
                             "(.csv, .tsv, .jsonl, .txt read as unquoted TSV as SICK ships it, each may be .gz; "
                             "or .parquet, as the Hugging Face Hub stores datasets; with sentence1, sentence2, "
-                            "score columns). Default: the STS benchmark from "
+                            "score columns), or a Hugging Face dataset: its downloaded folder or its id "
+                            "(mteb/sickr-sts). Default: the STS benchmark from "
                             "$SENTSIM_STSB_DIR, the cache, or a download")
     group.add_argument("--split", choices=("train", "dev", "test"), default=None,
-                       help=f"which STSb split to use; only with an STSb folder, refused with a pair file "
+                       help=f"which split to use (dev is the Hub's validation); with an STSb folder or a "
+                            f"Hugging Face dataset (folder or id), refused with a pair file "
                             f"(default: {split_default})")
     parser.set_defaults(split_default=split_default)
     add_column_options(group)

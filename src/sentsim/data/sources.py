@@ -6,7 +6,9 @@ The CLI and the server call only `load_pairs`, so "where do pairs come from" is 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+from sentsim.data.hub_datasets import download_dataset, hub_dataset_id, is_hub_dataset_folder, read_hub_split
 from sentsim.data.lines import not_a_file
 from sentsim.data.pair_files import read_pair_file
 from sentsim.data.pairs import PairDataset
@@ -29,14 +31,20 @@ def load_pairs(
     """Load scored pairs from wherever `data` points.
 
     - `None`: the STS Benchmark, found or downloaded by `ensure_stsbenchmark`, split `split`.
-    - a folder: an unpacked STS Benchmark (or the folder it was unpacked into), split `split`; or a
-      SemEval STS 2012–2016 folder (`sentsim.data.semeval`), all its sets, `split` ignored.
-    - a file: a CSV/TSV/JSONL pair file, or one SemEval input file with its gold file beside it; `split`
-      is ignored because a file is one split already, and the column and range options apply to pair
-      files (the STS Benchmark's and SemEval's layouts are fixed).
+    - a folder: an unpacked STS Benchmark (or the folder it was unpacked into), split `split`; a
+      SemEval STS 2012–2016 folder (`sentsim.data.semeval`), all its sets, `split` ignored; or a Hugging
+      Face dataset folder (`sentsim.data.hub_datasets`), split `split`.
+    - a file: a CSV/TSV/JSONL/Parquet pair file, or one SemEval input file with its gold file beside it;
+      `split` is ignored because a file is one split already, and the column and range options apply to
+      pair files and Hub datasets (the STS Benchmark's and SemEval's layouts are fixed).
+    - a Hugging Face dataset id (`mteb/sickr-sts`, `hf://datasets/mteb/sickr-sts`) that is no local path:
+      downloaded into huggingface_hub's cache (or found there offline), split `split`.
     """
     if data is None:
         return read_stsbenchmark(ensure_stsbenchmark(), split, skip_bad_rows=skip_bad_rows)
+    file_options: dict[str, Any] = {
+        "sentence1_column": sentence1_column, "sentence2_column": sentence2_column, "score_column": score_column,
+        "genre_column": genre_column, "score_range": score_range, "skip_bad_rows": skip_bad_rows}
     path = Path(data).expanduser()
     if path.is_dir():
         file_name = split_file(split)  # validates the split name first
@@ -45,13 +53,16 @@ def load_pairs(
             return read_stsbenchmark(release, split, skip_bad_rows=skip_bad_rows)
         if semeval_sets(path):
             return read_semeval_sts(path, skip_bad_rows=skip_bad_rows)
+        if is_hub_dataset_folder(path):
+            return read_hub_split(path, split, **file_options)
         present = sorted(p.name for p in path.glob("sts-*.csv"))
         raise ConfigError(
             f"folder {path} has no {file_name}: a data folder must be the unpacked STS Benchmark with "
             f"{', '.join(split_file(s) for s in SPLITS)}"
             + (f" (found {', '.join(present)})" if present else "")
-            + " (or a SemEval STS folder of STS.input.NAME.txt with STS.gs.NAME.txt); to use your own pairs "
-            "pass a .csv, .tsv, .txt, .jsonl or .parquet file instead"
+            + " (or a SemEval STS folder of STS.input.NAME.txt with STS.gs.NAME.txt, or a Hugging Face dataset "
+            "folder with train/validation/test files); to use your own pairs pass a .csv, .tsv, .txt, .jsonl or "
+            ".parquet file instead"
         )
     if path.is_file():
         if gold_file(path) is not None:
@@ -63,17 +74,12 @@ def load_pairs(
         stsb_split = _stsb_split_file(path)
         if stsb_split is not None:  # one split file of the release, given on its own
             return read_stsbenchmark(path.parent, stsb_split, skip_bad_rows=skip_bad_rows)
-        return read_pair_file(
-            path,
-            sentence1_column=sentence1_column,
-            sentence2_column=sentence2_column,
-            score_column=score_column,
-            genre_column=genre_column,
-            score_range=score_range,
-            skip_bad_rows=skip_bad_rows,
-        )
+        return read_pair_file(path, **file_options)
     if path.exists() or path.is_symlink():
         raise ConfigError(not_a_file(path))
+    repo_id = hub_dataset_id(str(data))
+    if repo_id is not None:
+        return read_hub_split(download_dataset(repo_id), split, **file_options)
     raise ConfigError(f"no such file or folder: {path}")
 
 
