@@ -144,9 +144,36 @@ def test_an_eval_strategy_with_nothing_to_evaluate_is_refused_at_construction(mo
     from sentsim import SentenceTransformerTrainer
 
     for strategy in ("steps", "epoch"):
-        with pytest.raises(ValueError, match=f"eval_strategy to '{strategy}'.*eval_dataset or an evaluator"):
+        with pytest.raises(ValueError, match=f"eval_strategy` to {strategy}, .*`eval_dataset` or an `evaluator`"):
             SentenceTransformerTrainer(model=model, args=_args(eval_strategy=strategy), train_dataset=PAIRS)
     SentenceTransformerTrainer(model=model, args=_args(eval_strategy="no"), train_dataset=PAIRS)
+
+
+def test_reserved_columns_and_a_missing_train_dataset_fail_as_theirs(model, tmp_path):
+    from sentsim import SentenceTransformerTrainer
+
+    for column in ("return_loss", "dataset_name"):
+        reserved = datasets.Dataset.from_dict({"sentence1": S1, column: S2, "score": SCORES})
+        with pytest.raises(ValueError, match=rf"invalid in your train dataset: \['{column}'\]\. Avoid using"):
+            SentenceTransformerTrainer(model=model, train_dataset=reserved)
+        with pytest.raises(ValueError, match=rf"invalid in your eval dataset: \['{column}'\]"):
+            SentenceTransformerTrainer(model=model, train_dataset=PAIRS, eval_dataset=reserved)
+    scored = {"sentence1": S1, "sentence2": S2, "score": SCORES}
+    trainer = SentenceTransformerTrainer(model=model, args=_args(), eval_dataset=scored)  # evaluation only
+    assert "eval_spearman_cosine" in trainer.evaluate()
+    with pytest.raises(ValueError, match="train\\(\\) needs a train_dataset"):
+        trainer.train()
+
+
+def test_a_model_given_to_a_trainer_gets_a_new_card(model, tmp_path):
+    from sentsim import SentenceTransformer, SentenceTransformerTrainer
+
+    saved = model.save(tmp_path / "saved")
+    (saved / "README.md").write_text("# Someone's card\n", encoding="utf-8")
+    loaded = SentenceTransformer(saved)
+    assert (loaded.save(tmp_path / "kept") / "README.md").read_text(encoding="utf-8") == "# Someone's card\n"
+    SentenceTransformerTrainer(model=loaded, args=_args(), train_dataset=PAIRS)
+    assert "Someone's card" not in (loaded.save(tmp_path / "new") / "README.md").read_text(encoding="utf-8")
 
 
 def test_a_dict_of_losses_is_refused_at_construction(model):

@@ -157,10 +157,12 @@ class SentenceTransformerTrainer:
         if given or callbacks:
             names = ", ".join(given + (["callbacks"] if callbacks else []))
             raise ConfigError(f"SentenceTransformerTrainer: sentsim does not support {names}")
-        if model is None or train_dataset is None:
-            raise ConfigError("SentenceTransformerTrainer needs a model and a train_dataset")
+        if model is None:
+            raise ConfigError("SentenceTransformerTrainer needs a model")
         _refuse_several_datasets(train_dataset, "train")
         _refuse_several_datasets(eval_dataset, "eval")
+        for dataset, role in ((train_dataset, "train"), (eval_dataset, "eval")):
+            _refuse_reserved_columns(dataset, role)
         if isinstance(loss, dict):
             raise ConfigError("a dict of losses (one per dataset) is not supported: sentsim trains one dataset with "
                               "one loss; pass the loss module itself, e.g. loss=MultipleNegativesRankingLoss(model)")
@@ -169,15 +171,17 @@ class SentenceTransformerTrainer:
         self.args = args or SentenceTransformerTrainingArguments(output_dir="trainer_output")
         if self.args.eval_strategy != "no" and eval_dataset is None and evaluator is None:
             # sentence-transformers' own words: an evaluation schedule with nothing to evaluate is a mistake
-            raise ConfigError(f"You have set args.eval_strategy to {self.args.eval_strategy!r}, but you didn't "
-                              "provide an eval_dataset or an evaluator. Either provide an eval_dataset or an "
-                              "evaluator to SentenceTransformerTrainer, or set args.eval_strategy='no' to skip "
-                              "evaluation.")
+            raise ConfigError(f"You have set `args.eval_strategy` to {self.args.eval_strategy}, but you didn't "
+                              "provide an `eval_dataset` or an `evaluator`. Either provide an `eval_dataset` or an "
+                              "`evaluator` to `SentenceTransformerTrainer`, or set `args.eval_strategy='no'` to "
+                              "skip evaluation.")
         if loss is None:
             from sentsim.losses import CoSENTLoss
 
             loss = CoSENTLoss(model)  # sentence-transformers' default loss too
         self.model = model
+        if hasattr(model, "_model_card_text"):
+            model._model_card_text = None  # as theirs: a model given to a trainer gets a new card when saved
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
         self.loss = loss
@@ -185,6 +189,8 @@ class SentenceTransformerTrainer:
         self.state = TrainerState()
 
     def train(self) -> TrainOutput:
+        if self.train_dataset is None:
+            raise ConfigError("train() needs a train_dataset: pass one to SentenceTransformerTrainer")
         in_batch = bool(getattr(self.loss, "in_batch_negatives", False))
         texts, labels = dataset_columns(self.train_dataset, scored=not in_batch)
         args = self.args
@@ -255,3 +261,19 @@ def _refuse_several_datasets(dataset: Any, role: str) -> None:
     """A dict of datasets (not of columns) is sentence-transformers' multi-dataset training, not supported."""
     if isinstance(dataset, dict) and dataset and all(not isinstance(v, list | tuple) for v in dataset.values()):
         raise ConfigError(f"several {role} datasets (a dict of datasets) are not supported; pass one dataset")
+
+
+#: Column names sentence-transformers keeps for itself: a dataset using one is refused there too.
+_RESERVED_COLUMNS = ("return_loss", "dataset_name")
+
+
+def _refuse_reserved_columns(dataset: Any, role: str) -> None:
+    """Refuses the column names sentence-transformers reserves, with their message: code that works here
+    must not fail there."""
+    if dataset is None or not (hasattr(dataset, "column_names") or isinstance(dataset, dict)):
+        return
+    names = list(dataset.column_names) if hasattr(dataset, "column_names") else list(dataset)
+    invalid = [name for name in names if name in _RESERVED_COLUMNS]
+    if invalid:
+        raise ConfigError(f"The following column names are invalid in your {role} dataset: {invalid}. Avoid using "
+                          "these column names, as they are reserved for internal use.")
