@@ -176,6 +176,41 @@ def test_a_model_given_to_a_trainer_gets_a_new_card(model, tmp_path):
     assert "Someone's card" not in (loaded.save(tmp_path / "new") / "README.md").read_text(encoding="utf-8")
 
 
+def test_prompts_go_before_the_texts_of_their_columns(model, monkeypatch):
+    from sentsim import SentenceTransformerTrainer, losses
+    from sentsim.errors import ConfigError
+    from sentsim.training import trainer as trainer_module
+
+    scored = {"sentence1": S1, "sentence2": S2, "score": SCORES}
+    seen = {}
+    real_train = trainer_module.train
+
+    def spy(model, **options):
+        seen.update(options)
+        return real_train(model, **options)
+
+    monkeypatch.setattr(trainer_module, "train", spy)
+    args = _args(prompts={"sentence1": "query: "}, eval_strategy="steps", eval_steps=1)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=scored, eval_dataset=scored,
+                                         loss=losses.CoSENTLoss(model))
+    trainer.train()
+    assert seen["sentences_a"] == ["query: " + text for text in S1] and seen["sentences_b"] == S2
+    loss = losses.CoSENTLoss(model)
+    with torch.no_grad():  # the eval loss is over the prompted texts too
+        expected = float(loss(model.encode(["query: " + text for text in S1], convert_to_tensor=True, dtype="fp32"),
+                              model.encode(S2, convert_to_tensor=True, dtype="fp32"), torch.tensor(SCORES)))
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(expected, abs=1e-4)
+    SentenceTransformerTrainer(model=model, args=_args(prompts="doc: "), train_dataset=scored).train()
+    assert seen["sentences_b"] == ["doc: " + text for text in S2]
+    with pytest.raises(ConfigError, match="'stsb', which no dataset has as a text column"):
+        SentenceTransformerTrainer(model=model, args=_args(prompts={"stsb": "q: "}), train_dataset=scored)
+    with pytest.raises(ConfigError, match="dict per dataset"):
+        _args(prompts={"stsb": {"sentence1": "q: "}})
+    model.pooling.include_prompt = False  # training does not track prompt lengths: refused, not mis-pooled
+    with pytest.raises(ConfigError, match="include_prompt=False"):
+        SentenceTransformerTrainer(model=model, args=_args(prompts="q: "), train_dataset=scored)
+
+
 def test_a_dict_of_losses_is_refused_at_construction(model):
     from sentsim import SentenceTransformerTrainer
     from sentsim.losses import MultipleNegativesRankingLoss

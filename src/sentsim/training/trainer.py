@@ -24,6 +24,7 @@ from sentsim.training.trainer_eval import (
     dataset_columns,
     is_scored,
     reported,
+    text_columns,
 )
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ class SentenceTransformerTrainingArguments:
     disable_tqdm: bool = False
     batch_sampler: str | BatchSamplers = BatchSamplers.BATCH_SAMPLER
     dtype: str | None = None
+    #: A prompt put before every text, or one per text column name (sentence-transformers' first two forms).
+    prompts: str | dict[str, str] | None = None
     unsupported: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __init__(self, output_dir: str | None = None, **options: Any) -> None:
@@ -103,6 +106,10 @@ class SentenceTransformerTrainingArguments:
                               "lowest-first and every other metric highest-first")
         if self.fp16:
             raise ConfigError("fp16=True is not supported: sentsim trains in fp32 or bf16 (bf16=True)")
+        if not (self.prompts is None or isinstance(self.prompts, str) or (isinstance(self.prompts, dict) and all(
+                isinstance(key, str) and isinstance(value, str) for key, value in self.prompts.items()))):
+            raise ConfigError("prompts must be a string or a dict of text column → prompt string; a dict per "
+                              "dataset (several datasets) is not supported")
         sampler = str(getattr(self.batch_sampler, "value", self.batch_sampler))
         if sampler not in SUPPORTED_BATCH_SAMPLERS:
             raise ConfigError(f"batch_sampler {sampler!r} is not supported: sentsim groups batches by length "
@@ -163,6 +170,7 @@ class SentenceTransformerTrainer:
         _refuse_several_datasets(eval_dataset, "eval")
         for dataset, role in ((train_dataset, "train"), (eval_dataset, "eval")):
             _refuse_reserved_columns(dataset, role)
+        _check_prompts(args.prompts if args is not None else None, model, (train_dataset, eval_dataset))
         if isinstance(loss, dict):
             raise ConfigError("a dict of losses (one per dataset) is not supported: sentsim trains one dataset with "
                               "one loss; pass the loss module itself, e.g. loss=MultipleNegativesRankingLoss(model)")
@@ -192,7 +200,7 @@ class SentenceTransformerTrainer:
         if self.train_dataset is None:
             raise ConfigError("train() needs a train_dataset: pass one to SentenceTransformerTrainer")
         in_batch = bool(getattr(self.loss, "in_batch_negatives", False))
-        texts, labels = dataset_columns(self.train_dataset, scored=not in_batch)
+        texts, labels = dataset_columns(self.train_dataset, scored=not in_batch, prompts=self.args.prompts)
         args = self.args
         evaluation = self._evaluation(self.eval_dataset) if args.eval_strategy != "no" else None
         result: TrainResult = train(
@@ -247,9 +255,9 @@ class SentenceTransformerTrainer:
         if evaluator is None and dataset is not None and is_scored(dataset):
             from sentsim.evaluation.evaluators import EmbeddingSimilarityEvaluator
 
-            texts, scores = dataset_columns(dataset, scored=True)
+            texts, scores = dataset_columns(dataset, scored=True, prompts=self.args.prompts)
             evaluator = EmbeddingSimilarityEvaluator(texts[0], texts[1], scores, name=prefix, batch_size=batch_size)
-        eval_loss = (EvalLoss(dataset, self.loss, batch_size=batch_size, seed=self.args.seed)
+        eval_loss = (EvalLoss(dataset, self.loss, batch_size=batch_size, seed=self.args.seed, prompts=self.args.prompts)
                      if dataset is not None else None)
         if eval_loss is None and evaluator is None:
             return None
@@ -277,3 +285,21 @@ def _refuse_reserved_columns(dataset: Any, role: str) -> None:
     if invalid:
         raise ConfigError(f"The following column names are invalid in your {role} dataset: {invalid}. Avoid using "
                           "these column names, as they are reserved for internal use.")
+
+
+def _check_prompts(prompts: str | dict[str, str] | None, model: Any, datasets: tuple[Any, ...]) -> None:
+    """Refuses prompts sentsim would apply otherwise than sentence-transformers: for a pooling that leaves
+    the prompt's tokens out (``include_prompt=False``, which training does not track), or naming a column no
+    dataset has (their dict of dataset names, for several datasets)."""
+    if not prompts:
+        return
+    if any(getattr(module, "include_prompt", True) is False for module in getattr(model, "modules", list)()):
+        raise ConfigError("prompts in training are not supported for a pooling with include_prompt=False: "
+                          "put the prompt in the texts, or train with include_prompt=True")
+    if isinstance(prompts, dict):
+        columns = {name for dataset in datasets if dataset is not None for name in text_columns(dataset)}
+        unknown = sorted(set(prompts) - columns)
+        if unknown:
+            raise ConfigError(f"prompts name {', '.join(map(repr, unknown))}, which no dataset has as a text column "
+                              f"(they have {', '.join(sorted(columns))}); a dict of dataset names needs several "
+                              "datasets, which sentsim does not support")

@@ -25,11 +25,13 @@ NEGATIVE_LOSS = "eval_negative_loss"
 
 
 def dataset_columns(dataset: Any, *, scored: bool, ignore_label: bool = False,
-                    ) -> tuple[list[list[str]], list[float] | None]:
+                    prompts: str | dict[str, str] | None = None) -> tuple[list[list[str]], list[float] | None]:
     """Text columns (in order) and the label column of a ``datasets.Dataset`` or a dict of lists.
 
     ``ignore_label``: an unscored read that skips a label column instead of refusing it, as
     sentence-transformers' in-batch-negative losses skip it when they compute an eval loss.
+    ``prompts`` (the training argument): one prompt put before every text, or one per text column
+    name (columns it does not name get none), as sentence-transformers' collator does.
     """
     names = column_names(dataset)
     label_names, text_names = _split(names)
@@ -39,9 +41,20 @@ def dataset_columns(dataset: Any, *, scored: bool, ignore_label: bool = False,
     if not scored and ((label_names and not ignore_label) or len(text_names) not in (2, 3)):
         raise ConfigError(f"MultipleNegativesRankingLoss needs (anchor, positive[, negative]) text columns and no "
                           f"label; the dataset has {names}")
-    texts = [[str(text) for text in dataset[name]] for name in text_names]
+    texts = [[_prompt(prompts, name) + str(text) for text in dataset[name]] for name in text_names]
     labels = [float(value) for value in dataset[label_names[0]]] if scored else None
     return texts, labels
+
+
+def _prompt(prompts: str | dict[str, str] | None, column: str) -> str:
+    if isinstance(prompts, str):
+        return prompts
+    return (prompts or {}).get(column, "")
+
+
+def text_columns(dataset: Any) -> list[str]:
+    """The text (non-label) columns of a dataset, in order."""
+    return _split(column_names(dataset))[1]
 
 
 def column_names(dataset: Any) -> list[str]:
@@ -77,10 +90,12 @@ class EvalLoss:
     modes as it found them.
     """
 
-    def __init__(self, dataset: Any, loss: nn.Module, *, batch_size: int, seed: int) -> None:
+    def __init__(self, dataset: Any, loss: nn.Module, *, batch_size: int, seed: int,
+                 prompts: str | dict[str, str] | None = None) -> None:
         self.loss = loss
         self.in_batch = bool(getattr(loss, "in_batch_negatives", False))
-        self.texts, self.labels = dataset_columns(dataset, scored=not self.in_batch, ignore_label=self.in_batch)
+        self.texts, self.labels = dataset_columns(dataset, scored=not self.in_batch, ignore_label=self.in_batch,
+                                                  prompts=prompts)
         self.rows = len(self.texts[0])
         self.batch_size = batch_size
         self.seed = seed
