@@ -96,6 +96,10 @@ def tiny_transformer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ]
     (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    if len(tokenizer.get_vocab()) < len(dict.fromkeys(vocab)):  # transformers 5 ignores vocab_file: it takes vocab=
+        tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
+    # every word must be its own token: a tokenizer that read no vocabulary turns all text into [UNK]
+    assert tokenizer.tokenize("a man is playing the flute") == ["a", "man", "is", "playing", "the", "flute"]
     tokenizer.save_pretrained(folder)
     torch.manual_seed(0)
     config = BertConfig(

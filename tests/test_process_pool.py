@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from sentsim.errors import ConfigError
+from sentsim.inference.forward import native_bf16
 
 TEXTS = [f"{'a man is playing a flute' if index % 3 else 'the dog runs'} {'fast ' * (index % 5)}"
          for index in range(41)]
@@ -32,8 +33,10 @@ def pool(model):
 def test_a_pool_gives_the_vectors_of_encode_in_order(model, pool) -> None:
     expected = model.encode(TEXTS, dtype="fp32")
     np.testing.assert_allclose(model.encode(TEXTS, pool=pool, chunk_size=4, dtype="fp32"), expected, atol=1e-6)
+    # sentence-transformers' call, default dtype: bf16 where it is native, whose bits follow how the texts are
+    # batched (the pool's chunks batch them otherwise), so equal to bf16's precision; fp32 above is exact
     np.testing.assert_allclose(model.encode_multi_process(TEXTS, pool, batch_size=8), model.encode(TEXTS, batch_size=8),
-                               atol=1e-6)
+                               atol=2e-3 if native_bf16(torch.device("cpu")) else 1e-6)
     one = model.encode(TEXTS[0], pool=pool, dtype="fp32")
     assert one.shape == expected[0].shape and np.allclose(one, expected[0], atol=1e-6)
     assert model.encode([], pool=pool).shape == (0,)

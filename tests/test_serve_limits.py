@@ -286,13 +286,13 @@ def test_serve_tokenizer_cuts_like_the_model_and_reports_uncut_lengths(tiny_mode
     from sentsim.serve.engine import ServeTokenizer
 
     limit = tiny_model.max_seq_length
-    texts = ["a short one", " ".join(["word"] * (limit * 3)), "Mixed CASE text"]
+    texts = ["a short one", " ".join(["dog"] * (limit * 3)), "Mixed CASE text"]
     tokenize = ServeTokenizer(tiny_model.transformer.tokenizer.backend_tokenizer.to_str(), max_seq_length=limit,
                               lower_case=tiny_model.transformer.do_lower_case)
     ids, lengths = tokenize(texts)
     assert ids == [list(row) for row in tiny_model.token_ids(texts)]
     assert lengths[0] == len(ids[0]) and lengths[2] == len(ids[2])
-    assert len(ids[1]) == limit and lengths[1] == limit * 3 + 2  # every "word" is one token, plus [CLS]/[SEP]
+    assert len(ids[1]) == limit and lengths[1] == limit * 3 + 2  # "dog" is one token, plus [CLS]/[SEP]
 
 
 def test_prompts_apply_as_in_encode_and_teis_prompt_name_is_honoured(tiny_transformer_dir):
