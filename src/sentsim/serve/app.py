@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from sentsim import __version__
-from sentsim.serve import ollama, scoring
+from sentsim.serve import ollama, scoring, tokens
 from sentsim.serve.engine import Engine
 from sentsim.serve.guards import GuardMiddleware
 from sentsim.serve.limits import ServeSettings
@@ -73,8 +73,10 @@ def create_app(
     app.include_router(router)
     app.include_router(ollama.router)
     app.include_router(scoring.router)
+    app.include_router(tokens.router)
     metrics.routes = frozenset(getattr(route, "path", "") for route in
-                               [*app.routes, *router.routes, *ollama.router.routes, *scoring.router.routes]) - {""}
+                               [*app.routes, *router.routes, *ollama.router.routes, *scoring.router.routes,
+                                *tokens.router.routes]) - {""}
     install_error_handlers(app)
     app.add_middleware(GuardMiddleware, settings=settings)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last = outermost: sees 401s and 413s

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -86,6 +86,31 @@ class ServeTokenizer:
             if encoding.overflowing:
                 lengths[index] = len(self._counting.encode(texts[index], add_special_tokens=True).ids)
         return ids, lengths
+
+    def tokens(self, texts: Sequence[str], *, add_special_tokens: bool) -> list[list[dict[str, Any]]]:
+        """Every token of each text, uncut, as text-embeddings-inference's ``/tokenize`` lists them: id, its
+        piece of the text (the token itself for a special one), and its character span (None if special)."""
+        lowered = [text.lower() for text in texts] if self._lower else list(texts)
+        result = []
+        for text, seen, encoding in zip(texts, lowered, self._counting.encode_batch(
+                lowered, add_special_tokens=add_special_tokens), strict=True):
+            source = text if len(text) == len(seen) else seen  # lower() may change a length: slice what was read
+            result.append([
+                {"id": token_id, "text": token, "special": True, "start": None, "stop": None} if special else
+                {"id": token_id, "text": source[start:stop], "special": False, "start": start, "stop": stop}
+                for token_id, token, special, (start, stop) in zip(
+                    encoding.ids, encoding.tokens, encoding.special_tokens_mask, encoding.offsets, strict=True)])
+        return result
+
+    def decode(self, ids: Sequence[Sequence[int]], *, skip_special_tokens: bool) -> list[str]:
+        """Each list of ids back to text; ids outside the vocabulary are refused with a ``ValueError``."""
+        size = self._counting.get_vocab_size(with_added_tokens=True)
+        for row, sequence in enumerate(ids):
+            wrong = next((token for token in sequence if not 0 <= token < size), None)
+            if wrong is not None:
+                raise ValueError(f"ids[{row}] holds {wrong}, outside the model's vocabulary of {size} ids")
+        return self._counting.decode_batch([list(sequence) for sequence in ids],
+                                           skip_special_tokens=skip_special_tokens)
 
 
 class TorchEngine:

@@ -19,7 +19,7 @@ def _unicode(value: object) -> object:
     return value
 
 
-def _some(value: object) -> object:
+def non_empty(value: object) -> object:
     """An empty list gets its own message (a union of str and list would answer "not a valid string")."""
     if isinstance(value, list) and not value:
         raise ValueError("an empty list has nothing to embed: send at least one text")
@@ -32,7 +32,7 @@ AnyText = Annotated[str, BeforeValidator(_unicode)]
 Text = Annotated[str, Field(min_length=1), BeforeValidator(_unicode)]
 Texts = Annotated[list[Text], Field(min_length=1)]
 #: A request's text or texts: one sentence or a non-empty list of them.
-Inputs = Annotated[Text | Texts, BeforeValidator(_some)]
+Inputs = Annotated[Text | Texts, BeforeValidator(non_empty)]
 #: ``dimensions``: a whole number of at least 1, as JSON sends it (not true, "8" or 3.0).
 StrictDimensions = Annotated[int | None, Field(strict=True, ge=1)]
 
@@ -194,7 +194,7 @@ class RootRequest(TeiBody):
     """text-embeddings-inference's compatibility route ``POST /``, where huggingface_hub's
     ``InferenceClient(SERVER_URL)`` posts: texts to embed, or TEI's one-against-many similarity form."""
 
-    inputs: Annotated[Text | Texts | SourceAndSentences, BeforeValidator(_some)]
+    inputs: Annotated[Text | Texts | SourceAndSentences, BeforeValidator(non_empty)]
     normalize: bool = Field(True, description="texts: scale each vector to unit length (null: true)")
     truncate: bool = Field(False, description=TRUNCATE_HELP + " (null: false)")
     prompt_name: str | None = Field(None, description=PROMPT_HELP)

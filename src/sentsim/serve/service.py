@@ -75,7 +75,7 @@ def check_model(engine: Engine, requested: str | None) -> None:
                      type="not_found_error", code="model_not_found")
 
 
-def _check_inputs(settings: ServeSettings, texts: Sequence[str], names: Sequence[str], *,
+def check_inputs(settings: ServeSettings, texts: Sequence[str], names: Sequence[str], *,
                   sent: int | None = None) -> None:
     """413 for more texts than ``--max-client-batch-size`` (``sent``: as many as the client sent, when the route
     repeats some, as a rerank pairs its one query with every document) or a text over ``--max-input-chars``."""
@@ -94,6 +94,17 @@ def input_names(count: int) -> list[str]:
     return [f"input {index}" for index in range(count)]
 
 
+def request_prompt(engine: Any, prompt_name: str | None) -> str | None:
+    """The prompt a request's ``prompt_name`` names, else the model's default prompt (None: no prompt);
+    422 for a name the model does not have."""
+    prompts = getattr(engine, "prompts", None) or {}  # engines written before prompts were served have none
+    try:
+        return resolve_prompt(prompts, getattr(engine, "default_prompt_name", None), None, prompt_name)
+    except ValueError:
+        raise ServeError(422, f"prompt_name {prompt_name!r} is not among the model's prompts {sorted(prompts)}",
+                         code="unknown_prompt") from None
+
+
 async def embed_texts(request: Request, texts: list[str], *, truncate: bool, model: str | None,
                       prompt_name: str | None = None, names: Sequence[str] | None = None) -> tuple[np.ndarray, int]:
     """Checks, queues and embeds ``texts``; returns the raw vectors and the tokens they used.
@@ -108,13 +119,8 @@ async def embed_texts(request: Request, texts: list[str], *, truncate: bool, mod
     names = input_names(len(texts)) if names is None else names
     engine, queue = service.require_ready()
     check_model(engine, model)
-    _check_inputs(service.settings, texts, names)
-    prompts = getattr(engine, "prompts", None) or {}  # engines written before prompts were served have none
-    try:
-        prompt = resolve_prompt(prompts, getattr(engine, "default_prompt_name", None), None, prompt_name)
-    except ValueError:
-        raise ServeError(422, f"prompt_name {prompt_name!r} is not among the model's prompts {sorted(prompts)}",
-                         code="unknown_prompt") from None
+    check_inputs(service.settings, texts, names)
+    prompt = request_prompt(engine, prompt_name)
     if prompt and not getattr(engine, "include_prompt", True):
         raise ServeError(422, "the model's pooling leaves a prompt's tokens out (include_prompt: false), which the "
                          "server does not do yet: send requests without a prompt (and serve a copy without a "
@@ -176,7 +182,7 @@ async def pair_cosines(request: Request, firsts: list[str], seconds: list[str], 
     sides (or in many pairs) is embedded once, and an error about it names where it first occurs.
     """
     texts, names = [*firsts, *seconds], [*first_names, *second_names]
-    _check_inputs(service_of(request).settings, texts, names, sent=sent)
+    check_inputs(service_of(request).settings, texts, names, sent=sent)
     position: dict[str, int] = {}
     first_names: list[str] = []  # of each distinct text, where it first occurs
     for text, name in zip(texts, names, strict=True):
