@@ -211,6 +211,21 @@ def test_prompts_go_before_the_texts_of_their_columns(model, monkeypatch):
         SentenceTransformerTrainer(model=model, args=_args(prompts="q: "), train_dataset=scored)
 
 
+def test_evaluations_come_when_eval_strategy_says_as_theirs(model):
+    from sentsim import SentenceTransformerTrainer
+    from sentsim.losses import MultipleNegativesRankingLoss
+
+    def eval_steps(**options):
+        trainer = SentenceTransformerTrainer(model=model, args=_args(per_device_train_batch_size=2, **options),
+                                             train_dataset=PAIRS, eval_dataset=PAIRS,
+                                             loss=MultipleNegativesRankingLoss(model))
+        trainer.train()  # 6 rows in batches of 2: an epoch is 3 steps
+        return [record["step"] for record in trainer.state.log_history if record.get("kind") == "eval"]
+
+    assert eval_steps(eval_strategy="steps", eval_steps=2, max_steps=5) == [2, 4]  # not at the epoch's end (3)
+    assert eval_steps(eval_strategy="epoch", max_steps=-1, num_train_epochs=2) == [3, 6]
+
+
 def test_a_dict_of_losses_is_refused_at_construction(model):
     from sentsim import SentenceTransformerTrainer
     from sentsim.losses import MultipleNegativesRankingLoss

@@ -42,10 +42,11 @@ class BestCheckpoint:
         self.eval_seconds = 0.0
 
     def due(self, step: int, *, steps_per_epoch: int, every: int) -> bool:
-        """After each epoch, and every ``every`` steps when that is not 0."""
+        """After each epoch (``steps_per_epoch`` 0: not at epoch ends), and every ``every`` steps when that is
+        not 0."""
         if self.evaluator is None:
             return False
-        return step % steps_per_epoch == 0 or bool(every and step % every == 0)
+        return bool(steps_per_epoch and step % steps_per_epoch == 0) or bool(every and step % every == 0)
 
     def evaluate(self, step: int, epoch: float) -> bool:
         """Scores dev and logs it, keeps the weights if they are the best so far; True when patience ran out."""

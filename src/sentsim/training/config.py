@@ -36,6 +36,9 @@ class TrainConfig:
     seed: int = 42
     #: Evaluate on dev every N steps as well as after each epoch (0: only after each epoch).
     evaluation_steps: int = 0
+    #: Evaluate after each epoch. The sentence-transformers Trainer adapter turns it off for
+    #: ``eval_strategy="steps"``, which evaluates every ``eval_steps`` and nowhere else.
+    evaluate_each_epoch: bool = True
     #: Stop after this many evaluations without a better dev score (None: never stop early).
     patience: int | None = None
     #: Score the untrained model first, as the checkpoint to beat and the report's "base" figures. The

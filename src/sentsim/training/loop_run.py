@@ -134,7 +134,8 @@ class LoopRun:
                      **self.throughput.take(lr=self.scheduler.get_last_lr()[0])}
             self.record(entry)
             _show(bar, entry)
-        evaluated = self.best.due(step, steps_per_epoch=len(self.loader), every=self.config.evaluation_steps)
+        evaluated = self.best.due(step, steps_per_epoch=len(self.loader) if self.config.evaluate_each_epoch else 0,
+                                  every=self.config.evaluation_steps)
         if evaluated:
             self.stopped_early = _evaluate(self.best, self.log, self.records, step, len(self.loader),
                                            self.accelerator)
@@ -224,7 +225,7 @@ def _evaluations(config: TrainConfig, total_steps: int, steps_per_epoch: int, ev
     """Dev evaluations still to come after the base model's (for the estimated duration)."""
     if evaluator is None:
         return 0
-    every = {*range(steps_per_epoch, total_steps + 1, steps_per_epoch)}
+    every = {*range(steps_per_epoch, total_steps + 1, steps_per_epoch)} if config.evaluate_each_epoch else set()
     if config.evaluation_steps:
         every |= {*range(config.evaluation_steps, total_steps + 1, config.evaluation_steps)}
     return len(every)

@@ -129,6 +129,7 @@ class SentenceTransformerTrainingArguments:
             weight_decay=self.weight_decay, max_grad_norm=self.max_grad_norm, seed=self.seed,
             evaluation_steps=evaluation_steps, log_every=max(1, int(self.logging_steps)),
             dtype=self.dtype or ("bf16" if self.bf16 else default_dtype), evaluate_base=False,
+            evaluate_each_epoch=self.eval_strategy != "steps",
         )
 
 
