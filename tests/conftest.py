@@ -222,3 +222,16 @@ def tiny_engine(tiny_model):
     from sentsim.serve.engine import TorchEngine
 
     return TorchEngine(tiny_model, name="tiny")
+
+
+@pytest.fixture(scope="module")
+def encoders(tiny_transformer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The tiny model saved, on both backends: {"torch": its SentenceTransformer, "onnx": its export's encoder}."""
+    from sentsim import SentenceTransformer
+    from sentsim.export.onnx_export import export_model
+
+    folder = tmp_path_factory.mktemp("st-calls")
+    torch_model = SentenceTransformer.from_transformer(tiny_transformer_dir, pooling="mean")
+    saved = torch_model.save(folder / "model")
+    exported = export_model(saved, folder / "exported")
+    return {"torch": SentenceTransformer(saved), "onnx": SentenceTransformer(exported, backend="onnx")}

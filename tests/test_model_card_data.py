@@ -126,6 +126,26 @@ def test_a_trained_runs_card_survives_a_save_and_follows_a_new_calibration(train
     assert recalibrated.count("## 0–5 scores") == 1 and "## Limitations" in recalibrated
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_both_encoders_push_cards_that_load_the_full_id(encoders, backend: str, monkeypatch) -> None:
+    import huggingface_hub
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "SENTSIM_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    cards: list[str] = []
+    original_upload = FakeHub.upload_folder
+
+    def upload(self, **options):
+        cards.append((Path(options["folder_path"]) / "README.md").read_text(encoding="utf-8"))
+        return original_upload(self, **options)
+
+    monkeypatch.setattr(FakeHub, "upload_folder", upload)
+    encoders[backend].push_to_hub(f"tiny-{backend}")
+    assert f'SentenceTransformer("me/tiny-{backend}")' in cards[-1]
+    assert "sentence_transformers_model_id" not in cards[-1]
+
+
 def test_push_to_hub_cards_load_the_repositorys_full_id(saved: Path, monkeypatch) -> None:
     import huggingface_hub
 

@@ -15,18 +15,6 @@ PAIRS = [("a man is playing a flute", "a man plays the flute", 4.6), ("a dog is 
          ("a plane is taking off", "an air plane is taking off", 5.0)]
 
 
-@pytest.fixture(scope="module")
-def encoders(tiny_transformer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    from sentsim import SentenceTransformer
-    from sentsim.export.onnx_export import export_model
-
-    folder = tmp_path_factory.mktemp("st-calls")
-    torch_model = SentenceTransformer.from_transformer(tiny_transformer_dir, pooling="mean")
-    saved = torch_model.save(folder / "model")
-    exported = export_model(saved, folder / "exported")
-    return {"torch": SentenceTransformer(saved), "onnx": SentenceTransformer(exported, backend="onnx")}
-
-
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_the_dimension_follows_truncate_dim_inside_and_after_the_block(encoders, backend: str) -> None:
     model = encoders[backend]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sentsim.persistence.card_data import ModelCardData
@@ -86,7 +87,6 @@ class StCalls:
         ``replace_model_card`` and ``train_datasets`` (which they ignore too) change nothing; weights are
         always safetensors."""
         import tempfile
-        from pathlib import Path
 
         from sentsim.persistence.hub import upload_to_hub
 
@@ -100,7 +100,9 @@ class StCalls:
         with tempfile.TemporaryDirectory(prefix="sentsim-push-") as folder:
             def save_for(full_id: str) -> Path:
                 self.model_card_data.set_model_id(full_id)
-                return self.save(Path(folder) / "model")
+                saved = self.save(Path(folder) / "model")
+                _load_by_id(saved / "README.md", full_id)  # a copied card (the ONNX encoder's) too
+                return saved
 
             return upload_to_hub(save_for, repo_id, **options)
 
@@ -130,3 +132,16 @@ class StCalls:
         if output_path is not None:
             os.makedirs(output_path, exist_ok=True)
         return evaluator(self, output_path)
+
+
+def _load_by_id(card: Path, model_id: str) -> None:
+    """The card at ``card`` (if any) with sentence-transformers' placeholder id replaced by ``model_id``."""
+    from sentsim.persistence.card_text import with_model_id
+
+    try:
+        text = card.read_text(encoding="utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        return
+    updated = with_model_id(text, model_id)
+    if updated != text:
+        card.write_text(updated, encoding="utf-8")
