@@ -135,3 +135,14 @@ def test_evaluate_takes_a_hub_folder_and_its_split(capsys, mteb_folder: Path, mo
     code, out, err = run_cli(capsys, "evaluate", model_dir, "--data", mteb_folder, "--split", "dev", "--quiet")
     assert code == 0, err
     assert f"on {mteb_folder / 'validation.jsonl.gz'}: 3 pairs" in out
+
+
+def test_train_takes_its_three_splits_from_a_hub_folder(capsys, mteb_folder: Path, model_dir: Path,
+                                                        tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", mteb_folder, "--epochs", "1",
+                           "--batch-size", "2", "--output", run, "--json", "--quiet")
+    assert code == 0, err
+    assert json.loads((run / "config.json").read_text(encoding="utf-8"))["pairs"] == {"train": 4, "dev": 3, "test": 3}
+    predictions = [json.loads(line) for line in (run / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted(row["sentence1"] for row in predictions) == sorted(row[0] for row in ROWS[1:])  # test.jsonl.gz's
