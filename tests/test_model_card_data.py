@@ -119,6 +119,10 @@ def test_a_trained_runs_card_survives_a_save_and_follows_a_new_calibration(train
     assert card.split("## 0–5 scores")[0] == original.split("## 0–5 scores")[0]
     assert card.split("## Limitations")[1] == original.split("## Limitations")[1]
     assert "fitted on 10 pairs of " in card
+    named = (SentenceTransformer(run / "model").save(tmp_path / "named", model_name="me/sts-model") / "README.md")
+    named_card = named.read_text(encoding="utf-8")  # the training card's local path becomes the hub id
+    assert 'SentenceTransformer("me/sts-model")' in named_card and "path/to/this/model" not in named_card
+    assert 'SentenceTransformer("path/to/this/model")' in original
     code, _, err = run_cli(capsys, "calibrate", copy, "--data", data_dir / "test.tsv", "--overwrite", "--quiet")
     assert code == 0, err
     recalibrated = (copy / "README.md").read_text(encoding="utf-8")

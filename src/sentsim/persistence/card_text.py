@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 
-from sentsim.persistence.minimal_card import PLACEHOLDER_ID
+from sentsim.persistence.minimal_card import LOCAL_PLACEHOLDER, PLACEHOLDER_ID
 
 _SCORES_HEADING = re.compile(r"^## 0–5 scores\b")
 _FENCE = re.compile(r"^\s*(```|~~~)")
@@ -38,12 +38,14 @@ def restate_calibration(card: str, *, source: str | None, n_pairs: int | None, a
 
 
 def with_model_id(card: str, model_id: str | None) -> str:
-    """``card`` loading ``model_id`` where it loads sentence-transformers' placeholder id (their cards'
-    ``sentence_transformers_model_id``, before the model has a hub id)."""
+    """``card`` loading ``model_id`` where it loads a placeholder: sentence-transformers' cards'
+    ``sentence_transformers_model_id`` or the training card's ``path/to/this/model``, quoted either way."""
     if not model_id:
         return card
-    return card.replace(json.dumps(PLACEHOLDER_ID), json.dumps(model_id)).replace(
-        repr(PLACEHOLDER_ID), json.dumps(model_id))
+    for placeholder in (PLACEHOLDER_ID, LOCAL_PLACEHOLDER):
+        card = card.replace(json.dumps(placeholder), json.dumps(model_id)).replace(repr(placeholder),
+                                                                                   json.dumps(model_id))
+    return card
 
 
 def _section(*, source: str | None, n_pairs: int | None) -> list[str]:

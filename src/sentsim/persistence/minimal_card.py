@@ -22,6 +22,8 @@ MARKER = "<!-- sentsim: this card is written anew by every save() -->"
 
 #: What sentence-transformers' cards load when the model has no hub id yet (``save`` without ``model_name``).
 PLACEHOLDER_ID = "sentence_transformers_model_id"
+#: What the training run's card (``sentsim.reporting.model_card``) loads until the model has a hub id.
+LOCAL_PLACEHOLDER = "path/to/this/model"
 
 _OUR_TAGS = ["sentence-transformers", "sentence-similarity", "sentsim"]
 

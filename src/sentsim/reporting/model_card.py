@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sentsim.persistence.minimal_card import LOCAL_PLACEHOLDER
+
 __all__ = ["render_model_card"]
 
 _SPLITS = ("dev", "test")
@@ -185,7 +187,7 @@ def _description_and_usage(*, model_name: str, base_model: str, loss: str, dimen
         code_block(
             "from sentsim import SentenceTransformer\n"
             "\n"
-            'model = SentenceTransformer("path/to/this/model")\n'
+            f'model = SentenceTransformer("{LOCAL_PLACEHOLDER}")\n'
             "embeddings = model.encode([\n"
             '    "A man is playing a guitar.",\n'
             '    "Someone is playing an instrument.",\n'
@@ -194,7 +196,7 @@ def _description_and_usage(*, model_name: str, base_model: str, loss: str, dimen
         ),
         "",
         "The folder uses the sentence-transformers layout, so "
-        '`sentence_transformers.SentenceTransformer("path/to/this/model")` loads it too.',
+        f'`sentence_transformers.SentenceTransformer("{LOCAL_PLACEHOLDER}")` loads it too.',
     ]
 
 
@@ -236,7 +238,8 @@ def _calibration_section(calibrated: bool) -> list[str]:
             "Raw cosines of a trained model bunch up in a narrow band, while people read STS scores on 0–5. "
             "`calibration.json` holds an isotonic map from cosine to the 0–5 scale, fitted on the dev split; "
             "sentence-transformers ignores it, sentsim applies it:", "",
-            code_block('from sentsim import SentenceTransformer\n\nmodel = SentenceTransformer("path/to/this/model")\n'
+            code_block('from sentsim import SentenceTransformer\n\n'
+                       f'model = SentenceTransformer("{LOCAL_PLACEHOLDER}")\n'
                        'model.sts_score("A man is playing a guitar.", "Someone plays an instrument.")  # 0–5',
                        "python"),
             "", "or on the command line: `sentsim similarity MODEL \"text a\" \"text b\"`."]
