@@ -210,3 +210,15 @@ def test_sentsims_own_card_data_class_under_their_name(saved: Path, tmp_path: Pa
     named._model_card_text = ""  # as in sentence-transformers: an empty loaded card asks for a new one
     card = (named.save(tmp_path / "new") / "README.md").read_text(encoding="utf-8")
     assert 'SentenceTransformer("sentence_transformers_model_id")' in card and "## Usage" in card
+
+
+def test_the_evaluation_table_keeps_numbers_and_escapes_cells() -> None:
+    from sentsim.persistence.card_data import ModelCardData
+    from sentsim.persistence.minimal_card import render_minimal_card
+
+    card = ModelCardData()
+    card.set_evaluation_metrics(object(), {"a|b_spearman": 0.5, "undefined": float("nan"), "flag": True}, step=3)
+    card.set_evaluation_metrics(object(), {"a|b_spearman": 0.75})  # a later evaluation's figure wins
+    text = render_minimal_card(model_name="m", base_model="b", dimensions=3, max_seq_length=4, pooling="mean",
+                               calibrated=False, card=card)
+    assert "| a\\|b_spearman | 0.7500 |" in text and "| undefined | nan |" in text and "flag" not in text

@@ -90,8 +90,13 @@ def _evaluation_section(card: ModelCardData) -> list[str]:
                                     for record in card.evaluations))
     lines = ["## Evaluation", "", f"The last figures of the evaluators run on this model before it was saved: {names}.",
              "", "| metric | value |", "| --- | ---: |"]
-    lines += [f"| {key} | {_figure(value)} |" for key, value in metrics.items()]
+    lines += [f"| {_cell(key)} | {_figure(value)} |" for key, value in metrics.items()]
     return [*lines, ""]
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: a "|" in it would start another cell."""
+    return text.replace("|", "\\|")
 
 
 def _figure(value: float) -> str:
