@@ -18,7 +18,7 @@ from sentsim.inference.process_pool import PoolCalls, pool_aware
 from sentsim.inference.prompts import PromptShortcuts, prompt_settings
 from sentsim.inference.similarity_any import SimilarityCalls
 from sentsim.inference.st_calls import StCalls
-from sentsim.models import Normalize, Pooling, Transformer
+from sentsim.models import Dense, Normalize, Pooling, Transformer
 from sentsim.persistence.hub import DEFAULT_MODEL, resolve_model_path
 from sentsim.persistence.layout import load_modules, load_transformer, read_card, save_modules
 from sentsim.persistence.model_config import read_model_config
@@ -82,8 +82,6 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls, 
         self_card: str | None = None
         hub_name: str | None = None  # the hub id the weights came from, not a local folder
         if modules is None:
-            name = str(model_name_or_path or DEFAULT_MODEL)
-            hub_name = None if Path(name).expanduser().exists() else name
             folder = resolve_model_path(model_name_or_path or DEFAULT_MODEL, cache_folder=cache_folder,
                                         revision=revision, token=token if token is not None else use_auth_token,
                                         local_files_only=local_files_only)
@@ -93,6 +91,8 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls, 
 
             calibration = IsotonicCalibration.load(folder)
             self_card = read_card(folder)
+            name = str(model_name_or_path or DEFAULT_MODEL)
+            hub_name = None if Path(name).expanduser().exists() else name  # resolved from the hub or bundled
         if not modules or not isinstance(modules[0], Transformer):
             raise ModelLoadError("a sentsim model starts with a Transformer module")
         super().__init__(*modules)
@@ -161,6 +161,9 @@ class SentenceTransformer(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls, 
 
     @property
     def embedding_dimension(self) -> int:
+        dense = [module for module in self if isinstance(module, Dense)]
+        if dense:  # a Dense after pooling sets the size (distiluse: 768 pooled → 512)
+            return dense[-1].out_features
         pooling = self.pooling
         return pooling.output_dimension if pooling else self.transformer.embedding_dimension
 

@@ -43,7 +43,8 @@ def read_pipeline_config(folder: Path) -> PipelineConfig:
         kinds[str(entry.get("type", "")).rsplit(".", 1)[-1]] = folder / entry.get("path", "")
     unsupported = set(kinds) - {"Transformer", "Pooling", "Normalize"}
     if unsupported:
-        raise ModelLoadError(f"{folder / 'modules.json'}: module type(s) {sorted(unsupported)} are not supported")
+        raise ModelLoadError(f"{folder / 'modules.json'}: module type(s) {sorted(unsupported)} are not supported by "
+                             "the ONNX backend (it runs Transformer, Pooling and Normalize); use the torch backend")
     transformer_folder = kinds.get("Transformer", folder)
     settings = _read_json(transformer_folder / "sentence_bert_config.json") \
         if (transformer_folder / "sentence_bert_config.json").is_file() else {}

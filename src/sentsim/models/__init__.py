@@ -7,6 +7,7 @@ from sentsim.lazy import lazy_exports
 
 _EXPORTS = {
     "POOLING_MODES": "sentsim.models.pooling_modes",
+    "Dense": "sentsim.models.dense",
     "Normalize": "sentsim.models.normalize",
     "Pooling": "sentsim.models.pooling",
     "Transformer": "sentsim.models.transformer",

@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from sentsim.errors import ModelLoadError
-from sentsim.models import Normalize, Pooling, Transformer
+from sentsim.models import Dense, Normalize, Pooling, Transformer
 from sentsim.persistence.atomic import atomic_save_into
 from sentsim.persistence.model_config import MODEL_CONFIG_FILE
 from sentsim.persistence.model_files import refuse_run_folder
@@ -24,8 +24,10 @@ SAVED_TYPES: dict[type[nn.Module], str] = {
     Transformer: "sentence_transformers.models.Transformer",
     Pooling: "sentence_transformers.models.Pooling",
     Normalize: "sentence_transformers.models.Normalize",
+    Dense: "sentence_transformers.models.Dense",
 }
-_LOADERS: dict[str, Any] = {"Transformer": Transformer.load, "Pooling": Pooling.load, "Normalize": Normalize.load}
+_LOADERS: dict[str, Any] = {"Transformer": Transformer.load, "Pooling": Pooling.load, "Normalize": Normalize.load,
+                            "Dense": Dense.load}
 
 
 def load_modules(folder: str | Path, *, allow_pickle: bool = False) -> list[nn.Module]:
@@ -49,7 +51,7 @@ def load_modules(folder: str | Path, *, allow_pickle: bool = False) -> list[nn.M
         if loader is None:
             raise ModelLoadError(f"{modules_path}: module type {entry['type']!r} is not supported by sentsim")
         module_folder = folder / entry["path"]
-        if kind == "Transformer":
+        if kind in ("Transformer", "Dense"):
             modules.append(loader(module_folder, allow_pickle=allow_pickle))
         elif kind == "Normalize" or module_folder.is_dir():
             modules.append(loader(module_folder))

@@ -1,0 +1,120 @@
+"""Dense (linear + activation after pooling, as LaBSE and distiluse end): saved, loaded, encoded and trained,
+and read both ways with sentence-transformers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sentsim.errors import ModelLoadError
+
+TEXTS = ["a man is playing a flute", "a dog is running in the park", "two children are eating food"]
+
+
+@pytest.fixture
+def dense_model(tiny_transformer_dir: Path):
+    from sentsim import SentenceTransformer
+    from sentsim.models import Dense, Normalize, Pooling, Transformer
+
+    transformer = Transformer(tiny_transformer_dir, local_files_only=True)
+    torch.manual_seed(1)
+    dense = Dense(transformer.embedding_dimension, 16)
+    return SentenceTransformer(modules=[transformer, Pooling(transformer.embedding_dimension, modes="mean"), dense,
+                                        Normalize()])
+
+
+def test_a_dense_model_encodes_saves_and_loads_with_its_layer(dense_model, tmp_path: Path) -> None:
+    from sentsim import SentenceTransformer
+
+    assert dense_model.get_embedding_dimension() == 16
+    vectors = dense_model.encode(TEXTS, dtype="fp32")
+    assert vectors.shape == (3, 16) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    with torch.no_grad():  # by hand: mean pooling, then tanh(linear), then unit length
+        pooled = torch.as_tensor(SentenceTransformer(modules=list(dense_model)[:2]).encode(TEXTS, dtype="fp32"))
+        by_hand = torch.nn.functional.normalize(torch.tanh(dense_model[2].linear(pooled)), dim=1)
+    np.testing.assert_allclose(vectors, by_hand.numpy(), atol=1e-5)
+    folder = dense_model.save(tmp_path / "model")
+    assert (folder / "2_Dense" / "model.safetensors").is_file()
+    np.testing.assert_allclose(SentenceTransformer(folder).encode(TEXTS, dtype="fp32"), vectors, atol=1e-6)
+
+
+def test_sentence_transformers_reads_our_dense_folders_and_we_read_theirs(dense_model, tmp_path: Path) -> None:
+    st = pytest.importorskip("sentence_transformers")
+    from sentsim import SentenceTransformer
+
+    ours = dense_model.save(tmp_path / "ours")
+    expected = dense_model.encode(TEXTS, dtype="fp32")
+    theirs = st.SentenceTransformer(str(ours), device="cpu")
+    np.testing.assert_allclose(theirs.encode(TEXTS), expected, atol=1e-5)
+    theirs.save(str(tmp_path / "theirs"))
+    np.testing.assert_allclose(SentenceTransformer(tmp_path / "theirs").encode(TEXTS, dtype="fp32"), expected,
+                               atol=1e-5)
+    theirs.save(str(tmp_path / "pickled"), safe_serialization=False)  # as LaBSE and distiluse ship theirs
+    dense_folder = next((tmp_path / "pickled").glob("*_Dense"))
+    assert (dense_folder / "pytorch_model.bin").is_file()
+    with pytest.raises(ModelLoadError, match="allow_pickle"):
+        SentenceTransformer(tmp_path / "pickled")
+    loaded = SentenceTransformer(tmp_path / "pickled", allow_pickle=True)
+    np.testing.assert_allclose(loaded.encode(TEXTS, dtype="fp32"), expected, atol=1e-5)
+
+
+def test_a_dense_config_naming_other_code_or_not_fitting_is_refused(dense_model, tmp_path: Path) -> None:
+    import json
+
+    from sentsim import SentenceTransformer
+
+    folder = dense_model.save(tmp_path / "model")
+    config_path = folder / "2_Dense" / "config.json"
+    config = json.loads(config_path.read_text())
+    assert config == {"in_features": 32, "out_features": 16, "bias": True,
+                      "activation_function": "torch.nn.modules.activation.Tanh"}
+    config_path.write_text(json.dumps({**config, "activation_function": "os.system"}))
+    with pytest.raises(ModelLoadError, match=r"'os\.system' is not one sentsim loads"):
+        SentenceTransformer(folder)
+    config_path.write_text(json.dumps({**config, "out_features": 8}))
+    with pytest.raises(ModelLoadError, match="do not fit its config"):
+        SentenceTransformer(folder)
+
+
+def test_a_dense_model_trains_through_its_layer(dense_model) -> None:
+    from sentsim.training.config import TrainConfig
+    from sentsim.training.loop import train
+
+    before = dense_model[2].linear.weight.detach().clone()
+    train(dense_model, sentences_a=TEXTS * 2, sentences_b=TEXTS[::-1] * 2, labels=[0.9, 0.1, 0.5, 0.8, 0.2, 0.4],
+          config=TrainConfig(batch_size=2, epochs=1, dtype="fp32", learning_rate=1e-2), quiet=True)
+    assert not torch.equal(dense_model[2].linear.weight, before)
+
+
+def test_the_onnx_backend_refuses_a_dense_model_by_name(dense_model, tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    from sentsim import SentenceTransformer
+    from sentsim.errors import ConfigError
+    from sentsim.export.onnx_export import export_model
+    from sentsim.inference.folder_config import read_pipeline_config
+
+    folder = dense_model.save(tmp_path / "model")
+    with pytest.raises(ModelLoadError, match=r"\['Dense'\] are not supported by the ONNX backend.*torch backend"):
+        read_pipeline_config(folder)
+    for export in (lambda: export_model(folder, tmp_path / "exported"),
+                   lambda: SentenceTransformer(folder, backend="onnx")):
+        with pytest.raises(ConfigError, match="has a Dense module, which the ONNX backend does not run"):
+            export()
+    assert not (tmp_path / "exported").exists()  # refused before anything was written
+
+
+def test_the_server_embeds_through_the_dense_layer(dense_model) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from sentsim.serve.app import create_app
+    from sentsim.serve.engine import TorchEngine
+    from sentsim.serve.limits import ServeSettings
+
+    with TestClient(create_app(ServeSettings(), TorchEngine(dense_model, name="dense"))) as client:
+        served = np.array(client.post("/embed", json={"inputs": TEXTS}).json())
+    assert served.shape == (3, 16)
+    np.testing.assert_allclose(served, dense_model.encode(TEXTS, dtype="fp32"), atol=2e-3)
