@@ -130,30 +130,10 @@ def test_a_trained_runs_card_survives_a_save_and_follows_a_new_calibration(train
     assert recalibrated.count("## 0–5 scores") == 1 and "## Limitations" in recalibrated
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx"])
-def test_both_encoders_push_cards_that_load_the_full_id(encoders, backend: str, monkeypatch) -> None:
+@pytest.fixture
+def pushed_cards(monkeypatch) -> list[str]:
+    """A fake hub (online); the list gets the README.md of every folder uploaded to it."""
     import huggingface_hub
-
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "SENTSIM_OFFLINE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
-    cards: list[str] = []
-    original_upload = FakeHub.upload_folder
-
-    def upload(self, **options):
-        cards.append((Path(options["folder_path"]) / "README.md").read_text(encoding="utf-8"))
-        return original_upload(self, **options)
-
-    monkeypatch.setattr(FakeHub, "upload_folder", upload)
-    encoders[backend].push_to_hub(f"tiny-{backend}")
-    assert f'SentenceTransformer("me/tiny-{backend}")' in cards[-1]
-    assert "sentence_transformers_model_id" not in cards[-1]
-
-
-def test_push_to_hub_cards_load_the_repositorys_full_id(saved: Path, monkeypatch) -> None:
-    import huggingface_hub
-
-    from sentsim import SentenceTransformer
 
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "SENTSIM_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
@@ -167,12 +147,25 @@ def test_push_to_hub_cards_load_the_repositorys_full_id(saved: Path, monkeypatch
 
     monkeypatch.setattr(FakeHub, "upload_folder", upload)
     FakeHub.calls = []
+    return cards
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_both_encoders_push_cards_that_load_the_full_id(encoders, backend: str, pushed_cards: list[str]) -> None:
+    encoders[backend].push_to_hub(f"tiny-{backend}")
+    assert f'SentenceTransformer("me/tiny-{backend}")' in pushed_cards[-1]
+    assert "sentence_transformers_model_id" not in pushed_cards[-1]
+
+
+def test_push_to_hub_cards_load_the_repositorys_full_id(saved: Path, pushed_cards: list[str]) -> None:
+    from sentsim import SentenceTransformer
+
     model = SentenceTransformer(saved)
     model.push_to_hub("tiny-sts")  # a bare name: the hub puts it under the user's namespace
-    assert 'SentenceTransformer("me/tiny-sts")' in cards[-1] and model.model_card_data.model_id == "me/tiny-sts"
+    assert 'SentenceTransformer("me/tiny-sts")' in pushed_cards[-1] and model.model_card_data.model_id == "me/tiny-sts"
     with pytest.warns(DeprecationWarning, match="push_to_hub"):
         model.save_to_hub("other", organization="org", exist_ok=True)
-    assert FakeHub.calls[-1][1]["repo_id"] == "org/other" and 'SentenceTransformer("org/other")' in cards[-1]
+    assert FakeHub.calls[-1][1]["repo_id"] == "org/other" and 'SentenceTransformer("org/other")' in pushed_cards[-1]
     with pytest.raises(ValueError, match="organization"), pytest.warns(DeprecationWarning):
         model.save_to_hub("someone/other", organization="org")
 
