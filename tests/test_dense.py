@@ -89,21 +89,33 @@ def test_a_dense_model_trains_through_its_layer(dense_model) -> None:
     assert not torch.equal(dense_model[2].linear.weight, before)
 
 
-def test_the_onnx_backend_refuses_a_dense_model_by_name(dense_model, tmp_path: Path) -> None:
+@pytest.mark.parametrize("activation", ["Tanh", "GELU", "Identity"])
+def test_the_onnx_backend_runs_the_dense_layer_in_numpy(dense_model, tmp_path: Path, activation: str) -> None:
     pytest.importorskip("onnx")
     from sentsim import SentenceTransformer
-    from sentsim.errors import ConfigError
     from sentsim.export.onnx_export import export_model
-    from sentsim.inference.folder_config import read_pipeline_config
 
-    folder = dense_model.save(tmp_path / "model")
-    with pytest.raises(ModelLoadError, match=r"\['Dense'\] are not supported by the ONNX backend.*torch backend"):
-        read_pipeline_config(folder)
-    for export in (lambda: export_model(folder, tmp_path / "exported"),
-                   lambda: SentenceTransformer(folder, backend="onnx")):
-        with pytest.raises(ConfigError, match="has a Dense module, which the ONNX backend does not run"):
-            export()
-    assert not (tmp_path / "exported").exists()  # refused before anything was written
+    dense_model[2].activation_function = getattr(torch.nn, activation)()
+    expected = dense_model.encode(TEXTS, dtype="fp32")
+    exported = export_model(dense_model.save(tmp_path / "model"), tmp_path / "exported")
+    onnx = SentenceTransformer(exported, backend="onnx")
+    assert onnx.get_embedding_dimension() == 16
+    np.testing.assert_allclose(onnx.encode(TEXTS), expected, atol=1e-5)
+
+
+def test_the_onnx_backend_refuses_dense_weights_it_cannot_read_safely(dense_model, tmp_path: Path) -> None:
+    import json
+
+    from sentsim.inference.onnx_head import load_dense_layers
+
+    dense_folder = dense_model.save(tmp_path / "model") / "2_Dense"
+    (dense_folder / "model.safetensors").rename(dense_folder / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match=r"not in model\.safetensors.*sentsim export"):
+        load_dense_layers([dense_folder])
+    config = json.loads((dense_folder / "config.json").read_text())
+    (dense_folder / "config.json").write_text(json.dumps({**config, "activation_function": "os.system"}))
+    with pytest.raises(ModelLoadError, match=r"'os\.system' is not supported by the ONNX backend"):
+        load_dense_layers([dense_folder])
 
 
 def test_the_server_embeds_through_the_dense_layer(dense_model) -> None:

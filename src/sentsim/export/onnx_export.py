@@ -30,7 +30,7 @@ QUANTIZE_CHOICES = ("none", "int8")
 
 
 #: The modules after the transformer that the ONNX backend reproduces (in numpy, from their configs).
-ONNX_MODULES = ("Pooling", "Normalize")
+ONNX_MODULES = ("Pooling", "Dense", "Normalize")
 
 
 def export_model(

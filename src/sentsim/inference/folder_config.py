@@ -33,18 +33,25 @@ class PipelineConfig:
     position_limit: int | None = None
     #: Whether a prompt's tokens are pooled with the text's (sentence-transformers' ``include_prompt``).
     include_prompt: bool = True
+    #: The folders of the Dense layers after pooling, in pipeline order (``inference.onnx_dense``).
+    dense_folders: tuple[Path, ...] = ()
 
 
 def read_pipeline_config(folder: Path) -> PipelineConfig:
     """The pipeline of ``folder``; a folder without ``modules.json`` gets mean pooling, like ``load_modules``."""
     entries = _read_json(folder / "modules.json") if (folder / "modules.json").is_file() else None
     kinds = {}
+    dense: list[Path] = []
     for entry in sorted(entries or [], key=lambda item: item.get("idx", 0)):
-        kinds[str(entry.get("type", "")).rsplit(".", 1)[-1]] = folder / entry.get("path", "")
-    unsupported = set(kinds) - {"Transformer", "Pooling", "Normalize"}
+        kind = str(entry.get("type", "")).rsplit(".", 1)[-1]
+        kinds[kind] = folder / entry.get("path", "")
+        if kind == "Dense":
+            dense.append(kinds[kind])
+    unsupported = set(kinds) - {"Transformer", "Pooling", "Dense", "Normalize"}
     if unsupported:
         raise ModelLoadError(f"{folder / 'modules.json'}: module type(s) {sorted(unsupported)} are not supported by "
-                             "the ONNX backend (it runs Transformer, Pooling and Normalize); use the torch backend")
+                             "the ONNX backend (it runs Transformer, Pooling, Dense and Normalize); use the torch "
+                             "backend")
     transformer_folder = kinds.get("Transformer", folder)
     settings = _read_json(transformer_folder / "sentence_bert_config.json") \
         if (transformer_folder / "sentence_bert_config.json").is_file() else {}
@@ -59,7 +66,7 @@ def read_pipeline_config(folder: Path) -> PipelineConfig:
     return PipelineConfig(max_seq_length=int(max_length), do_lower_case=bool(settings.get("do_lower_case", False)),
                           pooling_modes=modes, normalize="Normalize" in kinds,
                           hidden_size=int(hidden) if hidden else None, position_limit=position_limit(model_config),
-                          include_prompt=include_prompt)
+                          include_prompt=include_prompt, dense_folders=tuple(dense))
 
 
 def pooling_modes(config: dict[str, Any]) -> tuple[str, ...]:

@@ -31,6 +31,7 @@ from sentsim.inference.encode_args import (
 )
 from sentsim.inference.folder_config import read_pipeline_config
 from sentsim.inference.onnx_files import find_onnx_file, open_session, read_manifest
+from sentsim.inference.onnx_head import apply_head, load_dense_layers
 from sentsim.inference.parallel_runs import run_pieces
 from sentsim.inference.process_pool import PoolCalls, pool_aware
 from sentsim.inference.prompts import PromptShortcuts, prompt_settings, resolve_prompt
@@ -45,7 +46,7 @@ from sentsim.progress import progress_bar
 if TYPE_CHECKING:
     from sentsim.inference.calibration import IsotonicCalibration
 
-__all__ = ["OnnxSentenceEncoder", "pool"]
+__all__ = ["OnnxSentenceEncoder"]
 
 #: One forward's outputs: input ids, attention mask, token embeddings, sentence embeddings.
 Forward = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -85,6 +86,7 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls):
         self.folder = resolve_model_path(model_name_or_path)
         self.file = find_onnx_file(self.folder, file_name)
         self.config = read_pipeline_config(self.folder)
+        self.dense = load_dense_layers(self.config.dense_folders)
         stored = read_model_config(self.folder)
         self.prompts, self.default_prompt_name = prompt_settings(stored, prompts, default_prompt_name)
         self.similarity_fn_name = similarity_fn_name or stored.get("similarity_fn_name")
@@ -377,34 +379,6 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls):
             feeds["token_type_ids"] = np.zeros_like(input_ids)
         tokens = np.asarray((session or self.session).run(None, {name: feeds[name] for name in self.input_names})[0],
                             dtype=np.float32)
-        embeddings = pool(tokens, attention_mask, self.config.pooling_modes)
-        if self.config.normalize:
-            embeddings = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+        embeddings = apply_head(tokens, attention_mask, modes=self.config.pooling_modes, dense=self.dense,
+                                normalize=self.config.normalize)
         return input_ids, attention_mask, tokens, embeddings
-
-
-def pool(tokens: np.ndarray, mask: np.ndarray, modes: Sequence[str]) -> np.ndarray:
-    """Pools ``(batch, length, hidden)`` token embeddings under the mask, as ``models.Pooling`` does.
-
-    The weighted sums are one batched matrix product each (``(batch, 1, length) @ tokens``): 6× faster
-    than multiplying and summing the whole token tensor, and the same numbers to float rounding.
-    """
-    weights = mask.astype(np.float32)
-    lengths = mask.sum(axis=1)
-    pooled = []
-    for mode in modes:
-        if mode == "cls":
-            pooled.append(tokens[:, 0])
-        elif mode == "max":
-            pooled.append(np.where(weights[..., None] > 0, tokens, np.finfo(np.float32).min).max(axis=1))
-        elif mode in ("mean", "mean_sqrt_len"):
-            summed = np.matmul(weights[:, None, :], tokens)[:, 0]
-            count = np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
-            pooled.append(summed / count if mode == "mean" else summed / np.sqrt(count))
-        elif mode == "weightedmean":
-            positional = np.arange(1, tokens.shape[1] + 1, dtype=np.float32)[None, :] * weights
-            summed = np.matmul(positional[:, None, :], tokens)[:, 0]
-            pooled.append(summed / np.maximum(positional.sum(axis=1, keepdims=True), 1e-9))
-        else:  # lasttoken: right padding, so the last real token sits at length - 1
-            pooled.append(tokens[np.arange(tokens.shape[0]), np.maximum(lengths - 1, 0)])
-    return pooled[0] if len(pooled) == 1 else np.concatenate(pooled, axis=1)
