@@ -29,10 +29,6 @@ OPSET = 17
 QUANTIZE_CHOICES = ("none", "int8")
 
 
-#: The modules after the transformer that the ONNX backend reproduces (in numpy, from their configs).
-ONNX_MODULES = ("Pooling", "Dense", "Normalize")
-
-
 def export_model(
     model_name_or_path: str | Path,
     output: str | Path,
@@ -64,10 +60,6 @@ def export_model(
     from sentsim.encoders.bi_encoder import SentenceTransformer
 
     model = SentenceTransformer(model_name_or_path, device="cpu").eval()
-    extra = [type(module).__name__ for module in list(model)[1:] if type(module).__name__ not in ONNX_MODULES]
-    if extra:  # the ONNX backend pools and normalises outside the graph, and does nothing else there
-        raise ConfigError(f"{model_name_or_path} has a {', '.join(extra)} module, which the ONNX backend does not "
-                          "run (it exports the transformer and pools outside the graph); use the torch backend")
     with atomic_save_into(target) as temp:
         model.save(temp)
         _copy_extras(Path(model.name_or_path), temp)
