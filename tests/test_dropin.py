@@ -32,7 +32,10 @@ def test_encode_keywords_and_return_types(tiny_model):
     lengths = [len(ids) for ids in tiny_model.token_ids(texts)]
     assert [row.shape for row in tokens] == [(length, 32) for length in lengths]
     everything = tiny_model.encode(texts[0], output_value=None, dtype="fp32")
-    assert {"sentence_embedding", "token_embeddings", "attention_mask"} <= set(everything)
+    assert set(everything) == {"input_ids", "token_type_ids", "attention_mask", "modality", "token_embeddings",
+                               "sentence_embedding"}  # sentence-transformers' keys
+    assert everything["modality"] == "text" and not everything["token_type_ids"].any()
+    assert everything["token_type_ids"].shape == everything["input_ids"].shape
     truncated = tiny_model.encode(texts, truncate_dim=8, dtype="fp32")
     np.testing.assert_allclose(truncated, default[:, :8], atol=1e-6)
 

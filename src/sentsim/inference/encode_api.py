@@ -15,7 +15,13 @@ import numpy as np
 import torch
 
 from sentsim.inference.encode import encode, forward_in_batches, prompt_token_count
-from sentsim.inference.encode_args import check_encode_options, quantized_rows, returned, texts_to_encode
+from sentsim.inference.encode_args import (
+    check_encode_options,
+    quantized_rows,
+    returned,
+    texts_to_encode,
+    with_st_fields,
+)
 from sentsim.inference.quantize import quantize_embeddings
 
 if TYPE_CHECKING:
@@ -55,6 +61,7 @@ def _per_row_outputs(model: SentenceTransformer, texts: list[str], output_value:
                      prompt_length: int | None = None) -> list[Any]:
     """Per text: its token embeddings (padding cut off), or with ``output_value=None`` every output feature."""
     rows: list[Any] = [None] * len(texts)
+    token_type_ids = "token_type_ids" in getattr(model.tokenizer, "model_input_names", ())
 
     def keep(batch: list[int], features: dict[str, torch.Tensor]) -> None:
         if truncate_dim is not None:
@@ -64,8 +71,9 @@ def _per_row_outputs(model: SentenceTransformer, texts: list[str], output_value:
                 length = int(features["attention_mask"][position].sum())
                 rows[index] = features["token_embeddings"][position, :length].float().cpu()
             else:
-                rows[index] = {name: value[position].cpu() if isinstance(value, torch.Tensor) and value.ndim
-                               and value.shape[0] == len(batch) else value for name, value in features.items()}
+                row = {name: value[position].cpu() if isinstance(value, torch.Tensor) and value.ndim
+                       and value.shape[0] == len(batch) else value for name, value in features.items()}
+                rows[index] = with_st_fields(row, token_type_ids=token_type_ids)
 
     forward_in_batches(model, texts, keep, batch_size=batch_size, dtype=dtype, show_progress=show_progress,
                        prompt_length=prompt_length)

@@ -84,3 +84,13 @@ def tensor_maker() -> Callable[[Any], Any]:
     import torch
 
     return torch.as_tensor
+
+
+def with_st_fields(row: dict[str, Any], *, token_type_ids: bool) -> dict[str, Any]:
+    """An ``output_value=None`` row with the fields sentence-transformers' rows have besides the model's
+    outputs: ``token_type_ids`` (all zeros: one sentence per input) for a tokenizer that makes them, and
+    ``modality`` (``"text"``)."""
+    if token_type_ids and "token_type_ids" not in row and "input_ids" in row:
+        row["token_type_ids"] = row["input_ids"] * 0  # a tensor or an array alike, of the ids' type
+    row.setdefault("modality", "text")
+    return row

@@ -28,6 +28,7 @@ from sentsim.inference.encode_args import (
     returned,
     tensor_maker,
     texts_to_encode,
+    with_st_fields,
 )
 from sentsim.inference.folder_config import read_pipeline_config
 from sentsim.inference.onnx_files import find_onnx_file, open_session, read_manifest
@@ -257,9 +258,10 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls):
                 if output_value == "token_embeddings":
                     rows[index] = convert(tokens[position, : len(ids[index])])
                 else:
-                    rows[index] = {"input_ids": convert(input_ids[position]), "attention_mask": convert(mask[position]),
-                                   "token_embeddings": convert(tokens[position]),
-                                   "sentence_embedding": convert(embeddings[position])}
+                    row = {"input_ids": convert(input_ids[position]), "attention_mask": convert(mask[position]),
+                           "token_embeddings": convert(tokens[position]),
+                           "sentence_embedding": convert(embeddings[position])}
+                    rows[index] = with_st_fields(row, token_type_ids="token_type_ids" in self.input_names)
         return rows
 
     # -- sentsim's plain-array calls --------------------------------------------------------------
