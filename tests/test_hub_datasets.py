@@ -107,6 +107,7 @@ def test_a_dataset_id_is_downloaded_with_huggingface_hub(mteb_folder: Path, monk
     repo_id, options = fake.calls[0]
     assert repo_id == "mteb/stsbenchmark-sts" and options["repo_type"] == "dataset"
     assert options["local_files_only"] is False and "*.parquet" in options["allow_patterns"]
+    assert "*.jsonl.gz" in options["allow_patterns"] and "*.gz" not in options["allow_patterns"]  # no .tar.gz
     with pytest.raises(ConfigError, match=r"no such file or folder: data/pairs\.tsv$"):
         load_pairs("data/pairs.tsv")  # a missing file is a typo, never a download
     assert len(fake.calls) == 2

@@ -17,6 +17,7 @@ from typing import Any
 
 from sentsim.data.pair_files import SUPPORTED_EXTENSIONS, format_suffix, read_pair_file
 from sentsim.data.pairs import PairDataset
+from sentsim.data.parquet_files import PARQUET
 from sentsim.environment import is_offline
 from sentsim.errors import ConfigError, OfflineError
 
@@ -93,7 +94,8 @@ def download_dataset(repo_id: str, *, revision: str | None = None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    patterns = ["README.md", *(f"*{extension}" for extension in SUPPORTED_EXTENSIONS), "*.gz"]
+    patterns = ["README.md", *(f"*{extension}{gz}" for extension in SUPPORTED_EXTENSIONS for gz in ("", ".gz")
+                               if not (gz and extension == PARQUET))]  # no other archive: it may be huge
     offline = is_offline()
     try:
         return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, allow_patterns=patterns,
