@@ -215,3 +215,15 @@ def test_the_evaluation_table_keeps_numbers_and_escapes_cells() -> None:
     text = render_minimal_card(model_name="m", base_model="b", dimensions=3, max_seq_length=4, pooling="mean",
                                calibrated=False, card=card)
     assert "| a\\|b_spearman | 0.7500 |" in text and "| undefined | nan |" in text and "flag" not in text
+
+
+def test_the_onnx_encoder_saves_with_their_arguments(encoders, tmp_path: Path) -> None:
+    onnx = encoders["onnx"]
+    named = onnx.save(tmp_path / "named", model_name="me/tiny-onnx-copy")
+    assert 'SentenceTransformer("me/tiny-onnx-copy")' in (named / "README.md").read_text(encoding="utf-8")
+    assert (named / "onnx").is_dir() and (named / "modules.json").is_file()
+    bare = onnx.save_pretrained(tmp_path / "bare", create_model_card=False)
+    assert not (bare / "README.md").exists() and (bare / "modules.json").is_file()
+    with pytest.raises(ValueError, match="safetensors"):
+        onnx.save(tmp_path / "pickled", safe_serialization=False)
+    assert not (tmp_path / "pickled").exists()

@@ -326,14 +326,25 @@ class OnnxSentenceEncoder(PromptShortcuts, SimilarityCalls, StCalls, PoolCalls):
         scores = calibrated_scores(cosines, calibration) if calibrated else cosines
         return float(scores[0]) if single else scores
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, model_name: str | None = None, create_model_card: bool = True,
+             train_datasets: list[str] | None = None, safe_serialization: bool = True) -> Path:
         """A copy of the model folder at ``path``, atomically, with this encoder's calibration (an ONNX
-        folder cannot be re-serialised from memory: its files are copied as they are)."""
+        folder cannot be re-serialised from memory: its files are copied as they are). sentence-transformers'
+        arguments are taken: ``model_name`` becomes the id the copied card loads (its placeholder replaced),
+        ``create_model_card=False`` leaves the card out; ``train_datasets`` only ever fed their card."""
         from sentsim.inference.calibration import CALIBRATION_FILE
         from sentsim.persistence.atomic import copy_directory
+        from sentsim.persistence.card_text import with_model_id
 
-        calibration = {CALIBRATION_FILE: self.calibration.to_json()} if self.calibration is not None else {}
-        return copy_directory(self.folder, path, replace_files=calibration)
+        if not safe_serialization:
+            raise ValueError("sentsim saves safetensors only: safe_serialization=False is not supported")
+        replace = {CALIBRATION_FILE: self.calibration.to_json()} if self.calibration is not None else {}
+        card = self.folder / "README.md"
+        if model_name and create_model_card and card.is_file():
+            self.model_card_data.set_model_id(model_name)
+            replace["README.md"] = with_model_id(card.read_text(encoding="utf-8"), model_name)
+        return copy_directory(self.folder, path, replace_files=replace,
+                              leave_out=() if create_model_card else ("README.md",))
 
     save_pretrained = save  # sentence-transformers' other name for it
 

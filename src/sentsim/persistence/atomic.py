@@ -173,10 +173,10 @@ def atomic_directory(final: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def copy_directory(source: str | os.PathLike[str], final: str | os.PathLike[str], *,
-                   replace_files: dict[str, str] | None = None) -> Path:
+                   replace_files: dict[str, str] | None = None, leave_out: tuple[str, ...] = ()) -> Path:
     """Copies the folder ``source`` to ``final`` atomically (see ``atomic_save_into``: what else ``final``
     holds stays), with the text files in ``replace_files`` (name → content) written over or beside the
-    copied ones.
+    copied ones, and the top-level files named in ``leave_out`` not copied.
 
     For a model folder that cannot be re-serialised from memory (an ONNX export): saving a changed
     copy of it, its calibration say, is copying it with that one file replaced.
@@ -185,8 +185,13 @@ def copy_directory(source: str | os.PathLike[str], final: str | os.PathLike[str]
     if target.resolve() == source.resolve() or source.resolve() in target.resolve().parents:
         raise ValueError(f"cannot copy {source} onto itself or into itself ({target})")
     with atomic_save_into(target) as temporary:
-        shutil.copytree(source, temporary, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns(MARKER_NAME, ".*.tmp-*", ".*.old-*"))
+        patterns = shutil.ignore_patterns(MARKER_NAME, ".*.tmp-*", ".*.old-*")
+
+        def ignore(folder: str, names: list[str]) -> set[str]:
+            left_out = {name for name in names if name in leave_out} if Path(folder) == source else set()
+            return set(patterns(folder, names)) | left_out
+
+        shutil.copytree(source, temporary, dirs_exist_ok=True, ignore=ignore)
         for name, text in (replace_files or {}).items():
             (temporary / name).write_text(text, encoding="utf-8")
     return target
