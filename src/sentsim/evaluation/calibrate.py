@@ -10,8 +10,7 @@ from sentsim.data import PairDataset
 from sentsim.evaluation.evaluate import evaluate_pairs
 from sentsim.evaluation.metrics import mean_absolute_error
 from sentsim.inference.calibration import IsotonicCalibration
-from sentsim.persistence.atomic import atomic_write_text
-from sentsim.persistence.card_text import restate_calibration
+from sentsim.persistence.card_text import restate_calibration, rewrite_card
 
 if TYPE_CHECKING:
     from sentsim.encoders.bi_encoder import SentenceTransformer
@@ -67,10 +66,5 @@ def _restate_card(card: Path, calibration: IsotonicCalibration, *, append: bool)
     """Brings the card's "0–5 scores" section up to date with the new map (a trained model's card says
     the map it was saved with was fitted on dev). In place, a card without that section is left as it is:
     sentsim did not write it; a saved copy is sentsim's own and gets the section."""
-    try:
-        text = card.read_text(encoding="utf-8")
-    except (FileNotFoundError, UnicodeDecodeError):
-        return
-    updated = restate_calibration(text, source=calibration.source, n_pairs=calibration.n_pairs, append=append)
-    if updated != text:
-        atomic_write_text(card, updated)
+    rewrite_card(card, lambda text: restate_calibration(text, source=calibration.source,
+                                                        n_pairs=calibration.n_pairs, append=append))

@@ -88,6 +88,7 @@ class StCalls:
         always safetensors."""
         import tempfile
 
+        from sentsim.persistence.card_text import rewrite_card, with_model_id
         from sentsim.persistence.hub import upload_to_hub
 
         if not safe_serialization:
@@ -101,7 +102,8 @@ class StCalls:
             def save_for(full_id: str) -> Path:
                 self.model_card_data.set_model_id(full_id)
                 saved = self.save(Path(folder) / "model")
-                _load_by_id(saved / "README.md", full_id)  # a copied card (the ONNX encoder's) too
+                # a copied card (the ONNX encoder's) keeps its placeholder id: it loads the repository's too
+                rewrite_card(saved / "README.md", lambda text: with_model_id(text, full_id))
                 return saved
 
             return upload_to_hub(save_for, repo_id, **options)
@@ -133,15 +135,3 @@ class StCalls:
             os.makedirs(output_path, exist_ok=True)
         return evaluator(self, output_path)
 
-
-def _load_by_id(card: Path, model_id: str) -> None:
-    """The card at ``card`` (if any) with sentence-transformers' placeholder id replaced by ``model_id``."""
-    from sentsim.persistence.card_text import with_model_id
-
-    try:
-        text = card.read_text(encoding="utf-8")
-    except (FileNotFoundError, UnicodeDecodeError):
-        return
-    updated = with_model_id(text, model_id)
-    if updated != text:
-        card.write_text(updated, encoding="utf-8")

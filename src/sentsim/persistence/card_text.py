@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+from sentsim.persistence.atomic import atomic_write_text
 from sentsim.persistence.minimal_card import LOCAL_PLACEHOLDER, PLACEHOLDER_ID
 
 _SCORES_HEADING = re.compile(r"^## 0–5 scores\b")
@@ -48,6 +51,18 @@ def with_model_id(card: str, model_id: str | None) -> str:
     return card
 
 
+def rewrite_card(card: Path, change: Callable[[str], str]) -> None:
+    """Writes ``change(text)`` over the card at ``card`` (atomically) when it differs; a missing or
+    undecodable card is left alone, since there is nothing of sentsim's to keep true in it."""
+    try:
+        text = card.read_text(encoding="utf-8")
+    except (FileNotFoundError, UnicodeDecodeError):
+        return
+    updated = change(text)
+    if updated != text:
+        atomic_write_text(card, updated)
+
+
 def _section(*, source: str | None, n_pairs: int | None) -> list[str]:
     if n_pairs is None:
         return ["## 0–5 scores", "", "This folder has no `calibration.json`; `sentsim calibrate MODEL --data PAIRS` "
@@ -60,22 +75,20 @@ def _section(*, source: str | None, n_pairs: int | None) -> list[str]:
 
 
 def _section_start(lines: list[str]) -> int | None:
-    fenced = False
-    for index, line in enumerate(lines):
-        if _FENCE.match(line):
-            fenced = not fenced
-        elif not fenced and _SCORES_HEADING.match(line):
-            return index
-    return None
+    return next((index for index, line in _outside_code(lines) if _SCORES_HEADING.match(line)), None)
 
 
 def _section_end(lines: list[str], start: int) -> int:
     """The index of the next heading of the same or a higher level (outside code), or the end."""
+    return next((index for index, line in _outside_code(lines) if index > start and re.match(r"^#{1,2} ", line)),
+                len(lines))
+
+
+def _outside_code(lines: list[str]) -> Iterator[tuple[int, str]]:
+    """``(index, line)`` for the lines outside fenced code blocks (a ``## …`` there is code, not a heading)."""
     fenced = False
-    for index in range(start + 1, len(lines)):
-        line = lines[index]
+    for index, line in enumerate(lines):
         if _FENCE.match(line):
             fenced = not fenced
-        elif not fenced and re.match(r"^#{1,2} ", line):
-            return index
-    return len(lines)
+        elif not fenced:
+            yield index, line
