@@ -130,3 +130,13 @@ def test_the_server_embeds_through_the_dense_layer(dense_model) -> None:
         served = np.array(client.post("/embed", json={"inputs": TEXTS}).json())
     assert served.shape == (3, 16)
     np.testing.assert_allclose(served, dense_model.encode(TEXTS, dtype="fp32"), atol=2e-3)
+
+
+def test_both_backends_load_the_same_activations() -> None:
+    from sentsim.inference.onnx_head import ACTIVATIONS as NUMPY_ACTIVATIONS
+    from sentsim.models.dense import ACTIVATIONS
+
+    assert set(ACTIVATIONS) == set(NUMPY_ACTIVATIONS)  # a Dense folder loads on both or on neither
+    values = torch.linspace(-3, 3, 13)
+    for path, module in ACTIVATIONS.items():  # and computes the same function (torch's defaults)
+        np.testing.assert_allclose(NUMPY_ACTIVATIONS[path](values.numpy()), module()(values).numpy(), atol=1e-6)

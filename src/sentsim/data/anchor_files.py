@@ -88,7 +88,7 @@ def _has_column(path: Path, name: str) -> bool:
     """Whether the header row (CSV/TSV), the first object (JSONL) or the schema (Parquet) names ``name``;
     False if unreadable."""
     if format_suffix(path) == PARQUET:
-        return any(column.strip().casefold() == name.casefold() for column in parquet_columns(path))
+        return _names(parquet_columns(path), name)
     lines = [line for line in read_lines(path) if line.text.strip()]
     if not lines:
         raise DataFormatError(path, None, "file is empty")
@@ -103,4 +103,9 @@ def _has_column(path: Path, name: str) -> bool:
         header = next(csv.reader([first], **csv_options(format_suffix(path))), [])
     except csv.Error:
         return False  # a stray carriage return in the header: the reader reports that line itself
+    return _names(header, name)
+
+
+def _names(header: Sequence[str], name: str) -> bool:
+    """Whether a header holds ``name``, matched as the readers match columns (trimmed, any case)."""
     return any(column.strip().casefold() == name.casefold() for column in header)

@@ -30,14 +30,9 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 _SHARD = re.compile(r"^(?P<split>[A-Za-z_]+?)(?:-\d{5}-of-\d{5})?$")
 
 
-def split_files(folder: Path, split: str) -> list[Path]:
-    """The pair files of ``split`` in a Hub dataset folder, in name order; empty if it has none.
-
-    A file belongs to a split when its name without extensions is the split's (``test.jsonl.gz``), a
-    shard of it (``train-00000-of-00001.parquet``), or sits in a folder named after it (``test/0.parquet``).
-    """
-    names = SPLIT_NAMES[split]
-    return [path for path in _pair_files(folder) if _split_of(path, folder) in names]
+def _split_files(split: str, by_split: dict[str, list[Path]]) -> list[Path]:
+    """The files of ``split`` under any of the Hub's names for it (``dev``: ``validation`` …), in name order."""
+    return sorted(path for name in SPLIT_NAMES[split] for path in by_split.get(name, []))
 
 
 def read_hub_split(folder: Path, split: str, **options: Any) -> PairDataset:
@@ -47,9 +42,10 @@ def read_hub_split(folder: Path, split: str, **options: Any) -> PairDataset:
     A split spread over several folders is several configurations of the dataset (a language each, say),
     which would be mixed: refused, naming the folders to choose from.
     """
-    files = split_files(folder, split)
+    by_split = _files_by_split(folder)
+    files = _split_files(split, by_split)
     if not files:
-        found = splits_found(folder)
+        found = sorted(by_split)
         raise ConfigError(f"{folder} has no {split} split" + (f" ({' or '.join(SPLIT_NAMES[split])})" if split == "dev"
                                                                else "")
                           + f"; its splits: {', '.join(found) or 'none'}"
@@ -68,15 +64,10 @@ def read_hub_split(folder: Path, split: str, **options: Any) -> PairDataset:
                        skipped=[row for part in parts for row in part.skipped])
 
 
-def splits_found(folder: Path) -> list[str]:
-    """The split names present in a Hub dataset folder (as the Hub names them), for messages."""
-    return sorted({name for path in _pair_files(folder) if (name := _split_of(path, folder)) is not None})
-
-
 def is_hub_dataset_folder(folder: Path) -> bool:
     """Whether ``folder`` holds at least one split file of a Hub dataset."""
     known = {name for names in SPLIT_NAMES.values() for name in names}
-    return any(_split_of(path, folder) in known for path in _pair_files(folder))
+    return not known.isdisjoint(_files_by_split(folder))
 
 
 def hub_dataset_id(data: str) -> str | None:
@@ -111,11 +102,17 @@ def download_dataset(repo_id: str, *, revision: str | None = None) -> Path:
                            "download it") from None
 
 
-def _pair_files(folder: Path) -> list[Path]:
-    """Files under ``folder`` with a pair-file extension (hidden folders such as ``.cache`` left out)."""
-    return sorted(path for path in folder.rglob("*") if path.is_file()
-                  and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-                  and format_suffix(path) in SUPPORTED_EXTENSIONS)
+def _files_by_split(folder: Path) -> dict[str, list[Path]]:
+    """The pair files under ``folder`` (hidden folders such as ``.cache`` left out) by the split each holds,
+    in name order; files that name no split are left out. A file holds a split when its name without
+    extensions is the split's (``test.jsonl.gz``), a shard of it (``train-00000-of-00001.parquet``), or it
+    is a numbered shard in a folder named after it (``test/0000.parquet``)."""
+    by_split: dict[str, list[Path]] = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts) \
+                and format_suffix(path) in SUPPORTED_EXTENSIONS and (split := _split_of(path, folder)) is not None:
+            by_split.setdefault(split, []).append(path)
+    return by_split
 
 
 def _split_of(path: Path, folder: Path) -> str | None:

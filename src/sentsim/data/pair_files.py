@@ -79,7 +79,7 @@ def _supported_path(path: str | Path) -> Path:
     """The expanded path, checked for a known extension before anything is read."""
     path = Path(path).expanduser()
     suffix = format_suffix(path)
-    if suffix not in _DELIMITERS and suffix not in _JSONL and suffix != PARQUET:
+    if suffix not in SUPPORTED_EXTENSIONS:
         raise ConfigError(
             f"cannot tell the format of {path}: supported extensions are {', '.join(SUPPORTED_EXTENSIONS)}, "
             "each but .parquet also gzip-compressed (.jsonl.gz)"

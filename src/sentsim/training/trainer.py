@@ -21,6 +21,7 @@ from sentsim.training.trainer_eval import (
     NEGATIVE_LOSS,
     EvalLoss,
     TrainerEvaluation,
+    column_names,
     dataset_columns,
     is_scored,
     reported,
@@ -167,17 +168,16 @@ class SentenceTransformerTrainer:
             raise ConfigError(f"SentenceTransformerTrainer: sentsim does not support {names}")
         if model is None:
             raise ConfigError("SentenceTransformerTrainer needs a model")
-        _refuse_several_datasets(train_dataset, "train")
-        _refuse_several_datasets(eval_dataset, "eval")
         for dataset, role in ((train_dataset, "train"), (eval_dataset, "eval")):
+            _refuse_several_datasets(dataset, role)
             _refuse_reserved_columns(dataset, role)
-        _check_prompts(args.prompts if args is not None else None, model, (train_dataset, eval_dataset))
         if isinstance(loss, dict):
             raise ConfigError("a dict of losses (one per dataset) is not supported: sentsim trains one dataset with "
                               "one loss; pass the loss module itself, e.g. loss=MultipleNegativesRankingLoss(model)")
         if isinstance(evaluator, list | tuple):
             raise ConfigError("a list of evaluators is not supported; pass one (SequentialEvaluator is not ported)")
         self.args = args or SentenceTransformerTrainingArguments(output_dir="trainer_output")
+        _check_prompts(self.args.prompts, model, (train_dataset, eval_dataset))
         if self.args.eval_strategy != "no" and eval_dataset is None and evaluator is None:
             # sentence-transformers' own words: an evaluation schedule with nothing to evaluate is a mistake
             raise ConfigError(f"You have set `args.eval_strategy` to {self.args.eval_strategy}, but you didn't "
@@ -281,8 +281,7 @@ def _refuse_reserved_columns(dataset: Any, role: str) -> None:
     must not fail there."""
     if dataset is None or not (hasattr(dataset, "column_names") or isinstance(dataset, dict)):
         return
-    names = list(dataset.column_names) if hasattr(dataset, "column_names") else list(dataset)
-    invalid = [name for name in names if name in _RESERVED_COLUMNS]
+    invalid = [name for name in column_names(dataset) if name in _RESERVED_COLUMNS]
     if invalid:
         raise ConfigError(f"The following column names are invalid in your {role} dataset: {invalid}. Avoid using "
                           "these column names, as they are reserved for internal use.")
