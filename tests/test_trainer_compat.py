@@ -89,7 +89,7 @@ def test_evaluate_takes_sentence_transformers_arguments(model):
     other = datasets.Dataset.from_dict({"anchor": S1[6:], "positive": S2[6:], "negative": S2[:4]})
     metrics = trainer.evaluate(eval_dataset=other, ignore_keys=["hidden_states"], metric_key_prefix="test")
     assert metrics["test_loss"] > 0 and not any(key.startswith("eval_") for key in metrics)
-    with pytest.raises(ConfigError, match="several eval datasets"):
+    with pytest.raises(ConfigError, match=r"names no eval dataset of the trainer \(its named ones: none\)"):
         trainer.evaluate(eval_dataset="nli")
 
 
@@ -202,10 +202,13 @@ def test_prompts_go_before_the_texts_of_their_columns(model, monkeypatch):
     assert trainer.evaluate()["eval_loss"] == pytest.approx(expected, abs=1e-4)
     SentenceTransformerTrainer(model=model, args=_args(prompts="doc: "), train_dataset=scored).train()
     assert seen["sentences_b"] == ["doc: " + text for text in S2]
-    with pytest.raises(ConfigError, match="'stsb', which no dataset has as a text column"):
+    with pytest.raises(ConfigError, match="'stsb', which is neither a dataset name nor a text column"):
         SentenceTransformerTrainer(model=model, args=_args(prompts={"stsb": "q: "}), train_dataset=scored)
-    with pytest.raises(ConfigError, match="dict per dataset"):
-        _args(prompts={"stsb": {"sentence1": "q: "}})
+    with pytest.raises(ConfigError, match="nested dictionary"):  # by dataset name, but there is one dataset
+        SentenceTransformerTrainer(model=model, args=_args(prompts={"stsb": {"sentence1": "q: "}}),
+                                   train_dataset=scored)
+    with pytest.raises(ConfigError, match="prompts must be a string"):
+        _args(prompts={"stsb": ["q: "]})
     model.pooling.include_prompt = False  # training does not track prompt lengths: refused, not mis-pooled
     with pytest.raises(ConfigError, match="include_prompt=False"):
         SentenceTransformerTrainer(model=model, args=_args(prompts="q: "), train_dataset=scored)
@@ -226,11 +229,11 @@ def test_evaluations_come_when_eval_strategy_says_as_theirs(model):
     assert eval_steps(eval_strategy="epoch", max_steps=-1, num_train_epochs=2) == [3, 6]
 
 
-def test_a_dict_of_losses_is_refused_at_construction(model):
+def test_a_dict_of_losses_needs_a_dict_of_datasets_as_theirs(model):
     from sentsim import SentenceTransformerTrainer
     from sentsim.losses import MultipleNegativesRankingLoss
 
-    with pytest.raises(ValueError, match=r"dict of losses.*pass the loss module itself"):
+    with pytest.raises(ValueError, match=r"the `train_dataset` must be a `DatasetDict`"):
         SentenceTransformerTrainer(model=model, args=_args(), train_dataset=datasets.Dataset.from_dict(PAIRS),
                                    loss={"nli": MultipleNegativesRankingLoss(model)})
 

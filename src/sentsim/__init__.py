@@ -21,6 +21,7 @@ _EXPORTS = {
     "SentenceTransformerTrainer": "sentsim.training.trainer",
     "SentenceTransformerTrainingArguments": "sentsim.training.trainer",
     "BatchSamplers": "sentsim.training.batch_samplers",
+    "MultiDatasetBatchSamplers": "sentsim.training.batch_samplers",
     "SimilarityFunction": "sentsim.inference.similarity",
     "quantize_embeddings": "sentsim.inference.quantize",
     "SentenceTransformerModelCardData": "sentsim.persistence.card_data",

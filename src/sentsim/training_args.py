@@ -7,6 +7,7 @@ from sentsim.lazy import lazy_exports
 
 _EXPORTS = {
     "BatchSamplers": "sentsim.training.batch_samplers",
+    "MultiDatasetBatchSamplers": "sentsim.training.batch_samplers",
     "SentenceTransformerTrainingArguments": "sentsim.training.trainer",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -25,3 +25,15 @@ class BatchSamplers(StrEnum):
 #: MultipleNegativesRankingLoss masks such duplicates instead, so those names change nothing here.
 SUPPORTED_BATCH_SAMPLERS = (BatchSamplers.BATCH_SAMPLER, BatchSamplers.NO_DUPLICATES,
                             BatchSamplers.NO_DUPLICATES_HASHED)
+
+
+class MultiDatasetBatchSamplers(StrEnum):
+    """How batches of several training datasets take turns, with sentence-transformers 6.2's names and values.
+
+    Each batch comes from one dataset (the dataset's own loss scores it). ``PROPORTIONAL`` (the default)
+    uses every row, drawing each next batch's dataset at random in proportion to its batches left;
+    ``ROUND_ROBIN`` takes one batch of each dataset in turn and ends the epoch when the smallest runs out.
+    """
+
+    ROUND_ROBIN = "round_robin"
+    PROPORTIONAL = "proportional"

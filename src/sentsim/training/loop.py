@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,7 +13,7 @@ from torch import nn
 from sentsim.encoders.bi_encoder import SentenceTransformer
 from sentsim.errors import ConfigError
 from sentsim.losses import build_loss
-from sentsim.training.batching import PairCollator, tokenize_pairs
+from sentsim.training.batching import PairCollator, TokenizedPairs, tokenize_pairs
 from sentsim.training.chunks import Chunking
 from sentsim.training.config import TrainConfig
 from sentsim.training.dropout import fast_dropout
@@ -36,6 +37,11 @@ def batch_loss(loss_fn: nn.Module, embeddings: torch.Tensor, targets: torch.Tens
     if in_batch:
         return loss_fn(*parts, text_ids=targets)
     return loss_fn(parts[0], parts[1], targets.float())
+
+
+def sentence_embeddings(network: nn.Module, features: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The training forward: a batch's token features → its sentence embeddings."""
+    return network(features)["sentence_embedding"]
 
 
 def train(
@@ -64,31 +70,51 @@ def train(
 
     set_seed(config.seed)
     loss_fn = loss if loss is not None else build_loss(config.loss, scale=config.loss_scale)
-    in_batch = bool(getattr(loss_fn, "in_batch_negatives", False))
-    if not in_batch and labels is None:
-        raise ConfigError(f"{type(loss_fn).__name__} needs scored pairs; unscored (anchor, positive) rows "
-                          "train with an in-batch-negative loss (mnrl)")
-    if negatives is not None and not in_batch:
-        raise ConfigError("hard negatives are only used by in-batch-negative losses (mnrl)")
-    if not in_batch:
-        refuse_untrainable(labels)
-    pairs = tokenize_pairs(model.token_ids, sentences_a, sentences_b, None if in_batch else labels,
-                           negatives=negatives)
-    collator = PairCollator(pairs, model.collate, pad_to_multiple_of=config.pad_to_multiple_of,
-                            targets="text_ids" if in_batch else "labels")
-    sides = 3 if negatives is not None else 2
-
-    def forward(network: nn.Module, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        return network(features)["sentence_embedding"]
-
-    def pair_loss(embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return batch_loss(loss_fn, embeddings, targets, sides=sides, in_batch=in_batch)
-
-    chunking = Chunking.resolve(config.max_forward_tokens, loss=loss_fn, sides=sides,
+    data = TrainingPairs.prepare(model, sentences_a=sentences_a, sentences_b=sentences_b, labels=labels,
+                                 negatives=negatives, loss=loss_fn, config=config)
+    chunking = Chunking.resolve(config.max_forward_tokens, loss=loss_fn, sides=data.sides,
                                 pad_to_multiple_of=config.pad_to_multiple_of)
-    return run_loop(model, lengths=pairs.lengths, collate=collator, forward=forward, loss=pair_loss,
+    return run_loop(model, lengths=data.pairs.lengths, collate=data.collator, forward=sentence_embeddings,
+                    loss=data.loss,
                     config=config, evaluator=evaluator, on_record=on_record, quiet=quiet, keep_best=keep_best,
                     checkpoints=checkpoints, chunking=chunking)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingPairs:
+    """One training dataset made ready for the loop: its token ids, its collator and its loss over a batch."""
+
+    pairs: TokenizedPairs
+    collator: PairCollator
+    loss_fn: nn.Module
+    #: Texts per row: 2 (a, b), or 3 with hard negatives.
+    sides: int
+    #: The loss compares every row with every other row's texts (scored by text ids, not gold scores).
+    in_batch: bool
+
+    @classmethod
+    def prepare(cls, model: SentenceTransformer, *, sentences_a: Sequence[str], sentences_b: Sequence[str],
+                labels: Sequence[float] | None, negatives: Sequence[str] | None, loss: nn.Module,
+                config: TrainConfig) -> TrainingPairs:
+        """Checks that ``loss`` can learn from these rows, then tokenises each distinct text once."""
+        in_batch = bool(getattr(loss, "in_batch_negatives", False))
+        if not in_batch and labels is None:
+            raise ConfigError(f"{type(loss).__name__} needs scored pairs; unscored (anchor, positive) rows "
+                              "train with an in-batch-negative loss (mnrl)")
+        if negatives is not None and not in_batch:
+            raise ConfigError("hard negatives are only used by in-batch-negative losses (mnrl)")
+        if not in_batch:
+            refuse_untrainable(labels)
+        pairs = tokenize_pairs(model.token_ids, sentences_a, sentences_b, None if in_batch else labels,
+                               negatives=negatives)
+        collator = PairCollator(pairs, model.collate, pad_to_multiple_of=config.pad_to_multiple_of,
+                                targets="text_ids" if in_batch else "labels")
+        return cls(pairs=pairs, collator=collator, loss_fn=loss, sides=3 if negatives is not None else 2,
+                   in_batch=in_batch)
+
+    def loss(self, embeddings: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss of one batch of these rows (``targets``: the collator's labels or text ids)."""
+        return batch_loss(self.loss_fn, embeddings, targets, sides=self.sides, in_batch=self.in_batch)
 
 
 def refuse_untrainable(labels: Sequence[float] | None) -> None:
@@ -119,11 +145,13 @@ def run_loop(
     primary_metric: str = PRIMARY_METRIC,
     checkpoints: Checkpoints | None = None,
     chunking: Chunking | None = None,
+    batch_sampler: Callable[[int], Any] | None = None,
 ) -> TrainResult:
     """The loop every sentsim model trains with (bi-encoder and cross-encoder alike).
 
     ``chunking``: how batches over a token limit are cut into several forward passes with the same
-    gradient (see ``sentsim.training.chunks``); None runs every batch whole.
+    gradient (see ``sentsim.training.chunks``); None runs every batch whole. ``batch_sampler(processes)``
+    makes the sampler of batches of indices into ``lengths`` (None: length-grouped batches of them all).
 
     With ``checkpoints``, saves a resumable checkpoint when due and always when SIGINT or SIGTERM
     asks to stop (then raises :class:`~sentsim.training.signals.TrainingInterrupted`); with
@@ -138,7 +166,7 @@ def run_loop(
     """
     run = LoopRun(model, lengths=lengths, collate=collate, config=config, evaluator=evaluator,
                   on_record=on_record, quiet=quiet, keep_best=keep_best, primary_metric=primary_metric,
-                  checkpoints=checkpoints, chunking=chunking)
+                  checkpoints=checkpoints, chunking=chunking, batch_sampler=batch_sampler)
     run.start()
     heap = keep_freed_memory(enabled=config.keep_freed_memory, device_type=run.accelerator.device.type)
     with heap, fast_dropout(model, enabled=config.fast_dropout):

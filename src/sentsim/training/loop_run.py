@@ -49,12 +49,13 @@ class LoopRun:
     def __init__(self, model: nn.Module, *, lengths: Sequence[int], collate: Callable, config: TrainConfig,
                  evaluator: Callable[[nn.Module], dict[str, float]] | None,
                  on_record: Callable[[dict[str, Any]], None] | None, quiet: bool | None, keep_best: bool,
-                 primary_metric: str, checkpoints: Checkpoints | None, chunking: Chunking | None = None) -> None:
+                 primary_metric: str, checkpoints: Checkpoints | None, chunking: Chunking | None = None,
+                 batch_sampler: Callable[[int], Any] | None = None) -> None:
         self.raw_model, self.config, self.quiet, self.checkpoints = model, config, quiet, checkpoints
         self.chunking = chunking
         self.on_record = on_record
         (self.accelerator, self.sampler, self.loader, self.epochs, self.total_steps,
-         (self.model, self.optimizer, self.scheduler)) = _prepare(model, lengths, collate, config)
+         (self.model, self.optimizer, self.scheduler)) = _prepare(model, lengths, collate, config, batch_sampler)
         self.precision = resolve_precision(config.dtype, self.accelerator.device)
         main = self.accelerator.is_main_process
         self.log = _start_log(config, self.accelerator.device, total_steps=self.total_steps,
@@ -175,7 +176,8 @@ class LoopRun:
         )
 
 
-def _prepare(model: nn.Module, lengths: Sequence[int], collate: Callable, config: TrainConfig) -> tuple:
+def _prepare(model: nn.Module, lengths: Sequence[int], collate: Callable, config: TrainConfig,
+             batch_sampler: Callable[[int], Any] | None = None) -> tuple:
     """Accelerator, sampler, loader, epochs and steps, and the prepared (model, optimizer, schedule)."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
@@ -186,7 +188,8 @@ def _prepare(model: nn.Module, lengths: Sequence[int], collate: Callable, config
     # gradient, which DDP must be told about.
     accelerator = Accelerator(cpu=resolve_device(config.device) == "cpu", mixed_precision="no",
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-    sampler = _batch_sampler(lengths, config, processes=accelerator.num_processes)
+    processes = accelerator.num_processes
+    sampler = batch_sampler(processes) if batch_sampler else _batch_sampler(lengths, config, processes=processes)
     # The loader's own generator: making an iterator then draws nothing from the global RNG, so a run
     # resumed mid-epoch sees the same random numbers (dropout) as one that never stopped.
     loader = accelerator.prepare(DataLoader(range(len(lengths)), batch_sampler=sampler, collate_fn=collate,
@@ -250,9 +253,12 @@ def _evaluate_here(best: BestCheckpoint, log: TrainingLog, records: list[dict[st
     if best.evaluator is not None and records and records[-1].get("kind") == "eval":
         metric = getattr(best.evaluator, "primary_metric", None) or best.primary_metric
         score = float(records[-1][metric])
-        log.evaluation(step, metric=metric, score=score, best=max(score, best.score if best.score is not None
-                                                                  else score),
-                       seconds=best.eval_seconds - spent)
+        top = max(score, best.score if best.score is not None else score)
+        # a loss ranked lowest-first through its negation is shown as itself
+        negated = getattr(best.evaluator, "negated_metric", None)
+        if negated is not None and metric != negated:
+            metric, score, top = negated, -score, -top
+        log.evaluation(step, metric=metric, score=score, best=top, seconds=best.eval_seconds - spent)
     return stopped
 
 

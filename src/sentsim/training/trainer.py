@@ -13,27 +13,33 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sentsim.errors import ConfigError
-from sentsim.training.batch_samplers import SUPPORTED_BATCH_SAMPLERS, BatchSamplers
+from sentsim.training.batch_samplers import SUPPORTED_BATCH_SAMPLERS, BatchSamplers, MultiDatasetBatchSamplers
 from sentsim.training.config import TrainConfig
 from sentsim.training.loop import TrainResult, train
+from sentsim.training.trainer_datasets import (
+    by_name,
+    check_datasets,
+    check_prompts,
+    is_dataset_dict,
+    loss_for,
+    prompts_for,
+)
 from sentsim.training.trainer_eval import (
     LABEL_COLUMNS,
     NEGATIVE_LOSS,
     EvalLoss,
     TrainerEvaluation,
-    column_names,
     dataset_columns,
     is_scored,
+    ranks_lowest_first,
     reported,
-    text_columns,
 )
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LABEL_COLUMNS", "BatchSamplers", "SentenceTransformerTrainer", "SentenceTransformerTrainingArguments",
-           "TrainOutput", "TrainerState", "dataset_columns"]
+__all__ = ["LABEL_COLUMNS", "BatchSamplers", "MultiDatasetBatchSamplers", "SentenceTransformerTrainer",
+           "SentenceTransformerTrainingArguments", "TrainOutput", "TrainerState", "dataset_columns"]
 _STRATEGIES = ("no", "steps", "epoch", "best")
-_LOSS_METRICS = ("loss", "eval_loss")
 
 
 @dataclass(kw_only=True)
@@ -73,9 +79,12 @@ class SentenceTransformerTrainingArguments:
     run_name: str | None = None
     disable_tqdm: bool = False
     batch_sampler: str | BatchSamplers = BatchSamplers.BATCH_SAMPLER
+    #: How the batches of several train datasets (a dict of them) take turns.
+    multi_dataset_batch_sampler: str | MultiDatasetBatchSamplers = MultiDatasetBatchSamplers.PROPORTIONAL
     dtype: str | None = None
-    #: A prompt put before every text, or one per text column name (sentence-transformers' first two forms).
-    prompts: str | dict[str, str] | None = None
+    #: A prompt put before every text, or one per text column name, or per dataset name either of those
+    #: (for a dict of datasets), as sentence-transformers reads them.
+    prompts: str | dict[str, str] | dict[str, str | dict[str, str]] | None = None
     unsupported: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __init__(self, output_dir: str | None = None, **options: Any) -> None:
@@ -100,7 +109,7 @@ class SentenceTransformerTrainingArguments:
             if value not in _STRATEGIES:
                 raise ConfigError(f"{name} must be one of {', '.join(_STRATEGIES)}, not {value!r}")
             setattr(self, name, value)
-        ranked_by_loss = self.metric_for_best_model in _LOSS_METRICS
+        ranked_by_loss = ranks_lowest_first(self.metric_for_best_model)
         if self.greater_is_better is not None and self.greater_is_better == ranked_by_loss:
             raise ConfigError(f"greater_is_better={self.greater_is_better} is not supported with "
                               f"metric_for_best_model={self.metric_for_best_model!r}: sentsim ranks a loss "
@@ -108,9 +117,17 @@ class SentenceTransformerTrainingArguments:
         if self.fp16:
             raise ConfigError("fp16=True is not supported: sentsim trains in fp32 or bf16 (bf16=True)")
         if not (self.prompts is None or isinstance(self.prompts, str) or (isinstance(self.prompts, dict) and all(
-                isinstance(key, str) and isinstance(value, str) for key, value in self.prompts.items()))):
-            raise ConfigError("prompts must be a string or a dict of text column → prompt string; a dict per "
-                              "dataset (several datasets) is not supported")
+                isinstance(key, str) and (isinstance(value, str) or (isinstance(value, dict) and all(
+                    isinstance(column, str) and isinstance(prompt, str) for column, prompt in value.items())))
+                for key, value in self.prompts.items()))):
+            raise ConfigError("prompts must be a string, a dict of text column → prompt string, or a dict of dataset "
+                              "name → either of those")
+        strategy = str(getattr(self.multi_dataset_batch_sampler, "value", self.multi_dataset_batch_sampler))
+        if strategy not in tuple(MultiDatasetBatchSamplers):
+            raise ConfigError(f"multi_dataset_batch_sampler must be one of "
+                              f"{', '.join(map(str, MultiDatasetBatchSamplers))}, not {strategy!r} (sentsim takes no "
+                              "sampler class or function)")
+        self.multi_dataset_batch_sampler = strategy
         sampler = str(getattr(self.batch_sampler, "value", self.batch_sampler))
         if sampler not in SUPPORTED_BATCH_SAMPLERS:
             raise ConfigError(f"batch_sampler {sampler!r} is not supported: sentsim groups batches by length "
@@ -157,6 +174,10 @@ class SentenceTransformerTrainer:
     MultipleNegativesRankingLoss), then a ``label`` or ``score`` column for scored losses. An
     ``eval_dataset`` is evaluated as sentence-transformers does, with the training loss (``eval_loss``);
     a scored one (two texts and a label) also gets sentsim's similarity metrics unless an evaluator is given.
+
+    Several datasets (a ``DatasetDict`` or a dict of datasets by name) train together, each batch from one
+    of them under its own loss (``loss`` may be a dict by dataset name), taking turns as
+    ``args.multi_dataset_batch_sampler`` says; several eval datasets report ``eval_<name>_loss`` each.
     """
 
     def __init__(self, model: Any = None, args: SentenceTransformerTrainingArguments | None = None,
@@ -168,22 +189,22 @@ class SentenceTransformerTrainer:
             raise ConfigError(f"SentenceTransformerTrainer: sentsim does not support {names}")
         if model is None:
             raise ConfigError("SentenceTransformerTrainer needs a model")
-        for dataset, role in ((train_dataset, "train"), (eval_dataset, "eval")):
-            _refuse_several_datasets(dataset, role)
-            _refuse_reserved_columns(dataset, role)
-        if isinstance(loss, dict):
-            raise ConfigError("a dict of losses (one per dataset) is not supported: sentsim trains one dataset with "
-                              "one loss; pass the loss module itself, e.g. loss=MultipleNegativesRankingLoss(model)")
+        check_datasets(train_dataset, eval_dataset, loss)
         if isinstance(evaluator, list | tuple):
             raise ConfigError("a list of evaluators is not supported; pass one (SequentialEvaluator is not ported)")
         self.args = args or SentenceTransformerTrainingArguments(output_dir="trainer_output")
-        _check_prompts(self.args.prompts, model, (train_dataset, eval_dataset))
+        check_prompts(self.args.prompts, model, (train_dataset, eval_dataset))
         if self.args.eval_strategy != "no" and eval_dataset is None and evaluator is None:
             # sentence-transformers' own words: an evaluation schedule with nothing to evaluate is a mistake
             raise ConfigError(f"You have set `args.eval_strategy` to {self.args.eval_strategy}, but you didn't "
                               "provide an `eval_dataset` or an `evaluator`. Either provide an `eval_dataset` or an "
                               "`evaluator` to `SentenceTransformerTrainer`, or set `args.eval_strategy='no'` to "
                               "skip evaluation.")
+        if (self.args.load_best_model_at_end and self.args.metric_for_best_model is None
+                and is_dataset_dict(eval_dataset) and len(eval_dataset) > 1):
+            raise ConfigError("load_best_model_at_end with several eval datasets needs metric_for_best_model: their "
+                              f"losses are {', '.join(f'eval_{name}_loss' for name in eval_dataset)}, and there is "
+                              "no eval_loss to rank by")
         if loss is None:
             from sentsim.losses import CoSENTLoss
 
@@ -200,15 +221,19 @@ class SentenceTransformerTrainer:
     def train(self) -> TrainOutput:
         if self.train_dataset is None:
             raise ConfigError("train() needs a train_dataset: pass one to SentenceTransformerTrainer")
-        in_batch = bool(getattr(self.loss, "in_batch_negatives", False))
-        texts, labels = dataset_columns(self.train_dataset, scored=not in_batch, prompts=self.args.prompts)
         args = self.args
         evaluation = self._evaluation(self.eval_dataset) if args.eval_strategy != "no" else None
-        result: TrainResult = train(
-            self.model, sentences_a=texts[0], sentences_b=texts[1], labels=labels,
-            negatives=texts[2] if len(texts) > 2 else None, config=args.to_config(), loss=self.loss,
-            evaluator=evaluation, quiet=True if args.disable_tqdm else None, keep_best=args.load_best_model_at_end,
-        )
+        options = {"config": args.to_config(), "evaluator": evaluation, "keep_best": args.load_best_model_at_end,
+                   "quiet": True if args.disable_tqdm else None}
+        if is_dataset_dict(self.train_dataset):
+            from sentsim.training.multi_dataset import train_tasks
+
+            result: TrainResult = train_tasks(self.model, tasks=self._tasks(), **options,
+                                              strategy=args.multi_dataset_batch_sampler)
+        else:
+            texts, labels = self._columns(self.train_dataset, None)
+            result = train(self.model, sentences_a=texts[0], sentences_b=texts[1], labels=labels,
+                           negatives=texts[2] if len(texts) > 2 else None, loss=self.loss, **options)
         best = result.best_score
         if best is not None and evaluation is not None and evaluation.primary_metric == NEGATIVE_LOSS:
             best = -best  # the loss itself, as Hugging Face reports its best_metric
@@ -220,86 +245,86 @@ class SentenceTransformerTrainer:
         return TrainOutput(global_step=result.steps, training_loss=sum(losses) / len(losses) if losses else 0.0,
                            metrics=reported(result.best_metrics or {}))
 
+    def _columns(self, dataset: Any, name: str | None) -> tuple[list[list[str]], list[float] | None]:
+        """A train dataset's text columns (prompts before them) and labels (None for in-batch losses)."""
+        in_batch = bool(getattr(loss_for(self.loss, name), "in_batch_negatives", False))
+        return dataset_columns(dataset, scored=not in_batch, prompts=prompts_for(self.args.prompts, name))
+
+    def _tasks(self) -> list[Any]:
+        from sentsim.training.multi_dataset import TrainingTask
+
+        tasks = []
+        for name, dataset in self.train_dataset.items():
+            try:
+                texts, labels = self._columns(dataset, name)
+            except ConfigError as error:
+                raise ConfigError(f"train dataset {name!r}: {error}") from error
+            tasks.append(TrainingTask(name=name, texts=texts, labels=labels, loss=loss_for(self.loss, name)))
+        return tasks
+
     def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
                  metric_key_prefix: str = "eval") -> dict[str, float]:
         """The current model's ``{prefix}_loss`` on ``eval_dataset`` (else the trainer's) and the evaluator's
-        metrics, keys prefixed as in sentence-transformers; works whatever ``eval_strategy`` says.
+        metrics, keys prefixed as in sentence-transformers; works whatever ``eval_strategy`` says. Several
+        eval datasets give ``{prefix}_{name}_loss`` each, with the evaluator's metrics once per dataset as
+        Hugging Face's evaluate runs it (``{prefix}_{name}_…``); a string picks one of the trainer's by name.
 
         ``ignore_keys`` names model outputs Hugging Face leaves out of its predictions; sentsim's losses
         return none, so it is accepted and changes nothing.
         """
         if isinstance(eval_dataset, str):
-            raise ConfigError(f"evaluate(eval_dataset={eval_dataset!r}) names one of several eval datasets, "
-                              "which sentsim does not support; pass the dataset itself")
-        _refuse_several_datasets(eval_dataset, "eval")
+            if not is_dataset_dict(self.eval_dataset) or eval_dataset not in self.eval_dataset:
+                known = ", ".join(map(repr, self.eval_dataset)) if is_dataset_dict(self.eval_dataset) else "none"
+                raise ConfigError(f"evaluate(eval_dataset={eval_dataset!r}) names no eval dataset of the trainer "
+                                  f"(its named ones: {known})")
+            return self._evaluate_one(self.eval_dataset[eval_dataset], name=eval_dataset,
+                                      prefix=f"{metric_key_prefix}_{eval_dataset}")
+        check_datasets(None, eval_dataset, self.loss)
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
-        evaluation = self._evaluation(dataset, prefix=metric_key_prefix, ranks=False)
+        if is_dataset_dict(dataset):
+            metrics: dict[str, float] = {}
+            for name, part in dataset.items():
+                metrics |= self._evaluate_one(part, name=name, prefix=f"{metric_key_prefix}_{name}")
+            return metrics
+        return self._evaluate_one(dataset, name=None, prefix=metric_key_prefix)
+
+    def _evaluate_one(self, dataset: Any, *, name: str | None, prefix: str) -> dict[str, float]:
+        evaluation = self._evaluation({name: dataset} if name is not None else dataset, prefix=prefix, ranks=False,
+                                      named=False)
         if evaluation is None:
             raise ConfigError("evaluate() needs an eval_dataset (here or to the trainer) or an evaluator")
         started = time.perf_counter()
         metrics = evaluation(self.model)
         seconds = time.perf_counter() - started
-        if evaluation.eval_loss is not None and seconds > 0:
-            rows = evaluation.eval_loss.rows
+        if evaluation.losses and seconds > 0:
+            rows = evaluation.rows
             batches = -(-rows // self.args.per_device_eval_batch_size)
-            metrics |= {f"{metric_key_prefix}_runtime": round(seconds, 4),
-                        f"{metric_key_prefix}_samples_per_second": round(rows / seconds, 3),
-                        f"{metric_key_prefix}_steps_per_second": round(batches / seconds, 3)}
+            metrics |= {f"{prefix}_runtime": round(seconds, 4),
+                        f"{prefix}_samples_per_second": round(rows / seconds, 3),
+                        f"{prefix}_steps_per_second": round(batches / seconds, 3)}
         self.state.log_history.append({**metrics, "step": self.state.global_step})
         return metrics
 
-    def _evaluation(self, dataset: Any, *, prefix: str = "eval", ranks: bool = True) -> TrainerEvaluation | None:
-        """The eval loss over ``dataset`` and the evaluator (else, on a scored dataset, a similarity
-        evaluator over it), ranked by ``metric_for_best_model`` when ``ranks``; None with neither."""
+    def _evaluation(self, dataset: Any, *, prefix: str = "eval", ranks: bool = True,
+                    named: bool = True) -> TrainerEvaluation | None:
+        """The eval loss over each of ``dataset``'s parts (``{prefix}_{name}_loss`` for named ones when
+        ``named``) and the evaluator (else, on each scored part, a similarity evaluator over it), ranked by
+        ``metric_for_best_model`` when ``ranks``; None with neither."""
         batch_size = self.args.per_device_eval_batch_size
-        evaluator = self.evaluator
-        if evaluator is None and dataset is not None and is_scored(dataset):
-            from sentsim.evaluation.evaluators import EmbeddingSimilarityEvaluator
+        losses: dict[str, EvalLoss] = {}
+        evaluators: list[tuple[str, Any]] = [(prefix, self.evaluator)] if self.evaluator is not None else []
+        for name, part in by_name(dataset).items():
+            key = f"{prefix}_{name}" if name is not None and named else prefix
+            prompts = prompts_for(self.args.prompts, name)
+            if self.evaluator is None and is_scored(part):
+                from sentsim.evaluation.evaluators import EmbeddingSimilarityEvaluator
 
-            texts, scores = dataset_columns(dataset, scored=True, prompts=self.args.prompts)
-            evaluator = EmbeddingSimilarityEvaluator(texts[0], texts[1], scores, name=prefix, batch_size=batch_size)
-        eval_loss = (EvalLoss(dataset, self.loss, batch_size=batch_size, seed=self.args.seed, prompts=self.args.prompts)
-                     if dataset is not None else None)
-        if eval_loss is None and evaluator is None:
+                texts, scores = dataset_columns(part, scored=True, prompts=prompts)
+                evaluators.append((key, EmbeddingSimilarityEvaluator(texts[0], texts[1], scores, name=key,
+                                                                     batch_size=batch_size)))
+            losses[f"{key}_loss"] = EvalLoss(part, loss_for(self.loss, name), batch_size=batch_size,
+                                             seed=self.args.seed, prompts=prompts)
+        if not losses and not evaluators:
             return None
-        return TrainerEvaluation(loss=eval_loss, evaluator=evaluator, prefix=prefix, ranks=ranks,
+        return TrainerEvaluation(losses=losses, evaluators=evaluators, ranks=ranks,
                                  metric=self.args.metric_for_best_model if ranks else None)
-
-
-def _refuse_several_datasets(dataset: Any, role: str) -> None:
-    """A dict of datasets (not of columns) is sentence-transformers' multi-dataset training, not supported."""
-    if isinstance(dataset, dict) and dataset and all(not isinstance(v, list | tuple) for v in dataset.values()):
-        raise ConfigError(f"several {role} datasets (a dict of datasets) are not supported; pass one dataset")
-
-
-#: Column names sentence-transformers keeps for itself: a dataset using one is refused there too.
-_RESERVED_COLUMNS = ("return_loss", "dataset_name")
-
-
-def _refuse_reserved_columns(dataset: Any, role: str) -> None:
-    """Refuses the column names sentence-transformers reserves, with their message: code that works here
-    must not fail there."""
-    if dataset is None or not (hasattr(dataset, "column_names") or isinstance(dataset, dict)):
-        return
-    invalid = [name for name in column_names(dataset) if name in _RESERVED_COLUMNS]
-    if invalid:
-        raise ConfigError(f"The following column names are invalid in your {role} dataset: {invalid}. Avoid using "
-                          "these column names, as they are reserved for internal use.")
-
-
-def _check_prompts(prompts: str | dict[str, str] | None, model: Any, datasets: tuple[Any, ...]) -> None:
-    """Refuses prompts sentsim would apply otherwise than sentence-transformers: for a pooling that leaves
-    the prompt's tokens out (``include_prompt=False``, which training does not track), or naming a column no
-    dataset has (their dict of dataset names, for several datasets)."""
-    if not prompts:
-        return
-    if any(getattr(module, "include_prompt", True) is False for module in getattr(model, "modules", list)()):
-        raise ConfigError("prompts in training are not supported for a pooling with include_prompt=False: "
-                          "put the prompt in the texts, or train with include_prompt=True")
-    if isinstance(prompts, dict):
-        columns = {name for dataset in datasets if dataset is not None for name in text_columns(dataset)}
-        unknown = sorted(set(prompts) - columns)
-        if unknown:
-            raise ConfigError(f"prompts name {', '.join(map(repr, unknown))}, which no dataset has as a text column "
-                              f"(they have {', '.join(sorted(columns))}); a dict of dataset names needs several "
-                              "datasets, which sentsim does not support")

@@ -7,6 +7,7 @@ on sentsim's loop, which calls an evaluator and ranks checkpoints by its highest
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -135,60 +136,71 @@ class EvalLoss:
 
 
 class TrainerEvaluation:
-    """One evaluation as the Trainer reports it: ``{prefix}_loss`` and the evaluator's metrics, prefixed.
+    """One evaluation as the Trainer reports it: eval losses and evaluators' metrics, prefixed.
 
-    Keys not already starting with ``{prefix}_`` get it, as in sentence-transformers. ``metric`` is
-    ``metric_for_best_model`` (``eval_`` optional); without it the eval loss ranks checkpoints when there
-    is an eval dataset (Hugging Face's TrainingArguments default it to "loss", so a sentence-transformers
-    run keeps the same checkpoint), else the evaluator's primary metric (where theirs would fail for want
-    of an ``eval_loss``). A loss ranks lowest-first, through ``NEGATIVE_LOSS``, since the loop keeps the
-    highest score.
+    ``losses`` maps each reported key (``eval_loss``, or ``eval_<dataset>_loss`` for several eval
+    datasets) to its :class:`EvalLoss`; ``evaluators`` pairs each evaluator with the prefix its keys get
+    when they do not already start with it, as in sentence-transformers. ``metric`` is
+    ``metric_for_best_model`` (``eval_`` optional); without it the first eval loss ranks checkpoints (Hugging
+    Face's TrainingArguments default it to "loss", so a sentence-transformers run keeps the same
+    checkpoint), else the first evaluator's primary metric (where theirs would fail for want of an
+    ``eval_loss``). A metric whose name ends in "loss" ranks lowest-first, as Hugging Face's
+    ``greater_is_better`` default has it, through ``NEGATIVE_LOSS``, since the loop keeps the highest score.
     """
 
-    def __init__(self, *, loss: EvalLoss | None, evaluator: Any, metric: str | None = None,
-                 prefix: str = "eval", ranks: bool = True) -> None:
-        if loss is None and evaluator is None:
+    def __init__(self, *, losses: dict[str, EvalLoss], evaluators: Sequence[tuple[str, Any]] = (),
+                 metric: str | None = None, ranks: bool = True) -> None:
+        if not losses and not evaluators:
             raise ConfigError("an evaluation needs an eval_dataset or an evaluator")
-        self.eval_loss = loss
-        self.evaluator = evaluator
-        self.prefix = prefix
+        self.losses = dict(losses)
+        self.evaluators = list(evaluators)
         self.ranks = ranks  # False for trainer.evaluate(), which ranks nothing
         self.metric = metric if metric is None or metric.startswith("eval_") else f"eval_{metric}"
         #: Read by the loop once this has run (as sentence-transformers' evaluators name theirs).
         self.primary_metric: str | None = None
+        #: The loss that ``NEGATIVE_LOSS`` stands for, when it ranks (the loop's log shows the loss itself).
+        self.negated_metric: str | None = None
+
+    @property
+    def rows(self) -> int:
+        """Rows the eval losses run over (for the runtime figures ``evaluate()`` adds)."""
+        return sum(loss.rows for loss in self.losses.values())
 
     def __call__(self, model: nn.Module, *args: Any, **kwargs: Any) -> dict[str, float]:
-        metrics: dict[str, float] = {}
-        if self.eval_loss is not None:
-            metrics[f"{self.prefix}_loss"] = self.eval_loss(model)
-        if self.evaluator is not None:
-            for key, value in self.evaluator(model, *args, **kwargs).items():
-                metrics[key if key.startswith(f"{self.prefix}_") else f"{self.prefix}_{key}"] = value
+        metrics = {key: loss(model) for key, loss in self.losses.items()}
+        for prefix, evaluator in self.evaluators:
+            for key, value in evaluator(model, *args, **kwargs).items():
+                metrics[key if key.startswith(f"{prefix}_") else f"{prefix}_{key}"] = value
         if not self.ranks:
             return metrics
-        self.primary_metric = self._ranked_by(metrics)
-        if self.primary_metric == NEGATIVE_LOSS:
-            metrics[NEGATIVE_LOSS] = -metrics[f"{self.prefix}_loss"]
+        ranked = self._ranked_by(metrics)
+        self.negated_metric = None
+        if ranks_lowest_first(ranked):
+            metrics[NEGATIVE_LOSS] = -metrics[ranked]
+            ranked, self.negated_metric = NEGATIVE_LOSS, ranked
+        self.primary_metric = ranked
         return metrics
 
     def _ranked_by(self, metrics: dict[str, float]) -> str:
-        loss_key = f"{self.prefix}_loss"
         if self.metric is not None:
-            if self.metric == "eval_loss" and loss_key in metrics:
-                return NEGATIVE_LOSS
             if self.metric not in metrics:
                 raise ConfigError(f"metric_for_best_model {self.metric!r} is not among the evaluation's metrics "
                                   f"({', '.join(metrics)})")
             return self.metric
-        if loss_key in metrics:  # Hugging Face's default metric_for_best_model: "loss"
-            return NEGATIVE_LOSS
-        if self.evaluator is not None:
-            named = getattr(self.evaluator, "primary_metric", None) or PRIMARY_METRIC
-            for key in (named, f"{self.prefix}_{named}"):
-                if key in metrics:
-                    return key
+        if self.losses:  # Hugging Face's default metric_for_best_model: "loss"
+            return next(iter(self.losses))
+        prefix, evaluator = self.evaluators[0]
+        named = getattr(evaluator, "primary_metric", None) or PRIMARY_METRIC
+        for key in (named, f"{prefix}_{named}"):
+            if key in metrics:
+                return key
         raise ConfigError(f"the evaluator names no primary metric among {', '.join(metrics)}: "
                           "set metric_for_best_model")
+
+
+def ranks_lowest_first(metric: str | None) -> bool:
+    """Hugging Face's ``greater_is_better`` default: False exactly for a metric whose name ends in "loss"."""
+    return metric is not None and metric.endswith("loss")
 
 
 def reported(metrics: dict[str, Any]) -> dict[str, Any]:
