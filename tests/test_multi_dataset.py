@@ -1,4 +1,5 @@
-"""Multi-dataset training: batch turns, per-dataset losses and prompts, and the Trainer's DatasetDict API."""
+"""Several datasets and several evaluators: batch turns, per-dataset losses and prompts, the Trainer's
+DatasetDict API, and SequentialEvaluator."""
 
 from __future__ import annotations
 
@@ -189,3 +190,33 @@ def test_the_multi_dataset_names_import_where_sentence_transformers_has_them():
     st = pytest.importorskip("sentence_transformers.training_args")
     assert {member.name: member.value for member in st.MultiDatasetBatchSamplers} == {
         member.name: member.value for member in MultiDatasetBatchSamplers}
+
+
+def test_sequential_evaluator_merges_as_sentence_transformers_does(model):
+    from sentsim.evaluation import EmbeddingSimilarityEvaluator, SequentialEvaluator
+
+    first = EmbeddingSimilarityEvaluator(S1, S2, SCORES, name="a", dtype="fp32")
+    second = EmbeddingSimilarityEvaluator(S1[:6], S2[:6], SCORES[:6], name="b", dtype="fp32",
+                                          similarity_fn_names=["cosine", "dot"])
+    results = SequentialEvaluator([first, second])(model)
+    assert results["sequential_score"] == results["b_spearman_max"]  # the last evaluator's primary metric
+    assert {"a_spearman_cosine", "b_pearson_dot"} <= set(results)
+    mean = SequentialEvaluator([first, second], main_score_function=lambda scores: sum(scores) / len(scores))
+    assert mean(model)["sequential_score"] == pytest.approx(
+        (results["a_spearman_cosine"] + results["b_spearman_max"]) / 2)
+    assert SequentialEvaluator([lambda *args: 0.25, first])(model)["evaluator_0"] == 0.25
+    theirs = pytest.importorskip("sentence_transformers.evaluation").SequentialEvaluator
+    assert theirs([first, second])(model) == results
+
+
+def test_a_list_of_evaluators_runs_as_one_and_its_score_ranks(model):
+    from sentsim import SentenceTransformerTrainer
+    from sentsim.evaluation import EmbeddingSimilarityEvaluator
+
+    evaluators = [EmbeddingSimilarityEvaluator(S1, S2, SCORES, name=name, dtype="fp32") for name in ("a", "b")]
+    trainer = SentenceTransformerTrainer(model=model, args=_args(eval_strategy="epoch"), train_dataset=SCORED,
+                                         evaluator=evaluators)
+    trainer.train()
+    record = [entry for entry in trainer.state.log_history if entry.get("kind") == "eval"][-1]
+    assert record["eval_sequential_score"] == record["eval_b_spearman_cosine"]
+    assert trainer.state.best_metric == record["eval_sequential_score"]

@@ -5,6 +5,7 @@ from sentsim.lazy import lazy_exports
 _EXPORTS = {
     "EmbeddingSimilarityEvaluator": "sentsim.evaluation.evaluators",
     "PairSetEvaluator": "sentsim.evaluation.evaluators",
+    "SequentialEvaluator": "sentsim.evaluation.evaluators",
     "SimilarityFunction": "sentsim.evaluation.evaluators",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

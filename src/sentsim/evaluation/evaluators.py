@@ -1,8 +1,9 @@
 """Evaluators: callables ``evaluator(model) -> metrics`` for training loops and scripts.
 
 ``EmbeddingSimilarityEvaluator`` is sentence-transformers' evaluator with their constructor, keys,
-values (correlations in 0–1) and CSV; ``PairSetEvaluator`` is sentsim's own dev scorer (×100, all
-four similarities, per genre) that ``sentsim train`` logs to ``metrics.jsonl``.
+values (correlations in 0–1) and CSV, and ``SequentialEvaluator`` runs several as one;
+``PairSetEvaluator`` is sentsim's own dev scorer (×100, all four similarities, per genre) that
+``sentsim train`` logs to ``metrics.jsonl``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from sentsim.inference.similarity import SimilarityFunction
 logger = logging.getLogger(__name__)
 
 _SIMILARITY_NAMES = ("cosine", "dot", "euclidean", "manhattan")
-__all__ = ["EmbeddingSimilarityEvaluator", "PairSetEvaluator", "SimilarityFunction"]
+__all__ = ["EmbeddingSimilarityEvaluator", "PairSetEvaluator", "SequentialEvaluator", "SimilarityFunction"]
 
 
 def _similarity_name(value: Any) -> str:
@@ -176,3 +177,38 @@ class PairSetEvaluator:
         if self.best is None or score is None or self.best[0] != score:
             return None
         return self.best[1], self.best[2]
+
+
+class SequentialEvaluator:
+    """Several evaluators as one, as sentence-transformers' ``SequentialEvaluator``: each runs in turn on
+    the model, their metrics are merged into one dict, and ``sequential_score`` (the primary metric, which
+    ranks checkpoints) is ``main_score_function`` of their primary scores, by default the last one's.
+
+    An evaluator returning a bare number (the 2.x style) is reported as ``evaluator_<position>``. The
+    Trainer wraps a list of evaluators in one of these, as theirs does.
+    """
+
+    primary_metric = "sequential_score"
+
+    def __init__(self, evaluators: Iterable[Any], main_score_function: Callable[[list[float]], float] | None = None
+                 ) -> None:
+        self.evaluators = list(evaluators)
+        self.main_score_function = main_score_function or (lambda scores: scores[-1])
+
+    def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
+                 steps: int = -1) -> dict[str, float]:
+        results: dict[str, float] = {}
+        scores: list[float] = []
+        for position, evaluator in enumerate(self.evaluators):
+            evaluation = evaluator(model, output_path, epoch, steps)
+            if not isinstance(evaluation, dict):
+                scores.append(evaluation)
+                evaluation = {f"evaluator_{position}": evaluation}
+            elif not evaluation:
+                raise ConfigError(f"evaluator {position} ({type(evaluator).__name__}) returned no metrics")
+            else:
+                primary = getattr(evaluator, "primary_metric", None)
+                scores.append(evaluation[primary] if primary in evaluation else next(iter(evaluation.values())))
+            results.update(evaluation)
+        results[self.primary_metric] = self.main_score_function(scores) if scores else 0.0
+        return results

@@ -190,8 +190,10 @@ class SentenceTransformerTrainer:
         if model is None:
             raise ConfigError("SentenceTransformerTrainer needs a model")
         check_datasets(train_dataset, eval_dataset, loss)
-        if isinstance(evaluator, list | tuple):
-            raise ConfigError("a list of evaluators is not supported; pass one (SequentialEvaluator is not ported)")
+        if isinstance(evaluator, list | tuple):  # as theirs: several evaluators run as one
+            from sentsim.evaluation.evaluators import SequentialEvaluator
+
+            evaluator = SequentialEvaluator(evaluator)
         self.args = args or SentenceTransformerTrainingArguments(output_dir="trainer_output")
         check_prompts(self.args.prompts, model, (train_dataset, eval_dataset))
         if self.args.eval_strategy != "no" and eval_dataset is None and evaluator is None:
