@@ -262,3 +262,36 @@ def test_fp16_false_is_accepted_and_only_a_true_fp16_refused():
     assert _args(fp16=False, bf16=False).fp16 is False
     with pytest.raises(ConfigError, match="fp16=True is not supported"):
         _args(fp16=True)
+
+
+@pytest.mark.parametrize(("column", "value", "message"), [
+    ("sentence1", None, r"column 'sentence1' at index 2: None is not a text \(str\)"),
+    ("sentence2", 7, "column 'sentence2' at index 2: 7 is not a text"),
+    ("score", None, "column 'score' at index 2: None is not a number"),
+    ("score", "0.4", "column 'score' at index 2: '0.4' is not a number"),
+    ("score", float("nan"), "column 'score' at index 2: nan is not a finite number"),
+])
+def test_missing_or_mistyped_values_are_refused_by_column_and_index(model, column, value, message):
+    """Before, a missing text trained as the text "None" and a missing score failed inside float()."""
+    from sentsim import SentenceTransformerTrainer
+    from sentsim.errors import ConfigError
+
+    columns = {"sentence1": list(S1), "sentence2": list(S2), "score": list(SCORES)}
+    columns[column][2] = value
+    with pytest.raises(ConfigError, match=message):
+        SentenceTransformerTrainer(model=model, args=_args(), train_dataset=columns).train()
+
+
+def test_fit_refuses_an_input_example_without_a_text_or_a_label(model):
+    from torch.utils.data import DataLoader
+
+    from sentsim import InputExample, losses
+    from sentsim.errors import ConfigError
+
+    good = [InputExample(texts=[a, b], label=s) for a, b, s in TRAIN_PAIRS]
+    for bad, message in ((InputExample(texts=["a", None], label=0.5), r"InputExample texts\[1\] at index 3: None"),
+                         (InputExample(texts=["a", "b"], label=float("inf")), "InputExample label at index 3: inf")):
+        examples = [*good[:3], bad, *good[3:]]
+        with pytest.raises(ConfigError, match=message):
+            model.fit(train_objectives=[(DataLoader(examples, batch_size=4), losses.CosineSimilarityLoss(model))],
+                      epochs=1, show_progress_bar=False)

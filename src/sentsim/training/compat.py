@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from sentsim.errors import ConfigError
 from sentsim.training.config import TrainConfig
 from sentsim.training.loop import PRIMARY_METRIC, train
+from sentsim.training.trainer_eval import checked_scores, checked_texts
 
 if TYPE_CHECKING:
     from sentsim.encoders.bi_encoder import SentenceTransformer
@@ -99,10 +100,11 @@ def fit(
     )
     train(
         model,
-        sentences_a=[example.texts[0] for example in examples],
-        sentences_b=[example.texts[1] for example in examples],
-        labels=None if in_batch else [float(example.label) for example in examples],
-        negatives=[example.texts[2] for example in examples] if len(examples[0].texts) == 3 else None,
+        sentences_a=checked_texts((example.texts[0] for example in examples), "InputExample texts[0]"),
+        sentences_b=checked_texts((example.texts[1] for example in examples), "InputExample texts[1]"),
+        labels=None if in_batch else checked_scores((example.label for example in examples), "InputExample label"),
+        negatives=checked_texts((example.texts[2] for example in examples), "InputExample texts[2]")
+        if len(examples[0].texts) == 3 else None,
         config=config,
         loss=loss,
         evaluator=evaluator,

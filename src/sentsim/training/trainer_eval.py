@@ -7,6 +7,8 @@ on sentsim's loop, which calls an evaluator and ranks checkpoints by its highest
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,9 +44,34 @@ def dataset_columns(dataset: Any, *, scored: bool, ignore_label: bool = False,
     if not scored and ((label_names and not ignore_label) or len(text_names) not in (2, 3)):
         raise ConfigError(f"MultipleNegativesRankingLoss needs (anchor, positive[, negative]) text columns and no "
                           f"label; the dataset has {names}")
-    texts = [[_prompt(prompts, name) + str(text) for text in dataset[name]] for name in text_names]
-    labels = [float(value) for value in dataset[label_names[0]]] if scored else None
+    texts = [[_prompt(prompts, name) + text for text in checked_texts(dataset[name], f"column {name!r}")]
+             for name in text_names]
+    labels = checked_scores(dataset[label_names[0]], f"column {label_names[0]!r}") if scored else None
     return texts, labels
+
+
+def checked_texts(values: Any, where: str) -> list[str]:
+    """Training texts as they are, refusing what is not a string (``where`` names them in the error): a
+    missing value would otherwise train as the text "None" (sentence-transformers' tokenizer fails on
+    it without naming the row)."""
+    values = list(values)
+    for index, value in enumerate(values):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} at index {index}: {value!r} is not a text (str); drop or fill the rows "
+                              "without one")
+    return values
+
+
+def checked_scores(values: Any, where: str) -> list[float]:
+    """Gold scores as floats, refusing missing, non-numeric and non-finite values by index."""
+    scores = []
+    for index, value in enumerate(values):
+        if not isinstance(value, numbers.Real):
+            raise ConfigError(f"{where} at index {index}: {value!r} is not a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} at index {index}: {value!r} is not a finite number")
+        scores.append(float(value))
+    return scores
 
 
 def _prompt(prompts: str | dict[str, str] | None, column: str) -> str:
