@@ -3,6 +3,7 @@
 from sentsim.lazy import lazy_exports
 
 _EXPORTS = {
+    "BinaryClassificationEvaluator": "sentsim.evaluation.binary_classification",
     "EmbeddingSimilarityEvaluator": "sentsim.evaluation.evaluators",
     "PairSetEvaluator": "sentsim.evaluation.evaluators",
     "SequentialEvaluator": "sentsim.evaluation.evaluators",
