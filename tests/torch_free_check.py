@@ -66,10 +66,12 @@ def check_st_calls(encoder, sentences: list[str], embeddings: np.ndarray) -> Non
     matrix = encoder.similarity(embeddings, embeddings)
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     assert isinstance(matrix, np.ndarray) and np.allclose(matrix, unit @ unit.T, atol=1e-5)
-    from sentsim.evaluation import BinaryClassificationEvaluator  # numpy only: runs in the light install
+    from sentsim.evaluation import BinaryClassificationEvaluator, TripletEvaluator  # numpy only
 
     binary = BinaryClassificationEvaluator(sentences[:2], sentences[2:4], [1, 0], name="tiny")(encoder)
     assert set(binary) >= {"tiny_cosine_accuracy", "tiny_cosine_ap"} and 0 <= binary["tiny_cosine_ap"] <= 1
+    triplets = TripletEvaluator(sentences[:2], sentences[:2], sentences[2:4])(encoder)
+    assert triplets == {"cosine_accuracy": 1.0}  # a text is nearest itself
 
 
 def check_cli(model_dir: str, pairs: list, spearman: float) -> None:

@@ -7,6 +7,7 @@ _EXPORTS = {
     "EmbeddingSimilarityEvaluator": "sentsim.evaluation.evaluators",
     "PairSetEvaluator": "sentsim.evaluation.evaluators",
     "SequentialEvaluator": "sentsim.evaluation.evaluators",
+    "TripletEvaluator": "sentsim.evaluation.triplet",
     "SimilarityFunction": "sentsim.evaluation.evaluators",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -12,9 +12,7 @@ smaller meaning alike. Scores are computed in float64 and numpy only, so this ru
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +20,7 @@ import numpy as np
 
 from sentsim.errors import ConfigError
 from sentsim.evaluation.metrics import pairwise_similarities
+from sentsim.evaluation.results_csv import append_row
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +147,8 @@ class BinaryClassificationEvaluator:
                         100 * values["accuracy"], values["accuracy_threshold"], 100 * values["f1"],
                         values["f1_threshold"], 100 * values["ap"])
         if output_path is not None and self.write_csv:
-            self._append_csv(output_path, epoch, steps, scores)
+            append_row(output_path, self.csv_file, self.csv_headers,
+                       [epoch, steps, *(scores[fn][metric] for fn in self.similarity_fn_names for metric in METRICS)])
         metrics = {f"{fn}_{metric}": value for fn, values in scores.items() for metric, value in values.items()}
         if len(scores) > 1:
             metrics |= {f"max_{metric}": max(values[metric] for values in scores.values())
@@ -165,14 +165,3 @@ class BinaryClassificationEvaluator:
         embeddings = np.asarray(embeddings, dtype=np.float32)
         return (embeddings[[row[text] for text in self.sentences1]],
                 embeddings[[row[text] for text in self.sentences2]])
-
-    def _append_csv(self, output_path: str, epoch: int, steps: int, scores: dict[str, dict[str, float]]) -> None:
-        os.makedirs(output_path, exist_ok=True)
-        path = os.path.join(output_path, self.csv_file)
-        exists = os.path.isfile(path)
-        with open(path, "a" if exists else "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            if not exists:
-                writer.writerow(self.csv_headers)
-            writer.writerow([epoch, steps, *(scores[fn][metric] for fn in self.similarity_fn_names
-                                             for metric in METRICS)])

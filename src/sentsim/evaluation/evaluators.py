@@ -8,9 +8,7 @@ values (correlations in 0–1) and CSV, and ``SequentialEvaluator`` runs several
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -20,6 +18,7 @@ from scipy.stats import pearsonr, spearmanr
 from sentsim.data import PairDataset, ScoredPair
 from sentsim.errors import ConfigError
 from sentsim.evaluation.evaluate import score_embeddings
+from sentsim.evaluation.results_csv import append_row
 from sentsim.inference.pairs import encode_pairs
 from sentsim.inference.similarity import SimilarityFunction
 
@@ -94,7 +93,9 @@ class EmbeddingSimilarityEvaluator:
             logger.info("%s-Similarity:\tPearson: %.4f\tSpearman: %.4f", fn.capitalize(), metrics[f"pearson_{fn}"],
                         metrics[f"spearman_{fn}"])
         if output_path is not None and self.write_csv:
-            self._append_csv(output_path, epoch, steps, metrics)
+            append_row(output_path, self.csv_file, self.csv_headers,
+                       [epoch, steps, *(metrics[f"{m}_{fn}"] for fn in self.similarity_fn_names
+                                        for m in ("pearson", "spearman"))])
         if len(self.similarity_fn_names) > 1:
             metrics["pearson_max"] = max(metrics[f"pearson_{fn}"] for fn in self.similarity_fn_names)
             metrics["spearman_max"] = max(metrics[f"spearman_{fn}"] for fn in self.similarity_fn_names)
@@ -122,17 +123,6 @@ class EmbeddingSimilarityEvaluator:
             first = np.unpackbits(first.astype(np.uint8), axis=1)
             second = np.unpackbits(second.astype(np.uint8), axis=1)
         return first.astype(np.float32), second.astype(np.float32)
-
-    def _append_csv(self, output_path: str, epoch: int, steps: int, metrics: dict[str, float]) -> None:
-        os.makedirs(output_path, exist_ok=True)
-        path = os.path.join(output_path, self.csv_file)
-        exists = os.path.isfile(path)
-        with open(path, "a" if exists else "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            if not exists:
-                writer.writerow(self.csv_headers)
-            writer.writerow([epoch, steps, *(metrics[f"{m}_{fn}"] for fn in self.similarity_fn_names
-                                             for m in ("pearson", "spearman"))])
 
 
 class PairSetEvaluator:
