@@ -80,3 +80,23 @@ def test_wrong_labels_and_lengths_are_refused():
         BinaryClassificationEvaluator(["a", "b"], ["c"], [1, 0])
     with pytest.raises(ConfigError, match="not among cosine"):
         BinaryClassificationEvaluator(["a"], ["c"], [1], similarity_fn_names=["jaccard"])
+
+
+@pytest.mark.parametrize("greater_is_better", [True, False])
+def test_their_static_searches_are_there_and_their_thresholds_reproduce_their_figures(greater_is_better):
+    """sentence-transformers' own tests call these two; the thresholds they return must give the scores."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    from sentsim.evaluation import BinaryClassificationEvaluator
+
+    generator = np.random.default_rng(3)
+    labels, scores = generator.integers(0, 2, 1000), generator.normal(size=1000)
+    predict = (lambda threshold: scores >= threshold) if greater_is_better else (lambda threshold: scores <= threshold)
+    f1, precision, recall, threshold = BinaryClassificationEvaluator.find_best_f1_and_threshold(
+        scores, labels, high_score_more_similar=greater_is_better)
+    assert f1 == pytest.approx(metrics.f1_score(labels, predict(threshold)), abs=1e-12)
+    assert (precision, recall) == pytest.approx((metrics.precision_score(labels, predict(threshold)),
+                                                 metrics.recall_score(labels, predict(threshold))), abs=1e-12)
+    accuracy, threshold = BinaryClassificationEvaluator.find_best_acc_and_threshold(
+        scores, labels, high_score_more_similar=greater_is_better)
+    assert accuracy == pytest.approx(metrics.accuracy_score(labels, predict(threshold)), abs=1e-12)
+

@@ -137,11 +137,7 @@ class BinaryClassificationEvaluator:
                  steps: int = -1) -> dict[str, float]:
         if not self.similarity_fn_names:
             self.similarity_fn_names = [str(getattr(model, "similarity_fn_name", None) or "cosine")]
-        similarities = pairwise_similarities(*self._embed(model))
-        labels = np.asarray(self.labels)
-        scores = {fn: threshold_metrics(-similarities[fn] if fn in _DISTANCES else similarities[fn], labels,
-                                        greater_is_better=fn not in _DISTANCES)
-                  for fn in self.similarity_fn_names}
+        scores = self.compute_metrics(model)
         for fn, values in scores.items():
             logger.info("%s: accuracy %.2f (threshold %.4f), F1 %.2f (threshold %.4f), AP %.2f", fn,
                         100 * values["accuracy"], values["accuracy_threshold"], 100 * values["f1"],
@@ -156,6 +152,29 @@ class BinaryClassificationEvaluator:
         primary = "max_ap" if len(scores) > 1 else f"{self.similarity_fn_names[0]}_ap"
         self.primary_metric = f"{self.name}_{primary}" if self.name else primary
         return {f"{self.name}_{key}" if self.name else key: value for key, value in metrics.items()}
+
+    def compute_metrics(self, model: Any) -> dict[str, dict[str, float]]:
+        """``{fn: {metric: value}}`` for each similarity function asked for (their unprefixed figures)."""
+        similarities = pairwise_similarities(*self._embed(model))
+        labels = np.asarray(self.labels)
+        return {fn: threshold_metrics(-similarities[fn] if fn in _DISTANCES else similarities[fn], labels,
+                                      greater_is_better=fn not in _DISTANCES)
+                for fn in self.similarity_fn_names or [str(getattr(model, "similarity_fn_name", None) or "cosine")]}
+
+    compute_metrices = compute_metrics  # sentence-transformers' older spelling
+
+    @staticmethod
+    def find_best_acc_and_threshold(scores: Any, labels: Any, high_score_more_similar: bool) -> tuple[float, float]:
+        """(best accuracy, its threshold), as sentence-transformers' static method returns them."""
+        found = threshold_metrics(np.asarray(scores), np.asarray(labels), greater_is_better=high_score_more_similar)
+        return found["accuracy"], found["accuracy_threshold"]
+
+    @staticmethod
+    def find_best_f1_and_threshold(scores: Any, labels: Any,
+                                   high_score_more_similar: bool) -> tuple[float, float, float, float]:
+        """(best F1, its precision, its recall, its threshold), as sentence-transformers' static method."""
+        found = threshold_metrics(np.asarray(scores), np.asarray(labels), greater_is_better=high_score_more_similar)
+        return found["f1"], found["precision"], found["recall"], found["f1_threshold"]
 
     def _embed(self, model: Any) -> tuple[np.ndarray, np.ndarray]:
         texts = list(dict.fromkeys([*self.sentences1, *self.sentences2]))
