@@ -85,6 +85,35 @@ def test_evaluate_a_sick_style_txt_file(capsys, tmp_path, model_dir, data_dir):
     assert result["spearman_cosine"] == pytest.approx(expected["spearman_cosine"], abs=1e-9)
 
 
+def test_evaluate_reports_a_threshold_classifier_for_two_valued_gold_scores(capsys, tmp_path, model_dir, data_dir):
+    """A paraphrase set's 0/1 labels: the correlations as for any set, and the best one-threshold classifier."""
+    import numpy as np
+
+    from sentsim import SentenceTransformer
+    from sentsim.evaluation.binary_classification import threshold_metrics
+
+    rows = [row.split("\t") for row in (data_dir / "test.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    labelled = tmp_path / "paraphrases.tsv"
+    labelled.write_text("sentence1\tsentence2\tlabel\n" + "".join(
+        f"{a}\t{b}\t{int(float(score) >= 2.5)}\n" for a, b, score in rows), encoding="utf-8")
+    options = ("--score-column", "label", "--score-range", "0", "1", "--bootstrap", "0", "--quiet")
+    code, out, err = run_cli(capsys, "evaluate", model_dir, "--data", labelled, "--json", *options)
+    assert code == EXIT_OK, err
+    binary = json.loads(out)["binary"]
+    model = SentenceTransformer(str(model_dir))
+    a, b = (model.encode([row[side] for row in rows], convert_to_numpy=True) for side in (0, 1))
+    cosines = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    expected = threshold_metrics(cosines, np.array([int(float(row[2]) >= 2.5) for row in rows]))
+    assert binary["cosine"]["f1"] == pytest.approx(100 * expected["f1"], abs=1e-3)
+    assert binary["cosine"]["accuracy_threshold"] == pytest.approx(expected["accuracy_threshold"], abs=1e-3)
+    assert set(binary) == {"cosine", "dot", "euclidean", "manhattan"}
+    code, out, err = run_cli(capsys, "evaluate", model_dir, "--data", labelled, *options)
+    assert code == EXIT_OK and "gold scores take two values (0, 1 = alike)" in out
+    assert out.splitlines()[-4].split()[0] == "cosine" and len(out.splitlines()[-4].split()) == 9
+    code, out, err = run_cli(capsys, "evaluate", model_dir, "--data", data_dir / "test.tsv", "--json", "--quiet")
+    assert code == EXIT_OK and "binary" not in json.loads(out)  # graded scores: no classifier
+
+
 def test_a_score_scale_warning_is_one_line(capsys, tmp_path, model_dir):
     """0–1 scores under the default 0–5 range: the command runs and says so in one ``warning:`` line."""
     path = tmp_path / "normalised.tsv"

@@ -15,7 +15,9 @@ def add_parser(commands: Any) -> None:
     evaluate = common.add_command(
         commands, "evaluate", help="correlations of a model's similarities with gold scores",
         description="Pearson and Spearman (×100) between gold scores and cosine, dot, euclidean and manhattan "
-                    "similarity, with 95% bootstrap confidence intervals and per-genre Spearman.")
+                    "similarity, with 95% bootstrap confidence intervals and per-genre Spearman; for gold scores "
+                    "that take two values (0/1 paraphrase labels), also the best one-threshold classifier's "
+                    "accuracy, F1, precision, recall, average precision and MCC.")
     evaluate.add_argument("model", help="model folder or name (e.g. all-MiniLM-L6-v2)")
     common.add_data_options(evaluate, split_default="test")
     common.add_runtime_options(evaluate)
@@ -48,4 +50,20 @@ def run(args: argparse.Namespace) -> int:
               f"{result.metrics[f'spearman_{measure}']:>10.2f}{ci}")
     if result.per_genre:
         print("Spearman(cosine) by genre: " + ", ".join(f"{g} {v:.2f}" for g, v in result.per_genre.items()))
+    if result.binary:
+        _print_binary(result.binary, result.gold)
     return EXIT_OK
+
+
+def _print_binary(binary: dict[str, dict[str, float]], gold: Any) -> None:
+    """The one-threshold classifier table, for gold scores that are labels (two values)."""
+    low, high = sorted(set(gold.tolist()))
+    print(f"gold scores take two values ({low:g}, {high:g} = alike): as a classifier with one threshold "
+          "(distances: at most the threshold is alike)")
+    print(f"{'similarity':<12}{'accuracy':>10}{'threshold':>11}{'F1':>8}{'threshold':>11}{'precision':>11}"
+          f"{'recall':>8}{'AP':>8}{'MCC':>8}")
+    for measure in METRIC_ORDER:
+        row = binary[measure]
+        print(f"{measure:<12}{row['accuracy']:>10.2f}{row['accuracy_threshold']:>11.4f}{row['f1']:>8.2f}"
+              f"{row['f1_threshold']:>11.4f}{row['precision']:>11.2f}{row['recall']:>8.2f}{row['ap']:>8.2f}"
+              f"{row['mcc']:>8.2f}")

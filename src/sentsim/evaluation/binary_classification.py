@@ -30,7 +30,7 @@ METRICS = ("accuracy", "accuracy_threshold", "f1", "precision", "recall", "f1_th
 _FUNCTIONS = ("cosine", "dot", "euclidean", "manhattan")
 _DISTANCES = ("euclidean", "manhattan")
 
-__all__ = ["METRICS", "BinaryClassificationEvaluator", "threshold_metrics"]
+__all__ = ["METRICS", "BinaryClassificationEvaluator", "binary_report", "threshold_metrics"]
 
 
 def threshold_metrics(scores: np.ndarray, labels: np.ndarray, *, greater_is_better: bool = True) -> dict[str, float]:
@@ -78,6 +78,23 @@ def threshold_metrics(scores: np.ndarray, labels: np.ndarray, *, greater_is_bett
     return {"accuracy": best_accuracy, "accuracy_threshold": accuracy_threshold, "f1": f1_best,
             "f1_threshold": f1_threshold, "precision": f1_precision, "recall": f1_recall,
             "ap": average_precision, "mcc": _matthews(labels.astype(bool), predicted)}
+
+
+def binary_report(gold: np.ndarray, similarities: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """For gold scores that take exactly two values (a paraphrase set's 0/1 labels on any scale): per
+    similarity measure, :func:`threshold_metrics` with the higher value as "alike", the rates ×100 as
+    sentsim reports correlations and the thresholds in the measure's own units (distances positive).
+    Empty for any other gold scores, where a threshold classifier means nothing."""
+    values = np.unique(np.asarray(gold, dtype=np.float64))
+    if values.size != 2:
+        return {}
+    labels = (np.asarray(gold) == values[1]).astype(np.int64)
+    report = {}
+    for measure, similarity in similarities.items():
+        distance = measure in _DISTANCES
+        found = threshold_metrics(-similarity if distance else similarity, labels, greater_is_better=not distance)
+        report[measure] = {key: value if key.endswith("threshold") else 100 * value for key, value in found.items()}
+    return report
 
 
 def _matthews(truth: np.ndarray, predicted: np.ndarray) -> float:

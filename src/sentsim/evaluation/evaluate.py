@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from sentsim.data import PairDataset, genre_name
+from sentsim.evaluation.binary_classification import binary_report
 from sentsim.evaluation.metrics import bootstrap_ci, by_genre, pairwise_similarities, similarity_report
 from sentsim.inference.pairs import encode_pairs
 
@@ -21,18 +22,25 @@ class EvaluationResult:
     gold: np.ndarray
     per_genre: dict[str, float] = field(default_factory=dict)
     confidence_intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: For 0/1-style gold scores (two values): per measure, the best one-threshold classifier's
+    #: accuracy, F1, precision, recall, AP and MCC ×100, with its thresholds (see ``binary_report``).
+    binary: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def spearman_cosine(self) -> float:
         return self.metrics["spearman_cosine"]
 
     def to_dict(self) -> dict[str, Any]:
-        """Flat JSON: ``spearman_cosine`` etc., ``<metric>_ci`` pairs, ``per_genre`` and ``n_pairs``."""
+        """Flat JSON: ``spearman_cosine`` etc., ``<metric>_ci`` pairs, ``per_genre``, ``binary`` (two-valued
+        gold scores only) and ``n_pairs``."""
         result: dict[str, Any] = {name: round(value, 4) for name, value in self.metrics.items()}
         for name, (low, high) in self.confidence_intervals.items():
             result[f"{name}_ci"] = [round(low, 4), round(high, 4)]
         if self.per_genre:
             result["per_genre"] = {name: round(value, 4) for name, value in self.per_genre.items()}
+        if self.binary:
+            result["binary"] = {measure: {name: round(value, 4) for name, value in values.items()}
+                                for measure, values in self.binary.items()}
         result["n_pairs"] = int(self.gold.size)
         return result
 
@@ -71,7 +79,7 @@ def score_embeddings(dataset: PairDataset, embeddings_a: np.ndarray, embeddings_
                                            seed=seed)
     per_genre = genre_spearman(dataset, similarities["cosine"])
     return EvaluationResult(metrics=metrics, cosines=similarities["cosine"], gold=gold, per_genre=per_genre,
-                            confidence_intervals=intervals)
+                            confidence_intervals=intervals, binary=binary_report(gold, similarities))
 
 
 def genre_spearman(dataset: PairDataset, predicted: np.ndarray) -> dict[str, float]:
