@@ -78,7 +78,7 @@ def test_wrong_labels_and_lengths_are_refused():
         BinaryClassificationEvaluator(["a", "b"], ["c", "d"], [1, 0.5])
     with pytest.raises(ConfigError, match=r"differ in length \(2, 1, 2\)"):
         BinaryClassificationEvaluator(["a", "b"], ["c"], [1, 0])
-    with pytest.raises(ConfigError, match="not among cosine"):
+    with pytest.raises(ValueError, match="similarity_fn_name must be one of cosine, dot, euclidean, manhattan, not"):
         BinaryClassificationEvaluator(["a"], ["c"], [1], similarity_fn_names=["jaccard"])
 
 

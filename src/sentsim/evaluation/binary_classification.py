@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from sentsim.errors import ConfigError
+from sentsim.evaluation.evaluator_base import SentenceEvaluator, similarity_functions
 from sentsim.evaluation.metrics import pairwise_similarities
 from sentsim.evaluation.results_csv import append_row
 
@@ -27,7 +28,6 @@ logger = logging.getLogger(__name__)
 #: Per similarity function, in sentence-transformers' CSV column order (their returned keys order them
 #: accuracy, accuracy_threshold, f1, f1_threshold, precision, recall, ap, mcc, as ``threshold_metrics``).
 METRICS = ("accuracy", "accuracy_threshold", "f1", "precision", "recall", "f1_threshold", "ap", "mcc")
-_FUNCTIONS = ("cosine", "dot", "euclidean", "manhattan")
 _DISTANCES = ("euclidean", "manhattan")
 
 __all__ = ["METRICS", "BinaryClassificationEvaluator", "binary_report", "threshold_metrics"]
@@ -105,7 +105,7 @@ def _matthews(truth: np.ndarray, predicted: np.ndarray) -> float:
     return (tp * tn - fp * fn) / np.sqrt(denominator) if denominator else 0.0
 
 
-class BinaryClassificationEvaluator:
+class BinaryClassificationEvaluator(SentenceEvaluator):
     """sentence-transformers' ``BinaryClassificationEvaluator`` on a sentsim model (or any with ``encode``).
 
     Returns ``{name}_{fn}_{metric}`` for each similarity function (by default the model's
@@ -125,21 +125,12 @@ class BinaryClassificationEvaluator:
         wrong = next((index for index, label in enumerate(labels) if label not in (0, 1)), None)
         if wrong is not None:
             raise ConfigError(f"labels must be 0 or 1; label {wrong} is {labels[wrong]!r}")
-        unknown = [fn for fn in similarity_fn_names or () if str(getattr(fn, "value", fn)) not in _FUNCTIONS]
-        if unknown:
-            raise ConfigError(f"similarity_fn_names: {unknown} not among {', '.join(_FUNCTIONS)}")
+        super().__init__(name=name, batch_size=batch_size, show_progress_bar=show_progress_bar, write_csv=write_csv,
+                         truncate_dim=truncate_dim, dtype=dtype,
+                         csv_file="binary_classification_evaluation" + (f"_{name}" if name else "") + "_results.csv")
+        self.similarity_fn_names, _ = similarity_functions(similarity_fn_names)
         self.sentences1, self.sentences2 = list(sentences1), list(sentences2)
         self.labels = [int(label) for label in labels]
-        self.name = name
-        self.batch_size = batch_size
-        self.show_progress_bar = bool(show_progress_bar)
-        self.write_csv = write_csv
-        self.truncate_dim = truncate_dim
-        self.similarity_fn_names = [str(getattr(fn, "value", fn)) for fn in similarity_fn_names or ()]
-        self.dtype = dtype
-        self.greater_is_better = True
-        self.primary_metric: str | None = None
-        self.csv_file = "binary_classification_evaluation" + (f"_{name}" if name else "") + "_results.csv"
 
     @classmethod
     def from_input_examples(cls, examples: Sequence[Any], **options: Any) -> BinaryClassificationEvaluator:
@@ -153,7 +144,7 @@ class BinaryClassificationEvaluator:
     def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
                  steps: int = -1) -> dict[str, float]:
         if not self.similarity_fn_names:
-            self.similarity_fn_names = [str(getattr(model, "similarity_fn_name", None) or "cosine")]
+            self.similarity_fn_names, _ = similarity_functions([getattr(model, "similarity_fn_name", None) or "cosine"])
         scores = self.compute_metrics(model)
         for fn, values in scores.items():
             logger.info("%s: accuracy %.2f (threshold %.4f), F1 %.2f (threshold %.4f), AP %.2f", fn,
@@ -166,9 +157,7 @@ class BinaryClassificationEvaluator:
         if len(scores) > 1:
             metrics |= {f"max_{metric}": max(values[metric] for values in scores.values())
                         for metric in next(iter(scores.values()))}
-        primary = "max_ap" if len(scores) > 1 else f"{self.similarity_fn_names[0]}_ap"
-        self.primary_metric = f"{self.name}_{primary}" if self.name else primary
-        return {f"{self.name}_{key}" if self.name else key: value for key, value in metrics.items()}
+        return self.prefixed(metrics, "max_ap" if len(scores) > 1 else f"{self.similarity_fn_names[0]}_ap")
 
     def compute_metrics(self, model: Any) -> dict[str, dict[str, float]]:
         """``{fn: {metric: value}}`` for each similarity function asked for (their unprefixed figures)."""
@@ -176,7 +165,7 @@ class BinaryClassificationEvaluator:
         labels = np.asarray(self.labels)
         return {fn: threshold_metrics(-similarities[fn] if fn in _DISTANCES else similarities[fn], labels,
                                       greater_is_better=fn not in _DISTANCES)
-                for fn in self.similarity_fn_names or [str(getattr(model, "similarity_fn_name", None) or "cosine")]}
+                for fn in self.similarity_fn_names or [getattr(model, "similarity_fn_name", None) or "cosine"]}
 
     compute_metrices = compute_metrics  # sentence-transformers' older spelling
 

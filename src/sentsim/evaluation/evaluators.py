@@ -18,24 +18,17 @@ from scipy.stats import pearsonr, spearmanr
 from sentsim.data import PairDataset, ScoredPair
 from sentsim.errors import ConfigError
 from sentsim.evaluation.evaluate import score_embeddings
+from sentsim.evaluation.evaluator_base import SentenceEvaluator, similarity_functions
 from sentsim.evaluation.results_csv import append_row
 from sentsim.inference.pairs import encode_pairs
 from sentsim.inference.similarity import SimilarityFunction
 
 logger = logging.getLogger(__name__)
 
-_SIMILARITY_NAMES = ("cosine", "dot", "euclidean", "manhattan")
 __all__ = ["EmbeddingSimilarityEvaluator", "PairSetEvaluator", "SequentialEvaluator", "SimilarityFunction"]
 
 
-def _similarity_name(value: Any) -> str:
-    name = getattr(value, "value", value)
-    if name not in _SIMILARITY_NAMES:
-        raise ValueError(f"{value!r} is not a similarity function; valid: {', '.join(_SIMILARITY_NAMES)}")
-    return name
-
-
-class EmbeddingSimilarityEvaluator:
+class EmbeddingSimilarityEvaluator(SentenceEvaluator):
     """Pearson and Spearman of gold scores against embedding similarities (sentence-transformers' semantics).
 
     Returns ``{name}_pearson_<fn>`` / ``{name}_spearman_<fn>`` (unprefixed without a name) in 0–1 for each
@@ -52,22 +45,13 @@ class EmbeddingSimilarityEvaluator:
         if not len(sentences1) == len(sentences2) == len(scores):
             raise ValueError(f"sentences1, sentences2 and scores differ in length ({len(sentences1)}, "
                              f"{len(sentences2)}, {len(scores)})")
+        super().__init__(name=name, batch_size=batch_size, show_progress_bar=show_progress_bar, write_csv=write_csv,
+                         truncate_dim=truncate_dim, dtype=dtype,
+                         csv_file="similarity_evaluation" + (f"_{name}" if name else "")
+                         + (f"_{precision}" if precision else "") + "_results.csv")
         self.sentences1, self.sentences2, self.scores = list(sentences1), list(sentences2), list(scores)
-        self.batch_size = batch_size
-        self.main_similarity = _similarity_name(main_similarity) if main_similarity else None
-        self.similarity_fn_names = [_similarity_name(fn) for fn in similarity_fn_names or []]
-        if not self.similarity_fn_names and self.main_similarity is not None:
-            self.similarity_fn_names = [self.main_similarity]
-        self.name = name
-        self.show_progress_bar = bool(show_progress_bar)
-        self.write_csv = write_csv
+        self.similarity_fn_names, self.main_similarity = similarity_functions(similarity_fn_names, main_similarity)
         self.precision = precision
-        self.truncate_dim = truncate_dim
-        self.dtype = dtype
-        self.greater_is_better = True
-        self.primary_metric: str | None = None
-        self.csv_file = ("similarity_evaluation" + (f"_{name}" if name else "") + (f"_{precision}" if precision else "")
-                         + "_results.csv")
 
     @classmethod
     def from_input_examples(cls, examples: Sequence[Any], **options: Any) -> EmbeddingSimilarityEvaluator:
@@ -103,8 +87,7 @@ class EmbeddingSimilarityEvaluator:
             primary = f"spearman_{self.main_similarity}"
         else:
             primary = "spearman_max" if len(self.similarity_fn_names) > 1 else f"spearman_{self.similarity_fn_names[0]}"
-        self.primary_metric = f"{self.name}_{primary}" if self.name else primary
-        return {f"{self.name}_{key}" if self.name else key: value for key, value in metrics.items()}
+        return self.prefixed(metrics, primary)
 
     def _embed(self, model: Any) -> tuple[np.ndarray, np.ndarray]:
         """Both sides' embeddings; int8/uint8 share one range (one encode), binary is unpacked to bits."""

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from sentsim.errors import ConfigError
+from sentsim.evaluation.evaluator_base import SentenceEvaluator, similarity_functions
 from sentsim.evaluation.metrics import pairwise_similarities
 from sentsim.evaluation.results_csv import append_row
 
@@ -25,14 +26,7 @@ _FUNCTIONS = ("cosine", "dot", "manhattan", "euclidean")
 __all__ = ["TripletEvaluator"]
 
 
-def _function_name(value: Any) -> str:
-    name = str(getattr(value, "value", value))
-    if name not in _FUNCTIONS:
-        raise ConfigError(f"similarity function {name!r} is not one of {', '.join(_FUNCTIONS)}")
-    return name
-
-
-class TripletEvaluator:
+class TripletEvaluator(SentenceEvaluator):
     """Accuracy of (anchor, positive, negative) triplets, with sentence-transformers' constructor and keys.
 
     Returns ``{name}_{fn}_accuracy`` for each similarity function (by default the model's
@@ -55,22 +49,13 @@ class TripletEvaluator:
         if main_distance_function != "deprecated" and main_similarity_function is None:
             logger.warning("main_distance_function is deprecated: use main_similarity_function")
             main_similarity_function = main_distance_function
+        super().__init__(name=name, batch_size=batch_size, show_progress_bar=show_progress_bar, write_csv=write_csv,
+                         truncate_dim=truncate_dim, dtype=dtype,
+                         csv_file="triplet_evaluation" + (f"_{name}" if name else "") + "_results.csv")
         self.anchors, self.positives, self.negatives = list(anchors), list(positives), list(negatives)
-        self.main_similarity_function = _function_name(main_similarity_function) if main_similarity_function \
-            else None
-        self.similarity_fn_names = [_function_name(fn) for fn in similarity_fn_names or ()]
-        if not self.similarity_fn_names and self.main_similarity_function is not None:
-            self.similarity_fn_names = [self.main_similarity_function]
+        self.similarity_fn_names, self.main_similarity_function = similarity_functions(similarity_fn_names,
+                                                                                       main_similarity_function)
         self.margin = self._margins(margin)
-        self.name = name
-        self.batch_size = batch_size
-        self.show_progress_bar = bool(show_progress_bar)
-        self.write_csv = write_csv
-        self.truncate_dim = truncate_dim
-        self.dtype = dtype
-        self.greater_is_better = True
-        self.primary_metric: str | None = None
-        self.csv_file = "triplet_evaluation" + (f"_{name}" if name else "") + "_results.csv"
 
     @staticmethod
     def _margins(margin: float | dict[str, float] | None) -> dict[str, float]:
@@ -100,7 +85,7 @@ class TripletEvaluator:
         positives = self._embed(model, self.positives, "encode_document")
         negatives = self._embed(model, self.negatives, "encode_document")
         if not self.similarity_fn_names:
-            self.similarity_fn_names = [_function_name(getattr(model, "similarity_fn_name", None) or "cosine")]
+            self.similarity_fn_names, _ = similarity_functions([getattr(model, "similarity_fn_name", None) or "cosine"])
         to_positive, to_negative = pairwise_similarities(anchors, positives), pairwise_similarities(anchors, negatives)
         metrics = {f"{fn}_accuracy": float(np.mean(to_positive[fn] > to_negative[fn] + self.margin[fn]))
                    for fn in self.similarity_fn_names}
@@ -114,8 +99,7 @@ class TripletEvaluator:
             primary = f"{self.main_similarity_function}_accuracy"
         else:
             primary = "max_accuracy" if len(self.similarity_fn_names) > 1 else f"{self.similarity_fn_names[0]}_accuracy"
-        self.primary_metric = f"{self.name}_{primary}" if self.name else primary
-        return {f"{self.name}_{key}" if self.name else key: value for key, value in metrics.items()}
+        return self.prefixed(metrics, primary)
 
     def _embed(self, model: Any, texts: list[str], method: str) -> np.ndarray:
         encode = getattr(model, method, None) or model.encode
