@@ -220,3 +220,25 @@ def test_a_list_of_evaluators_runs_as_one_and_its_score_ranks(model):
     record = [entry for entry in trainer.state.log_history if entry.get("kind") == "eval"][-1]
     assert record["eval_sequential_score"] == record["eval_b_spearman_cosine"]
     assert trainer.state.best_metric == record["eval_sequential_score"]
+
+
+def test_fit_trains_several_objectives_taking_turns_as_sentence_transformers_3(model):
+    from torch.utils.data import DataLoader
+
+    from sentsim import InputExample, losses
+    from sentsim.errors import ConfigError
+
+    scored = [InputExample(texts=[a, b], label=s) for a, b, s in zip(S1, S2, SCORES, strict=True)]
+    unscored = [InputExample(texts=[a, b]) for a, b in zip(PAIRS["anchor"], PAIRS["positive"], strict=True)]
+    cosine, mnrl = losses.CosineSimilarityLoss(model), losses.MultipleNegativesRankingLoss(model)
+    order = []
+    for name, loss in (("cosine", cosine), ("mnrl", mnrl)):
+        loss.register_forward_hook(lambda module, inputs, output, name=name: order.append(name))
+    before = {name: value.clone() for name, value in model.named_parameters()}
+    model.fit(train_objectives=[(DataLoader(scored, batch_size=4), cosine), (DataLoader(unscored, batch_size=2), mnrl)],
+              epochs=1, warmup_steps=0, show_progress_bar=False)
+    # batch 2 (the last objective's): 3 batches of the 6 unscored rows, so 3 turns of each
+    assert order == ["cosine", "mnrl"] * 3
+    assert any(not torch.equal(value, before[name]) for name, value in model.named_parameters())
+    with pytest.raises(ConfigError, match="objective 2: fit expects a DataLoader over InputExample pairs"):
+        model.fit(train_objectives=[(DataLoader(scored), cosine), (DataLoader([InputExample(texts=["a"])]), mnrl)])

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from sentsim.errors import ConfigError
 from sentsim.training.config import TrainConfig
 from sentsim.training.loop import PRIMARY_METRIC, train
+from sentsim.training.multi_dataset import TrainingTask, train_tasks
 from sentsim.training.trainer_eval import checked_scores, checked_texts
 
 if TYPE_CHECKING:
@@ -78,18 +79,18 @@ def fit(
     ``optimizer_class``, ``use_amp``, ``steps_per_epoch``, callbacks, checkpoints) are accepted and
     logged as ignored, so existing scripts run unchanged.
     """
-    dataloader, loss, examples = _objective(train_objectives)
+    objectives = _objectives(train_objectives)
     saves_best = evaluator is not None and output_path is not None and save_best_model
     if evaluator is not None:
         evaluator = _FitEvaluator(evaluator, model, output_path, save_best=saves_best)
-    in_batch = bool(getattr(loss, "in_batch_negatives", False))
     unused = {"scheduler": scheduler != "WarmupLinear", "optimizer_class": optimizer_class is not None,
               "use_amp": use_amp, "steps_per_epoch": steps_per_epoch is not None, **dict.fromkeys(ignored, True)}
     for name, used in unused.items():
         if used:
             logger.warning("fit: %s is not used by sentsim (linear warmup/decay AdamW, automatic bf16)", name)
     config = TrainConfig(
-        batch_size=getattr(dataloader, "batch_size", None) or 16,
+        # as theirs: several objectives train with the last one's batch size
+        batch_size=getattr(objectives[-1][0], "batch_size", None) or 16,
         learning_rate=float((optimizer_params or {}).get("lr", 2e-5)),
         epochs=epochs,
         warmup_steps=warmup_steps,
@@ -98,19 +99,16 @@ def fit(
         evaluation_steps=evaluation_steps,
         seed=seed,
     )
-    train(
-        model,
-        sentences_a=checked_texts((example.texts[0] for example in examples), "InputExample texts[0]"),
-        sentences_b=checked_texts((example.texts[1] for example in examples), "InputExample texts[1]"),
-        labels=None if in_batch else checked_scores((example.label for example in examples), "InputExample label"),
-        negatives=checked_texts((example.texts[2] for example in examples), "InputExample texts[2]")
-        if len(examples[0].texts) == 3 else None,
-        config=config,
-        loss=loss,
-        evaluator=evaluator,
-        keep_best=False,  # as theirs: the model in memory ends on its last weights
-        quiet=not show_progress_bar,
-    )
+    tasks = [_task(number, loss, examples) for number, (_, loss, examples) in enumerate(objectives, start=1)]
+    # as theirs: the model in memory ends on its last weights (keep_best=False)
+    if len(tasks) == 1:
+        task = tasks[0]
+        train(model, sentences_a=task.texts[0], sentences_b=task.texts[1], labels=task.labels,
+              negatives=task.texts[2] if len(task.texts) == 3 else None, config=config, loss=task.loss,
+              evaluator=evaluator, keep_best=False, quiet=not show_progress_bar)
+    else:  # sentence-transformers 3+ trains several objectives as datasets taking turns, one batch each
+        train_tasks(model, tasks=tasks, config=config, strategy="round_robin", evaluator=evaluator, keep_best=False,
+                    quiet=not show_progress_bar)
     if output_path is not None and not saves_best:
         model.save(output_path)
 
@@ -169,16 +167,29 @@ def _writes_files(evaluator: Any) -> bool:
         parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
 
 
-def _objective(train_objectives: Sequence[tuple[Any, nn.Module]]) -> tuple[Any, nn.Module, list[InputExample]]:
-    """The one (dataloader, loss) objective and its examples: all pairs, or all triplets for in-batch losses."""
-    if len(train_objectives) != 1:
-        raise ConfigError("sentsim's fit trains one (dataloader, loss) objective at a time")
-    dataloader, loss = train_objectives[0]
-    examples = list(getattr(dataloader, "dataset", dataloader))
+def _objectives(train_objectives: Sequence[tuple[Any, nn.Module]]) -> list[tuple[Any, nn.Module, list[InputExample]]]:
+    """Each (dataloader, loss) objective with its examples: all pairs, or all triplets for in-batch losses."""
+    if not train_objectives:
+        raise ConfigError("fit needs at least one (dataloader, loss) objective")
+    objectives = []
+    for number, (dataloader, loss) in enumerate(train_objectives, start=1):
+        examples = list(getattr(dataloader, "dataset", dataloader))
+        in_batch = bool(getattr(loss, "in_batch_negatives", False))
+        sizes = {len(example.texts) for example in examples if isinstance(example, InputExample)}
+        if not examples or not all(isinstance(example, InputExample) for example in examples) or \
+                not (sizes == {2} or (in_batch and sizes == {3})):
+            where = f"objective {number}: " if len(train_objectives) > 1 else ""
+            raise ConfigError(f"{where}fit expects a DataLoader over InputExample pairs (texts=[a, b], label=score), "
+                              "or for MultipleNegativesRankingLoss texts=[anchor, positive] or "
+                              "[anchor, positive, negative]")
+        objectives.append((dataloader, loss, examples))
+    return objectives
+
+
+def _task(number: int, loss: nn.Module, examples: list[InputExample]) -> TrainingTask:
+    """One objective's checked columns, as a training dataset (named as sentence-transformers names it)."""
     in_batch = bool(getattr(loss, "in_batch_negatives", False))
-    sizes = {len(example.texts) for example in examples if isinstance(example, InputExample)}
-    if not examples or not all(isinstance(example, InputExample) for example in examples) or \
-            not (sizes == {2} or (in_batch and sizes == {3})):
-        raise ConfigError("fit expects a DataLoader over InputExample pairs (texts=[a, b], label=score), or "
-                          "for MultipleNegativesRankingLoss texts=[anchor, positive] or [anchor, positive, negative]")
-    return dataloader, loss, examples
+    texts = [checked_texts((example.texts[side] for example in examples), f"InputExample texts[{side}]")
+             for side in range(len(examples[0].texts))]
+    labels = None if in_batch else checked_scores((example.label for example in examples), "InputExample label")
+    return TrainingTask(name=f"_dataset_{number}", texts=texts, labels=labels, loss=loss)
