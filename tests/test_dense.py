@@ -72,7 +72,7 @@ def test_a_dense_config_naming_other_code_or_not_fitting_is_refused(dense_model,
     assert config == {"in_features": 32, "out_features": 16, "bias": True,
                       "activation_function": "torch.nn.modules.activation.Tanh"}
     config_path.write_text(json.dumps({**config, "activation_function": "os.system"}))
-    with pytest.raises(ModelLoadError, match=r"'os\.system' is not one sentsim loads"):
+    with pytest.raises(ModelLoadError, match=r"'os\.system' is not supported by sentsim \(torch's own: "):
         SentenceTransformer(folder)
     config_path.write_text(json.dumps({**config, "out_features": 8}))
     with pytest.raises(ModelLoadError, match="do not fit its config"):
@@ -140,3 +140,25 @@ def test_both_backends_load_the_same_activations() -> None:
     values = torch.linspace(-3, 3, 13)
     for path, module in ACTIVATIONS.items():  # and computes the same function (torch's defaults)
         np.testing.assert_allclose(NUMPY_ACTIVATIONS[path](values.numpy()), module()(values).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize(("config", "reason"), [
+    ("[1, 2]", r"not a Dense config \(a JSON object is expected\)"),
+    ('{"in_features": 4, "out_features": 2, "use_residual": true}', "a Dense with use_residual is not supported by "),
+    ('{"out_features": 2}', r"not a Dense config \(KeyError\('in_features'\)\)"),
+    ('{"in_features": 0, "out_features": 2}', "in_features and out_features must be positive"),
+    ("{", "cannot read the Dense config"),
+])
+def test_both_backends_refuse_a_bad_dense_config_in_the_same_words(tmp_path, config, reason):
+    from sentsim.errors import ModelLoadError
+    from sentsim.inference.onnx_head import load_dense_layers
+    from sentsim.models.dense import Dense
+
+    (tmp_path / "config.json").write_text(config, encoding="utf-8")
+    messages = []
+    for load in (Dense.load, lambda folder: load_dense_layers([folder])):
+        with pytest.raises(ModelLoadError, match=reason) as caught:
+            load(tmp_path)
+        messages.append(str(caught.value))
+    assert messages[1] == messages[0].replace("supported by sentsim", "supported by the ONNX backend")
+    assert all(message.startswith(str(tmp_path / "config.json")) for message in messages)

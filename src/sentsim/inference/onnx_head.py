@@ -10,7 +10,6 @@ export`` writes safetensors.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from sentsim.errors import ModelLoadError
+from sentsim.models.dense_config import read_dense_config
 
 
 def _gelu(values: np.ndarray) -> np.ndarray:
@@ -106,15 +106,7 @@ def load_dense_layers(folders: Sequence[Path]) -> list[NumpyDense]:
 
 
 def _load(folder: Path) -> NumpyDense:
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"{folder / 'config.json'}: cannot read the Dense config ({error})") from None
-    name = config.get("activation_function", "torch.nn.modules.activation.Tanh") if isinstance(config, dict) else None
-    if name not in ACTIVATIONS or config.get("use_residual"):
-        raise ModelLoadError(f"{folder / 'config.json'}: a Dense with activation {name!r}"
-                             f"{' and use_residual' if isinstance(config, dict) and config.get('use_residual') else ''}"
-                             " is not supported by the ONNX backend")
+    config = read_dense_config(folder, activations=ACTIVATIONS, backend="the ONNX backend")
     weights_file = folder / "model.safetensors"
     if not weights_file.is_file():
         raise ModelLoadError(f"{folder}: the Dense weights are not in model.safetensors (a pickle needs torch); "
@@ -128,8 +120,8 @@ def _load(folder: Path) -> NumpyDense:
     except Exception as error:  # safetensors' own error type for a damaged file
         raise ModelLoadError(f"{weights_file}: not a valid safetensors file ({error})") from None
     weight = tensors.get("linear.weight")
-    if weight is None or weight.ndim != 2 or weight.shape != (config.get("out_features"), config.get("in_features")):
+    if weight is None or weight.ndim != 2 or weight.shape != (config.out_features, config.in_features):
         raise ModelLoadError(f"{weights_file}: the Dense weights do not fit its config")
     bias = tensors.get("linear.bias")
     return NumpyDense(weight=weight.astype(np.float32), bias=None if bias is None else bias.astype(np.float32),
-                      activation=ACTIVATIONS[name])
+                      activation=ACTIVATIONS[config.activation])

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from sentsim.errors import ModelLoadError
+from sentsim.models.dense_config import read_dense_config
 
 #: The activations a Dense config may name (their class paths as sentence-transformers writes them).
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -61,33 +62,14 @@ class Dense(nn.Module):
         """Reads a Dense folder of sentsim or sentence-transformers; pickle weights (``pytorch_model.bin``,
         as older models ship them) only with ``allow_pickle``, and then through torch's weights-only loader."""
         folder = Path(folder)
-        config = _config(folder / "config.json")
-        name = config.get("activation_function", "torch.nn.modules.activation.Tanh")
-        if name not in ACTIVATIONS:
-            raise ModelLoadError(f"{folder / 'config.json'}: activation_function {name!r} is not one sentsim loads "
-                                 f"(torch's own: {', '.join(sorted(path.rsplit('.', 1)[1] for path in ACTIVATIONS))})")
-        try:
-            dense = cls(int(config["in_features"]), int(config["out_features"]), bias=bool(config.get("bias", True)),
-                        activation=ACTIVATIONS[name]())
-        except (KeyError, TypeError, ValueError) as error:
-            raise ModelLoadError(f"{folder / 'config.json'}: not a Dense config ({error!r})") from None
+        config = read_dense_config(folder, activations=ACTIVATIONS)
+        dense = cls(config.in_features, config.out_features, bias=config.bias,
+                    activation=ACTIVATIONS[config.activation]())
         try:
             dense.load_state_dict(_weights(folder, allow_pickle=allow_pickle))
         except RuntimeError as error:  # missing or misshapen tensors
             raise ModelLoadError(f"{folder}: the Dense weights do not fit its config ({error})") from None
         return dense
-
-
-def _config(path: Path) -> dict[str, Any]:
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"{path}: cannot read the Dense config ({error})") from None
-    if not isinstance(config, dict):
-        raise ModelLoadError(f"{path}: not a Dense config (a JSON object is expected)")
-    if config.get("use_residual"):
-        raise ModelLoadError(f"{path}: a Dense with use_residual is not supported by sentsim")
-    return config
 
 
 def _weights(folder: Path, *, allow_pickle: bool) -> dict[str, torch.Tensor]:
