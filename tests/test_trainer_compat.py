@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
@@ -176,7 +177,7 @@ def test_a_model_given_to_a_trainer_gets_a_new_card(model, tmp_path):
     assert "Someone's card" not in (loaded.save(tmp_path / "new") / "README.md").read_text(encoding="utf-8")
 
 
-def test_prompts_go_before_the_texts_of_their_columns(model, monkeypatch):
+def test_prompts_go_before_the_texts_of_their_columns(model, monkeypatch, caplog):
     from sentsim import SentenceTransformerTrainer, losses
     from sentsim.errors import ConfigError
     from sentsim.training import trainer as trainer_module
@@ -202,8 +203,10 @@ def test_prompts_go_before_the_texts_of_their_columns(model, monkeypatch):
     assert trainer.evaluate()["eval_loss"] == pytest.approx(expected, abs=1e-4)
     SentenceTransformerTrainer(model=model, args=_args(prompts="doc: "), train_dataset=scored).train()
     assert seen["sentences_b"] == ["doc: " + text for text in S2]
-    with pytest.raises(ConfigError, match="'stsb', which is neither a dataset name nor a text column"):
-        SentenceTransformerTrainer(model=model, args=_args(prompts={"stsb": "q: "}), train_dataset=scored)
+    with caplog.at_level(logging.WARNING, logger="sentsim"):  # theirs ignores it silently: runs, with a warning
+        SentenceTransformerTrainer(model=model, args=_args(prompts={"stsb": "q: "}), train_dataset=scored).train()
+    assert "'stsb', which is neither a dataset name nor a text column" in caplog.text
+    assert seen["sentences_a"] == S1  # no prompt: the one dataset has no name
     with pytest.raises(ConfigError, match="nested dictionary"):  # by dataset name, but there is one dataset
         SentenceTransformerTrainer(model=model, args=_args(prompts={"stsb": {"sentence1": "q: "}}),
                                    train_dataset=scored)

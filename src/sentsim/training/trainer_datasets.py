@@ -7,12 +7,15 @@ that to one dataset at a time, with sentence-transformers' own error messages wh
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from torch import nn
 
 from sentsim.errors import ConfigError
 from sentsim.training.trainer_eval import column_names, text_columns
+
+logger = logging.getLogger(__name__)
 
 #: Column names sentence-transformers keeps for itself: a dataset using one is refused there too.
 RESERVED_COLUMNS = ("return_loss", "dataset_name")
@@ -77,8 +80,8 @@ def prompts_for(prompts: Prompts, name: str | None) -> str | dict[str, str] | No
 
 def check_prompts(prompts: Prompts, model: Any, datasets: tuple[Any, ...]) -> None:
     """Refuses prompts sentsim would apply otherwise than sentence-transformers: for a pooling that leaves
-    the prompt's tokens out (``include_prompt=False``, which training does not track), or naming a column
-    (or a dataset) that no dataset has, which theirs would silently never use."""
+    the prompt's tokens out (``include_prompt=False``, which training does not track). Prompts naming a
+    column (or a dataset) that no dataset has are never used, there as here: a warning says so."""
     if not prompts:
         return
     if any(getattr(module, "include_prompt", True) is False for module in getattr(model, "modules", list)()):
@@ -93,10 +96,10 @@ def check_prompts(prompts: Prompts, model: Any, datasets: tuple[Any, ...]) -> No
     columns = {column for parts in named for part in parts.values() for column in text_columns(part)}
     unknown = sorted(key for key, value in prompts.items()
                      if key not in names and (isinstance(value, dict) or key not in columns))
-    if unknown:
-        raise ConfigError(f"prompts name {', '.join(map(repr, unknown))}, which is neither a dataset name nor a text "
-                          f"column of the datasets (datasets: {', '.join(sorted(names)) or 'one, unnamed'}; "
-                          f"columns: {', '.join(sorted(columns))})")
+    if unknown:  # theirs ignores them silently; code that runs there runs here, but not unannounced
+        logger.warning("prompts name %s, which is neither a dataset name nor a text column of the datasets "
+                       "(datasets: %s; columns: %s): they are not used", ", ".join(map(repr, unknown)),
+                       ", ".join(sorted(names)) or "one, unnamed", ", ".join(sorted(columns)))
 
 
 def _refuse_reserved_columns(dataset: Any, role: str) -> None:
