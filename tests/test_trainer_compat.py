@@ -298,3 +298,22 @@ def test_fit_refuses_an_input_example_without_a_text_or_a_label(model):
         with pytest.raises(ConfigError, match=message):
             model.fit(train_objectives=[(DataLoader(examples, batch_size=4), losses.CosineSimilarityLoss(model))],
                       epochs=1, show_progress_bar=False)
+
+
+def test_training_arguments_parse_from_a_command_line_as_theirs():
+    """Training scripts build their arguments with Hugging Face's HfArgumentParser; a dict of prompts comes as JSON."""
+    from transformers import HfArgumentParser
+
+    from sentsim import SentenceTransformerTrainingArguments
+    from sentsim.training_args import BatchSamplers, MultiDatasetBatchSamplers
+
+    args, = HfArgumentParser(SentenceTransformerTrainingArguments).parse_args_into_dataclasses(args=[
+        "--output_dir", "out", "--prompts", '{"query": "query: ", "answer": "passage: "}', "--batch_sampler",
+        "no_duplicates", "--multi_dataset_batch_sampler", "round_robin", "--learning_rate", "0.0005", "--bf16",
+        "--eval_strategy", "steps", "--eval_steps", "10", "--num_train_epochs", "2"])
+    assert args.output_dir == "out" and args.prompts == {"query": "query: ", "answer": "passage: "}
+    assert args.batch_sampler == BatchSamplers.NO_DUPLICATES
+    assert args.multi_dataset_batch_sampler == MultiDatasetBatchSamplers.ROUND_ROBIN
+    config = args.to_config()
+    assert (config.learning_rate, config.dtype, config.evaluation_steps, config.epochs) == (0.0005, "bf16", 10, 2)
+    assert SentenceTransformerTrainingArguments(prompts="{not json").prompts == "{not json"  # one prompt for all

@@ -7,6 +7,8 @@ by name instead of being silently ignored.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field, fields
@@ -75,7 +77,7 @@ class SentenceTransformerTrainingArguments:
     logging_steps: int = 500
     bf16: bool = False
     fp16: bool = False
-    report_to: str | list[str] | None = "none"
+    report_to: str | None | list[str] = "none"  # noqa: RUF036 (None second: see prompts)
     run_name: str | None = None
     disable_tqdm: bool = False
     batch_sampler: str | BatchSamplers = BatchSamplers.BATCH_SAMPLER
@@ -84,11 +86,11 @@ class SentenceTransformerTrainingArguments:
     dtype: str | None = None
     #: A prompt put before every text, or one per text column name, or per dataset name either of those
     #: (for a dict of datasets), as sentence-transformers reads them.
-    prompts: str | dict[str, str] | dict[str, str | dict[str, str]] | None = None
-    unsupported: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: (Unions are written str first, None second: Hugging Face's HfArgumentParser can read them only so.)
+    prompts: str | None | dict[str, str] | dict[str, str | dict[str, str]] = None  # noqa: RUF036
 
     def __init__(self, output_dir: str | None = None, **options: Any) -> None:
-        known = {item.name: item for item in fields(self) if item.name != "unsupported"}
+        known = {item.name: item for item in fields(self)}
         if "evaluation_strategy" in options:  # the older Hugging Face name
             options["eval_strategy"] = options.pop("evaluation_strategy")
         unknown = sorted(set(options) - set(known))
@@ -100,7 +102,6 @@ class SentenceTransformerTrainingArguments:
             if name != "output_dir":
                 default = item.default_factory() if callable(item.default_factory) else item.default
                 setattr(self, name, options.get(name, default))
-        self.unsupported = {}
         self._check()
 
     def _check(self) -> None:
@@ -116,6 +117,11 @@ class SentenceTransformerTrainingArguments:
                               "lowest-first and every other metric highest-first")
         if self.fp16:
             raise ConfigError("fp16=True is not supported: sentsim trains in fp32 or bf16 (bf16=True)")
+        if isinstance(self.prompts, str) and self.prompts.lstrip().startswith("{"):
+            # from the command line (HfArgumentParser) a dict of prompts comes as JSON, as theirs reads it
+            with contextlib.suppress(json.JSONDecodeError):
+                parsed = json.loads(self.prompts)
+                self.prompts = parsed if isinstance(parsed, dict) else self.prompts
         if not (self.prompts is None or isinstance(self.prompts, str) or (isinstance(self.prompts, dict) and all(
                 isinstance(key, str) and (isinstance(value, str) or (isinstance(value, dict) and all(
                     isinstance(column, str) and isinstance(prompt, str) for column, prompt in value.items())))
