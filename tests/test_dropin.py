@@ -433,3 +433,27 @@ def test_a_jsonl_corpus_follows_its_ids_and_swapped_arguments_are_refused(capsys
     assert code == 2 and "line numbers 1 to" in err
     code, _, err = _main(capsys, "search", model_dir, encoded, corpus, "-o", tmp_path / "h3.jsonl")
     assert code == 2 and "swap places" in err
+
+
+CLASSIC_PATHS = {  # module → names that sentence-transformers code imports from it
+    "readers": ["InputExample"], "datasets": ["SentencesDataset"], "trainer": ["SentenceTransformerTrainer"],
+    "model_card": ["SentenceTransformerModelCardData"], "similarity_functions": ["SimilarityFunction"],
+    "quantization": ["quantize_embeddings"], "cross_encoder": ["CrossEncoder"],
+    "training_args": ["SentenceTransformerTrainingArguments", "BatchSamplers", "MultiDatasetBatchSamplers"],
+    "evaluation": ["EmbeddingSimilarityEvaluator", "SequentialEvaluator", "BinaryClassificationEvaluator",
+                   "TripletEvaluator", "SimilarityFunction"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(CLASSIC_PATHS))
+def test_sentence_transformers_import_paths_work_with_the_import_line_changed(module):
+    """``from sentence_transformers.X import Y`` → ``from sentsim.X import Y``, for the paths scripts use."""
+    import importlib
+
+    import sentsim
+
+    ours = importlib.import_module(f"sentsim.{module}")
+    for name in CLASSIC_PATHS[module]:
+        assert getattr(ours, name) is getattr(sentsim, name, getattr(ours, name)), name
+    theirs = pytest.importorskip(f"sentence_transformers.{module}")
+    assert all(hasattr(theirs, name) for name in CLASSIC_PATHS[module])  # the same names live there

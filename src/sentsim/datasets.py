@@ -1,0 +1,12 @@
+"""``SentencesDataset`` where older sentence-transformers scripts import it from: ``sentence_transformers.datasets``.
+
+Only re-exports, lazily, so code that changes just its import line keeps working (see ``sentsim.lazy``).
+"""
+
+from sentsim.lazy import lazy_exports
+
+_EXPORTS = {
+    "SentencesDataset": "sentsim.training.compat",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -1,0 +1,12 @@
+"""The path sentence-transformers scripts import ``SimilarityFunction`` from (``.similarity_functions``).
+
+Only re-exports, lazily, so code that changes just its import line keeps working (see ``sentsim.lazy``).
+"""
+
+from sentsim.lazy import lazy_exports
+
+_EXPORTS = {
+    "SimilarityFunction": "sentsim.inference.similarity_any",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
