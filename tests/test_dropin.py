@@ -457,3 +457,37 @@ def test_sentence_transformers_import_paths_work_with_the_import_line_changed(mo
         assert getattr(ours, name) is getattr(sentsim, name, getattr(ours, name)), name
     theirs = pytest.importorskip(f"sentence_transformers.{module}")
     assert all(hasattr(theirs, name) for name in CLASSIC_PATHS[module])  # the same names live there
+
+
+def test_a_custom_evaluator_written_for_sentence_transformers_runs_and_reaches_the_card(tiny_model, tmp_path):
+    """Their documented pattern: subclass SentenceEvaluator, super().__init__(), prefix_name_to_metrics and
+    store_metrics_in_model_card_data; sentsim's own evaluators record their figures in the card as theirs do."""
+    from sentsim import SentenceTransformerTrainer
+    from sentsim.evaluation import EmbeddingSimilarityEvaluator, SentenceEvaluator
+    from sentsim.training_args import SentenceTransformerTrainingArguments
+
+    class NormEvaluator(SentenceEvaluator):
+        def __init__(self, texts, name=""):
+            super().__init__()
+            self.texts, self.name, self.primary_metric = texts, name, "mean_norm"
+
+        def __call__(self, model, output_path=None, epoch=-1, steps=-1):
+            norms = np.linalg.norm(model.encode(self.texts, convert_to_numpy=True), axis=1)
+            metrics = self.prefix_name_to_metrics({"mean_norm": norms.mean()}, self.name)
+            self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+            return metrics
+
+    custom = NormEvaluator(S1, name="norms")
+    assert custom.description == "Norm" and custom.greater_is_better and custom.get_config_dict() == {}
+    metrics = custom(tiny_model)
+    assert list(metrics) == ["norms_mean_norm"] and isinstance(metrics["norms_mean_norm"], float)
+    assert custom.primary_metric == "norms_mean_norm"
+    SentenceTransformerTrainer(model=tiny_model, evaluator=custom, args=SentenceTransformerTrainingArguments(
+        max_steps=1, eval_strategy="steps", eval_steps=1, save_strategy="no", disable_tqdm=True),
+        train_dataset={"sentence1": S1, "sentence2": S2, "score": SCORES}).train()
+    EmbeddingSimilarityEvaluator(S1, S2, SCORES, name="sts-dev")(tiny_model)
+    latest = tiny_model.model_card_data.latest_metrics()
+    assert {"norms_mean_norm", "sts-dev_spearman_cosine"} <= set(latest)
+    tiny_model.save(tmp_path / "model")
+    card = (tmp_path / "model" / "README.md").read_text(encoding="utf-8")
+    assert "sts-dev_spearman_cosine" in card and "norms_mean_norm" in card

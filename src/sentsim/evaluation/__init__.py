@@ -3,6 +3,8 @@
 from sentsim.lazy import lazy_exports
 
 _EXPORTS = {
+    "SentenceEvaluator": "sentsim.evaluation.evaluator_base",
+    "BaseEvaluator": "sentsim.evaluation.evaluator_base",
     "BinaryClassificationEvaluator": "sentsim.evaluation.binary_classification",
     "EmbeddingSimilarityEvaluator": "sentsim.evaluation.evaluators",
     "PairSetEvaluator": "sentsim.evaluation.evaluators",

@@ -157,7 +157,8 @@ class BinaryClassificationEvaluator(SentenceEvaluator):
         if len(scores) > 1:
             metrics |= {f"max_{metric}": max(values[metric] for values in scores.values())
                         for metric in next(iter(scores.values()))}
-        return self.prefixed(metrics, "max_ap" if len(scores) > 1 else f"{self.similarity_fn_names[0]}_ap")
+        return self.prefixed(model, metrics, "max_ap" if len(scores) > 1 else f"{self.similarity_fn_names[0]}_ap",
+                             epoch=epoch, steps=steps)
 
     def compute_metrics(self, model: Any) -> dict[str, dict[str, float]]:
         """``{fn: {metric: value}}`` for each similarity function asked for (their unprefixed figures)."""

@@ -1,12 +1,16 @@
-"""What sentsim's sentence-transformers-style evaluators share: their common options, keys and function names.
+"""What sentsim's evaluators share, and the base class custom evaluators extend, as in sentence-transformers.
 
-Each evaluator is called as ``evaluator(model, output_path=None, epoch=-1, steps=-1)`` and returns its
+An evaluator is called as ``evaluator(model, output_path=None, epoch=-1, steps=-1)`` and returns its
 metrics with keys prefixed by its ``name``; ``primary_metric`` (also prefixed) names the one that ranks
-checkpoints, highest first. Torch-free, so the evaluators built only on numpy run in the light install.
+checkpoints, highest first. ``SentenceEvaluator`` (also ``BaseEvaluator``) has sentence-transformers'
+helpers, so a custom evaluator written for theirs (``super().__init__()``, ``prefix_name_to_metrics``,
+``store_metrics_in_model_card_data``) runs here unchanged. Torch-free, so the evaluators built only on
+numpy run in the light install.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,12 +26,11 @@ def similarity_functions(names: Sequence[Any] | None, main: Any = None) -> tuple
 
 
 class SentenceEvaluator:
-    """The options every evaluator takes, with sentence-transformers' defaults handled alike."""
+    """The base of every evaluator: the options sentsim's take, and sentence-transformers' helpers."""
 
-    greater_is_better = True
-
-    def __init__(self, *, name: str, batch_size: int, show_progress_bar: bool | None, write_csv: bool,
-                 truncate_dim: int | None, dtype: str, csv_file: str) -> None:
+    def __init__(self, *, name: str = "", batch_size: int = 32, show_progress_bar: bool | None = False,
+                 write_csv: bool = True, truncate_dim: int | None = None, dtype: str = "auto",
+                 csv_file: str = "") -> None:
         self.name = name
         self.batch_size = batch_size
         self.show_progress_bar = bool(show_progress_bar)
@@ -36,9 +39,55 @@ class SentenceEvaluator:
         #: sentsim's extra: the encoder's compute type ("auto": bf16 only where the CPU has it natively).
         self.dtype = dtype
         self.csv_file = csv_file
+        self.greater_is_better = True
         self.primary_metric: str | None = None
 
-    def prefixed(self, metrics: dict[str, float], primary: str) -> dict[str, float]:
-        """``metrics`` with keys prefixed by the name (when there is one); ``primary`` becomes ``primary_metric``."""
-        self.primary_metric = f"{self.name}_{primary}" if self.name else primary
-        return {f"{self.name}_{key}" if self.name else key: value for key, value in metrics.items()}
+    def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
+                 steps: int = -1) -> float | dict[str, float]:
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__")
+
+    def prefixed(self, model: Any, metrics: dict[str, float], primary: str, *, epoch: int = -1,
+                 steps: int = -1) -> dict[str, float]:
+        """The finished metrics: keys prefixed by the name, ``primary`` as ``primary_metric``, and the
+        figures recorded in the model's card data (its Evaluation table), as theirs do."""
+        self.primary_metric = primary
+        metrics = self.prefix_name_to_metrics(metrics, self.name)
+        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+        return metrics
+
+    def prefix_name_to_metrics(self, metrics: dict[str, float], name: str) -> dict[str, float]:
+        """``{name}_{key}`` for every key (values as floats where they are numbers), and the same prefix on
+        ``primary_metric``; unchanged keys without a name. sentence-transformers' helper."""
+        def number(value: Any) -> Any:
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                return value
+
+        if not name:
+            return {key: number(value) for key, value in metrics.items()}
+        if self.primary_metric is not None and not self.primary_metric.startswith(f"{name}_"):
+            self.primary_metric = f"{name}_{self.primary_metric}"
+        return {f"{name}_{key}": number(value) for key, value in metrics.items()}
+
+    def store_metrics_in_model_card_data(self, model: Any, metrics: dict[str, Any], epoch: int = 0,
+                                         step: int = 0) -> None:
+        """Hands the figures to the model's card data, for the card's Evaluation table (models without
+        card data, such as stand-ins in tests, are skipped)."""
+        card = getattr(model, "model_card_data", None)
+        if card is not None and hasattr(card, "set_evaluation_metrics"):
+            card.set_evaluation_metrics(self, metrics, epoch, step)
+
+    @property
+    def description(self) -> str:
+        """The class name as words, without "Evaluator": BinaryClassificationEvaluator → "Binary Classification"."""
+        words = type(self).__name__.split("Evaluator")[0]
+        return re.sub(r"([a-z])([A-Z])", r"\g<1> \g<2>", words)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """Settings worth showing in a model card (none by default)."""
+        return {}
+
+
+#: sentence-transformers' current name for the same base class.
+BaseEvaluator = SentenceEvaluator

@@ -87,7 +87,7 @@ class EmbeddingSimilarityEvaluator(SentenceEvaluator):
             primary = f"spearman_{self.main_similarity}"
         else:
             primary = "spearman_max" if len(self.similarity_fn_names) > 1 else f"spearman_{self.similarity_fn_names[0]}"
-        return self.prefixed(metrics, primary)
+        return self.prefixed(model, metrics, primary, epoch=epoch, steps=steps)
 
     def _embed(self, model: Any) -> tuple[np.ndarray, np.ndarray]:
         """Both sides' embeddings; int8/uint8 share one range (one encode), binary is unpacked to bits."""

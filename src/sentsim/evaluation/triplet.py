@@ -99,7 +99,7 @@ class TripletEvaluator(SentenceEvaluator):
             primary = f"{self.main_similarity_function}_accuracy"
         else:
             primary = "max_accuracy" if len(self.similarity_fn_names) > 1 else f"{self.similarity_fn_names[0]}_accuracy"
-        return self.prefixed(metrics, primary)
+        return self.prefixed(model, metrics, primary, epoch=epoch, steps=steps)
 
     def _embed(self, model: Any, texts: list[str], method: str) -> np.ndarray:
         encode = getattr(model, method, None) or model.encode
