@@ -436,7 +436,8 @@ def test_a_jsonl_corpus_follows_its_ids_and_swapped_arguments_are_refused(capsys
 
 
 CLASSIC_PATHS = {  # module → names that sentence-transformers code imports from it
-    "readers": ["InputExample"], "datasets": ["SentencesDataset"], "trainer": ["SentenceTransformerTrainer"],
+    "readers": ["InputExample"], "datasets": ["SentencesDataset", "NoDuplicatesDataLoader"],
+    "trainer": ["SentenceTransformerTrainer"],
     "model_card": ["SentenceTransformerModelCardData"], "similarity_functions": ["SimilarityFunction"],
     "quantization": ["quantize_embeddings"], "cross_encoder": ["CrossEncoder"],
     "training_args": ["SentenceTransformerTrainingArguments", "BatchSamplers", "MultiDatasetBatchSamplers"],
@@ -491,3 +492,24 @@ def test_a_custom_evaluator_written_for_sentence_transformers_runs_and_reaches_t
     tiny_model.save(tmp_path / "model")
     card = (tmp_path / "model" / "README.md").read_text(encoding="utf-8")
     assert "sts-dev_spearman_cosine" in card and "norms_mean_norm" in card
+
+
+def test_the_classic_no_duplicates_loader_batches_without_repeats_and_trains_mnrl(tiny_model):
+    """Their NLI training script: MNRL through fit with ``NoDuplicatesDataLoader(examples, batch_size)``."""
+    from sentsim import InputExample, losses
+    from sentsim.datasets import NoDuplicatesDataLoader
+
+    examples = [InputExample(texts=[a, b]) for a, b in zip(S1, S2, strict=True)]
+    examples += [InputExample(texts=[S1[0].upper() + " ", S2[1]])]  # the same texts as two rows above
+    for seed in range(30):  # orders that put the two rows in one batch come up among these
+        loader = NoDuplicatesDataLoader(examples, batch_size=4, seed=seed)
+        batches = list(loader)
+        assert len(batches) == len(loader) == len(examples) // 4
+        for batch in batches:
+            texts = [text.strip().lower() for example in batch for text in example.texts]
+            assert len(batch) == 4 and len(texts) == len(set(texts))
+    before = [value.clone() for value in tiny_model.parameters()]
+    tiny_model.fit(train_objectives=[(loader, losses.MultipleNegativesRankingLoss(tiny_model))], epochs=1,
+                   warmup_steps=0, show_progress_bar=False)
+    assert any(not torch.equal(value, old) for value, old in zip(tiny_model.parameters(), before, strict=True))
+

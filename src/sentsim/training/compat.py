@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterable, Sequence
+import random
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +53,45 @@ class SentencesDataset(Dataset):
 
     def __getitem__(self, index: int) -> InputExample:
         return self.examples[index]
+
+
+class NoDuplicatesDataLoader:
+    """sentence-transformers' classic loader for MultipleNegativesRankingLoss: batches in which no text
+    appears twice (compared stripped and lower-cased), so that no text is its own in-batch negative.
+
+    ``fit`` reads its examples (``dataset``) and ``batch_size`` and batches by length itself; sentsim's
+    MultipleNegativesRankingLoss masks in-batch duplicates instead, to the same end. Iterated, it yields
+    ``len(self)`` batches as theirs does: shuffled rows, a row whose text is already in the batch kept for
+    a later one.
+    """
+
+    def __init__(self, train_examples: Iterable[InputExample], batch_size: int, *, seed: int | None = None) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        self.dataset = list(train_examples)
+        self.batch_size = batch_size
+        self.collate_fn: Any = None  # sentence-transformers' fit sets one; batches are returned as lists without
+        self._random = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset) // self.batch_size
+
+    def __iter__(self) -> Iterator[Any]:
+        pending = deque(self._random.sample(range(len(self.dataset)), len(self.dataset)))
+        for _ in range(len(self)):
+            batch, seen, deferred = [], set(), []
+            while pending and len(batch) < self.batch_size:
+                example = self.dataset[index := pending.popleft()]
+                texts = {str(text).strip().lower() for text in example.texts}
+                if texts & seen:
+                    deferred.append(index)
+                    continue
+                seen |= texts
+                batch.append(example)
+            pending.extendleft(reversed(deferred))
+            if not batch:
+                return
+            yield self.collate_fn(batch) if self.collate_fn is not None else batch
 
 
 def fit(
