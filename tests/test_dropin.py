@@ -442,7 +442,7 @@ CLASSIC_PATHS = {  # module → names that sentence-transformers code imports fr
     "quantization": ["quantize_embeddings"], "cross_encoder": ["CrossEncoder"],
     "training_args": ["SentenceTransformerTrainingArguments", "BatchSamplers", "MultiDatasetBatchSamplers"],
     "evaluation": ["EmbeddingSimilarityEvaluator", "SequentialEvaluator", "BinaryClassificationEvaluator",
-                   "TripletEvaluator", "SimilarityFunction"],
+                   "TripletEvaluator", "ParaphraseMiningEvaluator", "SentenceEvaluator", "SimilarityFunction"],
 }
 
 

@@ -9,6 +9,7 @@ _EXPORTS = {
     "EmbeddingSimilarityEvaluator": "sentsim.evaluation.evaluators",
     "PairSetEvaluator": "sentsim.evaluation.evaluators",
     "SequentialEvaluator": "sentsim.evaluation.evaluators",
+    "ParaphraseMiningEvaluator": "sentsim.evaluation.paraphrase_mining",
     "TripletEvaluator": "sentsim.evaluation.triplet",
     "SimilarityFunction": "sentsim.evaluation.evaluators",
 }

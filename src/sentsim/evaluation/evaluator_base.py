@@ -46,6 +46,11 @@ class SentenceEvaluator:
                  steps: int = -1) -> float | dict[str, float]:
         raise NotImplementedError(f"{type(self).__name__} must implement __call__")
 
+    def encode_options(self) -> dict[str, Any]:
+        """sentsim's ``dtype`` for ``encode`` when one was asked for; nothing for "auto", so that an
+        evaluator also runs on models whose ``encode`` has no such argument."""
+        return {} if self.dtype == "auto" else {"dtype": self.dtype}
+
     def prefixed(self, model: Any, metrics: dict[str, float], primary: str, *, epoch: int = -1,
                  steps: int = -1) -> dict[str, float]:
         """The finished metrics: keys prefixed by the name, ``primary`` as ``primary_metric``, and the

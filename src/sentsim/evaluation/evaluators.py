@@ -94,7 +94,7 @@ class EmbeddingSimilarityEvaluator(SentenceEvaluator):
         options = {"batch_size": self.batch_size, "show_progress_bar": self.show_progress_bar,
                    "convert_to_numpy": True, "precision": self.precision or "float32",
                    "normalize_embeddings": bool(self.precision), "truncate_dim": self.truncate_dim,
-                   "dtype": self.dtype}
+                   **self.encode_options()}
         if self.precision in ("int8", "uint8"):
             both = model.encode([*self.sentences1, *self.sentences2], **options)
             first, second = both[: len(self.sentences1)], both[len(self.sentences1):]

@@ -104,5 +104,5 @@ class TripletEvaluator(SentenceEvaluator):
     def _embed(self, model: Any, texts: list[str], method: str) -> np.ndarray:
         encode = getattr(model, method, None) or model.encode
         return np.asarray(encode(texts, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar,
-                                 convert_to_numpy=True, truncate_dim=self.truncate_dim, dtype=self.dtype),
+                                 convert_to_numpy=True, truncate_dim=self.truncate_dim, **self.encode_options()),
                           dtype=np.float32)
