@@ -442,7 +442,8 @@ CLASSIC_PATHS = {  # module → names that sentence-transformers code imports fr
     "quantization": ["quantize_embeddings"], "cross_encoder": ["CrossEncoder"],
     "training_args": ["SentenceTransformerTrainingArguments", "BatchSamplers", "MultiDatasetBatchSamplers"],
     "evaluation": ["EmbeddingSimilarityEvaluator", "SequentialEvaluator", "BinaryClassificationEvaluator",
-                   "TripletEvaluator", "ParaphraseMiningEvaluator", "SentenceEvaluator", "SimilarityFunction"],
+                   "TripletEvaluator", "ParaphraseMiningEvaluator", "InformationRetrievalEvaluator",
+                   "SentenceEvaluator", "SimilarityFunction"],
 }
 
 

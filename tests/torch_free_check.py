@@ -66,12 +66,17 @@ def check_st_calls(encoder, sentences: list[str], embeddings: np.ndarray) -> Non
     matrix = encoder.similarity(embeddings, embeddings)
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     assert isinstance(matrix, np.ndarray) and np.allclose(matrix, unit @ unit.T, atol=1e-5)
-    from sentsim.evaluation import BinaryClassificationEvaluator, TripletEvaluator  # numpy only
+    from sentsim.evaluation import BinaryClassificationEvaluator, TripletEvaluator  # numpy only: no torch
 
     binary = BinaryClassificationEvaluator(sentences[:2], sentences[2:4], [1, 0], name="tiny")(encoder)
     assert set(binary) >= {"tiny_cosine_accuracy", "tiny_cosine_ap"} and 0 <= binary["tiny_cosine_ap"] <= 1
     triplets = TripletEvaluator(sentences[:2], sentences[:2], sentences[2:4])(encoder)
     assert triplets == {"cosine_accuracy": 1.0}  # a text is nearest itself
+    from sentsim.evaluation import InformationRetrievalEvaluator
+
+    retrieval = InformationRetrievalEvaluator({"q": sentences[0]}, {"d0": sentences[2], "d1": sentences[0]},
+                                              {"q": {"d1"}}, accuracy_at_k=[1], precision_recall_at_k=[1])(encoder)
+    assert retrieval["cosine_accuracy@1"] == 1.0  # the document that is the query itself comes first
 
 
 def check_cli(model_dir: str, pairs: list, spearman: float) -> None:

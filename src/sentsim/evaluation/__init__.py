@@ -10,6 +10,7 @@ _EXPORTS = {
     "PairSetEvaluator": "sentsim.evaluation.evaluators",
     "SequentialEvaluator": "sentsim.evaluation.evaluators",
     "ParaphraseMiningEvaluator": "sentsim.evaluation.paraphrase_mining",
+    "InformationRetrievalEvaluator": "sentsim.evaluation.information_retrieval",
     "TripletEvaluator": "sentsim.evaluation.triplet",
     "SimilarityFunction": "sentsim.evaluation.evaluators",
 }

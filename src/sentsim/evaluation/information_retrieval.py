@@ -1,0 +1,197 @@
+"""Retrieval quality: for each query, rank the corpus by similarity and score where its relevant documents land.
+
+sentence-transformers' ``InformationRetrievalEvaluator``, with their constructor, keys, primary metric,
+CSV and predictions file: accuracy@k, precision@k, recall@k, MRR@k, NDCG@k (binary relevance) and
+MAP@k, averaged over the queries that have relevant documents. The ranking is by score, ties broken
+by corpus id, as theirs is, so the figures do not depend on how the corpus is chunked. Scores come
+from the model's similarity function in numpy (float32), or from given ``score_functions``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from sentsim.evaluation.evaluator_base import SentenceEvaluator, similarity_functions
+from sentsim.evaluation.results_csv import append_row
+
+__all__ = ["InformationRetrievalEvaluator", "ranking_metrics"]
+
+#: Reported per score function, in sentence-transformers' key order.
+_METRICS = ("accuracy", "precision", "recall", "ndcg", "mrr", "map")
+
+
+def _similarities(name: str, queries: np.ndarray, corpus: np.ndarray) -> np.ndarray:
+    """``(queries, corpus)`` scores under a similarity function name (distances negated), in float32."""
+    queries, corpus = np.asarray(queries, dtype=np.float32), np.asarray(corpus, dtype=np.float32)
+    if name == "cosine":
+        def unit(vectors: np.ndarray) -> np.ndarray:
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            return vectors / np.maximum(norms, 1e-12)
+        return unit(queries) @ unit(corpus).T
+    if name == "dot":
+        return queries @ corpus.T
+    if name == "euclidean":
+        squared = (queries**2).sum(1)[:, None] + (corpus**2).sum(1)[None, :] - 2 * queries @ corpus.T
+        return -np.sqrt(np.maximum(squared, 0.0))
+    # manhattan, a query at a time: the (queries, corpus, dimensions) difference would not fit in memory
+    return np.stack([-np.abs(corpus - query).sum(1) for query in queries]) if len(queries) else \
+        np.zeros((0, len(corpus)), dtype=np.float32)
+
+
+def _top(scores: np.ndarray, keys: np.ndarray, count: int) -> np.ndarray:
+    """Per row, the column indices of the ``count`` best scores, ties broken by the smaller key."""
+    count = min(count, scores.shape[1])
+    rows = []
+    for row in scores:
+        if count < row.size:  # only candidates down to the count-th score (and its ties) need sorting
+            cut = np.partition(row, row.size - count)[row.size - count]
+            candidates = np.flatnonzero(row >= cut)
+        else:
+            candidates = np.arange(row.size)
+        rows.append(candidates[np.lexsort((keys[candidates], -row[candidates]))][:count])
+    return np.array(rows, dtype=np.int64).reshape(len(rows), count)
+
+
+def ranking_metrics(ranked: Sequence[Sequence[str]], relevant: Sequence[set[str]], *,
+                    ks: Mapping[str, Sequence[int]]) -> dict[str, dict[int, float]]:
+    """Averages over queries of accuracy@k, precision@k, recall@k, NDCG@k, MRR@k and MAP@k, from each
+    query's ranked corpus ids and its set of relevant ids; ``ks`` names the cut-offs per metric."""
+    totals: dict[str, dict[int, float]] = {metric: dict.fromkeys(ks[metric], 0.0) for metric in _METRICS}
+    for hits, wanted in zip(ranked, relevant, strict=True):
+        found = np.array([hit in wanted for hit in hits], dtype=float)
+        positions = np.flatnonzero(found)
+        for k in ks["accuracy"]:
+            totals["accuracy"][k] += float(found[:k].any())
+        for k in ks["precision"]:
+            totals["precision"][k] += found[:k].sum() / k
+            totals["recall"][k] += found[:k].sum() / len(wanted)
+        for k in ks["mrr"]:
+            first = positions[positions < k]
+            totals["mrr"][k] += 1.0 / (first[0] + 1) if first.size else 0.0
+        for k in ks["ndcg"]:
+            discounts = 1 / np.log2(np.arange(2, k + 2))
+            ideal = discounts[:min(len(wanted), k)].sum()
+            totals["ndcg"][k] += float((found[:k] * discounts[:len(found[:k])]).sum() / ideal)
+        for k in ks["map"]:
+            within = positions[positions < k]
+            precisions = np.arange(1, within.size + 1) / (within + 1)
+            totals["map"][k] += float(precisions.sum() / min(k, len(wanted)))
+    queries = len(ranked)
+    return {metric: {k: value / queries for k, value in values.items()} for metric, values in totals.items()}
+
+
+class InformationRetrievalEvaluator(SentenceEvaluator):
+    """sentence-transformers' retrieval evaluator on a sentsim model (or any with ``encode``).
+
+    ``queries`` and ``corpus`` map ids to texts, ``relevant_docs`` maps a query id to its relevant corpus
+    ids; queries without any are left out. Returns ``{name}_{fn}_{metric}@{k}``; ``primary_metric`` is
+    NDCG at the largest k of the main score function, else of whichever scores best on the first call.
+    Queries go through ``encode_query`` and documents through ``encode_document`` where the model has
+    them (with the given prompts). ``write_predictions`` writes each query's ranked hits as JSON lines.
+    """
+
+    def __init__(self, queries: Mapping[str, str], corpus: Mapping[str, str], relevant_docs: Mapping[str, set[str]],
+                 corpus_chunk_size: int = 50000, mrr_at_k: Sequence[int] = (10,), ndcg_at_k: Sequence[int] = (10,),
+                 accuracy_at_k: Sequence[int] = (1, 3, 5, 10), precision_recall_at_k: Sequence[int] = (1, 3, 5, 10),
+                 map_at_k: Sequence[int] = (100,), show_progress_bar: bool = False, batch_size: int = 32,
+                 name: str = "", write_csv: bool = True, truncate_dim: int | None = None,
+                 score_functions: Mapping[str, Callable[[Any, Any], Any]] | None = None,
+                 main_score_function: Any = None, query_prompt: str | None = None,
+                 query_prompt_name: str | None = None, corpus_prompt: str | None = None,
+                 corpus_prompt_name: str | None = None, write_predictions: bool = False, *,
+                 dtype: str = "auto") -> None:
+        super().__init__(name=name, batch_size=batch_size, show_progress_bar=show_progress_bar, write_csv=write_csv,
+                         truncate_dim=truncate_dim, dtype=dtype,
+                         csv_file="Information-Retrieval_evaluation" + (f"_{name}" if name else "") + "_results.csv")
+        self.queries_ids = [qid for qid in queries if relevant_docs.get(qid)]
+        self.queries = [queries[qid] for qid in self.queries_ids]
+        self.corpus_ids, self.corpus = list(corpus), list(corpus.values())
+        self.relevant_docs = relevant_docs
+        self.corpus_chunk_size = corpus_chunk_size
+        self.ks = {"accuracy": list(accuracy_at_k), "precision": list(precision_recall_at_k),
+                   "recall": list(precision_recall_at_k), "ndcg": list(ndcg_at_k), "mrr": list(mrr_at_k),
+                   "map": list(map_at_k)}
+        self.score_functions = dict(score_functions) if score_functions else None
+        _, self.main_score_function = similarity_functions(None, main_score_function)
+        self.prompts = {"query": (query_prompt, query_prompt_name), "document": (corpus_prompt, corpus_prompt_name)}
+        self.write_predictions = write_predictions
+        self.predictions_file = "Information-Retrieval_evaluation" + (f"_{name}" if name else "") + "_predictions.jsonl"
+
+    def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
+                 steps: int = -1, *args: Any, **kwargs: Any) -> dict[str, float]:
+        scores = self.compute_metrics(model, output_path=output_path)
+        names = list(scores)
+        if output_path is not None and self.write_csv:
+            headers = ["epoch", "steps", *(header for fn in sorted(names) for header in self._headers(fn))]
+            append_row(output_path, self.csv_file, headers, [epoch, steps, *(
+                value for fn in sorted(names) for value in self._row(scores[fn]))])
+        if not self.primary_metric:
+            top = max(self.ks["ndcg"])
+            best = self.main_score_function or max(names, key=lambda fn: scores[fn]["ndcg"][top])
+            self.primary_metric = f"{best}_ndcg@{top}"
+        metrics = {f"{fn}_{metric}@{k}": value for fn in names for metric in _METRICS
+                   for k, value in scores[fn][metric].items()}
+        return self.prefixed(model, metrics, self.primary_metric, epoch=epoch, steps=steps)
+
+    def compute_metrics(self, model: Any, output_path: str | None = None) -> dict[str, dict[str, dict[int, float]]]:
+        """``{score function: {metric: {k: value}}}``, and the predictions file when asked for."""
+        queries = self._embed(model, self.queries, "query")
+        functions = self.score_functions or {getattr(model, "similarity_fn_name", None) or "cosine": None}
+        keys = np.argsort(np.argsort(np.array(self.corpus_ids, dtype=object), kind="stable"), kind="stable")
+        wanted = max(max(values) for values in self.ks.values())
+        documents = [self._embed(model, self.corpus[start:start + self.corpus_chunk_size], "document")
+                     for start in range(0, len(self.corpus), self.corpus_chunk_size)]
+        results = {}
+        for fn, function in functions.items():
+            scores = np.concatenate([self._scores(fn, function, queries, chunk) for chunk in documents], axis=1) \
+                if documents else np.zeros((len(self.queries), 0), dtype=np.float32)
+            order = _top(scores, keys, wanted)
+            ranked = [[self.corpus_ids[column] for column in row] for row in order]
+            results[fn] = ranking_metrics(ranked, [set(self.relevant_docs[qid]) for qid in self.queries_ids],
+                                          ks=self.ks)
+            if self.write_predictions and output_path is not None:
+                self._write_predictions(output_path, fn, ranked, np.take_along_axis(scores, order, axis=1))
+        return results
+
+    def _embed(self, model: Any, texts: list[str], side: str) -> Any:
+        prompt, prompt_name = self.prompts[side]
+        encode = getattr(model, f"encode_{side}", None) or model.encode
+        return encode(texts, prompt_name=prompt_name, prompt=prompt, batch_size=self.batch_size,
+                      show_progress_bar=self.show_progress_bar, convert_to_numpy=self.score_functions is None,
+                      convert_to_tensor=self.score_functions is not None, truncate_dim=self.truncate_dim,
+                      **self.encode_options())
+
+    @staticmethod
+    def _scores(fn: str, function: Callable[[Any, Any], Any] | None, queries: Any, documents: Any) -> np.ndarray:
+        if function is None:
+            return _similarities(similarity_functions([fn])[0][0], queries, documents)
+        result = function(queries, documents)
+        return np.asarray(result.detach().cpu() if hasattr(result, "detach") else result, dtype=np.float32)
+
+    def _headers(self, fn: str) -> list[str]:
+        return [*(f"{fn}-Accuracy@{k}" for k in self.ks["accuracy"]),
+                *(f"{fn}-{kind}@{k}" for k in self.ks["precision"] for kind in ("Precision", "Recall")),
+                *(f"{fn}-MRR@{k}" for k in self.ks["mrr"]), *(f"{fn}-NDCG@{k}" for k in self.ks["ndcg"]),
+                *(f"{fn}-MAP@{k}" for k in self.ks["map"])]
+
+    def _row(self, scores: dict[str, dict[int, float]]) -> list[float]:
+        return [*(scores["accuracy"][k] for k in self.ks["accuracy"]),
+                *(scores[kind][k] for k in self.ks["precision"] for kind in ("precision", "recall")),
+                *(scores["mrr"][k] for k in self.ks["mrr"]), *(scores["ndcg"][k] for k in self.ks["ndcg"]),
+                *(scores["map"][k] for k in self.ks["map"])]
+
+    def _write_predictions(self, output_path: str, fn: str, ranked: list[list[str]], scores: np.ndarray) -> None:
+        os.makedirs(output_path, exist_ok=True)
+        path = os.path.join(output_path, self.predictions_file.replace(".jsonl", f"_{fn}.jsonl"))
+        with open(path, "w", encoding="utf-8") as handle:
+            for qid, query, hits, values in zip(self.queries_ids, self.queries, ranked, scores, strict=True):
+                results = [{"corpus_id": hit, "score": float(value)} for hit, value in zip(hits, values, strict=True)]
+                handle.write(json.dumps({"query_id": qid, "query": query, "results": results}) + "\n")
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"truncate_dim": self.truncate_dim} if self.truncate_dim is not None else {}
