@@ -75,9 +75,8 @@ def train(
     chunking = Chunking.resolve(config.max_forward_tokens, loss=loss_fn, sides=data.sides,
                                 pad_to_multiple_of=config.pad_to_multiple_of)
     return run_loop(model, lengths=data.pairs.lengths, collate=data.collator, forward=sentence_embeddings,
-                    loss=data.loss,
-                    config=config, evaluator=evaluator, on_record=on_record, quiet=quiet, keep_best=keep_best,
-                    checkpoints=checkpoints, chunking=chunking)
+                    loss=data.loss, config=config, evaluator=evaluator, on_record=on_record, quiet=quiet,
+                    keep_best=keep_best, checkpoints=checkpoints, chunking=chunking)
 
 
 @dataclass(frozen=True, kw_only=True)
