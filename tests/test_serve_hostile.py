@@ -242,4 +242,4 @@ def test_rerank_counts_its_query_once_and_score_takes_truncate():
 
 def test_a_json_syntax_error_has_no_param(client):
     response = client.post("/v1/embeddings", content=b'{"input": "a",', headers={"Content-Type": "application/json"})
-    assert assert_error(response, 422)["param"] is None
+    assert assert_error(response, 400, "invalid_json")["param"] is None

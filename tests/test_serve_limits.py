@@ -114,7 +114,12 @@ def test_openai_token_id_inputs_are_refused_with_what_to_send(client, tokens):
 
 
 def test_malformed_json_and_unknown_routes(client):
-    assert_error(client.post("/embed", content=b"{not json", headers={"Content-Type": "application/json"}), 422)
+    json_type = {"Content-Type": "application/json"}
+    broken = assert_error(client.post("/embed", content=b'{"inputs": [1,', headers=json_type),
+                          400, "invalid_json")  # not JSON at all: 400, as TEI, OpenAI, Ollama and vLLM answer
+    assert broken["message"].startswith("the request body is not valid JSON (at character ") and broken["param"] is None
+    ollama = client.post("/api/embed", content=b"{not json", headers=json_type)
+    assert ollama.status_code == 400 and ollama.json()["error"].startswith("the request body is not valid JSON")
     assert_error(client.get("/nowhere"), 404)
     assert_error(client.get("/embed"), 405)
     assert_error(client.post("/embed", json={"inputs": [""]}), 422)

@@ -73,15 +73,20 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        syntax = next((item for item in error.errors() if item.get("type") == "json_invalid"), None)
+        if syntax is not None:  # not JSON at all: 400, as TEI, OpenAI, Ollama and vLLM answer it
+            where = next((part for part in syntax.get("loc", ()) if isinstance(part, int)), None)
+            reason = (syntax.get("ctx") or {}).get("error") or syntax.get("msg", "JSON decode error")
+            return error_response(400, "the request body is not valid JSON"
+                                  + (f" (at character {where}: {reason})" if where is not None else f" ({reason})"),
+                                  code="invalid_json", path=request.url.path)
         problems: dict[str, str] = {}  # one message per field: a str | list union reports each branch
         for item in error.errors():
             place = ".".join(str(part) for part in item.get("loc", ()) if _is_field(part)) or "body"
             message = str(item.get("msg", "invalid")).removeprefix("Value error, ")  # our validators' own words
             problems.setdefault(place, f"{place}: {message}")
-        param = None if any(item.get("type") == "json_invalid" for item in error.errors()) else \
-            next(iter(problems), None)  # a JSON syntax error's location is a character offset, not a field
         return error_response(422, "; ".join(list(problems.values())[:5]) or "invalid request", code="invalid_request",
-                              path=request.url.path, param=param)
+                              path=request.url.path, param=next(iter(problems), None))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -102,7 +107,7 @@ def _is_field(part: object) -> bool:
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": schemas.ErrorResponse} for status in (401, 404, 413, 422, 429, 503)
+    status: {"model": schemas.ErrorResponse} for status in (400, 401, 404, 413, 422, 429, 503)
 }
 router = APIRouter()
 
