@@ -78,3 +78,12 @@ def test_the_evaluator_equals_sentence_transformers_on_a_sentsim_model(tiny_tran
     ours_csv, theirs_csv = ((tmp_path / side / ours.csv_file).read_text().splitlines() for side in ("ours", "theirs"))
     assert ours_csv[0] == theirs_csv[0]
     assert np.allclose(np.array(ours_csv[1].split(","), dtype=float), np.array(theirs_csv[1].split(","), dtype=float))
+
+
+def test_queries_without_relevant_documents_leave_nothing_to_evaluate():
+    from sentsim.errors import ConfigError
+    from sentsim.evaluation import InformationRetrievalEvaluator
+
+    with pytest.raises(ConfigError, match="no query has a relevant document"):
+        InformationRetrievalEvaluator(QUERIES, CORPUS, {"5": set(), "9": {"0"}})
+

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from sentsim.errors import ConfigError
 from sentsim.evaluation.evaluator_base import SentenceEvaluator, similarity_functions
 from sentsim.evaluation.results_csv import append_row
 
@@ -109,6 +110,8 @@ class InformationRetrievalEvaluator(SentenceEvaluator):
                          truncate_dim=truncate_dim, dtype=dtype,
                          csv_file="Information-Retrieval_evaluation" + (f"_{name}" if name else "") + "_results.csv")
         self.queries_ids = [qid for qid in queries if relevant_docs.get(qid)]
+        if not self.queries_ids:
+            raise ConfigError("no query has a relevant document in relevant_docs: there is nothing to evaluate")
         self.queries = [queries[qid] for qid in self.queries_ids]
         self.corpus_ids, self.corpus = list(corpus), list(corpus.values())
         self.relevant_docs = relevant_docs
