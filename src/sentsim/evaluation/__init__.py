@@ -11,6 +11,8 @@ _EXPORTS = {
     "SequentialEvaluator": "sentsim.evaluation.evaluators",
     "ParaphraseMiningEvaluator": "sentsim.evaluation.paraphrase_mining",
     "InformationRetrievalEvaluator": "sentsim.evaluation.information_retrieval",
+    "MSEEvaluator": "sentsim.evaluation.distillation",
+    "TranslationEvaluator": "sentsim.evaluation.distillation",
     "TripletEvaluator": "sentsim.evaluation.triplet",
     "SimilarityFunction": "sentsim.evaluation.evaluators",
 }
