@@ -45,16 +45,18 @@ def _similarities(name: str, queries: np.ndarray, corpus: np.ndarray) -> np.ndar
 
 
 def _top(scores: np.ndarray, keys: np.ndarray, count: int) -> np.ndarray:
-    """Per row, the column indices of the ``count`` best scores, ties broken by the smaller key."""
+    """Per row, the column indices of the ``count`` best scores, ties broken by the smaller key (``keys``:
+    one per column, or one per cell)."""
     count = min(count, scores.shape[1])
+    keys = np.broadcast_to(keys, scores.shape)
     rows = []
-    for row in scores:
+    for row, row_keys in zip(scores, keys, strict=True):
         if count < row.size:  # only candidates down to the count-th score (and its ties) need sorting
             cut = np.partition(row, row.size - count)[row.size - count]
             candidates = np.flatnonzero(row >= cut)
         else:
             candidates = np.arange(row.size)
-        rows.append(candidates[np.lexsort((keys[candidates], -row[candidates]))][:count])
+        rows.append(candidates[np.lexsort((row_keys[candidates], -row[candidates]))][:count])
     return np.array(rows, dtype=np.int64).reshape(len(rows), count)
 
 
@@ -151,14 +153,23 @@ class InformationRetrievalEvaluator(SentenceEvaluator):
                      for start in range(0, len(self.corpus), self.corpus_chunk_size)]
         results = {}
         for fn, function in functions.items():
-            scores = np.concatenate([self._scores(fn, function, queries, chunk) for chunk in documents], axis=1) \
-                if documents else np.zeros((len(self.queries), 0), dtype=np.float32)
-            order = _top(scores, keys, wanted)
+            # each chunk's best `wanted` (by score, then corpus id) hold the overall best: only they are kept,
+            # so memory grows with the chunk, not with the corpus
+            columns, scores = [], []
+            for start, chunk in zip(range(0, len(self.corpus), self.corpus_chunk_size), documents, strict=True):
+                chunk_scores = self._scores(fn, function, queries, chunk)
+                best = _top(chunk_scores, keys[start:start + chunk_scores.shape[1]], wanted)
+                columns.append(best + start)
+                scores.append(np.take_along_axis(chunk_scores, best, axis=1))
+            columns = np.concatenate(columns, axis=1) if columns else np.zeros((len(self.queries), 0), dtype=np.int64)
+            scores = np.concatenate(scores, axis=1) if scores else np.zeros(columns.shape, dtype=np.float32)
+            picked = _top(scores, keys[columns], wanted)
+            order, hit_scores = np.take_along_axis(columns, picked, axis=1), np.take_along_axis(scores, picked, axis=1)
             ranked = [[self.corpus_ids[column] for column in row] for row in order]
             results[fn] = ranking_metrics(ranked, [set(self.relevant_docs[qid]) for qid in self.queries_ids],
                                           ks=self.ks)
             if self.write_predictions and output_path is not None:
-                self._write_predictions(output_path, fn, ranked, np.take_along_axis(scores, order, axis=1))
+                self._write_predictions(output_path, fn, ranked, hit_scores)
         return results
 
     def _embed(self, model: Any, texts: list[str], side: str) -> Any:
