@@ -443,7 +443,7 @@ CLASSIC_PATHS = {  # module → names that sentence-transformers code imports fr
     "training_args": ["SentenceTransformerTrainingArguments", "BatchSamplers", "MultiDatasetBatchSamplers"],
     "evaluation": ["EmbeddingSimilarityEvaluator", "SequentialEvaluator", "BinaryClassificationEvaluator",
                    "TripletEvaluator", "ParaphraseMiningEvaluator", "InformationRetrievalEvaluator",
-                   "MSEEvaluator", "TranslationEvaluator",
+                   "MSEEvaluator", "TranslationEvaluator", "RerankingEvaluator",
                    "SentenceEvaluator", "SimilarityFunction"],
 }
 

@@ -12,6 +12,7 @@ _EXPORTS = {
     "ParaphraseMiningEvaluator": "sentsim.evaluation.paraphrase_mining",
     "InformationRetrievalEvaluator": "sentsim.evaluation.information_retrieval",
     "MSEEvaluator": "sentsim.evaluation.distillation",
+    "RerankingEvaluator": "sentsim.evaluation.reranking",
     "TranslationEvaluator": "sentsim.evaluation.distillation",
     "TripletEvaluator": "sentsim.evaluation.triplet",
     "SimilarityFunction": "sentsim.evaluation.evaluators",
