@@ -185,8 +185,7 @@ class BinaryClassificationEvaluator(SentenceEvaluator):
 
     def _embed(self, model: Any) -> tuple[np.ndarray, np.ndarray]:
         texts = list(dict.fromkeys([*self.sentences1, *self.sentences2]))
-        embeddings = model.encode(texts, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar,
-                                  convert_to_numpy=True, truncate_dim=self.truncate_dim, **self.encode_options())
+        embeddings = self.embed_inputs(model, texts)
         row = {text: index for index, text in enumerate(texts)}
         embeddings = np.asarray(embeddings, dtype=np.float32)
         return (embeddings[[row[text] for text in self.sentences1]],

@@ -16,15 +16,9 @@ import numpy as np
 from sentsim.errors import ConfigError
 from sentsim.evaluation.evaluator_base import SentenceEvaluator
 from sentsim.evaluation.results_csv import append_row
+from sentsim.inference.similarity_any import similarity_matrix
 
 __all__ = ["MSEEvaluator", "TranslationEvaluator"]
-
-
-def _embed(evaluator: SentenceEvaluator, model: Any, texts: Sequence[str]) -> np.ndarray:
-    return np.asarray(model.encode(list(texts), batch_size=evaluator.batch_size,
-                                   show_progress_bar=evaluator.show_progress_bar, convert_to_numpy=True,
-                                   truncate_dim=evaluator.truncate_dim, **evaluator.encode_options()),
-                      dtype=np.float32)
 
 
 class MSEEvaluator(SentenceEvaluator):
@@ -45,11 +39,11 @@ class MSEEvaluator(SentenceEvaluator):
         self.target_sentences = list(target_sentences)
         self.csv_headers = ["epoch", "steps", "MSE"]
         self.primary_metric = "negative_mse"
-        self.source_embeddings = _embed(self, teacher_model, source_sentences)
+        self.source_embeddings = np.asarray(self.embed_inputs(teacher_model, source_sentences), dtype=np.float32)
 
     def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
                  steps: int = -1) -> dict[str, float]:
-        targets = _embed(self, model, self.target_sentences)
+        targets = np.asarray(self.embed_inputs(model, self.target_sentences), dtype=np.float32)
         if targets.shape != self.source_embeddings.shape:
             raise ConfigError(f"the model's embeddings {targets.shape} do not match the teacher's "
                               f"{self.source_embeddings.shape}")
@@ -81,10 +75,8 @@ class TranslationEvaluator(SentenceEvaluator):
 
     def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
                  steps: int = -1) -> dict[str, float]:
-        def unit(vectors: np.ndarray) -> np.ndarray:
-            return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-        cosines = unit(_embed(self, model, self.source_sentences)) @ unit(_embed(self, model, self.target_sentences)).T
+        cosines = similarity_matrix(self.embed_inputs(model, self.source_sentences),
+                                    self.embed_inputs(model, self.target_sentences), "cosine")
         src2trg = self._accuracy(cosines, self.target_sentences, self.source_sentences, report=self.print_wrong_matches)
         trg2src = self._accuracy(cosines.T, self.source_sentences, self.target_sentences, report=False)
         if output_path is not None and self.write_csv:

@@ -46,10 +46,17 @@ class SentenceEvaluator:
                  steps: int = -1) -> float | dict[str, float]:
         raise NotImplementedError(f"{type(self).__name__} must implement __call__")
 
-    def encode_options(self) -> dict[str, Any]:
-        """sentsim's ``dtype`` for ``encode`` when one was asked for; nothing for "auto", so that an
+    def embed_inputs(self, model: Any, texts: Sequence[str], *, side: str | None = None, **options: Any) -> Any:
+        """``texts`` embedded as the evaluators embed them: through ``encode_query`` / ``encode_document``
+        for a ``side`` ("query" or "document") where the model has them, else ``encode``; with the
+        evaluator's batch size, progress bar and truncation, as numpy arrays unless ``options`` say
+        otherwise. sentsim's ``dtype`` is passed only when one was asked for (not "auto"), so an
         evaluator also runs on models whose ``encode`` has no such argument."""
-        return {} if self.dtype == "auto" else {"dtype": self.dtype}
+        encode = (getattr(model, f"encode_{side}", None) if side else None) or model.encode
+        defaults = {"batch_size": self.batch_size, "show_progress_bar": self.show_progress_bar,
+                    "convert_to_numpy": True, "truncate_dim": self.truncate_dim}
+        dtype = {} if self.dtype == "auto" else {"dtype": self.dtype}
+        return encode(list(texts), **{**defaults, **dtype, **options})
 
     def prefixed(self, model: Any, metrics: dict[str, float], primary: str, *, epoch: int = -1,
                  steps: int = -1) -> dict[str, float]:

@@ -91,15 +91,13 @@ class EmbeddingSimilarityEvaluator(SentenceEvaluator):
 
     def _embed(self, model: Any) -> tuple[np.ndarray, np.ndarray]:
         """Both sides' embeddings; int8/uint8 share one range (one encode), binary is unpacked to bits."""
-        options = {"batch_size": self.batch_size, "show_progress_bar": self.show_progress_bar,
-                   "convert_to_numpy": True, "precision": self.precision or "float32",
-                   "normalize_embeddings": bool(self.precision), "truncate_dim": self.truncate_dim,
-                   **self.encode_options()}
+        options = {"precision": self.precision or "float32", "normalize_embeddings": bool(self.precision)}
         if self.precision in ("int8", "uint8"):
-            both = model.encode([*self.sentences1, *self.sentences2], **options)
+            both = self.embed_inputs(model, [*self.sentences1, *self.sentences2], **options)
             first, second = both[: len(self.sentences1)], both[len(self.sentences1):]
         else:
-            first, second = model.encode(self.sentences1, **options), model.encode(self.sentences2, **options)
+            first, second = self.embed_inputs(model, self.sentences1, **options), \
+                self.embed_inputs(model, self.sentences2, **options)
         if self.precision == "binary":
             first, second = first.astype(np.int16) + 128, second.astype(np.int16) + 128
         if self.precision in ("binary", "ubinary"):

@@ -4,7 +4,8 @@ sentence-transformers' ``InformationRetrievalEvaluator``, with their constructor
 CSV and predictions file: accuracy@k, precision@k, recall@k, MRR@k, NDCG@k (binary relevance) and
 MAP@k, averaged over the queries that have relevant documents. The ranking is by score, ties broken
 by corpus id, as theirs is, so the figures do not depend on how the corpus is chunked. Scores come
-from the model's similarity function in numpy (float32), or from given ``score_functions``.
+from the model's similarity function in numpy (``similarity_any.similarity_matrix``), or from given
+``score_functions``.
 """
 
 from __future__ import annotations
@@ -19,29 +20,12 @@ import numpy as np
 from sentsim.errors import ConfigError
 from sentsim.evaluation.evaluator_base import SentenceEvaluator, similarity_functions
 from sentsim.evaluation.results_csv import append_row
+from sentsim.inference.similarity_any import similarity_matrix
 
 __all__ = ["InformationRetrievalEvaluator", "ranking_metrics"]
 
 #: Reported per score function, in sentence-transformers' key order.
 _METRICS = ("accuracy", "precision", "recall", "ndcg", "mrr", "map")
-
-
-def _similarities(name: str, queries: np.ndarray, corpus: np.ndarray) -> np.ndarray:
-    """``(queries, corpus)`` scores under a similarity function name (distances negated), in float32."""
-    queries, corpus = np.asarray(queries, dtype=np.float32), np.asarray(corpus, dtype=np.float32)
-    if name == "cosine":
-        def unit(vectors: np.ndarray) -> np.ndarray:
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            return vectors / np.maximum(norms, 1e-12)
-        return unit(queries) @ unit(corpus).T
-    if name == "dot":
-        return queries @ corpus.T
-    if name == "euclidean":
-        squared = (queries**2).sum(1)[:, None] + (corpus**2).sum(1)[None, :] - 2 * queries @ corpus.T
-        return -np.sqrt(np.maximum(squared, 0.0))
-    # manhattan, a query at a time: the (queries, corpus, dimensions) difference would not fit in memory
-    return np.stack([-np.abs(corpus - query).sum(1) for query in queries]) if len(queries) else \
-        np.zeros((0, len(corpus)), dtype=np.float32)
 
 
 def _top(scores: np.ndarray, keys: np.ndarray, count: int) -> np.ndarray:
@@ -174,16 +158,14 @@ class InformationRetrievalEvaluator(SentenceEvaluator):
 
     def _embed(self, model: Any, texts: list[str], side: str) -> Any:
         prompt, prompt_name = self.prompts[side]
-        encode = getattr(model, f"encode_{side}", None) or model.encode
-        return encode(texts, prompt_name=prompt_name, prompt=prompt, batch_size=self.batch_size,
-                      show_progress_bar=self.show_progress_bar, convert_to_numpy=self.score_functions is None,
-                      convert_to_tensor=self.score_functions is not None, truncate_dim=self.truncate_dim,
-                      **self.encode_options())
+        custom = self.score_functions is not None  # their functions take what encode gives as tensors
+        return self.embed_inputs(model, texts, side=side, prompt_name=prompt_name, prompt=prompt,
+                                 convert_to_numpy=not custom, convert_to_tensor=custom)
 
     @staticmethod
     def _scores(fn: str, function: Callable[[Any, Any], Any] | None, queries: Any, documents: Any) -> np.ndarray:
         if function is None:
-            return _similarities(similarity_functions([fn])[0][0], queries, documents)
+            return similarity_matrix(queries, documents, similarity_functions([fn])[0][0])
         result = function(queries, documents)
         return np.asarray(result.detach().cpu() if hasattr(result, "detach") else result, dtype=np.float32)
 

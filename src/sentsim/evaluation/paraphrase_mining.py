@@ -80,8 +80,7 @@ class ParaphraseMiningEvaluator(SentenceEvaluator):
                  steps: int = -1) -> dict[str, float]:
         from sentsim.inference.search import paraphrase_mining_embeddings
 
-        embeddings = model.encode(self.sentences, show_progress_bar=self.show_progress_bar, batch_size=self.batch_size,
-                                  convert_to_tensor=True, truncate_dim=self.truncate_dim, **self.encode_options())
+        embeddings = self.embed_inputs(model, self.sentences, convert_to_numpy=False, convert_to_tensor=True)
         mined = paraphrase_mining_embeddings(embeddings, query_chunk_size=self.query_chunk_size,
                                              corpus_chunk_size=self.corpus_chunk_size, max_pairs=self.max_pairs,
                                              top_k=self.top_k)

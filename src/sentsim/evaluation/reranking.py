@@ -18,6 +18,7 @@ from sentsim.errors import ConfigError
 from sentsim.evaluation.binary_classification import threshold_metrics
 from sentsim.evaluation.evaluator_base import SentenceEvaluator
 from sentsim.evaluation.results_csv import append_row
+from sentsim.inference.similarity_any import similarity_matrix
 
 __all__ = ["RerankingEvaluator", "ndcg_at"]
 
@@ -99,20 +100,15 @@ class RerankingEvaluator(SentenceEvaluator):
         return {"map": float(np.mean(maps)), "mrr": float(np.mean(mrrs)), "ndcg": float(np.mean(ndcgs))}
 
     def _embed(self, model: Any, texts: list[str], side: str) -> Any:
-        encode = getattr(model, f"encode_{side}", None) or model.encode
-        custom = self.similarity_fct is not None
-        return encode(texts, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar,
-                      convert_to_numpy=not custom, convert_to_tensor=custom, truncate_dim=self.truncate_dim,
-                      **self.encode_options())
+        custom = self.similarity_fct is not None  # a similarity function takes what encode gives as tensors
+        return self.embed_inputs(model, texts, side=side, convert_to_numpy=not custom, convert_to_tensor=custom)
 
     def _scores(self, query: Any, candidates: Any) -> np.ndarray:
         if self.similarity_fct is not None:
             result = self.similarity_fct(query, candidates)
             result = result.detach().cpu() if hasattr(result, "detach") else result
             return np.asarray(result, dtype=np.float64).reshape(-1)
-        query, candidates = np.asarray(query, dtype=np.float32), np.asarray(candidates, dtype=np.float32)
-        norms = np.maximum(np.linalg.norm(candidates, axis=1), 1e-12) * max(float(np.linalg.norm(query)), 1e-12)
-        return ((candidates @ query.reshape(-1)) / norms).astype(np.float64)
+        return similarity_matrix(query, candidates, "cosine")[0].astype(np.float64)
 
 
 def _documents(value: Any) -> list[str]:

@@ -81,9 +81,9 @@ class TripletEvaluator(SentenceEvaluator):
 
     def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
                  steps: int = -1) -> dict[str, float]:
-        anchors = self._embed(model, self.anchors, "encode_query")
-        positives = self._embed(model, self.positives, "encode_document")
-        negatives = self._embed(model, self.negatives, "encode_document")
+        anchors, positives, negatives = (np.asarray(self.embed_inputs(model, texts, side=side), dtype=np.float32)
+                                         for texts, side in ((self.anchors, "query"), (self.positives, "document"),
+                                                             (self.negatives, "document")))
         if not self.similarity_fn_names:
             self.similarity_fn_names, _ = similarity_functions([getattr(model, "similarity_fn_name", None) or "cosine"])
         to_positive, to_negative = pairwise_similarities(anchors, positives), pairwise_similarities(anchors, negatives)
@@ -100,9 +100,3 @@ class TripletEvaluator(SentenceEvaluator):
         else:
             primary = "max_accuracy" if len(self.similarity_fn_names) > 1 else f"{self.similarity_fn_names[0]}_accuracy"
         return self.prefixed(model, metrics, primary, epoch=epoch, steps=steps)
-
-    def _embed(self, model: Any, texts: list[str], method: str) -> np.ndarray:
-        encode = getattr(model, method, None) or model.encode
-        return np.asarray(encode(texts, batch_size=self.batch_size, show_progress_bar=self.show_progress_bar,
-                                 convert_to_numpy=True, truncate_dim=self.truncate_dim, **self.encode_options()),
-                          dtype=np.float32)

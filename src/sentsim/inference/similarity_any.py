@@ -54,15 +54,24 @@ def similarity_scores(a: Any, b: Any, name: str, *, pairwise: bool) -> Any:
         difference = first - second
         norm = np.abs(difference).sum(axis=-1) if name == "manhattan" else np.linalg.norm(difference, axis=-1)
         return -norm
-    first, second = np.atleast_2d(first), np.atleast_2d(second)
+    return similarity_matrix(first, second, name)
+
+
+def similarity_matrix(a: Any, b: Any, name: str) -> np.ndarray:
+    """``name``'s score matrix in numpy (float32, or float64 for float64 input), distances negated.
+
+    Distances are taken a row of ``a`` at a time, so memory grows with ``b`` alone, not with
+    ``len(a) × len(b) × dimensions``; the numbers are those of the whole difference tensor.
+    """
+    first, second = np.atleast_2d(_as_array(a)), np.atleast_2d(_as_array(b))
     if name == "cosine":
         return _unit(first) @ _unit(second).T
     if name == "dot":
         return first @ second.T
-    difference = first[:, None, :] - second[None, :, :]
-    if name == "manhattan":
-        return -np.abs(difference).sum(axis=-1)
-    return -np.linalg.norm(difference, axis=-1)
+    if not len(first):
+        return np.zeros((0, len(second)), dtype=np.result_type(first, second))
+    return -np.stack([np.abs(second - row).sum(axis=-1) if name == "manhattan"
+                      else np.linalg.norm(second - row, axis=-1) for row in first])
 
 
 def _as_array(values: Any) -> np.ndarray:
