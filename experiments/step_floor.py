@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy
 import torch
 
 from sentsim import SentenceTransformer
@@ -63,10 +64,11 @@ def train_steps(steps: int, dtype: str, *, profile: bool) -> tuple[float, Any]:
 def gemm_rates(tokens: int = 516, repeats: int = 40) -> dict[str, float]:
     """GFLOP/s of the three products of each linear shape at ``tokens`` rows, fp32.
 
-    Forward also through oneDNN (``aten::mkldnn_linear`` on mkldnn tensors), since torch's fp32 ``linear``
-    calls MKL: would the other library run these shapes faster?
+    Forward also through oneDNN (``aten::mkldnn_linear`` on mkldnn tensors), and all three through
+    numpy's OpenBLAS, since torch's fp32 ``linear`` and ``mm`` call MKL: would another library run
+    these shapes faster on this CPU (MKL is Intel's; the question matters most on AMD)?
     """
-    def rate(call: Any, *arguments: torch.Tensor, flop: float) -> float:
+    def rate(call: Any, *arguments: Any, flop: float) -> float:
         for _ in range(5):
             call(*arguments)
         started = time.perf_counter()
@@ -84,6 +86,10 @@ def gemm_rates(tokens: int = 516, repeats: int = 40) -> dict[str, float]:
                                                            weight.to_mkldnn(), bias, flop=flop)
         rates[f"{inputs}x{outputs} weight grad"] = rate(torch.mm, grad.t(), x, flop=flop)
         rates[f"{inputs}x{outputs} input grad"] = rate(torch.mm, grad, weight, flop=flop)
+        x_np, weight_np, grad_np = x.numpy(), weight.numpy(), grad.numpy()  # the same memory
+        for name, left, right in (("forward", x_np, weight_np.T), ("weight grad", grad_np.T, x_np),
+                                  ("input grad", grad_np, weight_np)):
+            rates[f"{inputs}x{outputs} {name} openblas"] = rate(numpy.matmul, left, right, flop=flop)
     return {name: round(value, 1) for name, value in rates.items()}
 
 
