@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 
 from sentsim.errors import ConfigError
-from sentsim.evaluation.evaluator_base import SentenceEvaluator, similarity_functions
+from sentsim.evaluation.evaluator_base import SentenceEvaluator, named_file, similarity_functions
 from sentsim.evaluation.metrics import pairwise_similarities
-from sentsim.evaluation.results_csv import append_row
 
 logger = logging.getLogger(__name__)
 
@@ -91,10 +90,16 @@ def binary_report(gold: np.ndarray, similarities: dict[str, np.ndarray]) -> dict
     labels = (np.asarray(gold) == values[1]).astype(np.int64)
     report = {}
     for measure, similarity in similarities.items():
-        distance = measure in _DISTANCES
-        found = threshold_metrics(-similarity if distance else similarity, labels, greater_is_better=not distance)
+        found = _measure_metrics(measure, similarity, labels)
         report[measure] = {key: value if key.endswith("threshold") else 100 * value for key, value in found.items()}
     return report
+
+
+def _measure_metrics(measure: str, similarity: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """:func:`threshold_metrics` for one similarity measure; a distance (euclidean, manhattan: given as
+    negated similarities) is ranked as the positive distance, smaller meaning alike."""
+    distance = measure in _DISTANCES
+    return threshold_metrics(-similarity if distance else similarity, labels, greater_is_better=not distance)
 
 
 def _matthews(truth: np.ndarray, predicted: np.ndarray) -> float:
@@ -127,7 +132,7 @@ class BinaryClassificationEvaluator(SentenceEvaluator):
             raise ConfigError(f"labels must be 0 or 1; label {wrong} is {labels[wrong]!r}")
         super().__init__(name=name, batch_size=batch_size, show_progress_bar=show_progress_bar, write_csv=write_csv,
                          truncate_dim=truncate_dim, dtype=dtype,
-                         csv_file="binary_classification_evaluation" + (f"_{name}" if name else "") + "_results.csv")
+                         csv_file=named_file("binary_classification_evaluation", name))
         self.similarity_fn_names, _ = similarity_functions(similarity_fn_names)
         self.sentences1, self.sentences2 = list(sentences1), list(sentences2)
         self.labels = [int(label) for label in labels]
@@ -143,16 +148,13 @@ class BinaryClassificationEvaluator(SentenceEvaluator):
 
     def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
                  steps: int = -1) -> dict[str, float]:
-        if not self.similarity_fn_names:
-            self.similarity_fn_names, _ = similarity_functions([getattr(model, "similarity_fn_name", None) or "cosine"])
         scores = self.compute_metrics(model)
         for fn, values in scores.items():
             logger.info("%s: accuracy %.2f (threshold %.4f), F1 %.2f (threshold %.4f), AP %.2f", fn,
                         100 * values["accuracy"], values["accuracy_threshold"], 100 * values["f1"],
                         values["f1_threshold"], 100 * values["ap"])
-        if output_path is not None and self.write_csv:
-            append_row(output_path, self.csv_file, self.csv_headers,
-                       [epoch, steps, *(scores[fn][metric] for fn in self.similarity_fn_names for metric in METRICS)])
+        self.append_results_row(output_path, [epoch, steps, *(scores[fn][metric] for fn in self.similarity_fn_names
+                                                              for metric in METRICS)])
         metrics = {f"{fn}_{metric}": value for fn, values in scores.items() for metric, value in values.items()}
         if len(scores) > 1:
             metrics |= {f"max_{metric}": max(values[metric] for values in scores.values())
@@ -161,12 +163,13 @@ class BinaryClassificationEvaluator(SentenceEvaluator):
                              epoch=epoch, steps=steps)
 
     def compute_metrics(self, model: Any) -> dict[str, dict[str, float]]:
-        """``{fn: {metric: value}}`` for each similarity function asked for (their unprefixed figures)."""
+        """``{fn: {metric: value}}`` for each similarity function asked for (their unprefixed figures); none
+        asked for: the model's own, which the evaluator keeps from then on."""
+        if not self.similarity_fn_names:
+            self.similarity_fn_names, _ = similarity_functions([self.model_similarity_fn_name(model)])
         similarities = pairwise_similarities(*self._embed(model))
         labels = np.asarray(self.labels)
-        return {fn: threshold_metrics(-similarities[fn] if fn in _DISTANCES else similarities[fn], labels,
-                                      greater_is_better=fn not in _DISTANCES)
-                for fn in self.similarity_fn_names or [getattr(model, "similarity_fn_name", None) or "cosine"]}
+        return {fn: _measure_metrics(fn, similarities[fn], labels) for fn in self.similarity_fn_names}
 
     compute_metrices = compute_metrics  # sentence-transformers' older spelling
 

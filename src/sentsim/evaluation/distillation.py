@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 
 from sentsim.errors import ConfigError
-from sentsim.evaluation.evaluator_base import SentenceEvaluator
-from sentsim.evaluation.results_csv import append_row
+from sentsim.evaluation.evaluator_base import SentenceEvaluator, named_file
 from sentsim.inference.similarity_any import similarity_matrix
 
 __all__ = ["MSEEvaluator", "TranslationEvaluator"]
@@ -48,8 +47,7 @@ class MSEEvaluator(SentenceEvaluator):
             raise ConfigError(f"the model's embeddings {targets.shape} do not match the teacher's "
                               f"{self.source_embeddings.shape}")
         mse = float(np.mean((self.source_embeddings - targets) ** 2) * 100)
-        if output_path is not None and self.write_csv:
-            append_row(output_path, self.csv_file, self.csv_headers, [epoch, steps, mse])
+        self.append_results_row(output_path, [epoch, steps, mse])
         return self.prefixed(model, {"negative_mse": -mse}, "negative_mse", epoch=epoch, steps=steps)
 
 
@@ -67,7 +65,7 @@ class TranslationEvaluator(SentenceEvaluator):
                               f"({len(target_sentences)}) must have the same length.")
         super().__init__(name=name, batch_size=batch_size, show_progress_bar=show_progress_bar, write_csv=write_csv,
                          truncate_dim=truncate_dim, dtype=dtype,
-                         csv_file="translation_evaluation" + (f"_{name}" if name else "") + "_results.csv")
+                         csv_file=named_file("translation_evaluation", name))
         self.source_sentences, self.target_sentences = list(source_sentences), list(target_sentences)
         self.print_wrong_matches = print_wrong_matches
         self.csv_headers = ["epoch", "steps", "src2trg", "trg2src"]
@@ -79,8 +77,7 @@ class TranslationEvaluator(SentenceEvaluator):
                                     self.embed_inputs(model, self.target_sentences), "cosine")
         src2trg = self._accuracy(cosines, self.target_sentences, self.source_sentences, report=self.print_wrong_matches)
         trg2src = self._accuracy(cosines.T, self.source_sentences, self.target_sentences, report=False)
-        if output_path is not None and self.write_csv:
-            append_row(output_path, self.csv_file, self.csv_headers, [epoch, steps, src2trg, trg2src])
+        self.append_results_row(output_path, [epoch, steps, src2trg, trg2src])
         metrics = {"src2trg_accuracy": src2trg, "trg2src_accuracy": trg2src, "mean_accuracy": (src2trg + trg2src) / 2}
         return self.prefixed(model, metrics, "mean_accuracy", epoch=epoch, steps=steps)
 

@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from sentsim.evaluation.results_csv import append_row
 from sentsim.inference.similarity_any import check_similarity_fn_name
 
 
@@ -23,6 +24,12 @@ def similarity_functions(names: Sequence[Any] | None, main: Any = None) -> tuple
     main_name = check_similarity_fn_name(main) if main else None
     listed = [check_similarity_fn_name(name) for name in names or ()]
     return listed or ([main_name] if main_name else []), main_name
+
+
+def named_file(stem: str, name: str, suffix: str = "_results.csv") -> str:
+    """``{stem}_{name}{suffix}``, or ``{stem}{suffix}`` for an evaluator without a name: how
+    sentence-transformers names each evaluator's results (and predictions) files."""
+    return f"{stem}_{name}{suffix}" if name else f"{stem}{suffix}"
 
 
 class SentenceEvaluator:
@@ -57,6 +64,18 @@ class SentenceEvaluator:
                     "convert_to_numpy": True, "truncate_dim": self.truncate_dim}
         dtype = {} if self.dtype == "auto" else {"dtype": self.dtype}
         return encode(list(texts), **{**defaults, **dtype, **options})
+
+    @staticmethod
+    def model_similarity_fn_name(model: Any) -> str:
+        """The model's own similarity function, for an evaluator given none; cosine for a model without one."""
+        return getattr(model, "similarity_fn_name", None) or "cosine"
+
+    def append_results_row(self, output_path: str | None, row: Sequence[Any], *,
+                           headers: Sequence[str] | None = None) -> None:
+        """One row of a call's figures in the evaluator's CSV (``csv_headers`` unless ``headers``), when the
+        call has an ``output_path`` and the evaluator ``write_csv``."""
+        if output_path is not None and self.write_csv:
+            append_row(output_path, self.csv_file, headers if headers is not None else self.csv_headers, row)
 
     def prefixed(self, model: Any, metrics: dict[str, float], primary: str, *, epoch: int = -1,
                  steps: int = -1) -> dict[str, float]:

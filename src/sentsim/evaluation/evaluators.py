@@ -18,8 +18,7 @@ from scipy.stats import pearsonr, spearmanr
 from sentsim.data import PairDataset, ScoredPair
 from sentsim.errors import ConfigError
 from sentsim.evaluation.evaluate import score_embeddings
-from sentsim.evaluation.evaluator_base import SentenceEvaluator, similarity_functions
-from sentsim.evaluation.results_csv import append_row
+from sentsim.evaluation.evaluator_base import SentenceEvaluator, named_file, similarity_functions
 from sentsim.inference.pairs import encode_pairs
 from sentsim.inference.similarity import SimilarityFunction
 
@@ -47,8 +46,8 @@ class EmbeddingSimilarityEvaluator(SentenceEvaluator):
                              f"{len(sentences2)}, {len(scores)})")
         super().__init__(name=name, batch_size=batch_size, show_progress_bar=show_progress_bar, write_csv=write_csv,
                          truncate_dim=truncate_dim, dtype=dtype,
-                         csv_file="similarity_evaluation" + (f"_{name}" if name else "")
-                         + (f"_{precision}" if precision else "") + "_results.csv")
+                         csv_file=named_file("similarity_evaluation", name,
+                                             (f"_{precision}" if precision else "") + "_results.csv"))
         self.sentences1, self.sentences2, self.scores = list(sentences1), list(sentences2), list(scores)
         self.similarity_fn_names, self.main_similarity = similarity_functions(similarity_fn_names, main_similarity)
         self.precision = precision
@@ -76,10 +75,8 @@ class EmbeddingSimilarityEvaluator(SentenceEvaluator):
             metrics[f"spearman_{fn}"] = float(spearmanr(self.scores, predicted)[0])
             logger.info("%s-Similarity:\tPearson: %.4f\tSpearman: %.4f", fn.capitalize(), metrics[f"pearson_{fn}"],
                         metrics[f"spearman_{fn}"])
-        if output_path is not None and self.write_csv:
-            append_row(output_path, self.csv_file, self.csv_headers,
-                       [epoch, steps, *(metrics[f"{m}_{fn}"] for fn in self.similarity_fn_names
-                                        for m in ("pearson", "spearman"))])
+        self.append_results_row(output_path, [epoch, steps, *(metrics[f"{m}_{fn}"] for fn in self.similarity_fn_names
+                                                              for m in ("pearson", "spearman"))])
         if len(self.similarity_fn_names) > 1:
             metrics["pearson_max"] = max(metrics[f"pearson_{fn}"] for fn in self.similarity_fn_names)
             metrics["spearman_max"] = max(metrics[f"spearman_{fn}"] for fn in self.similarity_fn_names)

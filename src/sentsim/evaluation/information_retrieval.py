@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from sentsim.errors import ConfigError
-from sentsim.evaluation.evaluator_base import SentenceEvaluator, similarity_functions
-from sentsim.evaluation.results_csv import append_row
+from sentsim.evaluation.evaluator_base import SentenceEvaluator, named_file, similarity_functions
 from sentsim.inference.similarity_any import similarity_matrix
 
 __all__ = ["InformationRetrievalEvaluator", "ranking_metrics"]
@@ -94,7 +93,7 @@ class InformationRetrievalEvaluator(SentenceEvaluator):
                  dtype: str = "auto") -> None:
         super().__init__(name=name, batch_size=batch_size, show_progress_bar=show_progress_bar, write_csv=write_csv,
                          truncate_dim=truncate_dim, dtype=dtype,
-                         csv_file="Information-Retrieval_evaluation" + (f"_{name}" if name else "") + "_results.csv")
+                         csv_file=named_file("Information-Retrieval_evaluation", name))
         self.queries_ids = [qid for qid in queries if relevant_docs.get(qid)]
         if not self.queries_ids:
             raise ConfigError("no query has a relevant document in relevant_docs: there is nothing to evaluate")
@@ -109,16 +108,16 @@ class InformationRetrievalEvaluator(SentenceEvaluator):
         _, self.main_score_function = similarity_functions(None, main_score_function)
         self.prompts = {"query": (query_prompt, query_prompt_name), "document": (corpus_prompt, corpus_prompt_name)}
         self.write_predictions = write_predictions
-        self.predictions_file = "Information-Retrieval_evaluation" + (f"_{name}" if name else "") + "_predictions.jsonl"
+        self.predictions_file = named_file("Information-Retrieval_evaluation", name, "_predictions.jsonl")
 
     def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
                  steps: int = -1, *args: Any, **kwargs: Any) -> dict[str, float]:
         scores = self.compute_metrics(model, output_path=output_path)
         names = list(scores)
-        if output_path is not None and self.write_csv:
-            headers = ["epoch", "steps", *(header for fn in sorted(names) for header in self._headers(fn))]
-            append_row(output_path, self.csv_file, headers, [epoch, steps, *(
-                value for fn in sorted(names) for value in self._row(scores[fn]))])
+        self.append_results_row(output_path, [epoch, steps, *(value for fn in sorted(names) for value in
+                                                              self._row(scores[fn]))],
+                                headers=["epoch", "steps", *(header for fn in sorted(names)
+                                                             for header in self._headers(fn))])
         if not self.primary_metric:
             top = max(self.ks["ndcg"])
             best = self.main_score_function or max(names, key=lambda fn: scores[fn]["ndcg"][top])
@@ -130,7 +129,7 @@ class InformationRetrievalEvaluator(SentenceEvaluator):
     def compute_metrics(self, model: Any, output_path: str | None = None) -> dict[str, dict[str, dict[int, float]]]:
         """``{score function: {metric: {k: value}}}``, and the predictions file when asked for."""
         queries = self._embed(model, self.queries, "query")
-        functions = self.score_functions or {getattr(model, "similarity_fn_name", None) or "cosine": None}
+        functions = self.score_functions or {self.model_similarity_fn_name(model): None}
         keys = np.argsort(np.argsort(np.array(self.corpus_ids, dtype=object), kind="stable"), kind="stable")
         wanted = max(max(values) for values in self.ks.values())
         documents = [self._embed(model, self.corpus[start:start + self.corpus_chunk_size], "document")

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sentsim.evaluation.evaluator_base import SentenceEvaluator
-from sentsim.evaluation.results_csv import append_row
+from sentsim.evaluation.evaluator_base import SentenceEvaluator, named_file
 
 __all__ = ["ParaphraseMiningEvaluator", "mining_metrics"]
 
@@ -62,7 +61,7 @@ class ParaphraseMiningEvaluator(SentenceEvaluator):
                  write_csv: bool = True, truncate_dim: int | None = None, *, dtype: str = "auto") -> None:
         super().__init__(name=name, batch_size=batch_size, show_progress_bar=show_progress_bar, write_csv=write_csv,
                          truncate_dim=truncate_dim, dtype=dtype,
-                         csv_file="paraphrase_mining_evaluation" + (f"_{name}" if name else "") + "_results.csv")
+                         csv_file=named_file("paraphrase_mining_evaluation", name))
         self.ids, self.sentences = list(sentences_map), list(sentences_map.values())
         self.query_chunk_size, self.corpus_chunk_size = query_chunk_size, corpus_chunk_size
         self.max_pairs, self.top_k = max_pairs, top_k
@@ -86,9 +85,7 @@ class ParaphraseMiningEvaluator(SentenceEvaluator):
                                              top_k=self.top_k)
         metrics = mining_metrics(((score, frozenset((self.ids[i], self.ids[j])) in self.duplicates)
                                   for score, i, j in mined), self.total_num_duplicates)
-        if output_path is not None and self.write_csv:
-            append_row(output_path, self.csv_file, self.csv_headers,
-                       [epoch, steps, *(metrics[key] for key in self.csv_headers[2:])])
+        self.append_results_row(output_path, [epoch, steps, *(metrics[key] for key in self.csv_headers[2:])])
         return self.prefixed(model, metrics, "average_precision", epoch=epoch, steps=steps)
 
     def get_config_dict(self) -> dict[str, Any]:

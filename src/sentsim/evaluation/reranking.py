@@ -16,8 +16,7 @@ import numpy as np
 
 from sentsim.errors import ConfigError
 from sentsim.evaluation.binary_classification import threshold_metrics
-from sentsim.evaluation.evaluator_base import SentenceEvaluator
-from sentsim.evaluation.results_csv import append_row
+from sentsim.evaluation.evaluator_base import SentenceEvaluator, named_file
 from sentsim.inference.similarity_any import similarity_matrix
 
 __all__ = ["RerankingEvaluator", "ndcg_at"]
@@ -53,7 +52,7 @@ class RerankingEvaluator(SentenceEvaluator):
         self.at_k = mrr_at_k if mrr_at_k is not None else at_k
         super().__init__(name=name, batch_size=batch_size, show_progress_bar=show_progress_bar, write_csv=write_csv,
                          truncate_dim=truncate_dim, dtype=dtype,
-                         csv_file="RerankingEvaluator" + (f"_{name}" if name else "") + f"_results_@{self.at_k}.csv")
+                         csv_file=named_file("RerankingEvaluator", name, f"_results_@{self.at_k}.csv"))
         rows = list(samples.values()) if isinstance(samples, Mapping) else list(samples)
         try:
             rows = [{"query": row["query"], "positive": _documents(row["positive"]),
@@ -69,9 +68,7 @@ class RerankingEvaluator(SentenceEvaluator):
     def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1,
                  steps: int = -1) -> dict[str, float]:
         scores = self.compute_metrics(model)
-        if output_path is not None and self.write_csv:
-            append_row(output_path, self.csv_file, self.csv_headers,
-                       [epoch, steps, scores["map"], scores["mrr"], scores["ndcg"]])
+        self.append_results_row(output_path, [epoch, steps, scores["map"], scores["mrr"], scores["ndcg"]])
         metrics = {"map": scores["map"], f"mrr@{self.at_k}": scores["mrr"], f"ndcg@{self.at_k}": scores["ndcg"]}
         return self.prefixed(model, metrics, f"ndcg@{self.at_k}", epoch=epoch, steps=steps)
 

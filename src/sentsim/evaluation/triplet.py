@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 
 from sentsim.errors import ConfigError
-from sentsim.evaluation.evaluator_base import SentenceEvaluator, similarity_functions
+from sentsim.evaluation.evaluator_base import SentenceEvaluator, named_file, similarity_functions
 from sentsim.evaluation.metrics import pairwise_similarities
-from sentsim.evaluation.results_csv import append_row
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ class TripletEvaluator(SentenceEvaluator):
             main_similarity_function = main_distance_function
         super().__init__(name=name, batch_size=batch_size, show_progress_bar=show_progress_bar, write_csv=write_csv,
                          truncate_dim=truncate_dim, dtype=dtype,
-                         csv_file="triplet_evaluation" + (f"_{name}" if name else "") + "_results.csv")
+                         csv_file=named_file("triplet_evaluation", name))
         self.anchors, self.positives, self.negatives = list(anchors), list(positives), list(negatives)
         self.similarity_fn_names, self.main_similarity_function = similarity_functions(similarity_fn_names,
                                                                                        main_similarity_function)
@@ -85,14 +84,13 @@ class TripletEvaluator(SentenceEvaluator):
                                          for texts, side in ((self.anchors, "query"), (self.positives, "document"),
                                                              (self.negatives, "document")))
         if not self.similarity_fn_names:
-            self.similarity_fn_names, _ = similarity_functions([getattr(model, "similarity_fn_name", None) or "cosine"])
+            self.similarity_fn_names, _ = similarity_functions([self.model_similarity_fn_name(model)])
         to_positive, to_negative = pairwise_similarities(anchors, positives), pairwise_similarities(anchors, negatives)
         metrics = {f"{fn}_accuracy": float(np.mean(to_positive[fn] > to_negative[fn] + self.margin[fn]))
                    for fn in self.similarity_fn_names}
         for key, value in metrics.items():
             logger.info("%s: %.2f%%", key, 100 * value)
-        if output_path is not None and self.write_csv:
-            append_row(output_path, self.csv_file, self.csv_headers, [epoch, steps, *metrics.values()])
+        self.append_results_row(output_path, [epoch, steps, *metrics.values()])
         if len(metrics) > 1:
             metrics["max_accuracy"] = max(metrics.values())
         if self.main_similarity_function:
