@@ -67,6 +67,8 @@ class LoopRun:
                                    keep_weights=keep_best,
                                    primary_metric=getattr(evaluator, "primary_metric", None) or primary_metric)
         self.stopped_early = False
+        if checkpoints is not None:
+            checkpoints.plan(total_steps=self.total_steps, steps_per_epoch=len(self.loader))
 
     def record(self, entry: dict[str, Any]) -> None:
         self.records.append(entry)
@@ -80,6 +82,9 @@ class LoopRun:
             self.throughput = Throughput()
             self.step, self.first_epoch, self.skip, self.base_eval_seconds = self.checkpoints.restore(
                 self.accelerator, self.best, self.throughput, self.record, steps_per_epoch=len(self.loader))
+            # a checkpoint saved where the run ended (its last step, or patience spent) has nothing left to do
+            self.stopped_early = self.best.patience is not None \
+                and self.best.evaluations_without_gain >= self.best.patience
         else:
             if self.config.evaluate_base:
                 _evaluate(self.best, self.log, self.records, 0, len(self.loader), self.accelerator)
@@ -96,7 +101,9 @@ class LoopRun:
         return self.throughput.elapsed() - (self.best.eval_seconds - self.base_eval_seconds)
 
     def train_epoch(self, epoch: int, *, forward: Callable, loss: Callable) -> bool:
-        """One pass over the batches (the rest of it, when resumed mid-epoch); True when the run is over."""
+        """One pass over the batches (the rest of it, when resumed mid-epoch); True when the run stopped early."""
+        if self.stopped_early or self.step >= self.total_steps:
+            return self.stopped_early
         _set_epoch(self.loader, self.sampler, epoch)
         skip = self.skip
         if not skip:
@@ -143,7 +150,8 @@ class LoopRun:
             self.throughput.restart_clock()
         at_step_boundary(self.checkpoints, self.accelerator, self.best, step=step,
                          evaluated=evaluated and not self.stopped_early,
-                         snapshot=lambda: self.snapshot(epoch, batch))
+                         snapshot=lambda: self.snapshot(epoch, batch), epoch_end=batch >= len(self.loader),
+                         final=self.stopped_early or step >= self.total_steps)
         return self.stopped_early or step >= self.total_steps
 
     def backpropagate(self, features: dict[str, torch.Tensor], batch_labels: torch.Tensor, *, forward: Callable,

@@ -27,6 +27,7 @@ from sentsim.training.chunks import Chunking, is_per_pair
 from sentsim.training.config import TrainConfig
 from sentsim.training.loop import Evaluator, TrainingPairs, run_loop, sentence_embeddings
 from sentsim.training.loop_run import TrainResult
+from sentsim.training.resume import Checkpoints
 
 __all__ = ["DatasetTurns", "TaskCollator", "TrainingTask", "train_tasks"]
 
@@ -122,7 +123,8 @@ class TaskCollator:
 def train_tasks(model: SentenceTransformer, *, tasks: Sequence[TrainingTask], config: TrainConfig,
                 strategy: str = MultiDatasetBatchSamplers.PROPORTIONAL, evaluator: Evaluator | None = None,
                 quiet: bool | None = None, keep_best: bool = True,
-                on_record: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+                on_record: Callable[[dict[str, Any]], None] | None = None,
+                checkpoints: Checkpoints | None = None) -> TrainResult:
     """Fine-tunes ``model`` in place on several datasets, each batch under its own dataset's loss.
 
     Steps, the schedule, evaluation and the best checkpoint are the run's, as with one dataset
@@ -159,7 +161,7 @@ def train_tasks(model: SentenceTransformer, *, tasks: Sequence[TrainingTask], co
     return run_loop(model, lengths=[length for rows in lengths for length in rows], collate=collator,
                     forward=sentence_embeddings, loss=collator.loss, config=config, evaluator=evaluator,
                     on_record=on_record, quiet=quiet, keep_best=keep_best, chunking=_chunking(prepared, config),
-                    batch_sampler=batch_sampler)
+                    batch_sampler=batch_sampler, checkpoints=checkpoints)
 
 
 def _chunking(prepared: Sequence[TrainingPairs], config: TrainConfig) -> Chunking | None:

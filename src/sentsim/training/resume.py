@@ -29,8 +29,8 @@ from sentsim.persistence.atomic import atomic_write_json
 from sentsim.training import signals
 from sentsim.training.checkpoint import BestCheckpoint, Throughput
 
-__all__ = ["PARTIAL_SUFFIX", "RESUME_FILE", "Checkpoints", "at_step_boundary", "latest_checkpoint", "partial_folder",
-           "read_record", "read_resume", "run_checkpoints", "run_record"]
+__all__ = ["PARTIAL_SUFFIX", "RESUME_FILE", "STATE_FILE", "Checkpoints", "at_step_boundary", "complete_checkpoints",
+           "latest_checkpoint", "partial_folder", "read_record", "read_resume", "run_checkpoints", "run_record"]
 
 PARTIAL_SUFFIX = ".partial"
 RESUME_FILE = "resume.json"
@@ -46,11 +46,25 @@ def partial_folder(output: str | os.PathLike[str]) -> Path:
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest complete checkpoint in ``folder`` (names are zero-padded steps, so they sort)."""
-    if not folder.is_dir():
-        return None
-    complete = sorted(path for path in folder.glob(f"{_PREFIX}*") if (path / STATE_FILE).is_file())
+    """The newest complete checkpoint in ``folder``."""
+    complete = complete_checkpoints(folder)
     return complete[-1] if complete else None
+
+
+def complete_checkpoints(folder: Path, *, complete: bool = True) -> list[Path]:
+    """The complete checkpoints in ``folder``, oldest first: ``checkpoint-<step>`` folders holding their state
+    file (any such folder with ``complete=False``), ordered by step (the CLI's names are zero-padded,
+    Hugging Face's are not)."""
+    if not folder.is_dir():
+        return []
+    steps = {path: _step_of(path) for path in folder.glob(f"{_PREFIX}*")
+             if (path / STATE_FILE).is_file() or (not complete and path.is_dir())}
+    return sorted((path for path, step in steps.items() if step is not None), key=lambda path: steps[path])
+
+
+def _step_of(path: Path) -> int | None:
+    suffix = path.name[len(_PREFIX):]
+    return int(suffix) if suffix.isascii() and suffix.isdigit() else None
 
 
 def read_resume(output: str | os.PathLike[str]) -> dict[str, Any]:
@@ -96,13 +110,14 @@ class Checkpoints:
     """Where and when one training run saves checkpoints, and whether it starts from the latest one.
 
     Without ``save_steps`` it saves only when a signal stops the run; with it, every ``save_steps``
-    steps and after each dev evaluation, keeping the newest ``total_limit``.
+    steps and after each dev evaluation, keeping the newest ``total_limit`` (None: all of them).
+    Subclasses place and name the folders otherwise (the Trainer adapter's ``OUTPUT/checkpoint-N``).
     """
 
     output: Path
     record: dict[str, Any]
     save_steps: int | None = None
-    total_limit: int = 2
+    total_limit: int | None = 2
     resume: bool = False
     last_saved_step: int | None = field(default=None, init=False)
     #: The step this run was resumed from (None: not resumed).
@@ -112,34 +127,46 @@ class Checkpoints:
     def __post_init__(self) -> None:
         if self.save_steps is not None and self.save_steps < 1:
             raise ConfigError("--save-steps must be at least 1")
-        if self.total_limit < 1:
+        if self.total_limit is not None and self.total_limit < 1:
             raise ConfigError("--save-total-limit must be at least 1")
+
+    #: Where accelerate's state goes inside a checkpoint folder ("": the folder itself).
+    state_subfolder = ""
 
     @property
     def folder(self) -> Path:
         return partial_folder(self.output)
 
-    def due(self, step: int, *, evaluated: bool) -> bool:
+    def checkpoint_name(self, step: int) -> str:
+        return f"{_PREFIX}{step:08d}"
+
+    def plan(self, *, total_steps: int, steps_per_epoch: int) -> None:
+        """Told by the loop, before its first step, how long the run is (for savers that need it)."""
+
+    def due(self, step: int, *, evaluated: bool, epoch_end: bool = False, final: bool = False,
+            improved: bool = False) -> bool:
+        """Whether to save after ``step``; ``epoch_end``, ``final`` and ``improved`` (a new best) are for
+        subclasses with other schedules."""
         return self.save_steps is not None and (step % self.save_steps == 0 or evaluated)
 
     def save(self, accelerator: Any, *, step: int, state: dict[str, Any],
              best_weights: Callable[[], dict[str, Any] | None]) -> Path:
         """Writes checkpoint ``step`` on every process (each saves its RNG state), renames it when whole."""
-        final = self.folder / f"{_PREFIX}{step:08d}"
+        final = self.folder / self.checkpoint_name(step)
         if self.last_saved_step == step:
             return final
         temporary = self.folder / f".{final.name}.tmp"
         if accelerator.is_main_process:
             self.folder.mkdir(parents=True, exist_ok=True)
-            if not (self.folder / RESUME_FILE).is_file():
-                atomic_write_json(self.folder / RESUME_FILE, self.record)
             shutil.rmtree(temporary, ignore_errors=True)
             temporary.mkdir()
+            self._write_record(temporary)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(temporary))
+        accelerator.save_state(str(temporary / self.state_subfolder))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             self._write_best(temporary / BEST_FILE, state["best"].get("step"), best_weights)
+            self._write_extras(temporary)
             atomic_write_json(temporary / STATE_FILE, state)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(temporary, final)
@@ -149,6 +176,14 @@ class Checkpoints:
         accelerator.wait_for_everyone()
         self.last_saved_step = step
         return final
+
+    def _write_record(self, temporary: Path) -> None:
+        """The run's record, once per run: ``RUN.partial/resume.json``, which ``--resume`` reads."""
+        if not (self.folder / RESUME_FILE).is_file():
+            atomic_write_json(self.folder / RESUME_FILE, self.record)
+
+    def _write_extras(self, temporary: Path) -> None:
+        """Anything else a checkpoint holds (nothing here)."""
 
     def _write_best(self, path: Path, best_step: int | None, best_weights: Callable[[], dict | None]) -> None:
         """The best weights so far; hard-linked from the previous checkpoint while the best has not moved."""
@@ -166,21 +201,27 @@ class Checkpoints:
             save_file({name: tensor.detach().cpu().contiguous().clone() for name, tensor in weights.items()}, path)
 
     def _prune(self) -> None:
-        complete = sorted(path for path in self.folder.glob(f"{_PREFIX}*") if (path / STATE_FILE).is_file())
-        for old in complete[: -self.total_limit]:
+        if self.total_limit is None:
+            return
+        for old in complete_checkpoints(self.folder)[: -self.total_limit]:
             shutil.rmtree(old, ignore_errors=True)
 
-    def load(self, accelerator: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """Restores weights, optimizer, schedule and RNG states from the latest checkpoint; returns the
-        trainer state and the best weights so far (None when they were not kept)."""
+    def checkpoint_to_load(self) -> Path:
+        """The checkpoint a resumed run starts from: the latest complete one."""
         checkpoint = latest_checkpoint(self.folder)
         if checkpoint is None:
             raise ConfigError(f"no complete checkpoint in {self.folder}")
+        return checkpoint
+
+    def load(self, accelerator: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Restores weights, optimizer, schedule and RNG states from the checkpoint to load; returns the
+        trainer state and the best weights so far (None when they were not kept)."""
+        checkpoint = self.checkpoint_to_load()
         state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
         if state.get("num_processes", 1) != accelerator.num_processes:
             raise ConfigError(f"{checkpoint} was saved by {state.get('num_processes')} processes; resume it with "
                               f"as many (this run has {accelerator.num_processes})")
-        accelerator.load_state(str(checkpoint))
+        accelerator.load_state(str(checkpoint / self.state_subfolder))
         best = None
         if (checkpoint / BEST_FILE).is_file():
             from safetensors.torch import load_file
@@ -228,7 +269,8 @@ def run_checkpoints(options: Any, config: Any, *, check_partial: bool = True) ->
 
 
 def at_step_boundary(checkpoints: Checkpoints | None, accelerator: Any, best: BestCheckpoint, *, step: int,
-                     evaluated: bool, snapshot: Callable[[], dict[str, Any]]) -> None:
+                     evaluated: bool, snapshot: Callable[[], dict[str, Any]], epoch_end: bool = False,
+                     final: bool = False) -> None:
     """Saves a checkpoint when due; when a signal asked to stop, saves one (where it can) and stops."""
     signum = _signal_of_any_process(accelerator)
     if checkpoints is None:
@@ -236,7 +278,8 @@ def at_step_boundary(checkpoints: Checkpoints | None, accelerator: Any, best: Be
             raise signals.Interrupted(signum, f"interrupted by {signal_name(signum)}: this run (several averaged "
                                               "runs, or several seeds) cannot be resumed; nothing was saved")
         return
-    if signum or checkpoints.due(step, evaluated=evaluated):
+    if signum or checkpoints.due(step, evaluated=evaluated, epoch_end=epoch_end, final=final,
+                                 improved=evaluated and best.step == step):
         path = checkpoints.save(accelerator, step=step, state=snapshot(), best_weights=lambda: best.state)
         if signum:
             raise signals.TrainingInterrupted(

@@ -48,8 +48,10 @@ _STRATEGIES = ("no", "steps", "epoch", "best")
 class SentenceTransformerTrainingArguments:
     """The training arguments sentsim supports, with Hugging Face's defaults.
 
-    ``save_strategy`` other than "no" writes the final model (the best one with
-    ``load_best_model_at_end``) to ``output_dir``; sentsim keeps no intermediate checkpoint folders.
+    ``save_strategy`` other than "no" writes checkpoints as Hugging Face does (``output_dir/checkpoint-<step>``:
+    "steps" every ``save_steps`` and at the end, "epoch", "best"; ``save_total_limit`` keeps the newest),
+    each a loadable model with sentsim's training state beside it, and the final model (the best one with
+    ``load_best_model_at_end``) to ``output_dir`` itself.
     ``dtype`` is sentsim's extra: None follows ``bf16`` (bf16 autocast, else fp32); "auto" picks
     bf16 only where the hardware runs it natively. ``fp16`` exists so that ``fp16=False`` reads as in
     Hugging Face; a true one is refused (sentsim trains in fp32 or bf16).
@@ -69,7 +71,8 @@ class SentenceTransformerTrainingArguments:
     eval_strategy: str = "no"
     eval_steps: int | None = None
     save_strategy: str = "steps"
-    save_steps: int = 500
+    #: Steps between checkpoints, or below 1 a fraction of the run's steps (as Hugging Face reads it).
+    save_steps: float = 500
     save_total_limit: int | None = None
     load_best_model_at_end: bool = False
     metric_for_best_model: str | None = None
@@ -226,22 +229,37 @@ class SentenceTransformerTrainer:
         self.evaluator = evaluator
         self.state = TrainerState()
 
-    def train(self) -> TrainOutput:
+    def train(self, resume_from_checkpoint: bool | str | None = None, trial: Any = None,
+              ignore_keys_for_eval: list[str] | None = None, **unsupported: Any) -> TrainOutput:
+        """Trains, saving ``output_dir/checkpoint-<step>`` as ``save_strategy`` says (each loads as a model).
+
+        ``resume_from_checkpoint``: True continues from the latest checkpoint in ``output_dir``, a path from
+        that one; the run then goes on exactly as if it had never stopped. ``ignore_keys_for_eval`` has
+        nothing to act on here (evaluation reads no model outputs by key); ``trial`` is refused.
+        """
         if self.train_dataset is None:
             raise ConfigError("train() needs a train_dataset: pass one to SentenceTransformerTrainer")
+        refused = sorted(name for name, value in {**unsupported, "trial": trial}.items() if value is not None)
+        if refused:
+            raise ConfigError(f"SentenceTransformerTrainer.train: sentsim does not support {', '.join(refused)}")
         args = self.args
         evaluation = self._evaluation(self.eval_dataset) if args.eval_strategy != "no" else None
-        options = {"config": args.to_config(), "evaluator": evaluation, "keep_best": args.load_best_model_at_end,
+        config = args.to_config()
+        options = {"config": config, "evaluator": evaluation, "keep_best": args.load_best_model_at_end,
                    "quiet": True if args.disable_tqdm else None}
         if is_dataset_dict(self.train_dataset):
             from sentsim.training.multi_dataset import train_tasks
 
-            result: TrainResult = train_tasks(self.model, tasks=self._tasks(), **options,
+            tasks = self._tasks()
+            checkpoints = self._checkpoints(resume_from_checkpoint, config, [len(task.texts[0]) for task in tasks])
+            result: TrainResult = train_tasks(self.model, tasks=tasks, **options, checkpoints=checkpoints,
                                               strategy=args.multi_dataset_batch_sampler)
         else:
             texts, labels = self._columns(self.train_dataset, None)
+            checkpoints = self._checkpoints(resume_from_checkpoint, config, [len(texts[0])])
             result = train(self.model, sentences_a=texts[0], sentences_b=texts[1], labels=labels,
-                           negatives=texts[2] if len(texts) > 2 else None, loss=self.loss, **options)
+                           negatives=texts[2] if len(texts) > 2 else None, loss=self.loss, **options,
+                           checkpoints=checkpoints)
         best = result.best_score
         if best is not None and evaluation is not None and evaluation.primary_metric == NEGATIVE_LOSS:
             best = -best  # the loss itself, as Hugging Face reports its best_metric
@@ -252,6 +270,18 @@ class SentenceTransformerTrainer:
         losses = [record["loss"] for record in result.records if record.get("kind") == "train"]
         return TrainOutput(global_step=result.steps, training_loss=sum(losses) / len(losses) if losses else 0.0,
                            metrics=reported(result.best_metrics or {}))
+
+    def _checkpoints(self, resume_from_checkpoint: bool | str | None, config: TrainConfig,
+                     rows: list[int]) -> Any:
+        from sentsim.training.trainer_checkpoints import trainer_checkpoints
+
+        args = self.args
+        if args.save_strategy == "best" and args.eval_strategy == "no":
+            raise ConfigError("save_strategy='best' saves when an evaluation finds a new best: set eval_strategy "
+                              "(and an eval_dataset or evaluator)")
+        return trainer_checkpoints(output_dir=args.output_dir, strategy=args.save_strategy, save_steps=args.save_steps,
+                                   total_limit=args.save_total_limit, resume_from_checkpoint=resume_from_checkpoint,
+                                   model=self.model, config=config, train_rows=rows)
 
     def _columns(self, dataset: Any, name: str | None) -> tuple[list[list[str]], list[float] | None]:
         """A train dataset's text columns (prompts before them) and labels (None for in-batch losses)."""

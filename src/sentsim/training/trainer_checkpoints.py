@@ -1,0 +1,150 @@
+"""The Trainer adapter's checkpoints, where sentence-transformers users look for them: ``OUTPUT_DIR/checkpoint-N``.
+
+Why: a script written for sentence-transformers' Trainer expects ``save_strategy`` / ``save_steps`` /
+``save_total_limit`` to leave ``checkpoint-<step>`` folders that load as models, and
+``trainer.train(resume_from_checkpoint=True)`` to continue a run that was stopped. Each folder here is
+both: a model in the sentence-transformers layout (``SentenceTransformer("out/checkpoint-500")``) and
+sentsim's training state beside it, the same state the CLI's ``--resume`` restores::
+
+    checkpoint-500/modules.json, model.safetensors, ...   the model, as ``model.save`` writes it
+    checkpoint-500/training_state/                        accelerate's save_state: weights, optimizer,
+                                                          schedule and RNG states
+    checkpoint-500/trainer_state.json                     step, epoch, batch, best so far, metrics log
+    checkpoint-500/best.safetensors                       the best weights so far (with an evaluator)
+    checkpoint-500/sentsim_run.json                       the run's settings, checked when resuming
+
+A checkpoint is written as ``.checkpoint-N.tmp`` and renamed when whole, so a crash never leaves a
+half-written ``checkpoint-N``. Unlike the CLI's ``RUN.partial``, these folders stay when the run ends,
+as Hugging Face's do; ``save_total_limit`` keeps the newest ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sentsim.errors import ConfigError
+from sentsim.persistence.atomic import atomic_write_json
+from sentsim.training.resume import STATE_FILE, Checkpoints, complete_checkpoints, read_record
+
+__all__ = ["RUN_FILE", "TrainerCheckpoints", "trainer_checkpoints"]
+
+RUN_FILE = "sentsim_run.json"
+STATE_SUBFOLDER = "training_state"
+#: Settings that fix which batch comes at which step: a resumed run must keep them to continue the same run.
+_FIXED = ("batch_size", "seed", "length_grouping", "group_batches")
+
+
+@dataclass(kw_only=True)
+class TrainerCheckpoints(Checkpoints):
+    """Checkpoints on Hugging Face's schedule: ``strategy`` "steps" (every ``save_steps``, and at the end),
+    "epoch" (each epoch's end) or "best" (each new best evaluation); ``resume_from`` names the one to start
+    from when resuming (None: the latest)."""
+
+    model: Any
+    strategy: str = "steps"
+    #: HF's ``save_steps``: a step count, or below 1 a fraction of the run's steps.
+    every: float = 500
+    resume_from: Path | None = None
+    _every_steps: int = field(default=0, init=False)
+
+    state_subfolder = STATE_SUBFOLDER
+
+    @property
+    def folder(self) -> Path:
+        return self.output
+
+    def checkpoint_name(self, step: int) -> str:
+        return f"checkpoint-{step}"
+
+    def plan(self, *, total_steps: int, steps_per_epoch: int) -> None:
+        # as Hugging Face: a fraction of the run, rounded up
+        self._every_steps = max(1, math.ceil(self.every * total_steps)) if self.every < 1 else int(self.every)
+
+    def due(self, step: int, *, evaluated: bool, epoch_end: bool = False, final: bool = False,
+            improved: bool = False) -> bool:
+        if self.strategy == "epoch":
+            return epoch_end or final  # Hugging Face ends a run cut short by max_steps with an epoch end
+        if self.strategy == "best":
+            return improved
+        return final or (self._every_steps > 0 and step % self._every_steps == 0)
+
+    def _write_record(self, temporary: Path) -> None:
+        atomic_write_json(temporary / RUN_FILE, self.record)
+
+    def _write_extras(self, temporary: Path) -> None:
+        self.model.save(temporary)
+
+    def checkpoint_to_load(self) -> Path:
+        checkpoint = self.resume_from
+        if checkpoint is None:  # as Hugging Face: the newest checkpoint-<step> folder, whatever it holds
+            folders = complete_checkpoints(self.folder, complete=False)
+            if not folders:
+                raise ConfigError(f"No valid checkpoint found in output directory ({self.folder})")
+            checkpoint = folders[-1]
+        _check_resumable(checkpoint, self.record)
+        return checkpoint
+
+    def discard(self) -> None:
+        """Kept: the folders are the user's, as with Hugging Face's Trainer."""
+
+
+def trainer_checkpoints(*, output_dir: str | None, strategy: str, save_steps: float, total_limit: int | None,
+                        resume_from_checkpoint: bool | str | None, model: Any, config: Any,
+                        train_rows: Sequence[int]) -> TrainerCheckpoints | None:
+    """The checkpoints of one ``SentenceTransformerTrainer.train()`` call, or None when it saves none.
+
+    A new run (no ``resume_from_checkpoint``) refuses to start over an earlier run's checkpoints in
+    ``output_dir``: it would overwrite some and ``save_total_limit`` would delete others.
+    """
+    resume = resume_from_checkpoint not in (None, False)
+    if not output_dir:
+        if resume:
+            raise ConfigError("resume_from_checkpoint needs the training arguments' output_dir")
+        return None
+    if strategy == "no" and not resume:
+        return None
+    if total_limit is not None and total_limit < 1:
+        raise ConfigError(f"save_total_limit must be at least 1 (or None: keep all), not {total_limit}")
+    if strategy == "steps" and not save_steps > 0:
+        raise ConfigError(f"save_steps must be above 0, not {save_steps}")
+    folder = Path(output_dir)
+    record = {"config": config.to_dict(), "options": {"train_rows": list(train_rows)}}
+    resume_from = None
+    if isinstance(resume_from_checkpoint, str | Path) and not isinstance(resume_from_checkpoint, bool):
+        resume_from = Path(resume_from_checkpoint)
+    if not resume:
+        earlier = complete_checkpoints(folder)
+        if earlier:
+            names = ", ".join(path.name for path in earlier[-3:])
+            raise ConfigError(f"{folder} already holds checkpoints of an earlier run ({names}): continue it with "
+                              "trainer.train(resume_from_checkpoint=True), or move or delete them, or choose "
+                              "another output_dir")
+    return TrainerCheckpoints(folder, record, total_limit=total_limit, resume=resume, model=model,
+                              strategy="steps" if strategy == "no" else strategy, every=save_steps,
+                              resume_from=resume_from)
+
+
+def _check_resumable(checkpoint: Path, record: dict[str, Any]) -> None:
+    """ConfigError unless ``checkpoint`` is a whole sentsim checkpoint of this same run."""
+    if not checkpoint.is_dir():
+        raise ConfigError(f"resume_from_checkpoint: {checkpoint} is not a folder")
+    if not (checkpoint / STATE_SUBFOLDER).is_dir() or not (checkpoint / STATE_FILE).is_file():
+        hint = " (a sentence-transformers checkpoint: load it with SentenceTransformer(path) and train from " \
+               "there)" if (checkpoint / "optimizer.pt").is_file() else ""
+        raise ConfigError(f"resume_from_checkpoint: {checkpoint} is not a whole sentsim checkpoint: it lacks "
+                          f"{STATE_SUBFOLDER}/ or {STATE_FILE}{hint}")
+    saved = read_record(checkpoint / RUN_FILE, what="run record") if (checkpoint / RUN_FILE).is_file() else None
+    if saved is None:
+        raise ConfigError(f"resume_from_checkpoint: {checkpoint} lacks {RUN_FILE}")
+    changed = [f"{name} {saved['config'].get(name)!r} → {record['config'].get(name)!r}" for name in _FIXED
+               if saved["config"].get(name) != record["config"].get(name)]
+    if saved["options"].get("train_rows") != record["options"]["train_rows"]:
+        changed.append(f"train rows {saved['options'].get('train_rows')} → {record['options']['train_rows']}")
+    if changed:
+        raise ConfigError(f"resume_from_checkpoint: {checkpoint} was saved by a run with other data or batches "
+                          f"({'; '.join(changed)}); resuming would not continue that run. Use the same "
+                          "datasets and arguments, or start a new run in another output_dir")

@@ -1,0 +1,185 @@
+"""The Trainer adapter's checkpoints: Hugging Face's folders and schedule, loadable models, exact resume."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from tests.conftest import TRAIN_PAIRS
+
+datasets = pytest.importorskip("datasets")
+
+SCORED = {"sentence1": [a for a, _, _ in TRAIN_PAIRS], "sentence2": [b for _, b, _ in TRAIN_PAIRS],
+          "score": [s for _, _, s in TRAIN_PAIRS]}
+
+
+def _model(folder):
+    from sentsim import SentenceTransformer
+
+    return SentenceTransformer(str(folder))
+
+
+def _trainer(model, output_dir, *, train_dataset=None, **options):
+    from sentsim import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentsim.losses import CosineSimilarityLoss
+
+    defaults = {"max_steps": 7, "per_device_train_batch_size": 4, "save_steps": 3, "disable_tqdm": True,
+                "dtype": "fp32", "learning_rate": 1e-3}
+    args = SentenceTransformerTrainingArguments(output_dir=str(output_dir), **{**defaults, **options})
+    return SentenceTransformerTrainer(model=model, args=args, loss=CosineSimilarityLoss(model),
+                                      train_dataset=train_dataset or datasets.Dataset.from_dict(SCORED))
+
+
+def _weights(model):
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def _assert_same(first, second):
+    assert first.keys() == second.keys() and first
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+
+
+def _names(folder):
+    if not folder.exists():
+        return []
+    return sorted(path.name for path in folder.iterdir() if path.name.startswith(("checkpoint-", ".checkpoint")))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_transformer_dir, tmp_path_factory):
+    """A 7-step run left alone: its output folder and final weights."""
+    output = tmp_path_factory.mktemp("alone") / "out"
+    model = _model(tiny_transformer_dir)
+    _trainer(model, output).train()
+    return output, _weights(model)
+
+
+def test_checkpoints_are_written_on_hugging_faces_schedule_and_load_as_models(uninterrupted):
+    output, final = uninterrupted
+    # every save_steps, and at the end of a "steps" run; nothing half-written is left
+    assert _names(output) == ["checkpoint-3", "checkpoint-6", "checkpoint-7"]
+    last = _model(output / "checkpoint-7")
+    _assert_same({name: tensor for name, tensor in last.state_dict().items()}, final)
+    earlier = _model(output / "checkpoint-3")
+    assert not torch.equal(earlier.encode("a man is playing a flute", convert_to_tensor=True),
+                           last.encode("a man is playing a flute", convert_to_tensor=True))
+    assert (output / "modules.json").is_file()  # and the final model in output_dir itself, as before
+
+
+def test_resuming_from_the_latest_checkpoint_ends_exactly_like_the_run_left_alone(uninterrupted, tiny_transformer_dir,
+                                                                                  tmp_path):
+    alone, final = uninterrupted
+    output = tmp_path / "out"
+    output.mkdir()
+    shutil.copytree(alone / "checkpoint-3", output / "checkpoint-3")  # a run killed after step 5 had saved step 3
+    model = _model(tiny_transformer_dir)
+    result = _trainer(model, output).train(resume_from_checkpoint=True)
+    assert result.global_step == 7
+    _assert_same(_weights(model), final)
+    assert _names(output) == ["checkpoint-3", "checkpoint-6", "checkpoint-7"]
+
+
+def test_resuming_from_a_named_checkpoint_continues_from_that_one(uninterrupted, tiny_transformer_dir, tmp_path):
+    alone, final = uninterrupted
+    output = tmp_path / "out"
+    shutil.copytree(alone, output)
+    shutil.rmtree(output / "checkpoint-6")
+    model = _model(tiny_transformer_dir)
+    _trainer(model, output).train(resume_from_checkpoint=str(output / "checkpoint-3"))
+    _assert_same(_weights(model), final)
+    # resuming from the last checkpoint has nothing left to train, and changes nothing
+    model = _model(tiny_transformer_dir)
+    assert _trainer(model, output).train(resume_from_checkpoint=str(output / "checkpoint-7")).global_step == 7
+    _assert_same(_weights(model), final)
+
+
+def test_save_total_limit_keeps_the_newest(tiny_transformer_dir, tmp_path):
+    _trainer(_model(tiny_transformer_dir), tmp_path / "out", save_total_limit=1).train()
+    assert _names(tmp_path / "out") == ["checkpoint-7"]
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    # 10 pairs in batches of 2: 5 steps an epoch; the last, cut short by max_steps, ends at step 7
+    ({"save_strategy": "epoch", "per_device_train_batch_size": 2}, ["checkpoint-5", "checkpoint-7"]),
+    ({"save_steps": 0.5}, ["checkpoint-4", "checkpoint-7"]),  # a fraction of the run's 7 steps, rounded up
+    ({"save_strategy": "no"}, []),
+])
+def test_other_schedules(tiny_transformer_dir, tmp_path, options, expected):
+    assert len(TRAIN_PAIRS) == 10
+    _trainer(_model(tiny_transformer_dir), tmp_path / "out", **options).train()
+    assert _names(tmp_path / "out") == expected
+
+
+def test_save_strategy_best_saves_each_new_best(tiny_transformer_dir, tmp_path):
+    from sentsim import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentsim.losses import CosineSimilarityLoss
+
+    model = _model(tiny_transformer_dir)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path / "out"), max_steps=6, per_device_train_batch_size=4, eval_strategy="steps",
+        eval_steps=2, save_strategy="best", disable_tqdm=True, dtype="fp32", learning_rate=1e-3)
+    trainer = SentenceTransformerTrainer(model=model, args=args, loss=CosineSimilarityLoss(model),
+                                         train_dataset=datasets.Dataset.from_dict(SCORED),
+                                         eval_dataset=datasets.Dataset.from_dict(SCORED))
+    trainer.train()
+    evaluations = [record for record in trainer.state.log_history if "eval_loss" in record]
+    best, bests = None, []
+    for record in evaluations:
+        if best is None or record["eval_loss"] < best:
+            best = record["eval_loss"]
+            bests.append(f"checkpoint-{record['step']}")
+    assert bests and _names(tmp_path / "out") == sorted(bests)
+    with pytest.raises(ValueError, match="save_strategy='best'"):
+        _trainer(model, tmp_path / "other", save_strategy="best").train()
+
+
+def test_a_new_run_refuses_to_overwrite_an_earlier_runs_checkpoints(uninterrupted, tiny_transformer_dir, tmp_path):
+    alone, _ = uninterrupted
+    output = tmp_path / "out"
+    shutil.copytree(alone, output)
+    before = {path: path.stat().st_mtime_ns for path in output.rglob("*")}
+    with pytest.raises(ValueError, match=r"already holds checkpoints of an earlier run .*resume_from_checkpoint=True"):
+        _trainer(_model(tiny_transformer_dir), output).train()
+    assert {path: path.stat().st_mtime_ns for path in output.rglob("*")} == before
+
+
+def test_resume_errors_say_what_is_wrong(uninterrupted, tiny_transformer_dir, tmp_path):
+    alone, _ = uninterrupted
+    model = _model(tiny_transformer_dir)
+    with pytest.raises(ValueError, match=r"No valid checkpoint found in output directory"):
+        _trainer(model, tmp_path / "empty").train(resume_from_checkpoint=True)
+    with pytest.raises(ValueError, match="is not a folder"):
+        _trainer(model, tmp_path / "out").train(resume_from_checkpoint=str(tmp_path / "nowhere"))
+    # a sentence-transformers checkpoint: a model and Hugging Face's optimizer state, no sentsim state
+    theirs = tmp_path / "theirs" / "checkpoint-3"
+    model.save(theirs)
+    (theirs / "optimizer.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"not a whole sentsim checkpoint.*SentenceTransformer\(path\)"):
+        _trainer(model, theirs.parent).train(resume_from_checkpoint=True)
+    # other batches or other data would not continue the saved run
+    output = tmp_path / "copy"
+    shutil.copytree(alone, output)
+    with pytest.raises(ValueError, match=r"batch_size 4 → 2"):
+        _trainer(model, output, per_device_train_batch_size=2).train(resume_from_checkpoint=True)
+    fewer = datasets.Dataset.from_dict({name: column[:6] for name, column in SCORED.items()})
+    with pytest.raises(ValueError, match=r"train rows \[10\] → \[6\]"):
+        _trainer(model, output, train_dataset=fewer).train(resume_from_checkpoint=True)
+    with pytest.raises(ValueError, match="does not support trial"):
+        _trainer(model, output).train(trial={"learning_rate": 1e-4})
+
+
+def test_a_multi_dataset_run_resumes_exactly(tiny_transformer_dir, tmp_path):
+    half = {name: column[:5] for name, column in SCORED.items()}
+    rest = {name: column[5:] for name, column in SCORED.items()}
+    both = datasets.DatasetDict({"first": datasets.Dataset.from_dict(half), "second": datasets.Dataset.from_dict(rest)})
+    alone = _model(tiny_transformer_dir)
+    _trainer(alone, tmp_path / "alone", train_dataset=both).train()
+    output = tmp_path / "resumed"
+    output.mkdir()
+    shutil.copytree(tmp_path / "alone" / "checkpoint-3", output / "checkpoint-3")
+    resumed = _model(tiny_transformer_dir)
+    _trainer(resumed, output, train_dataset=both).train(resume_from_checkpoint=True)
+    _assert_same(_weights(resumed), _weights(alone))
