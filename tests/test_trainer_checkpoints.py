@@ -183,3 +183,21 @@ def test_a_multi_dataset_run_resumes_exactly(tiny_transformer_dir, tmp_path):
     resumed = _model(tiny_transformer_dir)
     _trainer(resumed, output, train_dataset=both).train(resume_from_checkpoint=True)
     _assert_same(_weights(resumed), _weights(alone))
+
+
+def test_fit_writes_checkpoints_to_checkpoint_path_as_sentence_transformers_3_does(tiny_transformer_dir, tmp_path):
+    from torch.utils.data import DataLoader
+
+    from sentsim import InputExample, losses
+
+    model = _model(tiny_transformer_dir)
+    examples = [InputExample(texts=[a, b], label=score) for a, b, score in TRAIN_PAIRS]
+    fit = {"train_objectives": [(DataLoader(examples, batch_size=2), losses.CosineSimilarityLoss(model))],
+           "epochs": 1, "warmup_steps": 1, "checkpoint_path": str(tmp_path / "checkpoints"),
+           "checkpoint_save_steps": 2, "checkpoint_save_total_limit": 2, "show_progress_bar": False}
+    model.fit(**fit)
+    # 10 pairs in batches of 2: 5 steps, saved at 2 and 4 and at the end; the newest 2 kept
+    assert _names(tmp_path / "checkpoints") == ["checkpoint-4", "checkpoint-5"]
+    _assert_same(_model(tmp_path / "checkpoints" / "checkpoint-5").state_dict(), _weights(model))
+    with pytest.raises(ValueError, match="already holds checkpoints of an earlier run"):
+        model.fit(**fit)

@@ -22,6 +22,7 @@ from sentsim.errors import ConfigError
 from sentsim.training.config import TrainConfig
 from sentsim.training.loop import PRIMARY_METRIC, train
 from sentsim.training.multi_dataset import TrainingTask, train_tasks
+from sentsim.training.trainer_checkpoints import trainer_checkpoints
 from sentsim.training.trainer_eval import checked_scores, checked_texts
 
 if TYPE_CHECKING:
@@ -117,9 +118,14 @@ def fit(
     """Trains like sentence-transformers' classic ``model.fit``; batching and precision are sentsim's.
 
     Arguments that only exist for sentence-transformers' own machinery (``scheduler``,
-    ``optimizer_class``, ``use_amp``, ``steps_per_epoch``, callbacks, checkpoints) are accepted and
-    logged as ignored, so existing scripts run unchanged.
+    ``optimizer_class``, ``use_amp``, ``steps_per_epoch``, callbacks) are accepted and logged as
+    ignored, so existing scripts run unchanged. ``checkpoint_path`` saves checkpoints there as theirs
+    does (through the Trainer: ``checkpoint-<step>`` folders every ``checkpoint_save_steps``, the newest
+    ``checkpoint_save_total_limit`` kept, 0 keeping all), each a loadable model.
     """
+    checkpoint_path = ignored.pop("checkpoint_path", None)
+    save_steps = ignored.pop("checkpoint_save_steps", 500)
+    save_limit = ignored.pop("checkpoint_save_total_limit", 0)
     objectives = _objectives(train_objectives)
     saves_best = evaluator is not None and output_path is not None and save_best_model
     if evaluator is not None:
@@ -141,15 +147,19 @@ def fit(
         seed=seed,
     )
     tasks = [_task(number, loss, examples) for number, (_, loss, examples) in enumerate(objectives, start=1)]
+    checkpoints = trainer_checkpoints(
+        output_dir=None if checkpoint_path is None else str(checkpoint_path), strategy="steps",
+        save_steps=save_steps, total_limit=save_limit or None, resume_from_checkpoint=None, model=model,
+        config=config, train_rows=[len(task.texts[0]) for task in tasks])
     # as theirs: the model in memory ends on its last weights (keep_best=False)
     if len(tasks) == 1:
         task = tasks[0]
         train(model, sentences_a=task.texts[0], sentences_b=task.texts[1], labels=task.labels,
               negatives=task.texts[2] if len(task.texts) == 3 else None, config=config, loss=task.loss,
-              evaluator=evaluator, keep_best=False, quiet=not show_progress_bar)
+              evaluator=evaluator, keep_best=False, quiet=not show_progress_bar, checkpoints=checkpoints)
     else:  # sentence-transformers 3+ trains several objectives as datasets taking turns, one batch each
         train_tasks(model, tasks=tasks, config=config, strategy="round_robin", evaluator=evaluator, keep_best=False,
-                    quiet=not show_progress_bar)
+                    quiet=not show_progress_bar, checkpoints=checkpoints)
     if output_path is not None and not saves_best:
         model.save(output_path)
 
