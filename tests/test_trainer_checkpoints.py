@@ -146,6 +146,26 @@ def test_a_new_run_refuses_to_overwrite_an_earlier_runs_checkpoints(uninterrupte
     assert {path: path.stat().st_mtime_ns for path in output.rglob("*")} == before
 
 
+def test_a_folder_named_like_a_checkpoint_is_never_overwritten(tiny_transformer_dir, tmp_path):
+    mine = tmp_path / "out" / "checkpoint-7"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"already holds checkpoints of an earlier run \(checkpoint-7\)"):
+        _trainer(_model(tiny_transformer_dir), tmp_path / "out").train()
+    assert [path.name for path in mine.iterdir()] == ["notes.txt"]
+
+
+def test_a_run_resumed_with_save_strategy_no_saves_nothing_more(uninterrupted, tiny_transformer_dir, tmp_path):
+    alone, final = uninterrupted
+    output = tmp_path / "out"
+    output.mkdir()
+    shutil.copytree(alone / "checkpoint-3", output / "checkpoint-3")
+    model = _model(tiny_transformer_dir)
+    _trainer(model, output, save_strategy="no").train(resume_from_checkpoint=True)
+    _assert_same(_weights(model), final)
+    assert _names(output) == ["checkpoint-3"]
+
+
 def test_resume_errors_say_what_is_wrong(uninterrupted, tiny_transformer_dir, tmp_path):
     alone, _ = uninterrupted
     model = _model(tiny_transformer_dir)
@@ -201,3 +221,6 @@ def test_fit_writes_checkpoints_to_checkpoint_path_as_sentence_transformers_3_do
     _assert_same(_model(tmp_path / "checkpoints" / "checkpoint-5").state_dict(), _weights(model))
     with pytest.raises(ValueError, match="already holds checkpoints of an earlier run"):
         model.fit(**fit)
+    for steps in (None, 0):  # as in their classic fit: no step interval, no checkpoints
+        model.fit(**{**fit, "checkpoint_path": str(tmp_path / f"none-{steps}"), "checkpoint_save_steps": steps})
+        assert not (tmp_path / f"none-{steps}").exists()

@@ -147,10 +147,10 @@ def fit(
         seed=seed,
     )
     tasks = [_task(number, loss, examples) for number, (_, loss, examples) in enumerate(objectives, start=1)]
-    checkpoints = trainer_checkpoints(
-        output_dir=None if checkpoint_path is None else str(checkpoint_path), strategy="steps",
-        save_steps=save_steps, total_limit=save_limit or None, resume_from_checkpoint=None, model=model,
-        config=config, train_rows=[len(task.texts[0]) for task in tasks])
+    checkpoints = trainer_checkpoints(  # checkpoint_save_steps None or 0: none, as in their classic fit
+        output_dir=None if checkpoint_path is None else str(checkpoint_path),
+        strategy="steps" if save_steps else "no", save_steps=save_steps, total_limit=save_limit or None,
+        resume_from_checkpoint=None, model=model, config=config, train_rows=[len(task.texts[0]) for task in tasks])
     # as theirs: the model in memory ends on its last weights (keep_best=False)
     if len(tasks) == 1:
         task = tasks[0]

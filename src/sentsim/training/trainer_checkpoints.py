@@ -66,6 +66,8 @@ class TrainerCheckpoints(Checkpoints):
 
     def due(self, step: int, *, evaluated: bool, epoch_end: bool = False, final: bool = False,
             improved: bool = False) -> bool:
+        if self.strategy == "no":  # a resumed run that saves nothing more
+            return False
         if self.strategy == "epoch":
             return epoch_end or final  # Hugging Face ends a run cut short by max_steps with an epoch end
         if self.strategy == "best":
@@ -109,7 +111,7 @@ def trainer_checkpoints(*, output_dir: str | None, strategy: str, save_steps: fl
         return None
     if total_limit is not None and total_limit < 1:
         raise ConfigError(f"save_total_limit must be at least 1 (or None: keep all), not {total_limit}")
-    if strategy == "steps" and not save_steps > 0:
+    if strategy == "steps" and not (isinstance(save_steps, int | float) and save_steps > 0):
         raise ConfigError(f"save_steps must be above 0, not {save_steps}")
     folder = Path(output_dir)
     record = {"config": config.to_dict(), "options": {"train_rows": list(train_rows)}}
@@ -117,15 +119,14 @@ def trainer_checkpoints(*, output_dir: str | None, strategy: str, save_steps: fl
     if isinstance(resume_from_checkpoint, str | Path) and not isinstance(resume_from_checkpoint, bool):
         resume_from = Path(resume_from_checkpoint)
     if not resume:
-        earlier = complete_checkpoints(folder)
+        earlier = complete_checkpoints(folder, complete=False)  # whatever a checkpoint-<step> folder holds
         if earlier:
             names = ", ".join(path.name for path in earlier[-3:])
             raise ConfigError(f"{folder} already holds checkpoints of an earlier run ({names}): continue it with "
                               "trainer.train(resume_from_checkpoint=True), or move or delete them, or choose "
                               "another output_dir")
     return TrainerCheckpoints(folder, record, total_limit=total_limit, resume=resume, model=model,
-                              strategy="steps" if strategy == "no" else strategy, every=save_steps,
-                              resume_from=resume_from)
+                              strategy=strategy, every=save_steps, resume_from=resume_from)
 
 
 def _check_resumable(checkpoint: Path, record: dict[str, Any]) -> None:
