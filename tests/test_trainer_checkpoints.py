@@ -224,3 +224,16 @@ def test_fit_writes_checkpoints_to_checkpoint_path_as_sentence_transformers_3_do
     for steps in (None, 0):  # as in their classic fit: no step interval, no checkpoints
         model.fit(**{**fit, "checkpoint_path": str(tmp_path / f"none-{steps}"), "checkpoint_save_steps": steps})
         assert not (tmp_path / f"none-{steps}").exists()
+
+
+def test_save_model_writes_the_model_where_hugging_face_would(tiny_transformer_dir, tmp_path):
+    model = _model(tiny_transformer_dir)
+    trainer = _trainer(model, tmp_path / "out", save_strategy="no")
+    trainer.train()
+    trainer.save_model()
+    trainer.save_model(str(tmp_path / "elsewhere"))
+    for folder in (tmp_path / "out", tmp_path / "elsewhere"):
+        _assert_same(_model(folder).state_dict(), _weights(model))
+    trainer.args.output_dir = None
+    with pytest.raises(ValueError, match="save_model needs an output_dir"):
+        trainer.save_model()

@@ -300,6 +300,13 @@ class SentenceTransformerTrainer:
             tasks.append(TrainingTask(name=name, texts=texts, labels=labels, loss=loss_for(self.loss, name)))
         return tasks
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Saves the model as ``model.save`` does, to ``output_dir`` or else the arguments' (Hugging Face's call)."""
+        folder = output_dir or self.args.output_dir
+        if not folder:
+            raise ConfigError("save_model needs an output_dir: pass one, or set it in the training arguments")
+        self.model.save(folder)
+
     def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
                  metric_key_prefix: str = "eval") -> dict[str, float]:
         """The current model's ``{prefix}_loss`` on ``eval_dataset`` (else the trainer's) and the evaluator's
