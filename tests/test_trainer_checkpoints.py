@@ -237,3 +237,26 @@ def test_save_model_writes_the_model_where_hugging_face_would(tiny_transformer_d
     trainer.args.output_dir = None
     with pytest.raises(ValueError, match="save_model needs an output_dir"):
         trainer.save_model()
+
+
+def test_save_total_limit_keeps_the_best_checkpoint_too_and_the_state_names_it(tiny_transformer_dir, tmp_path):
+    from sentsim import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentsim.losses import CosineSimilarityLoss
+
+    model = _model(tiny_transformer_dir)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path / "out"), max_steps=10, per_device_train_batch_size=4, eval_strategy="steps",
+        eval_steps=2, save_steps=2, save_total_limit=1, load_best_model_at_end=True, disable_tqdm=True,
+        dtype="fp32", learning_rate=3e-2)
+    few = datasets.Dataset.from_dict({name: column[:4] for name, column in SCORED.items()})
+    trainer = SentenceTransformerTrainer(model=model, args=args, loss=CosineSimilarityLoss(model),
+                                         train_dataset=datasets.Dataset.from_dict(SCORED), eval_dataset=few)
+    trainer.train()
+    losses = {record["step"]: record["eval_loss"] for record in trainer.state.log_history if "eval_loss" in record}
+    best = min(losses, key=losses.get)
+    assert best != 10  # so the rotation has a best folder to spare
+    assert trainer.state.best_metric == pytest.approx(losses[best])
+    assert trainer.state.best_model_checkpoint == str(tmp_path / "out" / f"checkpoint-{best}")
+    assert _names(tmp_path / "out") == sorted({f"checkpoint-{best}", "checkpoint-10"})
+    # the model ends on the best weights, which are that checkpoint's
+    _assert_same(_model(trainer.state.best_model_checkpoint).state_dict(), _weights(model))

@@ -172,7 +172,7 @@ class Checkpoints:
             os.replace(temporary, final)
             if (final / BEST_FILE).is_file():
                 self._best_file = (state["best"].get("step"), final / BEST_FILE)
-            self._prune()
+            self._prune(best_step=state["best"].get("step"))
         accelerator.wait_for_everyone()
         self.last_saved_step = step
         return final
@@ -200,7 +200,9 @@ class Checkpoints:
 
             save_file({name: tensor.detach().cpu().contiguous().clone() for name, tensor in weights.items()}, path)
 
-    def _prune(self) -> None:
+    def _prune(self, *, best_step: int | None = None) -> None:
+        """Keeps the newest ``total_limit`` checkpoints (the best weights travel in each: ``best_step`` is
+        for subclasses that keep the best step's folder too)."""
         if self.total_limit is None:
             return
         for old in complete_checkpoints(self.folder)[: -self.total_limit]:

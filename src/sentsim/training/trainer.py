@@ -174,6 +174,8 @@ class TrainerState:
     log_history: list[dict[str, Any]] = field(default_factory=list)
     best_metric: float | None = None
     global_step: int = 0
+    #: The best evaluation's checkpoint folder, when one was saved at that step.
+    best_model_checkpoint: str | None = None
 
 
 class SentenceTransformerTrainer:
@@ -264,7 +266,8 @@ class SentenceTransformerTrainer:
         if best is not None and evaluation is not None and evaluation.primary_metric == NEGATIVE_LOSS:
             best = -best  # the loss itself, as Hugging Face reports its best_metric
         self.state = TrainerState(log_history=[reported(record) for record in result.records], best_metric=best,
-                                  global_step=result.steps)
+                                  global_step=result.steps, best_model_checkpoint=None if checkpoints is None
+                                  else checkpoints.best_checkpoint(result.best_step))
         if args.output_dir and args.save_strategy != "no":
             self.model.save(args.output_dir)
         losses = [record["loss"] for record in result.records if record.get("kind") == "train"]

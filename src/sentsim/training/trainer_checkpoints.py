@@ -21,6 +21,7 @@ as Hugging Face's do; ``save_total_limit`` keeps the newest ones.
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,21 @@ class TrainerCheckpoints(Checkpoints):
         if self.strategy == "best":
             return improved
         return final or (self._every_steps > 0 and step % self._every_steps == 0)
+
+    def _prune(self, *, best_step: int | None = None) -> None:
+        # as Hugging Face's rotation: the newest save_total_limit, and the best one's folder besides
+        if self.total_limit is None:
+            return
+        complete = complete_checkpoints(self.folder)
+        for old in complete[: -self.total_limit]:
+            if old.name != self.checkpoint_name(best_step if best_step is not None else -1):
+                shutil.rmtree(old, ignore_errors=True)
+
+    def best_checkpoint(self, best_step: int | None) -> str | None:
+        """The folder of the best step's checkpoint, when one was saved there (Hugging Face's
+        ``state.best_model_checkpoint``)."""
+        folder = self.folder / self.checkpoint_name(best_step) if best_step is not None else None
+        return str(folder) if folder is not None and (folder / STATE_FILE).is_file() else None
 
     def _write_record(self, temporary: Path) -> None:
         atomic_write_json(temporary / RUN_FILE, self.record)
