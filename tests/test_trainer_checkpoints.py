@@ -187,6 +187,10 @@ def test_resume_errors_say_what_is_wrong(uninterrupted, tiny_transformer_dir, tm
     fewer = datasets.Dataset.from_dict({name: column[:6] for name, column in SCORED.items()})
     with pytest.raises(ValueError, match=r"train rows \[10\] → \[6\]"):
         _trainer(model, output, train_dataset=fewer).train(resume_from_checkpoint=True)
+    (tmp_path / "a-file").write_text("mine")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        _trainer(model, tmp_path / "a-file").train()
+    assert (tmp_path / "a-file").read_text() == "mine"
     with pytest.raises(ValueError, match="does not support trial"):
         _trainer(model, output).train(trial={"learning_rate": 1e-4})
 

@@ -130,6 +130,8 @@ def trainer_checkpoints(*, output_dir: str | None, strategy: str, save_steps: fl
     if strategy == "steps" and not (isinstance(save_steps, int | float) and save_steps > 0):
         raise ConfigError(f"save_steps must be above 0, not {save_steps}")
     folder = Path(output_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"output_dir {folder} is a file, not a folder: checkpoints cannot be saved in it")
     record = {"config": config.to_dict(), "options": {"train_rows": list(train_rows)}}
     resume_from = None
     if isinstance(resume_from_checkpoint, str | Path) and not isinstance(resume_from_checkpoint, bool):
