@@ -146,12 +146,27 @@ def test_a_new_run_refuses_to_overwrite_an_earlier_runs_checkpoints(uninterrupte
     assert {path: path.stat().st_mtime_ns for path in output.rglob("*")} == before
 
 
+def test_overwrite_output_dir_replaces_an_earlier_runs_checkpoints(uninterrupted, tiny_transformer_dir, tmp_path):
+    alone, _ = uninterrupted
+    output = tmp_path / "out"
+    shutil.copytree(alone, output)
+    (output / "notes.txt").write_text("mine")
+    model = _model(tiny_transformer_dir)
+    _trainer(model, output, max_steps=4, overwrite_output_dir=True).train()
+    # only the new run's folders are left (the old checkpoint-6 and -7 would have mixed with them)
+    assert _names(output) == ["checkpoint-3", "checkpoint-4"]
+    _assert_same(_model(output / "checkpoint-4").state_dict(), _weights(model))
+    assert (output / "notes.txt").read_text() == "mine"
+
+
 def test_a_folder_named_like_a_checkpoint_is_never_overwritten(tiny_transformer_dir, tmp_path):
     mine = tmp_path / "out" / "checkpoint-7"
     mine.mkdir(parents=True)
     (mine / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match=r"already holds checkpoints of an earlier run \(checkpoint-7\)"):
         _trainer(_model(tiny_transformer_dir), tmp_path / "out").train()
+    with pytest.raises(ValueError, match=r"folders named like checkpoints hold none \(checkpoint-7\)"):
+        _trainer(_model(tiny_transformer_dir), tmp_path / "out", overwrite_output_dir=True).train()
     assert [path.name for path in mine.iterdir()] == ["notes.txt"]
 
 

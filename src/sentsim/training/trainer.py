@@ -74,6 +74,9 @@ class SentenceTransformerTrainingArguments:
     #: Steps between checkpoints, or below 1 a fraction of the run's steps (as Hugging Face reads it).
     save_steps: float = 500
     save_total_limit: int | None = None
+    #: True lets a new run replace the checkpoint-<step> folders an earlier run left in output_dir (they are
+    #: removed before it starts); otherwise the run refuses to start over them.
+    overwrite_output_dir: bool = False
     load_best_model_at_end: bool = False
     metric_for_best_model: str | None = None
     greater_is_better: bool | None = None
@@ -284,7 +287,8 @@ class SentenceTransformerTrainer:
                               "(and an eval_dataset or evaluator)")
         return trainer_checkpoints(output_dir=args.output_dir, strategy=args.save_strategy, save_steps=args.save_steps,
                                    total_limit=args.save_total_limit, resume_from_checkpoint=resume_from_checkpoint,
-                                   model=self.model, config=config, train_rows=rows)
+                                   model=self.model, config=config, train_rows=rows,
+                                   overwrite=args.overwrite_output_dir)
 
     def _columns(self, dataset: Any, name: str | None) -> tuple[list[list[str]], list[float] | None]:
         """A train dataset's text columns (prompts before them) and labels (None for in-batch losses)."""

@@ -112,11 +112,12 @@ class TrainerCheckpoints(Checkpoints):
 
 def trainer_checkpoints(*, output_dir: str | None, strategy: str, save_steps: float, total_limit: int | None,
                         resume_from_checkpoint: bool | str | None, model: Any, config: Any,
-                        train_rows: Sequence[int]) -> TrainerCheckpoints | None:
+                        train_rows: Sequence[int], overwrite: bool = False) -> TrainerCheckpoints | None:
     """The checkpoints of one ``SentenceTransformerTrainer.train()`` call, or None when it saves none.
 
     A new run (no ``resume_from_checkpoint``) refuses to start over an earlier run's checkpoints in
-    ``output_dir``: it would overwrite some and ``save_total_limit`` would delete others.
+    ``output_dir``: it would overwrite some and ``save_total_limit`` would delete others, leaving two
+    runs' folders mixed. ``overwrite`` (``overwrite_output_dir=True``) removes them first instead.
     """
     resume = resume_from_checkpoint not in (None, False)
     if not output_dir:
@@ -138,11 +139,17 @@ def trainer_checkpoints(*, output_dir: str | None, strategy: str, save_steps: fl
         resume_from = Path(resume_from_checkpoint)
     if not resume:
         earlier = complete_checkpoints(folder, complete=False)  # whatever a checkpoint-<step> folder holds
-        if earlier:
+        if earlier and not overwrite:
             names = ", ".join(path.name for path in earlier[-3:])
             raise ConfigError(f"{folder} already holds checkpoints of an earlier run ({names}): continue it with "
-                              "trainer.train(resume_from_checkpoint=True), or move or delete them, or choose "
-                              "another output_dir")
+                              "trainer.train(resume_from_checkpoint=True), or pass overwrite_output_dir=True to "
+                              "replace them, or move them, or choose another output_dir")
+        strangers = [path.name for path in earlier if not (path / STATE_FILE).is_file()]
+        if strangers:
+            raise ConfigError(f"{folder}: folders named like checkpoints hold none ({', '.join(strangers[:3])}); "
+                              "overwrite_output_dir replaces only checkpoints: move them, or choose another output_dir")
+        for old in earlier:  # asked for: the new run's folders must not mix with the earlier run's
+            shutil.rmtree(old)
     return TrainerCheckpoints(folder, record, total_limit=total_limit, resume=resume, model=model,
                               strategy=strategy, every=save_steps, resume_from=resume_from)
 
