@@ -66,6 +66,11 @@ class BestCheckpoint:
             self.evaluations_without_gain = 0
             return False
         self.evaluations_without_gain += 1
+        return self.patience_spent
+
+    @property
+    def patience_spent(self) -> bool:
+        """True once ``patience`` evaluations in a row have not beaten the best: the run stops there."""
         return self.patience is not None and self.evaluations_without_gain >= self.patience
 
     def restore(self) -> None:

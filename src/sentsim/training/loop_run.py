@@ -83,8 +83,7 @@ class LoopRun:
             self.step, self.first_epoch, self.skip, self.base_eval_seconds = self.checkpoints.restore(
                 self.accelerator, self.best, self.throughput, self.record, steps_per_epoch=len(self.loader))
             # a checkpoint saved where the run ended (its last step, or patience spent) has nothing left to do
-            self.stopped_early = self.best.patience is not None \
-                and self.best.evaluations_without_gain >= self.best.patience
+            self.stopped_early = self.best.patience_spent
         else:
             if self.config.evaluate_base:
                 _evaluate(self.best, self.log, self.records, 0, len(self.loader), self.accelerator)

@@ -132,6 +132,8 @@ class Checkpoints:
 
     #: Where accelerate's state goes inside a checkpoint folder ("": the folder itself).
     state_subfolder = ""
+    #: Whether pruning spares the best step's folder (the CLI's need not: the best weights travel in each).
+    spares_best = False
 
     @property
     def folder(self) -> Path:
@@ -201,12 +203,13 @@ class Checkpoints:
             save_file({name: tensor.detach().cpu().contiguous().clone() for name, tensor in weights.items()}, path)
 
     def _prune(self, *, best_step: int | None = None) -> None:
-        """Keeps the newest ``total_limit`` checkpoints (the best weights travel in each: ``best_step`` is
-        for subclasses that keep the best step's folder too)."""
+        """Keeps the newest ``total_limit`` checkpoints, and with ``spares_best`` the ``best_step`` one too."""
         if self.total_limit is None:
             return
+        spared = self.checkpoint_name(best_step) if self.spares_best and best_step is not None else None
         for old in complete_checkpoints(self.folder)[: -self.total_limit]:
-            shutil.rmtree(old, ignore_errors=True)
+            if old.name != spared:
+                shutil.rmtree(old, ignore_errors=True)
 
     def checkpoint_to_load(self) -> Path:
         """The checkpoint a resumed run starts from: the latest complete one."""

@@ -53,6 +53,7 @@ class TrainerCheckpoints(Checkpoints):
     _every_steps: int = field(default=0, init=False)
 
     state_subfolder = STATE_SUBFOLDER
+    spares_best = True  # as Hugging Face's rotation: the newest save_total_limit, and the best one's folder
 
     @property
     def folder(self) -> Path:
@@ -74,15 +75,6 @@ class TrainerCheckpoints(Checkpoints):
         if self.strategy == "best":
             return improved
         return final or (self._every_steps > 0 and step % self._every_steps == 0)
-
-    def _prune(self, *, best_step: int | None = None) -> None:
-        # as Hugging Face's rotation: the newest save_total_limit, and the best one's folder besides
-        if self.total_limit is None:
-            return
-        complete = complete_checkpoints(self.folder)
-        for old in complete[: -self.total_limit]:
-            if old.name != self.checkpoint_name(best_step if best_step is not None else -1):
-                shutil.rmtree(old, ignore_errors=True)
 
     def best_checkpoint(self, best_step: int | None) -> str | None:
         """The folder of the best step's checkpoint, when one was saved there (Hugging Face's
@@ -134,9 +126,7 @@ def trainer_checkpoints(*, output_dir: str | None, strategy: str, save_steps: fl
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"output_dir {folder} is a file, not a folder: checkpoints cannot be saved in it")
     record = {"config": config.to_dict(), "options": {"train_rows": list(train_rows)}}
-    resume_from = None
-    if isinstance(resume_from_checkpoint, str | Path) and not isinstance(resume_from_checkpoint, bool):
-        resume_from = Path(resume_from_checkpoint)
+    resume_from = Path(resume_from_checkpoint) if isinstance(resume_from_checkpoint, str | Path) else None
     if not resume:
         earlier = complete_checkpoints(folder, complete=False)  # whatever a checkpoint-<step> folder holds
         if earlier and not overwrite:
@@ -163,9 +153,9 @@ def _check_resumable(checkpoint: Path, record: dict[str, Any]) -> None:
                "there)" if (checkpoint / "optimizer.pt").is_file() else ""
         raise ConfigError(f"resume_from_checkpoint: {checkpoint} is not a whole sentsim checkpoint: it lacks "
                           f"{STATE_SUBFOLDER}/ or {STATE_FILE}{hint}")
-    saved = read_record(checkpoint / RUN_FILE, what="run record") if (checkpoint / RUN_FILE).is_file() else None
-    if saved is None:
+    if not (checkpoint / RUN_FILE).is_file():
         raise ConfigError(f"resume_from_checkpoint: {checkpoint} lacks {RUN_FILE}")
+    saved = read_record(checkpoint / RUN_FILE, what="run record")
     changed = [f"{name} {saved['config'].get(name)!r} → {record['config'].get(name)!r}" for name in _FIXED
                if saved["config"].get(name) != record["config"].get(name)]
     if saved["options"].get("train_rows") != record["options"]["train_rows"]:
