@@ -159,7 +159,7 @@ def test_overwrite_output_dir_replaces_an_earlier_runs_checkpoints(uninterrupted
     assert (output / "notes.txt").read_text() == "mine"
 
 
-def test_a_folder_named_like_a_checkpoint_is_never_overwritten(tiny_transformer_dir, tmp_path):
+def test_a_folder_named_like_a_checkpoint_is_never_overwritten(uninterrupted, tiny_transformer_dir, tmp_path):
     mine = tmp_path / "out" / "checkpoint-7"
     mine.mkdir(parents=True)
     (mine / "notes.txt").write_text("mine")
@@ -167,6 +167,14 @@ def test_a_folder_named_like_a_checkpoint_is_never_overwritten(tiny_transformer_
         _trainer(_model(tiny_transformer_dir), tmp_path / "out").train()
     with pytest.raises(ValueError, match=r"folders named like checkpoints hold none \(checkpoint-7\)"):
         _trainer(_model(tiny_transformer_dir), tmp_path / "out", overwrite_output_dir=True).train()
+    # nor by a run resumed from an earlier checkpoint, which would save its step 7 there
+    shutil.copytree(uninterrupted[0] / "checkpoint-3", tmp_path / "out" / "checkpoint-3")
+    with pytest.raises(ValueError, match=r"folders named like checkpoints hold none \(checkpoint-7\)"):
+        _trainer(_model(tiny_transformer_dir), tmp_path / "out").train(
+            resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-3"))
+    # resuming from the newest (this folder, as Hugging Face picks it) is refused by the checkpoint's own check
+    with pytest.raises(ValueError, match=r"checkpoint-7 is not a whole sentsim checkpoint"):
+        _trainer(_model(tiny_transformer_dir), tmp_path / "out").train(resume_from_checkpoint=True)
     assert [path.name for path in mine.iterdir()] == ["notes.txt"]
 
 

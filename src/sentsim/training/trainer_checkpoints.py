@@ -127,17 +127,21 @@ def trainer_checkpoints(*, output_dir: str | None, strategy: str, save_steps: fl
         raise ConfigError(f"output_dir {folder} is a file, not a folder: checkpoints cannot be saved in it")
     record = {"config": config.to_dict(), "options": {"train_rows": list(train_rows)}}
     resume_from = Path(resume_from_checkpoint) if isinstance(resume_from_checkpoint, str | Path) else None
+    earlier = complete_checkpoints(folder, complete=False)  # whatever a checkpoint-<step> folder holds
+    if earlier and not resume and not overwrite:
+        names = ", ".join(path.name for path in earlier[-3:])
+        raise ConfigError(f"{folder} already holds checkpoints of an earlier run ({names}): continue it with "
+                          "trainer.train(resume_from_checkpoint=True), or pass overwrite_output_dir=True to "
+                          "replace them, or move them, or choose another output_dir")
+    # the checkpoint to resume from is checked, with its own message, when it loads
+    target = (resume_from or (earlier[-1] if earlier else None)) if resume else None
+    strangers = [path.name for path in earlier if not (path / STATE_FILE).is_file()
+                 and (target is None or path.resolve() != target.resolve())]
+    if strangers:  # a save at that step would replace the folder, resumed run or not
+        raise ConfigError(f"{folder}: folders named like checkpoints hold none ({', '.join(strangers[:3])}); the run "
+                          "could write over them (overwrite_output_dir replaces only checkpoints): move them, or "
+                          "choose another output_dir")
     if not resume:
-        earlier = complete_checkpoints(folder, complete=False)  # whatever a checkpoint-<step> folder holds
-        if earlier and not overwrite:
-            names = ", ".join(path.name for path in earlier[-3:])
-            raise ConfigError(f"{folder} already holds checkpoints of an earlier run ({names}): continue it with "
-                              "trainer.train(resume_from_checkpoint=True), or pass overwrite_output_dir=True to "
-                              "replace them, or move them, or choose another output_dir")
-        strangers = [path.name for path in earlier if not (path / STATE_FILE).is_file()]
-        if strangers:
-            raise ConfigError(f"{folder}: folders named like checkpoints hold none ({', '.join(strangers[:3])}); "
-                              "overwrite_output_dir replaces only checkpoints: move them, or choose another output_dir")
         for old in earlier:  # asked for: the new run's folders must not mix with the earlier run's
             shutil.rmtree(old)
     return TrainerCheckpoints(folder, record, total_limit=total_limit, resume=resume, model=model,
