@@ -67,6 +67,10 @@ def test_checkpoints_are_written_on_hugging_faces_schedule_and_load_as_models(un
     assert not torch.equal(earlier.encode("a man is playing a flute", convert_to_tensor=True),
                            last.encode("a man is playing a flute", convert_to_tensor=True))
     assert (output / "modules.json").is_file()  # and the final model in output_dir itself, as before
+    # the weights are stored once, in the model's files; accelerate's state holds the rest
+    state = output / "checkpoint-3" / "training_state"
+    assert sorted(path.name for path in state.glob("*.safetensors")) == []
+    assert any(state.glob("optimizer*")) and any(state.glob("random_states*"))
 
 
 def test_resuming_from_the_latest_checkpoint_ends_exactly_like_the_run_left_alone(uninterrupted, tiny_transformer_dir,
@@ -80,6 +84,35 @@ def test_resuming_from_the_latest_checkpoint_ends_exactly_like_the_run_left_alon
     assert result.global_step == 7
     _assert_same(_weights(model), final)
     assert _names(output) == ["checkpoint-3", "checkpoint-6", "checkpoint-7"]
+
+
+def test_a_checkpoint_with_the_weights_in_its_state_too_still_resumes_exactly(uninterrupted, tiny_transformer_dir,
+                                                                              tmp_path, monkeypatch):
+    # as the checkpoints written before the weights were stored once: accelerate's state held them as well
+    from sentsim.training.resume import Checkpoints
+    from sentsim.training.trainer_checkpoints import TrainerCheckpoints
+
+    _, final = uninterrupted
+    with monkeypatch.context() as patched:
+        patched.setattr(TrainerCheckpoints, "save", Checkpoints.save)
+        _trainer(_model(tiny_transformer_dir), tmp_path / "old").train()
+    old = tmp_path / "old" / "checkpoint-3"
+    assert (old / "training_state" / "model.safetensors").is_file()
+    # the model files are not what it resumes from: spoil them, and the weights still come from the state
+    saved = _model(old)
+    before = _weights(saved)
+    with torch.no_grad():
+        for parameter in saved.parameters():
+            parameter.add_(1.0)
+    saved.save(old)
+    spoilt = _weights(_model(old))
+    assert all(not torch.equal(spoilt[name], before[name]) for name, _ in saved.named_parameters())
+    output = tmp_path / "out"
+    output.mkdir()
+    shutil.copytree(old, output / "checkpoint-3")
+    model = _model(tiny_transformer_dir)
+    _trainer(model, output).train(resume_from_checkpoint=True)
+    _assert_same(_weights(model), final)
 
 
 def test_resuming_from_a_named_checkpoint_continues_from_that_one(uninterrupted, tiny_transformer_dir, tmp_path):

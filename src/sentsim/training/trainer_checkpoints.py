@@ -7,12 +7,15 @@ both: a model in the sentence-transformers layout (``SentenceTransformer("out/ch
 sentsim's training state beside it, the same state the CLI's ``--resume`` restores::
 
     checkpoint-500/modules.json, model.safetensors, ...   the model, as ``model.save`` writes it
-    checkpoint-500/training_state/                        accelerate's save_state: weights, optimizer,
-                                                          schedule and RNG states
+    checkpoint-500/training_state/                        accelerate's save_state: optimizer, schedule
+                                                          and RNG states (the weights are the model's)
     checkpoint-500/trainer_state.json                     step, epoch, batch, best so far, metrics log
     checkpoint-500/best.safetensors                       the best weights so far (with an evaluator)
     checkpoint-500/sentsim_run.json                       the run's settings, checked when resuming
 
+The weights are stored once, in the model's own files: a resume loads them from there (accelerate's
+state skips them), so a checkpoint is no bigger than Hugging Face's plus sentsim's small files.
+Checkpoints written before that, with the weights in ``training_state/`` too, still resume from there.
 A checkpoint is written as ``.checkpoint-N.tmp`` and renamed when whole, so a crash never leaves a
 half-written ``checkpoint-N``. Unlike the CLI's ``RUN.partial``, these folders stay when the run ends,
 as Hugging Face's do; ``save_total_limit`` keeps the newest ones.
@@ -82,6 +85,30 @@ class TrainerCheckpoints(Checkpoints):
         folder = self.folder / self.checkpoint_name(best_step) if best_step is not None else None
         return str(folder) if folder is not None and (folder / STATE_FILE).is_file() else None
 
+    def save(self, accelerator: Any, **kwargs: Any) -> Path:
+        # accelerate would write the weights a second time (~90 MB for MiniLM): the model files hold them
+        handle = accelerator.register_save_state_pre_hook(_without_weights)
+        try:
+            return super().save(accelerator, **kwargs)
+        finally:
+            handle.remove()
+
+    def load(self, accelerator: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        handle = accelerator.register_load_state_pre_hook(self._weights_from_model_files)
+        try:
+            return super().load(accelerator)
+        finally:
+            handle.remove()
+
+    def _weights_from_model_files(self, models: list[Any], input_dir: str) -> None:
+        """accelerate's load hook: the weights come from the checkpoint's model files, unless its state holds them."""
+        state = Path(input_dir)
+        if any(state.glob("model*.safetensors")) or any(state.glob("pytorch_model*.bin")):
+            return  # a checkpoint written before the weights were stored once
+        saved = type(self.model)(str(state.parent), device="cpu")
+        self.model.load_state_dict(saved.state_dict())  # strict: a missing or extra weight is an error
+        models.clear()
+
     def _write_record(self, temporary: Path) -> None:
         atomic_write_json(temporary / RUN_FILE, self.record)
 
@@ -146,6 +173,11 @@ def trainer_checkpoints(*, output_dir: str | None, strategy: str, save_steps: fl
             shutil.rmtree(old)
     return TrainerCheckpoints(folder, record, total_limit=total_limit, resume=resume, model=model,
                               strategy=strategy, every=save_steps, resume_from=resume_from)
+
+
+def _without_weights(models: list[Any], weights: list[dict[str, Any]], output_dir: str) -> None:
+    """accelerate's save hook: its state leaves the weights out (the checkpoint's model files hold them)."""
+    weights.clear()
 
 
 def _check_resumable(checkpoint: Path, record: dict[str, Any]) -> None:
