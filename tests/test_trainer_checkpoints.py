@@ -115,6 +115,25 @@ def test_a_checkpoint_with_the_weights_in_its_state_too_still_resumes_exactly(un
     _assert_same(_weights(model), final)
 
 
+def test_save_only_model_writes_models_that_load_and_refuses_to_resume_from_them(uninterrupted, tiny_transformer_dir,
+                                                                                 tmp_path):
+    _, final = uninterrupted
+    output = tmp_path / "out"
+    model = _model(tiny_transformer_dir)
+    _trainer(model, output, save_only_model=True, save_total_limit=2).train()
+    _assert_same(_weights(model), final)  # the same run; only what a checkpoint holds differs
+    assert _names(output) == ["checkpoint-6", "checkpoint-7"]
+    last = output / "checkpoint-7"
+    assert not (last / "training_state").exists() and not (last / "best.safetensors").exists()
+    assert (last / "trainer_state.json").is_file()
+    _assert_same(_weights(_model(last)), final)
+    with pytest.raises(ValueError, match=r"saved with save_only_model=True.*SentenceTransformer\(path\)"):
+        _trainer(_model(tiny_transformer_dir), output).train(resume_from_checkpoint=True)
+    # and a new run over them is refused unless asked, as over any earlier run's checkpoints
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        _trainer(_model(tiny_transformer_dir), output).train()
+
+
 def test_resuming_from_a_named_checkpoint_continues_from_that_one(uninterrupted, tiny_transformer_dir, tmp_path):
     alone, final = uninterrupted
     output = tmp_path / "out"

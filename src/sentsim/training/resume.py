@@ -164,7 +164,7 @@ class Checkpoints:
             temporary.mkdir()
             self._write_record(temporary)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(temporary / self.state_subfolder))
+        self._write_state(accelerator, temporary / self.state_subfolder)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             self._write_best(temporary / BEST_FILE, state["best"].get("step"), best_weights)
@@ -178,6 +178,10 @@ class Checkpoints:
         accelerator.wait_for_everyone()
         self.last_saved_step = step
         return final
+
+    def _write_state(self, accelerator: Any, folder: Path) -> None:
+        """What a resume restores besides the trainer state: accelerate's save_state, on every process."""
+        accelerator.save_state(str(folder))
 
     def _write_record(self, temporary: Path) -> None:
         """The run's record, once per run: ``RUN.partial/resume.json``, which ``--resume`` reads."""

@@ -77,6 +77,8 @@ class SentenceTransformerTrainingArguments:
     #: True lets a new run replace the checkpoint-<step> folders an earlier run left in output_dir (they are
     #: removed before it starts); otherwise the run refuses to start over them.
     overwrite_output_dir: bool = False
+    #: True saves checkpoints as models only (no optimizer, schedule or RNG states): smaller, not resumable.
+    save_only_model: bool = False
     load_best_model_at_end: bool = False
     metric_for_best_model: str | None = None
     greater_is_better: bool | None = None
@@ -288,7 +290,7 @@ class SentenceTransformerTrainer:
         return trainer_checkpoints(output_dir=args.output_dir, strategy=args.save_strategy, save_steps=args.save_steps,
                                    total_limit=args.save_total_limit, resume_from_checkpoint=resume_from_checkpoint,
                                    model=self.model, config=config, train_rows=rows,
-                                   overwrite=args.overwrite_output_dir)
+                                   overwrite=args.overwrite_output_dir, model_only=args.save_only_model)
 
     def _columns(self, dataset: Any, name: str | None) -> tuple[list[list[str]], list[float] | None]:
         """A train dataset's text columns (prompts before them) and labels (None for in-batch losses)."""

@@ -16,6 +16,8 @@ sentsim's training state beside it, the same state the CLI's ``--resume`` restor
 The weights are stored once, in the model's own files: a resume loads them from there (accelerate's
 state skips them), so a checkpoint is no bigger than Hugging Face's plus sentsim's small files.
 Checkpoints written before that, with the weights in ``training_state/`` too, still resume from there.
+With ``save_only_model`` a checkpoint is the model, ``trainer_state.json`` and ``sentsim_run.json`` only:
+smaller, and (as Hugging Face warns) not resumable; resuming from one is refused with a message.
 A checkpoint is written as ``.checkpoint-N.tmp`` and renamed when whole, so a crash never leaves a
 half-written ``checkpoint-N``. Unlike the CLI's ``RUN.partial``, these folders stay when the run ends,
 as Hugging Face's do; ``save_total_limit`` keeps the newest ones.
@@ -53,6 +55,8 @@ class TrainerCheckpoints(Checkpoints):
     #: HF's ``save_steps``: a step count, or below 1 a fraction of the run's steps.
     every: float = 500
     resume_from: Path | None = None
+    #: Hugging Face's ``save_only_model``: no optimizer, schedule, RNG states or best weights, so no resume.
+    model_only: bool = False
     _every_steps: int = field(default=0, init=False)
 
     state_subfolder = STATE_SUBFOLDER
@@ -100,6 +104,14 @@ class TrainerCheckpoints(Checkpoints):
         finally:
             handle.remove()
 
+    def _write_state(self, accelerator: Any, folder: Path) -> None:
+        if not self.model_only:
+            super()._write_state(accelerator, folder)
+
+    def _write_best(self, path: Path, best_step: int | None, best_weights: Any) -> None:
+        if not self.model_only:  # the best weights so far are for a resume only
+            super()._write_best(path, best_step, best_weights)
+
     def _weights_from_model_files(self, models: list[Any], input_dir: str) -> None:
         """accelerate's load hook: the weights come from the checkpoint's model files, unless its state holds them."""
         state = Path(input_dir)
@@ -131,7 +143,8 @@ class TrainerCheckpoints(Checkpoints):
 
 def trainer_checkpoints(*, output_dir: str | None, strategy: str, save_steps: float, total_limit: int | None,
                         resume_from_checkpoint: bool | str | None, model: Any, config: Any,
-                        train_rows: Sequence[int], overwrite: bool = False) -> TrainerCheckpoints | None:
+                        train_rows: Sequence[int], overwrite: bool = False,
+                        model_only: bool = False) -> TrainerCheckpoints | None:
     """The checkpoints of one ``SentenceTransformerTrainer.train()`` call, or None when it saves none.
 
     A new run (no ``resume_from_checkpoint``) refuses to start over an earlier run's checkpoints in
@@ -172,7 +185,7 @@ def trainer_checkpoints(*, output_dir: str | None, strategy: str, save_steps: fl
         for old in earlier:  # asked for: the new run's folders must not mix with the earlier run's
             shutil.rmtree(old)
     return TrainerCheckpoints(folder, record, total_limit=total_limit, resume=resume, model=model,
-                              strategy=strategy, every=save_steps, resume_from=resume_from)
+                              strategy=strategy, every=save_steps, resume_from=resume_from, model_only=model_only)
 
 
 def _without_weights(models: list[Any], weights: list[dict[str, Any]], output_dir: str) -> None:
@@ -184,6 +197,11 @@ def _check_resumable(checkpoint: Path, record: dict[str, Any]) -> None:
     """ConfigError unless ``checkpoint`` is a whole sentsim checkpoint of this same run."""
     if not checkpoint.is_dir():
         raise ConfigError(f"resume_from_checkpoint: {checkpoint} is not a folder")
+    if (checkpoint / STATE_FILE).is_file() and (checkpoint / RUN_FILE).is_file() \
+            and not (checkpoint / STATE_SUBFOLDER).exists():
+        raise ConfigError(f"resume_from_checkpoint: {checkpoint} was saved with save_only_model=True: it holds the "
+                          "model but not the optimizer, schedule and RNG states a resume needs. Load it with "
+                          "SentenceTransformer(path) and train from there as a new run")
     if not (checkpoint / STATE_SUBFOLDER).is_dir() or not (checkpoint / STATE_FILE).is_file():
         hint = " (a sentence-transformers checkpoint: load it with SentenceTransformer(path) and train from " \
                "there)" if (checkpoint / "optimizer.pt").is_file() else ""
