@@ -86,18 +86,20 @@ def test_resuming_from_the_latest_checkpoint_ends_exactly_like_the_run_left_alon
     assert _names(output) == ["checkpoint-3", "checkpoint-6", "checkpoint-7"]
 
 
-def test_a_checkpoint_with_the_weights_in_its_state_too_still_resumes_exactly(uninterrupted, tiny_transformer_dir,
-                                                                              tmp_path, monkeypatch):
-    # as the checkpoints written before the weights were stored once: accelerate's state held them as well
+def test_a_checkpoint_in_the_earlier_layout_still_resumes_exactly(uninterrupted, tiny_transformer_dir, tmp_path,
+                                                                  monkeypatch):
+    # as written before 2026-12-08: accelerate's state held the weights as well, and trainer_state.json the
+    # loop's state (no sentsim_state.json)
     from sentsim.training.resume import Checkpoints
     from sentsim.training.trainer_checkpoints import TrainerCheckpoints
 
     _, final = uninterrupted
     with monkeypatch.context() as patched:
         patched.setattr(TrainerCheckpoints, "save", Checkpoints.save)
+        patched.setattr(TrainerCheckpoints, "_write_trainer_state", Checkpoints._write_trainer_state)
         _trainer(_model(tiny_transformer_dir), tmp_path / "old").train()
     old = tmp_path / "old" / "checkpoint-3"
-    assert (old / "training_state" / "model.safetensors").is_file()
+    assert (old / "training_state" / "model.safetensors").is_file() and not (old / "sentsim_state.json").exists()
     # the model files are not what it resumes from: spoil them, and the weights still come from the state
     saved = _model(old)
     before = _weights(saved)
@@ -339,3 +341,14 @@ def test_save_total_limit_keeps_the_best_checkpoint_too_and_the_state_names_it(t
     assert _names(tmp_path / "out") == sorted({f"checkpoint-{best}", "checkpoint-10"})
     # the model ends on the best weights, which are that checkpoint's
     _assert_same(_model(trainer.state.best_model_checkpoint).state_dict(), _weights(model))
+    # each checkpoint's trainer_state.json reads as Hugging Face's
+    from transformers import TrainerState
+
+    saved = TrainerState.load_from_json(str(tmp_path / "out" / "checkpoint-10" / "trainer_state.json"))
+    assert (saved.global_step, saved.max_steps, saved.epoch) == (10, 10, pytest.approx(10 / 3))
+    assert (saved.save_steps, saved.eval_steps, saved.train_batch_size, saved.num_train_epochs) == (2, 2, 4, 4)
+    assert saved.best_global_step == best and saved.best_metric == pytest.approx(losses[best])
+    assert saved.best_model_checkpoint == trainer.state.best_model_checkpoint
+    assert saved.log_history == trainer.state.log_history
+    at_best = TrainerState.load_from_json(str(tmp_path / "out" / f"checkpoint-{best}" / "trainer_state.json"))
+    assert at_best.global_step == best and at_best.best_model_checkpoint == trainer.state.best_model_checkpoint

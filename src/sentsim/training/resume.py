@@ -169,7 +169,7 @@ class Checkpoints:
         if accelerator.is_main_process:
             self._write_best(temporary / BEST_FILE, state["best"].get("step"), best_weights)
             self._write_extras(temporary)
-            atomic_write_json(temporary / STATE_FILE, state)
+            self._write_trainer_state(temporary, state)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(temporary, final)
             if (final / BEST_FILE).is_file():
@@ -190,6 +190,13 @@ class Checkpoints:
 
     def _write_extras(self, temporary: Path) -> None:
         """Anything else a checkpoint holds (nothing here)."""
+
+    def _write_trainer_state(self, temporary: Path, state: dict[str, Any]) -> None:
+        """The loop's state (step, epoch, best so far, metrics log), which a resume reads back; written last."""
+        atomic_write_json(temporary / STATE_FILE, state)
+
+    def _read_trainer_state(self, checkpoint: Path) -> dict[str, Any]:
+        return json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
 
     def _write_best(self, path: Path, best_step: int | None, best_weights: Callable[[], dict | None]) -> None:
         """The best weights so far; hard-linked from the previous checkpoint while the best has not moved."""
@@ -226,7 +233,7 @@ class Checkpoints:
         """Restores weights, optimizer, schedule and RNG states from the checkpoint to load; returns the
         trainer state and the best weights so far (None when they were not kept)."""
         checkpoint = self.checkpoint_to_load()
-        state = json.loads((checkpoint / STATE_FILE).read_text(encoding="utf-8"))
+        state = self._read_trainer_state(checkpoint)
         if state.get("num_processes", 1) != accelerator.num_processes:
             raise ConfigError(f"{checkpoint} was saved by {state.get('num_processes')} processes; resume it with "
                               f"as many (this run has {accelerator.num_processes})")

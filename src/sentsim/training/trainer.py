@@ -290,7 +290,10 @@ class SentenceTransformerTrainer:
         return trainer_checkpoints(output_dir=args.output_dir, strategy=args.save_strategy, save_steps=args.save_steps,
                                    total_limit=args.save_total_limit, resume_from_checkpoint=resume_from_checkpoint,
                                    model=self.model, config=config, train_rows=rows,
-                                   overwrite=args.overwrite_output_dir, model_only=args.save_only_model)
+                                   overwrite=args.overwrite_output_dir, model_only=args.save_only_model,
+                                   reporting={"logging_steps": args.logging_steps, "train_batch_size":
+                                              args.per_device_train_batch_size,
+                                              "eval_steps": args.eval_steps or args.logging_steps})
 
     def _columns(self, dataset: Any, name: str | None) -> tuple[list[list[str]], list[float] | None]:
         """A train dataset's text columns (prompts before them) and labels (None for in-batch losses)."""

@@ -9,7 +9,9 @@ sentsim's training state beside it, the same state the CLI's ``--resume`` restor
     checkpoint-500/modules.json, model.safetensors, ...   the model, as ``model.save`` writes it
     checkpoint-500/training_state/                        accelerate's save_state: optimizer, schedule
                                                           and RNG states (the weights are the model's)
-    checkpoint-500/trainer_state.json                     step, epoch, batch, best so far, metrics log
+    checkpoint-500/trainer_state.json                     Hugging Face's TrainerState (global_step, epoch,
+                                                          log_history, best_metric, best_model_checkpoint)
+    checkpoint-500/sentsim_state.json                     the loop's state: step, epoch, batch, best so far
     checkpoint-500/best.safetensors                       the best weights so far (with an evaluator)
     checkpoint-500/sentsim_run.json                       the run's settings, checked when resuming
 
@@ -25,6 +27,7 @@ as Hugging Face's do; ``save_total_limit`` keeps the newest ones.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from collections.abc import Sequence
@@ -39,6 +42,8 @@ from sentsim.training.resume import STATE_FILE, Checkpoints, complete_checkpoint
 __all__ = ["RUN_FILE", "TrainerCheckpoints", "trainer_checkpoints"]
 
 RUN_FILE = "sentsim_run.json"
+#: The loop's own state; trainer_state.json beside it is Hugging Face's (it held the loop's before 2026-12-08).
+LOOP_STATE_FILE = "sentsim_state.json"
 STATE_SUBFOLDER = "training_state"
 #: Settings that fix which batch comes at which step: a resumed run must keep them to continue the same run.
 _FIXED = ("batch_size", "seed", "length_grouping", "group_batches")
@@ -57,7 +62,11 @@ class TrainerCheckpoints(Checkpoints):
     resume_from: Path | None = None
     #: Hugging Face's ``save_only_model``: no optimizer, schedule, RNG states or best weights, so no resume.
     model_only: bool = False
+    #: For Hugging Face's trainer_state.json: logging_steps, eval_steps (each a count, or below 1 a fraction of
+    #: the run) and train_batch_size.
+    reporting: dict[str, Any] = field(default_factory=dict)
     _every_steps: int = field(default=0, init=False)
+    _run: tuple[int, int] = field(default=(0, 1), init=False)  # total steps, steps per epoch
 
     state_subfolder = STATE_SUBFOLDER
     spares_best = True  # as Hugging Face's rotation: the newest save_total_limit, and the best one's folder
@@ -71,7 +80,8 @@ class TrainerCheckpoints(Checkpoints):
 
     def plan(self, *, total_steps: int, steps_per_epoch: int) -> None:
         # as Hugging Face: a fraction of the run, rounded up
-        self._every_steps = max(1, math.ceil(self.every * total_steps)) if self.every < 1 else int(self.every)
+        self._every_steps = _steps(self.every, total_steps)
+        self._run = (total_steps, max(1, steps_per_epoch))
 
     def due(self, step: int, *, evaluated: bool, epoch_end: bool = False, final: bool = False,
             improved: bool = False) -> bool:
@@ -112,6 +122,43 @@ class TrainerCheckpoints(Checkpoints):
         if not self.model_only:  # the best weights so far are for a resume only
             super()._write_best(path, best_step, best_weights)
 
+    def _write_trainer_state(self, temporary: Path, state: dict[str, Any]) -> None:
+        atomic_write_json(temporary / LOOP_STATE_FILE, state)
+        atomic_write_json(temporary / STATE_FILE, self._hugging_face_state(state))
+
+    def _read_trainer_state(self, checkpoint: Path) -> dict[str, Any]:
+        loop_state = checkpoint / LOOP_STATE_FILE
+        if not loop_state.is_file():  # written before the loop's state moved out of trainer_state.json
+            return super()._read_trainer_state(checkpoint)
+        return json.loads(loop_state.read_text(encoding="utf-8"))
+
+    def _hugging_face_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``transformers.TrainerState``'s fields, so that ``TrainerState.load_from_json`` and tools reading
+        ``log_history`` or ``best_model_checkpoint`` work on these folders as on Hugging Face's."""
+        from sentsim.training.trainer_eval import NEGATIVE_LOSS, reported
+
+        total_steps, steps_per_epoch = self._run
+        best = state["best"]
+        score = best.get("score")
+        best_step = best.get("step") if score is not None else None
+        best_folder = None
+        if best_step is not None:  # saved now, or earlier and still there
+            folder = self.folder / self.checkpoint_name(best_step)
+            best_folder = str(folder) if best_step == state["step"] or (folder / STATE_FILE).is_file() else None
+        fields = {"epoch": state["epoch"] + state["batch"] / steps_per_epoch, "global_step": state["step"],
+                  "max_steps": total_steps,
+                  "logging_steps": _steps(self.reporting.get("logging_steps", 500), total_steps),
+                  "eval_steps": _steps(self.reporting.get("eval_steps", 500), total_steps),
+                  "save_steps": self._every_steps, "train_batch_size": self.reporting.get("train_batch_size"),
+                  "num_train_epochs": -(-total_steps // steps_per_epoch), "num_input_tokens_seen": 0, "total_flos": 0,
+                  "log_history": [reported(record) for record in state["records"]],
+                  # a loss ranks through its negative (NEGATIVE_LOSS); Hugging Face reports the loss itself
+                  "best_metric": None if score is None else -score if NEGATIVE_LOSS in best["metrics"] else score,
+                  "best_global_step": best_step, "best_model_checkpoint": best_folder, "is_local_process_zero": True,
+                  "is_world_process_zero": True, "is_hyper_param_search": False, "trial_name": None,
+                  "trial_params": None, "stateful_callbacks": {}}
+        return dict(sorted(fields.items()))  # as Hugging Face writes it: sorted keys
+
     def _weights_from_model_files(self, models: list[Any], input_dir: str) -> None:
         """accelerate's load hook: the weights come from the checkpoint's model files, unless its state holds them."""
         state = Path(input_dir)
@@ -144,7 +191,8 @@ class TrainerCheckpoints(Checkpoints):
 def trainer_checkpoints(*, output_dir: str | None, strategy: str, save_steps: float, total_limit: int | None,
                         resume_from_checkpoint: bool | str | None, model: Any, config: Any,
                         train_rows: Sequence[int], overwrite: bool = False,
-                        model_only: bool = False) -> TrainerCheckpoints | None:
+                        model_only: bool = False, reporting: dict[str, Any] | None = None
+                        ) -> TrainerCheckpoints | None:
     """The checkpoints of one ``SentenceTransformerTrainer.train()`` call, or None when it saves none.
 
     A new run (no ``resume_from_checkpoint``) refuses to start over an earlier run's checkpoints in
@@ -185,7 +233,14 @@ def trainer_checkpoints(*, output_dir: str | None, strategy: str, save_steps: fl
         for old in earlier:  # asked for: the new run's folders must not mix with the earlier run's
             shutil.rmtree(old)
     return TrainerCheckpoints(folder, record, total_limit=total_limit, resume=resume, model=model,
-                              strategy=strategy, every=save_steps, resume_from=resume_from, model_only=model_only)
+                              strategy=strategy, every=save_steps, resume_from=resume_from, model_only=model_only,
+                              reporting=reporting or {})
+
+
+def _steps(every: float | None, total_steps: int) -> int:
+    """A step interval as Hugging Face reads one: below 1, a fraction of the run, rounded up."""
+    every = every or 0
+    return max(1, math.ceil(every * total_steps)) if 0 < every < 1 else int(every)
 
 
 def _without_weights(models: list[Any], weights: list[dict[str, Any]], output_dir: str) -> None:
