@@ -19,7 +19,7 @@ _EXPORTS = {
     "evaluation": "sentsim.evaluation",
     "util": "sentsim.util",
     "SentenceTransformerTrainer": "sentsim.training.trainer",
-    "SentenceTransformerTrainingArguments": "sentsim.training.trainer",
+    "SentenceTransformerTrainingArguments": "sentsim.training.trainer_args",
     "BatchSamplers": "sentsim.training.batch_samplers",
     "MultiDatasetBatchSamplers": "sentsim.training.batch_samplers",
     "SimilarityFunction": "sentsim.inference.similarity",

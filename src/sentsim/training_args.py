@@ -8,7 +8,7 @@ from sentsim.lazy import lazy_exports
 _EXPORTS = {
     "BatchSamplers": "sentsim.training.batch_samplers",
     "MultiDatasetBatchSamplers": "sentsim.training.batch_samplers",
-    "SentenceTransformerTrainingArguments": "sentsim.training.trainer",
+    "SentenceTransformerTrainingArguments": "sentsim.training.trainer_args",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

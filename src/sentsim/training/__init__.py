@@ -10,7 +10,7 @@ _EXPORTS = {
     "TrainResult": "sentsim.training.loop",
     "train": "sentsim.training.loop",
     "SentenceTransformerTrainer": "sentsim.training.trainer",
-    "SentenceTransformerTrainingArguments": "sentsim.training.trainer",
+    "SentenceTransformerTrainingArguments": "sentsim.training.trainer_args",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -7,17 +7,16 @@ by name instead of being silently ignored.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from sentsim.errors import ConfigError
-from sentsim.training.batch_samplers import SUPPORTED_BATCH_SAMPLERS, BatchSamplers, MultiDatasetBatchSamplers
+from sentsim.training.batch_samplers import BatchSamplers, MultiDatasetBatchSamplers
 from sentsim.training.config import TrainConfig
 from sentsim.training.loop import TrainResult, train
+from sentsim.training.trainer_args import SentenceTransformerTrainingArguments
 from sentsim.training.trainer_datasets import (
     by_name,
     check_datasets,
@@ -33,7 +32,6 @@ from sentsim.training.trainer_eval import (
     TrainerEvaluation,
     dataset_columns,
     is_scored,
-    ranks_lowest_first,
     reported,
 )
 
@@ -41,130 +39,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["LABEL_COLUMNS", "BatchSamplers", "MultiDatasetBatchSamplers", "SentenceTransformerTrainer",
            "SentenceTransformerTrainingArguments", "TrainOutput", "TrainerState", "dataset_columns"]
-_STRATEGIES = ("no", "steps", "epoch", "best")
-
-
-@dataclass(kw_only=True)
-class SentenceTransformerTrainingArguments:
-    """The training arguments sentsim supports, with Hugging Face's defaults.
-
-    ``save_strategy`` other than "no" writes checkpoints as Hugging Face does (``output_dir/checkpoint-<step>``:
-    "steps" every ``save_steps`` and at the end, "epoch", "best"; ``save_total_limit`` keeps the newest),
-    each a loadable model with sentsim's training state beside it, and the final model (the best one with
-    ``load_best_model_at_end``) to ``output_dir`` itself.
-    ``dtype`` is sentsim's extra: None follows ``bf16`` (bf16 autocast, else fp32); "auto" picks
-    bf16 only where the hardware runs it natively. ``fp16`` exists so that ``fp16=False`` reads as in
-    Hugging Face; a true one is refused (sentsim trains in fp32 or bf16).
-    """
-
-    output_dir: str | None = None
-    num_train_epochs: float = 3.0
-    max_steps: int = -1
-    per_device_train_batch_size: int = 8
-    per_device_eval_batch_size: int = 8
-    learning_rate: float = 5e-5
-    warmup_ratio: float = 0.0
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    eval_strategy: str = "no"
-    eval_steps: int | None = None
-    save_strategy: str = "steps"
-    #: Steps between checkpoints, or below 1 a fraction of the run's steps (as Hugging Face reads it).
-    save_steps: float = 500
-    save_total_limit: int | None = None
-    #: True lets a new run replace the checkpoint-<step> folders an earlier run left in output_dir (they are
-    #: removed before it starts); otherwise the run refuses to start over them.
-    overwrite_output_dir: bool = False
-    #: True saves checkpoints as models only (no optimizer, schedule or RNG states): smaller, not resumable.
-    save_only_model: bool = False
-    load_best_model_at_end: bool = False
-    metric_for_best_model: str | None = None
-    greater_is_better: bool | None = None
-    logging_steps: int = 500
-    bf16: bool = False
-    fp16: bool = False
-    report_to: str | None | list[str] = "none"  # noqa: RUF036 (None second: see prompts)
-    run_name: str | None = None
-    disable_tqdm: bool = False
-    batch_sampler: str | BatchSamplers = BatchSamplers.BATCH_SAMPLER
-    #: How the batches of several train datasets (a dict of them) take turns.
-    multi_dataset_batch_sampler: str | MultiDatasetBatchSamplers = MultiDatasetBatchSamplers.PROPORTIONAL
-    dtype: str | None = None
-    #: A prompt put before every text, or one per text column name, or per dataset name either of those
-    #: (for a dict of datasets), as sentence-transformers reads them.
-    #: (Unions are written str first, None second: Hugging Face's HfArgumentParser can read them only so.)
-    prompts: str | None | dict[str, str] | dict[str, str | dict[str, str]] = None  # noqa: RUF036
-
-    def __init__(self, output_dir: str | None = None, **options: Any) -> None:
-        known = {item.name: item for item in fields(self)}
-        if "evaluation_strategy" in options:  # the older Hugging Face name
-            options["eval_strategy"] = options.pop("evaluation_strategy")
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise ConfigError(f"SentenceTransformerTrainingArguments: sentsim does not support {', '.join(unknown)}; "
-                              f"supported: {', '.join(sorted(known))}")
-        self.output_dir = output_dir
-        for name, item in known.items():
-            if name != "output_dir":
-                default = item.default_factory() if callable(item.default_factory) else item.default
-                setattr(self, name, options.get(name, default))
-        self._check()
-
-    def _check(self) -> None:
-        for name in ("eval_strategy", "save_strategy"):
-            value = str(getattr(getattr(self, name), "value", getattr(self, name)))
-            if value not in _STRATEGIES:
-                raise ConfigError(f"{name} must be one of {', '.join(_STRATEGIES)}, not {value!r}")
-            setattr(self, name, value)
-        ranked_by_loss = ranks_lowest_first(self.metric_for_best_model)
-        if self.greater_is_better is not None and self.greater_is_better == ranked_by_loss:
-            raise ConfigError(f"greater_is_better={self.greater_is_better} is not supported with "
-                              f"metric_for_best_model={self.metric_for_best_model!r}: sentsim ranks a loss "
-                              "lowest-first and every other metric highest-first")
-        if self.fp16:
-            raise ConfigError("fp16=True is not supported: sentsim trains in fp32 or bf16 (bf16=True)")
-        if isinstance(self.prompts, str) and self.prompts.lstrip().startswith("{"):
-            # from the command line (HfArgumentParser) a dict of prompts comes as JSON, as theirs reads it
-            with contextlib.suppress(json.JSONDecodeError):
-                parsed = json.loads(self.prompts)
-                self.prompts = parsed if isinstance(parsed, dict) else self.prompts
-        if not (self.prompts is None or isinstance(self.prompts, str) or (isinstance(self.prompts, dict) and all(
-                isinstance(key, str) and (isinstance(value, str) or (isinstance(value, dict) and all(
-                    isinstance(column, str) and isinstance(prompt, str) for column, prompt in value.items())))
-                for key, value in self.prompts.items()))):
-            raise ConfigError("prompts must be a string, a dict of text column → prompt string, or a dict of dataset "
-                              "name → either of those")
-        strategy = str(getattr(self.multi_dataset_batch_sampler, "value", self.multi_dataset_batch_sampler))
-        if strategy not in tuple(MultiDatasetBatchSamplers):
-            raise ConfigError(f"multi_dataset_batch_sampler must be one of "
-                              f"{', '.join(map(str, MultiDatasetBatchSamplers))}, not {strategy!r} (sentsim takes no "
-                              "sampler class or function)")
-        self.multi_dataset_batch_sampler = strategy
-        sampler = str(getattr(self.batch_sampler, "value", self.batch_sampler))
-        if sampler not in SUPPORTED_BATCH_SAMPLERS:
-            raise ConfigError(f"batch_sampler {sampler!r} is not supported: sentsim groups batches by length "
-                              "(no_duplicates is accepted: MultipleNegativesRankingLoss masks duplicates)")
-
-    def to_config(self, *, default_dtype: str = "fp32") -> TrainConfig:
-        """The equivalent ``TrainConfig`` (epochs must be whole unless ``max_steps`` is set)."""
-        epochs = float(self.num_train_epochs)
-        if self.max_steps <= 0 and (epochs < 1 or epochs != int(epochs)):
-            raise ConfigError(f"num_train_epochs must be a whole number ≥ 1 (or set max_steps), got {epochs}")
-        evaluation_steps = (self.eval_steps or self.logging_steps) if self.eval_strategy == "steps" else 0
-        return TrainConfig(
-            batch_size=self.per_device_train_batch_size, eval_batch_size=self.per_device_eval_batch_size,
-            learning_rate=self.learning_rate, epochs=max(1, int(epochs)),
-            max_steps=self.max_steps if self.max_steps > 0 else None,
-            warmup_ratio=self.warmup_ratio, warmup_steps=self.warmup_steps or None,
-            weight_decay=self.weight_decay, max_grad_norm=self.max_grad_norm, seed=self.seed,
-            evaluation_steps=evaluation_steps, log_every=max(1, int(self.logging_steps)),
-            dtype=self.dtype or ("bf16" if self.bf16 else default_dtype), evaluate_base=False,
-            evaluate_each_epoch=self.eval_strategy != "steps",
-        )
-
-
 @dataclass
 class TrainOutput:
     """What ``train()`` returns, as in Hugging Face: steps, mean training loss, and final metrics."""
