@@ -317,3 +317,18 @@ def test_training_arguments_parse_from_a_command_line_as_theirs():
     config = args.to_config()
     assert (config.learning_rate, config.dtype, config.evaluation_steps, config.epochs) == (0.0005, "bf16", 10, 2)
     assert SentenceTransformerTrainingArguments(prompts="{not json").prompts == "{not json"  # one prompt for all
+
+
+def test_eval_and_logging_steps_below_1_are_fractions_of_the_run(model):
+    # Hugging Face's reading: eval_steps=0.25 of an 8-step run evaluates every 2 steps, rounded up
+    from sentsim import SentenceTransformerTrainer
+    from sentsim.losses import CosineSimilarityLoss
+
+    scored = datasets.Dataset.from_dict({"sentence1": S1, "sentence2": S2, "score": SCORES})
+    trainer = SentenceTransformerTrainer(
+        model=model, args=_args(max_steps=8, eval_strategy="steps", eval_steps=0.25, logging_steps=0.5),
+        train_dataset=scored, eval_dataset=scored, loss=CosineSimilarityLoss(model))
+    trainer.train()
+    steps = {kind: [record["step"] for record in trainer.state.log_history if record.get("kind") == kind]
+             for kind in ("eval", "train")}
+    assert steps == {"eval": [2, 4, 6, 8], "train": [4, 8]}

@@ -34,8 +34,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     max_grad_norm: float | None = 1.0
     seed: int = 42
-    #: Evaluate on dev every N steps as well as after each epoch (0: only after each epoch).
-    evaluation_steps: int = 0
+    #: Evaluate on dev every N steps as well as after each epoch (0: only after each epoch); below 1, a
+    #: fraction of the run's steps, as Hugging Face reads ``eval_steps`` (see :func:`interval_steps`).
+    evaluation_steps: float = 0
     #: Evaluate after each epoch. The sentence-transformers Trainer adapter turns it off for
     #: ``eval_strategy="steps"``, which evaluates every ``eval_steps`` and nowhere else.
     evaluate_each_epoch: bool = True
@@ -69,7 +70,7 @@ class TrainConfig:
     #: (``sentsim.training.chunks``). "auto": 1024 for per-pair losses (cosine), where chunks cost no extra
     #: work, no limit for ranking losses, where each chunked batch costs one more forward pass; None: never.
     max_forward_tokens: int | str | None = "auto"
-    log_every: int = 20
+    log_every: float = 20
     eval_batch_size: int = 64
 
     def __post_init__(self) -> None:
@@ -105,3 +106,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def interval_steps(every: float | None, total_steps: int) -> int:
+    """A step interval as Hugging Face reads one: a count, or below 1 a fraction of the run's steps, rounded
+    up (``eval_steps=0.1``: ten evaluations); 0 or None stays 0 (never)."""
+    every = every or 0
+    return max(1, math.ceil(every * total_steps)) if 0 < every < 1 else int(every)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -20,7 +20,7 @@ from sentsim.progress import TrainingLog, progress_bar
 from sentsim.training.batching import LengthGroupedSampler
 from sentsim.training.checkpoint import BestCheckpoint, Throughput
 from sentsim.training.chunks import Chunking, chunk_backward
-from sentsim.training.config import TrainConfig
+from sentsim.training.config import TrainConfig, interval_steps
 from sentsim.training.optimizer import build_optimizer, build_schedule, clip_gradients
 from sentsim.training.resume import Checkpoints, at_step_boundary
 
@@ -56,6 +56,9 @@ class LoopRun:
         self.on_record = on_record
         (self.accelerator, self.sampler, self.loader, self.epochs, self.total_steps,
          (self.model, self.optimizer, self.scheduler)) = _prepare(model, lengths, collate, config, batch_sampler)
+        # intervals given as fractions of the run become step counts, now that the run's length is known
+        self.config = config = replace(config, log_every=max(1, interval_steps(config.log_every, self.total_steps)),
+                                       evaluation_steps=interval_steps(config.evaluation_steps, self.total_steps))
         self.precision = resolve_precision(config.dtype, self.accelerator.device)
         main = self.accelerator.is_main_process
         self.log = _start_log(config, self.accelerator.device, total_steps=self.total_steps,

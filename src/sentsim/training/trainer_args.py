@@ -22,6 +22,41 @@ from sentsim.training.trainer_eval import ranks_lowest_first
 __all__ = ["SentenceTransformerTrainingArguments"]
 
 _STRATEGIES = ("no", "steps", "epoch", "best")
+_ADAMW = "sentsim's AdamW has torch's betas (0.9, 0.999) and eps 1e-8"
+#: Hugging Face fields that sentsim behaves as at these values only: (the values, what sentsim does).
+_ONLY_AT = {
+    "gradient_accumulation_steps": ((1,), "sentsim takes one optimizer step per batch; for a bigger batch raise "
+                                    "per_device_train_batch_size: a batch over max_forward_tokens is forwarded in "
+                                    "chunks, so its memory stays bounded"),
+    "lr_scheduler_type": (("linear",), "sentsim's schedule is a linear warm-up, then a linear decay to 0"),
+    "lr_scheduler_kwargs": ((None, {}, ""), "sentsim's linear schedule takes no options"),
+    "optim": (("adamw_torch_fused", "adamw_torch"), "sentsim trains with torch's AdamW, fused where it can be"),
+    "optim_args": ((None, ""), _ADAMW),
+    "adam_beta1": ((0.9,), _ADAMW),
+    "adam_beta2": ((0.999,), _ADAMW),
+    "adam_epsilon": ((1e-8,), _ADAMW),
+    "label_smoothing_factor": ((0.0,), "sentsim's losses take no label smoothing"),
+    "dataloader_drop_last": ((False,), "sentsim trains on every pair, the last short batch included"),
+    "data_seed": ((None,), "seed orders the data too"),
+    "auto_find_batch_size": ((False,), "the batch is per_device_train_batch_size pairs"),
+    "gradient_checkpointing": ((None, False), "sentsim keeps the activations for the backward"),
+    "torch_compile": ((False,), "sentsim trains eagerly: compiling cost more than it saved on runs this short "
+                      "(benchmarks/README.md)"),
+    "eval_on_start": ((False,), "as with Hugging Face's default, nothing is evaluated before training"),
+    "eval_delay": ((0,), "evaluations follow eval_strategy from the first step"),
+    "logging_strategy": (("steps",), "sentsim logs every logging_steps"),
+    "include_num_input_tokens_seen": (("no", False), "sentsim does not count input tokens"),
+    "full_determinism": ((False,), "not supported"),
+    "bf16_full_eval": ((False,), "not supported"),
+    "tf32": ((None, False), "not supported"),
+    "torch_empty_cache_steps": ((None,), "not supported"),
+    "save_on_each_node": ((False,), "the main process saves the checkpoints"),
+    "push_to_hub": ((False,), "sentsim uploads nothing: upload output_dir with huggingface_hub's upload_folder"),
+    "report_to": (("none", None, (), ("none",)), "sentsim reports to no experiment tracker: the metrics are in "
+                  "trainer.state.log_history and in each checkpoint's trainer_state.json"),
+    "router_mapping": ((None, {}), "Router models are not supported"),
+    "learning_rate_mapping": ((None, {}), "sentsim trains all parameters at one learning rate"),
+}
 
 
 @dataclass(kw_only=True)
@@ -66,6 +101,8 @@ class SentenceTransformerTrainingArguments:
     bf16: bool = False
     fp16: bool = False
     report_to: str | None | list[str] = "none"  # noqa: RUF036 (None second: see prompts)
+    #: True trains on the CPU where a GPU is there too.
+    use_cpu: bool = False
     run_name: str | None = None
     disable_tqdm: bool = False
     batch_sampler: str | BatchSamplers = BatchSamplers.BATCH_SAMPLER
@@ -76,6 +113,59 @@ class SentenceTransformerTrainingArguments:
     #: (for a dict of datasets), as sentence-transformers reads them.
     #: (Unions are written str first, None second: Hugging Face's HfArgumentParser can read them only so.)
     prompts: str | None | dict[str, str] | dict[str, str | dict[str, str]] = None  # noqa: RUF036
+
+    # Hugging Face fields accepted only at the value sentsim behaves as (_ONLY_AT says why).
+    gradient_accumulation_steps: int = 1
+    lr_scheduler_type: str = "linear"
+    lr_scheduler_kwargs: str | None = None
+    optim: str = "adamw_torch_fused"
+    optim_args: str | None = None
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    label_smoothing_factor: float = 0.0
+    dataloader_drop_last: bool = False
+    data_seed: int | None = None
+    auto_find_batch_size: bool = False
+    gradient_checkpointing: bool | None = None
+    torch_compile: bool = False
+    eval_on_start: bool = False
+    eval_delay: float = 0
+    logging_strategy: str = "steps"
+    include_num_input_tokens_seen: str = "no"
+    full_determinism: bool = False
+    bf16_full_eval: bool = False
+    tf32: bool | None = None
+    torch_empty_cache_steps: int | None = None
+    save_on_each_node: bool = False
+    push_to_hub: bool = False
+    router_mapping: str | None = None
+    learning_rate_mapping: str | None = None
+    # Hugging Face fields that change nothing sentsim does (it tokenizes in the training process, uploads
+    # nothing, and takes its rank from the launcher): accepted at any value.
+    do_train: bool = False
+    do_eval: bool = False
+    do_predict: bool = False
+    logging_dir: str | None = None
+    logging_first_step: bool = False
+    logging_nan_inf_filter: bool = True
+    log_level: str = "passive"
+    log_level_replica: str = "warning"
+    dataloader_num_workers: int = 0
+    dataloader_pin_memory: bool = True
+    dataloader_persistent_workers: bool = False
+    dataloader_prefetch_factor: int | None = None
+    remove_unused_columns: bool = True
+    prediction_loss_only: bool = False
+    eval_accumulation_steps: int | None = None
+    eval_do_concat_batches: bool = True
+    local_rank: int = -1
+    ddp_find_unused_parameters: bool | None = None
+    resume_from_checkpoint: str | None = None
+    hub_model_id: str | None = None
+    hub_strategy: str = "every_save"
+    hub_token: str | None = None
+    hub_private_repo: bool | None = None
 
     def __init__(self, output_dir: str | None = None, **options: Any) -> None:
         known = {item.name: item for item in fields(self)}
@@ -93,6 +183,14 @@ class SentenceTransformerTrainingArguments:
         self._check()
 
     def _check(self) -> None:
+        # Hugging Face 5 spells these defaults None: no warm-up ratio, the progress bar as usual, no mapping
+        self.warmup_ratio = 0.0 if self.warmup_ratio is None else self.warmup_ratio
+        self.disable_tqdm = bool(self.disable_tqdm)
+        for name, (values, does) in _ONLY_AT.items():
+            value = getattr(self, name)
+            value = tuple(value) if isinstance(value, list) else getattr(value, "value", value)
+            if not any(_same(value, allowed) for allowed in values):
+                raise ConfigError(f"SentenceTransformerTrainingArguments: {name}={value!r} is not supported: {does}")
         for name in ("eval_strategy", "save_strategy"):
             value = str(getattr(getattr(self, name), "value", getattr(self, name)))
             if value not in _STRATEGIES:
@@ -139,7 +237,13 @@ class SentenceTransformerTrainingArguments:
             max_steps=self.max_steps if self.max_steps > 0 else None,
             warmup_ratio=self.warmup_ratio, warmup_steps=self.warmup_steps or None,
             weight_decay=self.weight_decay, max_grad_norm=self.max_grad_norm, seed=self.seed,
-            evaluation_steps=evaluation_steps, log_every=max(1, int(self.logging_steps)),
+            evaluation_steps=evaluation_steps, log_every=self.logging_steps,
             dtype=self.dtype or ("bf16" if self.bf16 else default_dtype), evaluate_base=False,
+            device="cpu" if self.use_cpu else "auto",
             evaluate_each_epoch=self.eval_strategy != "steps",
         )
+
+
+def _same(value: Any, allowed: Any) -> bool:
+    """Equal, with a bool equal only to a bool (so ``gradient_accumulation_steps=True`` is not taken for 1)."""
+    return value is allowed or (value == allowed and not isinstance(value, bool) and not isinstance(allowed, bool))

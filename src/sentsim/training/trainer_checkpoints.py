@@ -28,7 +28,6 @@ as Hugging Face's do; ``save_total_limit`` keeps the newest ones.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from typing import Any
 
 from sentsim.errors import ConfigError
 from sentsim.persistence.atomic import atomic_write_json
+from sentsim.training.config import interval_steps
 from sentsim.training.resume import STATE_FILE, Checkpoints, complete_checkpoints, read_record
 
 __all__ = ["RUN_FILE", "TrainerCheckpoints", "trainer_checkpoints"]
@@ -80,7 +80,7 @@ class TrainerCheckpoints(Checkpoints):
 
     def plan(self, *, total_steps: int, steps_per_epoch: int) -> None:
         # as Hugging Face: a fraction of the run, rounded up
-        self._every_steps = _steps(self.every, total_steps)
+        self._every_steps = interval_steps(self.every, total_steps)
         self._run = (total_steps, max(1, steps_per_epoch))
 
     def due(self, step: int, *, evaluated: bool, epoch_end: bool = False, final: bool = False,
@@ -147,8 +147,8 @@ class TrainerCheckpoints(Checkpoints):
             best_folder = str(folder) if best_step == state["step"] or (folder / STATE_FILE).is_file() else None
         fields = {"epoch": state["epoch"] + state["batch"] / steps_per_epoch, "global_step": state["step"],
                   "max_steps": total_steps,
-                  "logging_steps": _steps(self.reporting.get("logging_steps", 500), total_steps),
-                  "eval_steps": _steps(self.reporting.get("eval_steps", 500), total_steps),
+                  "logging_steps": interval_steps(self.reporting.get("logging_steps", 500), total_steps),
+                  "eval_steps": interval_steps(self.reporting.get("eval_steps", 500), total_steps),
                   "save_steps": self._every_steps, "train_batch_size": self.reporting.get("train_batch_size"),
                   "num_train_epochs": -(-total_steps // steps_per_epoch), "num_input_tokens_seen": 0, "total_flos": 0,
                   "log_history": [reported(record) for record in state["records"]],
@@ -235,12 +235,6 @@ def trainer_checkpoints(*, output_dir: str | None, strategy: str, save_steps: fl
     return TrainerCheckpoints(folder, record, total_limit=total_limit, resume=resume, model=model,
                               strategy=strategy, every=save_steps, resume_from=resume_from, model_only=model_only,
                               reporting=reporting or {})
-
-
-def _steps(every: float | None, total_steps: int) -> int:
-    """A step interval as Hugging Face reads one: below 1, a fraction of the run, rounded up."""
-    every = every or 0
-    return max(1, math.ceil(every * total_steps)) if 0 < every < 1 else int(every)
 
 
 def _without_weights(models: list[Any], weights: list[dict[str, Any]], output_dir: str) -> None:
