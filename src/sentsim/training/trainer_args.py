@@ -26,8 +26,8 @@ _ADAMW = "sentsim's AdamW has torch's betas (0.9, 0.999) and eps 1e-8"
 #: Hugging Face fields that sentsim behaves as at these values only: (the values, what sentsim does).
 _ONLY_AT = {
     "gradient_accumulation_steps": ((1,), "sentsim takes one optimizer step per batch; for a bigger batch raise "
-                                    "per_device_train_batch_size: a batch over max_forward_tokens is forwarded in "
-                                    "chunks, so its memory stays bounded"),
+                                    "per_device_train_batch_size (a per-pair loss such as CosineSimilarityLoss is "
+                                    "then forwarded in chunks of 1,024 tokens, so its memory stays bounded)"),
     "lr_scheduler_type": (("linear",), "sentsim's schedule is a linear warm-up, then a linear decay to 0"),
     "lr_scheduler_kwargs": ((None, {}, ""), "sentsim's linear schedule takes no options"),
     "optim": (("adamw_torch_fused", "adamw_torch"), "sentsim trains with torch's AdamW, fused where it can be"),
