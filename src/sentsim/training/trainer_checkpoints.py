@@ -18,8 +18,8 @@ sentsim's training state beside it, the same state the CLI's ``--resume`` restor
 The weights are stored once, in the model's own files: a resume loads them from there (accelerate's
 state skips them), so a checkpoint is no bigger than Hugging Face's plus sentsim's small files.
 Checkpoints written before that, with the weights in ``training_state/`` too, still resume from there.
-With ``save_only_model`` a checkpoint is the model, ``trainer_state.json`` and ``sentsim_run.json`` only:
-smaller, and (as Hugging Face warns) not resumable; resuming from one is refused with a message.
+With ``save_only_model`` a checkpoint is the model and the three JSON files only: smaller, and (as
+Hugging Face warns) not resumable; resuming from one is refused with a message.
 A checkpoint is written as ``.checkpoint-N.tmp`` and renamed when whole, so a crash never leaves a
 half-written ``checkpoint-N``. Unlike the CLI's ``RUN.partial``, these folders stay when the run ends,
 as Hugging Face's do; ``save_total_limit`` keeps the newest ones.
@@ -42,7 +42,7 @@ from sentsim.training.resume import STATE_FILE, Checkpoints, complete_checkpoint
 __all__ = ["RUN_FILE", "TrainerCheckpoints", "trainer_checkpoints"]
 
 RUN_FILE = "sentsim_run.json"
-#: The loop's own state; trainer_state.json beside it is Hugging Face's (it held the loop's before 2026-12-08).
+#: The loop's own state; trainer_state.json beside it is Hugging Face's (earlier checkpoints kept the loop's there).
 LOOP_STATE_FILE = "sentsim_state.json"
 STATE_SUBFOLDER = "training_state"
 #: Settings that fix which batch comes at which step: a resumed run must keep them to continue the same run.
