@@ -352,3 +352,34 @@ def test_save_total_limit_keeps_the_best_checkpoint_too_and_the_state_names_it(t
     assert saved.log_history == trainer.state.log_history
     at_best = TrainerState.load_from_json(str(tmp_path / "out" / f"checkpoint-{best}" / "trainer_state.json"))
     assert at_best.global_step == best and at_best.best_model_checkpoint == trainer.state.best_model_checkpoint
+
+
+def test_hugging_faces_example_script_calls_work(tiny_transformer_dir, tmp_path, capsys):
+    # train_result = trainer.train(); trainer.log_metrics / save_metrics("train", train_result.metrics);
+    # trainer.save_state(), as Hugging Face's example scripts end
+    import json
+
+    from transformers import TrainerState
+
+    output = tmp_path / "out"
+    trainer = _trainer(_model(tiny_transformer_dir), output, save_strategy="no")
+    result = trainer.train()
+    metrics = result.metrics
+    assert {"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss",
+            "epoch"} <= set(metrics)
+    assert metrics["train_loss"] == result.training_loss and metrics["epoch"] == pytest.approx(7 / 3)
+    assert metrics["train_runtime"] > 0 and metrics["train_steps_per_second"] > 0
+    trainer.log_metrics("train", metrics)
+    printed = capsys.readouterr().out
+    assert printed.startswith("***** train metrics *****") and "train_loss" in printed
+    trainer.save_metrics("train", metrics)
+    trainer.save_metrics("eval", {"eval_loss": 0.5})
+    assert json.loads((output / "train_results.json").read_text()) == metrics
+    assert json.loads((output / "all_results.json").read_text()) == {**metrics, "eval_loss": 0.5}
+    trainer.save_state()
+    saved = TrainerState.load_from_json(str(output / "trainer_state.json"))
+    assert (saved.global_step, saved.max_steps, saved.epoch) == (7, 7, pytest.approx(7 / 3))
+    assert saved.log_history == trainer.state.log_history and saved.best_metric is None
+    assert not any(output.glob("checkpoint-*"))  # save_strategy="no"
+    with pytest.raises(ValueError, match="save_state needs the training arguments' output_dir"):
+        _trainer(_model(tiny_transformer_dir), "", save_strategy="no").save_state()

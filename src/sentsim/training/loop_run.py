@@ -39,6 +39,9 @@ class TrainResult:
     pairs_per_second: float
     stopped_early: bool
     records: list[dict[str, Any]] = field(default_factory=list)
+    #: The run's planned length (steps, and steps per epoch per process); 0 where unknown.
+    total_steps: int = 0
+    steps_per_epoch: int = 0
     #: Dev embeddings of the weights the run ended on, when its evaluator kept them (PairSetEvaluator).
     dev_embeddings: tuple[Any, Any] | None = None
 
@@ -182,7 +185,8 @@ class LoopRun:
             best_step=self.best.step, best_score=self.best.score, best_metrics=self.best.metrics, steps=self.step,
             train_seconds=train_seconds,
             pairs_per_second=self.throughput.pairs / train_seconds if train_seconds > 0 else 0.0,
-            stopped_early=self.stopped_early, records=self.records,
+            stopped_early=self.stopped_early, records=self.records, total_steps=self.total_steps,
+            steps_per_epoch=len(self.loader),
         )
 
 

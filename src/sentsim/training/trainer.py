@@ -7,12 +7,16 @@ by name instead of being silently ignored.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sentsim.errors import ConfigError
+from sentsim.persistence.atomic import atomic_write_json
 from sentsim.training.batch_samplers import BatchSamplers, MultiDatasetBatchSamplers
 from sentsim.training.config import TrainConfig
 from sentsim.training.loop import TrainResult, train
@@ -27,18 +31,20 @@ from sentsim.training.trainer_datasets import (
 )
 from sentsim.training.trainer_eval import (
     LABEL_COLUMNS,
-    NEGATIVE_LOSS,
     EvalLoss,
     TrainerEvaluation,
     dataset_columns,
     is_scored,
     reported,
 )
+from sentsim.training.trainer_state import TrainerState, trainer_state
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["LABEL_COLUMNS", "BatchSamplers", "MultiDatasetBatchSamplers", "SentenceTransformerTrainer",
            "SentenceTransformerTrainingArguments", "TrainOutput", "TrainerState", "dataset_columns"]
+
+
 @dataclass
 class TrainOutput:
     """What ``train()`` returns, as in Hugging Face: steps, mean training loss, and final metrics."""
@@ -46,15 +52,6 @@ class TrainOutput:
     global_step: int
     training_loss: float
     metrics: dict[str, float]
-
-
-@dataclass
-class TrainerState:
-    log_history: list[dict[str, Any]] = field(default_factory=list)
-    best_metric: float | None = None
-    global_step: int = 0
-    #: The best evaluation's checkpoint folder, when one was saved at that step.
-    best_model_checkpoint: str | None = None
 
 
 class SentenceTransformerTrainer:
@@ -141,17 +138,61 @@ class SentenceTransformerTrainer:
             result = train(self.model, sentences_a=texts[0], sentences_b=texts[1], labels=labels,
                            negatives=texts[2] if len(texts) > 2 else None, loss=self.loss, **options,
                            checkpoints=checkpoints)
-        best = result.best_score
-        if best is not None and evaluation is not None and evaluation.primary_metric == NEGATIVE_LOSS:
-            best = -best  # the loss itself, as Hugging Face reports its best_metric
-        self.state = TrainerState(log_history=[reported(record) for record in result.records], best_metric=best,
-                                  global_step=result.steps, best_model_checkpoint=None if checkpoints is None
-                                  else checkpoints.best_checkpoint(result.best_step))
+        self.state = trainer_state(
+            step=result.steps, total_steps=result.total_steps, steps_per_epoch=result.steps_per_epoch,
+            records=result.records, best_step=result.best_step, best_score=result.best_score,
+            best_metrics=result.best_metrics, intervals=self._intervals(),
+            train_batch_size=args.per_device_train_batch_size,
+            best_folder=None if checkpoints is None else checkpoints.best_checkpoint(result.best_step))
         if args.output_dir and args.save_strategy != "no":
             self.model.save(args.output_dir)
         losses = [record["loss"] for record in result.records if record.get("kind") == "train"]
-        return TrainOutput(global_step=result.steps, training_loss=sum(losses) / len(losses) if losses else 0.0,
-                           metrics=reported(result.best_metrics or {}))
+        training_loss = sum(losses) / len(losses) if losses else 0.0
+        seconds = result.train_seconds
+        # Hugging Face's train metrics, then the best evaluation's (sentsim's addition)
+        metrics = {"train_runtime": round(seconds, 4), "train_samples_per_second": round(result.pairs_per_second, 3),
+                   "train_steps_per_second": round(result.steps / seconds, 3) if seconds > 0 else 0.0,
+                   "total_flos": 0.0, "train_loss": training_loss, "epoch": self.state.epoch,
+                   **reported(result.best_metrics or {})}
+        return TrainOutput(global_step=result.steps, training_loss=training_loss, metrics=metrics)
+
+    def is_world_process_zero(self) -> bool:
+        """Whether this is the process that logs and saves (the only one, without ``accelerate launch``)."""
+        return int(os.environ.get("RANK", "0")) == 0
+
+    def log_metrics(self, split: str, metrics: dict[str, Any]) -> None:
+        """Prints ``metrics`` under a ``***** split metrics *****`` header, as Hugging Face's does."""
+        if not self.is_world_process_zero():
+            return
+        print(f"***** {split} metrics *****")
+        width = max((len(key) for key in metrics), default=0)
+        for key in sorted(metrics):
+            print(f"  {key: <{width}} = {metrics[key]}")
+
+    def save_metrics(self, split: str, metrics: dict[str, Any], combined: bool = True) -> None:
+        """``output_dir/<split>_results.json``, and with ``combined`` merged into ``all_results.json``, as
+        Hugging Face writes them (each written whole or not at all)."""
+        if not self.is_world_process_zero():
+            return
+        folder = self._output_dir("save_metrics")
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(folder / f"{split}_results.json", dict(sorted(metrics.items())))
+        if combined:
+            every = folder / "all_results.json"
+            merged = json.loads(every.read_text(encoding="utf-8")) if every.is_file() else {}
+            atomic_write_json(every, dict(sorted({**merged, **metrics}.items())))
+
+    def save_state(self) -> None:
+        """``output_dir/trainer_state.json``: ``trainer.state`` in Hugging Face's format."""
+        if self.is_world_process_zero():
+            folder = self._output_dir("save_state")
+            folder.mkdir(parents=True, exist_ok=True)
+            self.state.save_to_json(folder / "trainer_state.json")
+
+    def _output_dir(self, call: str) -> Path:
+        if not self.args.output_dir:
+            raise ConfigError(f"{call} needs the training arguments' output_dir")
+        return Path(self.args.output_dir)
 
     def _checkpoints(self, resume_from_checkpoint: bool | str | None, config: TrainConfig,
                      rows: list[int]) -> Any:
@@ -165,9 +206,14 @@ class SentenceTransformerTrainer:
                                    total_limit=args.save_total_limit, resume_from_checkpoint=resume_from_checkpoint,
                                    model=self.model, config=config, train_rows=rows,
                                    overwrite=args.overwrite_output_dir, model_only=args.save_only_model,
-                                   reporting={"logging_steps": args.logging_steps, "train_batch_size":
-                                              args.per_device_train_batch_size,
-                                              "eval_steps": args.eval_steps or args.logging_steps})
+                                   reporting={**self._intervals(),
+                                              "train_batch_size": args.per_device_train_batch_size})
+
+    def _intervals(self) -> dict[str, float]:
+        """logging, eval and save steps as Hugging Face's state records them (eval_steps defaults to logging_steps)."""
+        args = self.args
+        return {"logging_steps": args.logging_steps, "eval_steps": args.eval_steps or args.logging_steps,
+                "save_steps": args.save_steps}
 
     def _columns(self, dataset: Any, name: str | None) -> tuple[list[list[str]], list[float] | None]:
         """A train dataset's text columns (prompts before them) and labels (None for in-batch losses)."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +62,8 @@ class TrainerCheckpoints(Checkpoints):
     resume_from: Path | None = None
     #: Hugging Face's ``save_only_model``: no optimizer, schedule, RNG states or best weights, so no resume.
     model_only: bool = False
-    #: For Hugging Face's trainer_state.json: logging_steps, eval_steps (each a count, or below 1 a fraction of
-    #: the run) and train_batch_size.
+    #: For Hugging Face's trainer_state.json: logging_steps, eval_steps, save_steps (each a count, or below 1 a
+    #: fraction of the run) and train_batch_size.
     reporting: dict[str, Any] = field(default_factory=dict)
     _every_steps: int = field(default=0, init=False)
     _run: tuple[int, int] = field(default=(0, 1), init=False)  # total steps, steps per epoch
@@ -133,31 +133,21 @@ class TrainerCheckpoints(Checkpoints):
         return json.loads(loop_state.read_text(encoding="utf-8"))
 
     def _hugging_face_state(self, state: dict[str, Any]) -> dict[str, Any]:
-        """``transformers.TrainerState``'s fields, so that ``TrainerState.load_from_json`` and tools reading
-        ``log_history`` or ``best_model_checkpoint`` work on these folders as on Hugging Face's."""
-        from sentsim.training.trainer_eval import NEGATIVE_LOSS, reported
+        """Hugging Face's ``TrainerState`` at this checkpoint (``TrainerState.load_from_json`` reads it)."""
+        from sentsim.training.trainer_state import trainer_state
 
-        total_steps, steps_per_epoch = self._run
-        best = state["best"]
-        score = best.get("score")
-        best_step = best.get("step") if score is not None else None
+        best, (total_steps, steps_per_epoch) = state["best"], self._run
+        best_step = best.get("step")
         best_folder = None
         if best_step is not None:  # saved now, or earlier and still there
             folder = self.folder / self.checkpoint_name(best_step)
             best_folder = str(folder) if best_step == state["step"] or (folder / STATE_FILE).is_file() else None
-        fields = {"epoch": state["epoch"] + state["batch"] / steps_per_epoch, "global_step": state["step"],
-                  "max_steps": total_steps,
-                  "logging_steps": interval_steps(self.reporting.get("logging_steps", 500), total_steps),
-                  "eval_steps": interval_steps(self.reporting.get("eval_steps", 500), total_steps),
-                  "save_steps": self._every_steps, "train_batch_size": self.reporting.get("train_batch_size"),
-                  "num_train_epochs": -(-total_steps // steps_per_epoch), "num_input_tokens_seen": 0, "total_flos": 0,
-                  "log_history": [reported(record) for record in state["records"]],
-                  # a loss ranks through its negative (NEGATIVE_LOSS); Hugging Face reports the loss itself
-                  "best_metric": None if score is None else -score if NEGATIVE_LOSS in best["metrics"] else score,
-                  "best_global_step": best_step, "best_model_checkpoint": best_folder, "is_local_process_zero": True,
-                  "is_world_process_zero": True, "is_hyper_param_search": False, "trial_name": None,
-                  "trial_params": None, "stateful_callbacks": {}}
-        return dict(sorted(fields.items()))  # as Hugging Face writes it: sorted keys
+        hugging_face = trainer_state(
+            step=state["step"], total_steps=total_steps, steps_per_epoch=steps_per_epoch, records=state["records"],
+            best_step=best_step, best_score=best.get("score"), best_metrics=best.get("metrics"),
+            best_folder=best_folder, intervals=self.reporting,
+            train_batch_size=self.reporting.get("train_batch_size"))
+        return dict(sorted(asdict(hugging_face).items()))  # as Hugging Face writes it: sorted keys
 
     def _weights_from_model_files(self, models: list[Any], input_dir: str) -> None:
         """accelerate's load hook: the weights come from the checkpoint's model files, unless its state holds them."""
