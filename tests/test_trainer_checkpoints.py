@@ -365,7 +365,8 @@ def test_hugging_faces_example_script_calls_work(tiny_transformer_dir, tmp_path,
     trainer = _trainer(_model(tiny_transformer_dir), output, save_strategy="no")
     result = trainer.train()
     metrics = result.metrics
-    assert {"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss",
+    # sentence-transformers 6.2's five (checked against its Trainer)
+    assert {"train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss",
             "epoch"} <= set(metrics)
     assert metrics["train_loss"] == result.training_loss and metrics["epoch"] == pytest.approx(7 / 3)
     assert metrics["train_runtime"] > 0 and metrics["train_steps_per_second"] > 0

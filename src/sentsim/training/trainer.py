@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +71,12 @@ class SentenceTransformerTrainer:
                  train_dataset: Any = None, eval_dataset: Any = None, loss: Any = None, evaluator: Any = None,
                  callbacks: Any = None, **unsupported: Any) -> None:
         given = sorted(name for name, value in unsupported.items() if value is not None)
-        if given or callbacks:
-            names = ", ".join(given + (["callbacks"] if callbacks else []))
-            raise ConfigError(f"SentenceTransformerTrainer: sentsim does not support {names}")
+        if given:
+            raise ConfigError(f"SentenceTransformerTrainer: sentsim does not support {', '.join(given)}")
+        #: Evaluations without a gain before the run stops (an EarlyStoppingCallback's), or None.
+        self.patience: int | None = None
+        for callback in callbacks or ():
+            self.add_callback(callback)
         if model is None:
             raise ConfigError("SentenceTransformerTrainer needs a model")
         check_datasets(train_dataset, eval_dataset, loss)
@@ -123,6 +126,11 @@ class SentenceTransformerTrainer:
         args = self.args
         evaluation = self._evaluation(self.eval_dataset) if args.eval_strategy != "no" else None
         config = args.to_config()
+        if self.patience is not None:  # Hugging Face's EarlyStoppingCallback checks the same at the start
+            if not args.load_best_model_at_end or args.eval_strategy == "no":
+                raise ConfigError("EarlyStoppingCallback requires load_best_model_at_end = True and an eval_strategy "
+                                  "of steps or epoch")
+            config = replace(config, patience=self.patience)
         options = {"config": config, "evaluator": evaluation, "keep_best": args.load_best_model_at_end,
                    "quiet": True if args.disable_tqdm else None}
         if is_dataset_dict(self.train_dataset):
@@ -152,9 +160,23 @@ class SentenceTransformerTrainer:
         # Hugging Face's train metrics, then the best evaluation's (sentsim's addition)
         metrics = {"train_runtime": round(seconds, 4), "train_samples_per_second": round(result.pairs_per_second, 3),
                    "train_steps_per_second": round(result.steps / seconds, 3) if seconds > 0 else 0.0,
-                   "total_flos": 0.0, "train_loss": training_loss, "epoch": self.state.epoch,
+                   "train_loss": training_loss, "epoch": self.state.epoch,
                    **reported(result.best_metrics or {})}
         return TrainOutput(global_step=result.steps, training_loss=training_loss, metrics=metrics)
+
+    def add_callback(self, callback: Any) -> None:
+        """Hugging Face's ``EarlyStoppingCallback`` (class or instance) becomes the loop's patience; other callbacks
+        are refused by name, since sentsim's loop does not call them."""
+        from transformers import EarlyStoppingCallback
+
+        instance = callback() if isinstance(callback, type) else callback
+        if not isinstance(instance, EarlyStoppingCallback):
+            raise ConfigError(f"SentenceTransformerTrainer: sentsim does not run Trainer callbacks "
+                              f"({type(instance).__name__}); EarlyStoppingCallback is supported")
+        if instance.early_stopping_threshold:
+            raise ConfigError(f"EarlyStoppingCallback: early_stopping_threshold={instance.early_stopping_threshold} "
+                              "is not supported: sentsim counts every evaluation that does not beat the best")
+        self.patience = instance.early_stopping_patience
 
     def is_world_process_zero(self) -> bool:
         """Whether this is the process that logs and saves (the only one, without ``accelerate launch``)."""
