@@ -151,3 +151,54 @@ def test_training_in_chunks_learns_what_whole_batches_learn(no_dropout_dir: Path
         weights.append([p.detach().clone() for p in model.parameters()])
     for chunked, whole in zip(weights[1], weights[0], strict=True):
         torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_accumulation_backpropagates_each_micro_batch_under_its_own_loss(no_dropout_dir: Path) -> None:
+    # Hugging Face's gradient accumulation: a ranking loss ranks within each micro-batch, weighted by its rows
+    model = _model(no_dropout_dir)
+    a, b, labels = zip(*TRAIN_PAIRS[:6], strict=True)
+    collate = PairCollator(tokenize_pairs(model.token_ids, a, b, labels), model.collate, pad_to_multiple_of=None)
+    features, targets = collate(list(range(6)))
+    chunking = Chunking(max_tokens=None, per_pair=False, accumulation=2)
+    assert chunking.parts(features) == 2 and chunking.separate_losses
+    model.train()
+    model.zero_grad(set_to_none=True)
+    chunk_backward(model, features, targets, chunking=chunking, parts=2, forward=_forward,
+                   loss=_pair_loss(CoSENTLoss()), autocast=contextlib.nullcontext, backward=torch.Tensor.backward,
+                   no_sync=contextlib.nullcontext)
+    accumulated = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad(set_to_none=True)
+    for rows in ([0, 1, 2], [3, 4, 5]):
+        micro, micro_targets = collate(rows)
+        (_pair_loss(CoSENTLoss())(_forward(model, micro), micro_targets) * 0.5).backward()
+    separate = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    for got, expected in zip(accumulated, separate, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    _, whole = _gradients(model, features, targets, CoSENTLoss(), parts=1, per_pair=False)
+    assert not all(torch.allclose(got, other, rtol=1e-3) for got, other in zip(accumulated, whole, strict=True))
+
+
+def test_accumulation_sets_the_least_number_of_parts() -> None:
+    features = {"input_ids": torch.zeros(8, 100, dtype=torch.long)}
+    assert Chunking(max_tokens=None, accumulation=3).parts(features) == 3
+    assert Chunking(max_tokens=300, per_pair=True, accumulation=2).parts(features) == 3  # the token limit, more
+    assert Chunking(max_tokens=None, accumulation=16).parts(features) == 4  # never more parts than pairs
+    with pytest.raises(ConfigError, match="gradient accumulation with a ranking loss"):
+        Chunking.resolve(512, loss=CoSENTLoss(), sides=2, accumulation=2)
+    for bad in (0, True, 2.0, 9):
+        with pytest.raises(ConfigError, match="accumulation_steps"):
+            TrainConfig(batch_size=8, accumulation_steps=bad)
+
+
+def test_accumulating_a_per_pair_loss_learns_what_whole_batches_learn(no_dropout_dir: Path) -> None:
+    a, b, labels = (list(column) for column in zip(*TRAIN_PAIRS, strict=True))
+    weights = []
+    for accumulation in (1, 2):
+        model = _model(no_dropout_dir)
+        config = TrainConfig(loss="cosine", batch_size=4, epochs=2, learning_rate=1e-3, dtype="fp32",
+                             accumulation_steps=accumulation)
+        result = train(model, sentences_a=a, sentences_b=b, labels=labels, config=config, quiet=True)
+        assert result.steps == 6  # 10 pairs in batches of 4, twice: the optimizer steps once per batch
+        weights.append([p.detach().clone() for p in model.parameters()])
+    for accumulated, whole in zip(weights[1], weights[0], strict=True):
+        torch.testing.assert_close(accumulated, whole, rtol=1e-4, atol=1e-5)

@@ -48,8 +48,8 @@ def test_a_script_that_spells_out_their_defaults_runs_unchanged():
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"gradient_accumulation_steps": 4}, r"gradient_accumulation_steps=4 is not supported: .*per_device_train_batch"),
-    ({"gradient_accumulation_steps": True}, r"gradient_accumulation_steps=True is not supported"),
+    ({"gradient_accumulation_steps": 0}, r"gradient_accumulation_steps must be a whole number of at least 1"),
+    ({"gradient_accumulation_steps": True}, r"gradient_accumulation_steps must be a whole number"),
     ({"lr_scheduler_type": "cosine"}, r"lr_scheduler_type='cosine' is not supported: .*linear warm-up"),
     ({"optim": "adafactor"}, r"optim='adafactor' is not supported: .*AdamW"),
     ({"adam_beta2": 0.98}, r"adam_beta2=0.98 is not supported: .*\(0.9, 0.999\)"),
@@ -84,6 +84,11 @@ def test_hugging_faces_parser_reads_the_fields():
         "--output_dir", "out", "--gradient_accumulation_steps", "1", "--optim", "adamw_torch", "--do_train",
         "--dataloader_num_workers", "2", "--use_cpu", "--lr_scheduler_type", "linear"])
     assert (args.do_train, args.dataloader_num_workers, args.use_cpu) == (True, 2, True)
-    with pytest.raises(ConfigError, match="gradient_accumulation_steps=8"):
+    with pytest.raises(ConfigError, match="lr_scheduler_type='cosine'"):
         HfArgumentParser(Arguments).parse_args_into_dataclasses(args=[
-            "--output_dir", "out", "--gradient_accumulation_steps", "8"])
+            "--output_dir", "out", "--lr_scheduler_type", "cosine"])
+
+
+def test_gradient_accumulation_makes_each_step_several_micro_batches():
+    config = Arguments(per_device_train_batch_size=16, gradient_accumulation_steps=4).to_config()
+    assert (config.batch_size, config.accumulation_steps) == (64, 4)

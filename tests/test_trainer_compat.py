@@ -367,3 +367,17 @@ def test_early_stopping_callback_stops_after_patience_evaluations_without_gain(m
         trainer([EarlyStoppingCallback(early_stopping_patience=2, early_stopping_threshold=0.1)])
     with pytest.raises(ValueError, match="EarlyStoppingCallback requires load_best_model_at_end"):
         trainer([EarlyStoppingCallback()], load_best_model_at_end=False).train()
+
+
+def test_gradient_accumulation_steps_count_optimizer_steps_as_hugging_face_does(model):
+    from sentsim import SentenceTransformerTrainer
+    from sentsim.losses import MultipleNegativesRankingLoss
+
+    pairs = datasets.Dataset.from_dict({"anchor": S1, "positive": S2})  # 10 pairs
+    trainer = SentenceTransformerTrainer(
+        model=model, args=_args(max_steps=-1, num_train_epochs=1, per_device_train_batch_size=2,
+                                gradient_accumulation_steps=2, logging_steps=1),
+        train_dataset=pairs, loss=MultipleNegativesRankingLoss(model))
+    # 5 micro-batches of 2 pairs; Hugging Face steps after every 2 and after the last one: 3 steps
+    assert trainer.train().global_step == 3
+    assert [record["step"] for record in trainer.state.log_history if record.get("kind") == "train"] == [1, 2, 3]

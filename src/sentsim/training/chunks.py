@@ -15,6 +15,10 @@ STSb (32 texts of 70 tokens) holds more than four times the tokens of an average
   cache" of Gao et al., 2021). The random state is replayed, so both passes drop the same units.
   It costs a forward pass more for each chunked batch, so it runs only when asked for.
 
+Hugging Face's gradient accumulation (``accumulation``) cuts each batch into that many micro-batches whatever
+its size, each backpropagated under its own loss as a per-pair loss's chunks are: for a ranking loss that
+is their semantics (each micro-batch its own ranking), not the batch's.
+
 Chunks are cut from the length-sorted rows and each is trimmed to its own longest text, so they carry
 no more padding than the batch did.
 """
@@ -51,25 +55,34 @@ class Chunking:
     per_pair: bool = False
     #: Chunks keep the batch's rounding of its width (``TrainConfig.pad_to_multiple_of``).
     pad_to_multiple_of: int | None = None
+    #: Micro-batches per batch, each under its own loss (Hugging Face's gradient accumulation); 1: none.
+    accumulation: int = 1
 
     @classmethod
     def resolve(cls, setting: int | str | None, *, loss: nn.Module, sides: int,
-                pad_to_multiple_of: int | None = None) -> Chunking:
+                pad_to_multiple_of: int | None = None, accumulation: int = 1) -> Chunking:
         """``"auto"``: AUTO_PER_PAIR_TOKENS for per-pair losses, no limit for ranking ones; N: N for all."""
         per_pair = is_per_pair(loss)
         if setting == "auto":
-            return cls(max_tokens=AUTO_PER_PAIR_TOKENS if per_pair else None, sides=sides, per_pair=per_pair,
-                       pad_to_multiple_of=pad_to_multiple_of)
-        if not valid_forward_tokens(setting):
+            setting = AUTO_PER_PAIR_TOKENS if per_pair else None
+        elif not valid_forward_tokens(setting):
             raise ConfigError(f"{FORWARD_TOKENS_MESSAGE}, not {setting!r}")
-        return cls(max_tokens=setting, sides=sides, per_pair=per_pair, pad_to_multiple_of=pad_to_multiple_of)
+        if accumulation > 1 and not per_pair and setting is not None:
+            raise ConfigError("gradient accumulation with a ranking loss runs each micro-batch whole: leave "
+                              "max_forward_tokens 'auto' or None")
+        return cls(max_tokens=setting, sides=sides, per_pair=per_pair, pad_to_multiple_of=pad_to_multiple_of,
+                   accumulation=accumulation)
+
+    @property
+    def separate_losses(self) -> bool:
+        """Whether each chunk is backpropagated under its own loss (per-pair losses, or accumulation)."""
+        return self.per_pair or self.accumulation > 1
 
     def parts(self, features: Features) -> int:
-        """How many chunks this batch needs (1: run it whole)."""
-        if self.max_tokens is None:
-            return 1
+        """How many chunks this batch needs (1: run it whole): at least ``accumulation``, within the token limit."""
         rows = features["input_ids"].shape[0] // self.sides
-        return max(1, min(rows, -(-features["input_ids"].numel() // self.max_tokens)))
+        by_tokens = 1 if self.max_tokens is None else -(-features["input_ids"].numel() // self.max_tokens)
+        return max(1, min(rows, max(by_tokens, self.accumulation)))
 
 
 def is_per_pair(loss: nn.Module) -> bool:
@@ -95,7 +108,7 @@ def chunk_backward(model: nn.Module, features: Features, labels: torch.Tensor, *
     """
     rows = labels.shape[0]
     groups = torch.arange(rows, device=features["input_ids"].device).tensor_split(parts)
-    if chunking.per_pair:
+    if chunking.separate_losses:
         total = torch.zeros(())
         for number, pairs in enumerate(groups):
             index = _rows(pairs, rows, chunking.sides)

@@ -70,6 +70,10 @@ class TrainConfig:
     #: (``sentsim.training.chunks``). "auto": 1024 for per-pair losses (cosine), where chunks cost no extra
     #: work, no limit for ranking losses, where each chunked batch costs one more forward pass; None: never.
     max_forward_tokens: int | str | None = "auto"
+    #: Hugging Face's gradient accumulation: each step's batch of ``batch_size`` pairs is backpropagated as
+    #: this many micro-batches in turn, each under its own loss (in-batch negatives come from its own
+    #: micro-batch), and the optimizer steps once. 1: the batch is one loss.
+    accumulation_steps: int = 1
     log_every: float = 20
     eval_batch_size: int = 64
 
@@ -94,6 +98,9 @@ class TrainConfig:
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              "device must be auto, cpu or cuda"),
             (valid_forward_tokens(self.max_forward_tokens), FORWARD_TOKENS_MESSAGE),
+            (isinstance(self.accumulation_steps, int) and not isinstance(self.accumulation_steps, bool)
+             and 1 <= self.accumulation_steps <= self.batch_size,
+             "accumulation_steps must be a whole number from 1 to batch_size"),
         ]
         for ok, message in checks:
             if not ok:

@@ -73,7 +73,7 @@ def train(
     data = TrainingPairs.prepare(model, sentences_a=sentences_a, sentences_b=sentences_b, labels=labels,
                                  negatives=negatives, loss=loss_fn, config=config)
     chunking = Chunking.resolve(config.max_forward_tokens, loss=loss_fn, sides=data.sides,
-                                pad_to_multiple_of=config.pad_to_multiple_of)
+                                pad_to_multiple_of=config.pad_to_multiple_of, accumulation=config.accumulation_steps)
     return run_loop(model, lengths=data.pairs.lengths, collate=data.collator, forward=sentence_embeddings,
                     loss=data.loss, config=config, evaluator=evaluator, on_record=on_record, quiet=quiet,
                     keep_best=keep_best, checkpoints=checkpoints, chunking=chunking)

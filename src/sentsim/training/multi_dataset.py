@@ -169,7 +169,10 @@ def _chunking(prepared: Sequence[TrainingPairs], config: TrainConfig) -> Chunkin
     kinds = {(data.sides, is_per_pair(data.loss_fn)) for data in prepared}
     if len(kinds) == 1:
         return Chunking.resolve(config.max_forward_tokens, loss=prepared[0].loss_fn, sides=prepared[0].sides,
-                                pad_to_multiple_of=config.pad_to_multiple_of)
+                                pad_to_multiple_of=config.pad_to_multiple_of, accumulation=config.accumulation_steps)
+    if config.accumulation_steps > 1:
+        raise ConfigError("gradient accumulation needs datasets whose rows hold the same number of texts and whose "
+                          "losses are all per-pair or all ranking losses")
     if config.max_forward_tokens not in (None, "auto"):
         raise ConfigError("max_forward_tokens needs datasets whose rows hold the same number of texts and whose "
                           "losses are all per-pair or all ranking losses; leave it 'auto' to run batches whole")

@@ -25,9 +25,6 @@ _STRATEGIES = ("no", "steps", "epoch", "best")
 _ADAMW = "sentsim's AdamW has torch's betas (0.9, 0.999) and eps 1e-8"
 #: Hugging Face fields that sentsim behaves as at these values only: (the values, what sentsim does).
 _ONLY_AT = {
-    "gradient_accumulation_steps": ((1,), "sentsim takes one optimizer step per batch; for a bigger batch raise "
-                                    "per_device_train_batch_size (a per-pair loss such as CosineSimilarityLoss is "
-                                    "then forwarded in chunks of 1,024 tokens, so its memory stays bounded)"),
     "lr_scheduler_type": (("linear",), "sentsim's schedule is a linear warm-up, then a linear decay to 0"),
     "lr_scheduler_kwargs": ((None, {}, ""), "sentsim's linear schedule takes no options"),
     "optim": (("adamw_torch_fused", "adamw_torch"), "sentsim trains with torch's AdamW, fused where it can be"),
@@ -114,8 +111,9 @@ class SentenceTransformerTrainingArguments:
     #: (Unions are written str first, None second: Hugging Face's HfArgumentParser can read them only so.)
     prompts: str | None | dict[str, str] | dict[str, str | dict[str, str]] = None  # noqa: RUF036
 
-    # Hugging Face fields accepted only at the value sentsim behaves as (_ONLY_AT says why).
+    #: Micro-batches of per_device_train_batch_size pairs per optimizer step, each under its own loss.
     gradient_accumulation_steps: int = 1
+    # Hugging Face fields accepted only at the value sentsim behaves as (_ONLY_AT says why).
     lr_scheduler_type: str = "linear"
     lr_scheduler_kwargs: str | None = None
     optim: str = "adamw_torch_fused"
@@ -183,6 +181,9 @@ class SentenceTransformerTrainingArguments:
         self._check()
 
     def _check(self) -> None:
+        steps = self.gradient_accumulation_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ConfigError(f"gradient_accumulation_steps must be a whole number of at least 1, not {steps!r}")
         # Hugging Face 5 spells these defaults None: no warm-up ratio, the progress bar as usual, no mapping
         self.warmup_ratio = 0.0 if self.warmup_ratio is None else self.warmup_ratio
         self.disable_tqdm = bool(self.disable_tqdm)
@@ -232,7 +233,8 @@ class SentenceTransformerTrainingArguments:
             raise ConfigError(f"num_train_epochs must be a whole number ≥ 1 (or set max_steps), got {epochs}")
         evaluation_steps = (self.eval_steps or self.logging_steps) if self.eval_strategy == "steps" else 0
         return TrainConfig(
-            batch_size=self.per_device_train_batch_size, eval_batch_size=self.per_device_eval_batch_size,
+            batch_size=self.per_device_train_batch_size * self.gradient_accumulation_steps,
+            accumulation_steps=self.gradient_accumulation_steps, eval_batch_size=self.per_device_eval_batch_size,
             learning_rate=self.learning_rate, epochs=max(1, int(epochs)),
             max_steps=self.max_steps if self.max_steps > 0 else None,
             warmup_ratio=self.warmup_ratio, warmup_steps=self.warmup_steps or None,
