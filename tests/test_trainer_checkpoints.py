@@ -261,6 +261,10 @@ def test_resume_errors_say_what_is_wrong(uninterrupted, tiny_transformer_dir, tm
     shutil.copytree(alone, output)
     with pytest.raises(ValueError, match=r"batch_size 4 → 2"):
         _trainer(model, output, per_device_train_batch_size=2).train(resume_from_checkpoint=True)
+    # the same pairs per step, but other losses: micro-batches of 2 instead of one batch of 4
+    with pytest.raises(ValueError, match=r"accumulation_steps 1 → 2"):
+        _trainer(model, output, per_device_train_batch_size=2, gradient_accumulation_steps=2).train(
+            resume_from_checkpoint=True)
     fewer = datasets.Dataset.from_dict({name: column[:6] for name, column in SCORED.items()})
     with pytest.raises(ValueError, match=r"train rows \[10\] → \[6\]"):
         _trainer(model, output, train_dataset=fewer).train(resume_from_checkpoint=True)

@@ -46,7 +46,9 @@ RUN_FILE = "sentsim_run.json"
 LOOP_STATE_FILE = "sentsim_state.json"
 STATE_SUBFOLDER = "training_state"
 #: Settings that fix which batch comes at which step: a resumed run must keep them to continue the same run.
-_FIXED = ("batch_size", "seed", "length_grouping", "group_batches")
+_FIXED = ("batch_size", "seed", "length_grouping", "group_batches", "accumulation_steps")
+#: What a record saved before a setting existed meant by it.
+_FIXED_BEFORE = {"accumulation_steps": 1}
 
 
 @dataclass(kw_only=True)
@@ -249,8 +251,9 @@ def _check_resumable(checkpoint: Path, record: dict[str, Any]) -> None:
     if not (checkpoint / RUN_FILE).is_file():
         raise ConfigError(f"resume_from_checkpoint: {checkpoint} lacks {RUN_FILE}")
     saved = read_record(checkpoint / RUN_FILE, what="run record")
-    changed = [f"{name} {saved['config'].get(name)!r} → {record['config'].get(name)!r}" for name in _FIXED
-               if saved["config"].get(name) != record["config"].get(name)]
+    before = {name: saved["config"].get(name, _FIXED_BEFORE.get(name)) for name in _FIXED}
+    changed = [f"{name} {before[name]!r} → {record['config'].get(name)!r}" for name in _FIXED
+               if before[name] != record["config"].get(name)]
     if saved["options"].get("train_rows") != record["options"]["train_rows"]:
         changed.append(f"train rows {saved['options'].get('train_rows')} → {record['options']['train_rows']}")
     if changed:
