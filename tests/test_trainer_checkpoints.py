@@ -304,6 +304,10 @@ def test_fit_writes_checkpoints_to_checkpoint_path_as_sentence_transformers_3_do
     # 10 pairs in batches of 2: 5 steps, saved at 2 and 4 and at the end; the newest 2 kept
     assert _names(tmp_path / "checkpoints") == ["checkpoint-4", "checkpoint-5"]
     _assert_same(_model(tmp_path / "checkpoints" / "checkpoint-5").state_dict(), _weights(model))
+    from transformers import TrainerState
+
+    saved = TrainerState.load_from_json(str(tmp_path / "checkpoints" / "checkpoint-5" / "trainer_state.json"))
+    assert (saved.global_step, saved.save_steps) == (5, 2)  # fit's checkpoint_save_steps, not a default
     with pytest.raises(ValueError, match="already holds checkpoints of an earlier run"):
         model.fit(**fit)
     for steps in (None, 0):  # as in their classic fit: no step interval, no checkpoints

@@ -149,8 +149,7 @@ class SentenceTransformerTrainer:
         self.state = trainer_state(
             step=result.steps, total_steps=result.total_steps, steps_per_epoch=result.steps_per_epoch,
             records=result.records, best_step=result.best_step, best_score=result.best_score,
-            best_metrics=result.best_metrics, intervals=self._intervals(),
-            train_batch_size=args.per_device_train_batch_size,
+            best_metrics=result.best_metrics, reporting={**self._reporting(), "save_steps": args.save_steps},
             best_folder=None if checkpoints is None else checkpoints.best_checkpoint(result.best_step))
         if args.output_dir and args.save_strategy != "no":
             self.model.save(args.output_dir)
@@ -197,7 +196,6 @@ class SentenceTransformerTrainer:
         if not self.is_world_process_zero():
             return
         folder = self._output_dir("save_metrics")
-        folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(folder / f"{split}_results.json", dict(sorted(metrics.items())))
         if combined:
             every = folder / "all_results.json"
@@ -207,14 +205,15 @@ class SentenceTransformerTrainer:
     def save_state(self) -> None:
         """``output_dir/trainer_state.json``: ``trainer.state`` in Hugging Face's format."""
         if self.is_world_process_zero():
-            folder = self._output_dir("save_state")
-            folder.mkdir(parents=True, exist_ok=True)
-            self.state.save_to_json(folder / "trainer_state.json")
+            self.state.save_to_json(self._output_dir("save_state") / "trainer_state.json")
 
     def _output_dir(self, call: str) -> Path:
+        """The arguments' output_dir, made if missing, for ``call`` to write into."""
         if not self.args.output_dir:
             raise ConfigError(f"{call} needs the training arguments' output_dir")
-        return Path(self.args.output_dir)
+        folder = Path(self.args.output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def _checkpoints(self, resume_from_checkpoint: bool | str | None, config: TrainConfig,
                      rows: list[int]) -> Any:
@@ -228,14 +227,14 @@ class SentenceTransformerTrainer:
                                    total_limit=args.save_total_limit, resume_from_checkpoint=resume_from_checkpoint,
                                    model=self.model, config=config, train_rows=rows,
                                    overwrite=args.overwrite_output_dir, model_only=args.save_only_model,
-                                   reporting={**self._intervals(),
-                                              "train_batch_size": args.per_device_train_batch_size})
+                                   reporting=self._reporting())
 
-    def _intervals(self) -> dict[str, float]:
-        """logging, eval and save steps as Hugging Face's state records them (eval_steps defaults to logging_steps)."""
+    def _reporting(self) -> dict[str, float]:
+        """What Hugging Face's state records of the arguments besides save_steps (eval_steps defaults to
+        logging_steps)."""
         args = self.args
         return {"logging_steps": args.logging_steps, "eval_steps": args.eval_steps or args.logging_steps,
-                "save_steps": args.save_steps}
+                "train_batch_size": args.per_device_train_batch_size}
 
     def _columns(self, dataset: Any, name: str | None) -> tuple[list[list[str]], list[float] | None]:
         """A train dataset's text columns (prompts before them) and labels (None for in-batch losses)."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from sentsim.errors import ConfigError
 from sentsim.persistence.atomic import atomic_write_json
 from sentsim.training.config import interval_steps
 from sentsim.training.resume import STATE_FILE, Checkpoints, complete_checkpoints, read_record
+from sentsim.training.trainer_state import TrainerState, trainer_state
 
 __all__ = ["RUN_FILE", "TrainerCheckpoints", "trainer_checkpoints"]
 
@@ -64,8 +65,8 @@ class TrainerCheckpoints(Checkpoints):
     resume_from: Path | None = None
     #: Hugging Face's ``save_only_model``: no optimizer, schedule, RNG states or best weights, so no resume.
     model_only: bool = False
-    #: For Hugging Face's trainer_state.json: logging_steps, eval_steps, save_steps (each a count, or below 1 a
-    #: fraction of the run) and train_batch_size.
+    #: For Hugging Face's trainer_state.json: logging_steps, eval_steps (each a count, or below 1 a fraction
+    #: of the run) and train_batch_size; its save_steps is ``every``.
     reporting: dict[str, Any] = field(default_factory=dict)
     _every_steps: int = field(default=0, init=False)
     _run: tuple[int, int] = field(default=(0, 1), init=False)  # total steps, steps per epoch
@@ -126,7 +127,7 @@ class TrainerCheckpoints(Checkpoints):
 
     def _write_trainer_state(self, temporary: Path, state: dict[str, Any]) -> None:
         atomic_write_json(temporary / LOOP_STATE_FILE, state)
-        atomic_write_json(temporary / STATE_FILE, self._hugging_face_state(state))
+        self._hugging_face_state(state).save_to_json(temporary / STATE_FILE)
 
     def _read_trainer_state(self, checkpoint: Path) -> dict[str, Any]:
         loop_state = checkpoint / LOOP_STATE_FILE
@@ -134,22 +135,17 @@ class TrainerCheckpoints(Checkpoints):
             return super()._read_trainer_state(checkpoint)
         return json.loads(loop_state.read_text(encoding="utf-8"))
 
-    def _hugging_face_state(self, state: dict[str, Any]) -> dict[str, Any]:
+    def _hugging_face_state(self, state: dict[str, Any]) -> TrainerState:
         """Hugging Face's ``TrainerState`` at this checkpoint (``TrainerState.load_from_json`` reads it)."""
-        from sentsim.training.trainer_state import trainer_state
-
         best, (total_steps, steps_per_epoch) = state["best"], self._run
         best_step = best.get("step")
-        best_folder = None
-        if best_step is not None:  # saved now, or earlier and still there
-            folder = self.folder / self.checkpoint_name(best_step)
-            best_folder = str(folder) if best_step == state["step"] or (folder / STATE_FILE).is_file() else None
-        hugging_face = trainer_state(
+        # the best step's folder: this one, being saved, or an earlier one still there
+        best_folder = str(self.folder / self.checkpoint_name(best_step)) if best_step == state["step"] \
+            else self.best_checkpoint(best_step)
+        return trainer_state(
             step=state["step"], total_steps=total_steps, steps_per_epoch=steps_per_epoch, records=state["records"],
             best_step=best_step, best_score=best.get("score"), best_metrics=best.get("metrics"),
-            best_folder=best_folder, intervals=self.reporting,
-            train_batch_size=self.reporting.get("train_batch_size"))
-        return dict(sorted(asdict(hugging_face).items()))  # as Hugging Face writes it: sorted keys
+            best_folder=best_folder, reporting={**self.reporting, "save_steps": self.every})
 
     def _weights_from_model_files(self, models: list[Any], input_dir: str) -> None:
         """accelerate's load hook: the weights come from the checkpoint's model files, unless its state holds them."""

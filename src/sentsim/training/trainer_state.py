@@ -58,12 +58,12 @@ class TrainerState:
 
 def trainer_state(*, step: int, total_steps: int, steps_per_epoch: int, records: Sequence[dict[str, Any]],
                   best_step: int | None, best_score: float | None, best_metrics: dict[str, Any] | None,
-                  best_folder: str | None, intervals: dict[str, Any], train_batch_size: int | None) -> TrainerState:
+                  best_folder: str | None, reporting: dict[str, Any]) -> TrainerState:
     """The state after ``step`` of a run of ``total_steps``: the Trainer's at the end, a checkpoint's on the way.
 
-    ``intervals`` holds the arguments' logging_steps, eval_steps and save_steps (fractions below 1 are
-    resolved against the run, as Hugging Face does). A loss ranks through its negative (``NEGATIVE_LOSS`` in
-    the best metrics); Hugging Face reports the loss itself as ``best_metric``.
+    ``reporting`` holds the arguments' logging_steps, eval_steps and save_steps (fractions below 1 are
+    resolved against the run, as Hugging Face does) and train_batch_size. A loss ranks through its negative
+    (``NEGATIVE_LOSS`` in the best metrics); Hugging Face reports the loss itself as ``best_metric``.
     """
     from sentsim.training.trainer_eval import NEGATIVE_LOSS, reported
 
@@ -71,9 +71,9 @@ def trainer_state(*, step: int, total_steps: int, steps_per_epoch: int, records:
     ranked = best_score is not None
     return TrainerState(
         epoch=step / steps_per_epoch, global_step=step, max_steps=total_steps,
-        **{name: interval_steps(intervals.get(name) or 500, total_steps)
+        **{name: interval_steps(reporting.get(name) or 500, total_steps)
            for name in ("logging_steps", "eval_steps", "save_steps")},
-        train_batch_size=train_batch_size, num_train_epochs=-(-total_steps // steps_per_epoch),
+        train_batch_size=reporting.get("train_batch_size"), num_train_epochs=-(-total_steps // steps_per_epoch),
         log_history=[reported(record) for record in records],
         best_metric=(-best_score if NEGATIVE_LOSS in (best_metrics or {}) else best_score) if ranked else None,
         best_global_step=best_step if ranked else None, best_model_checkpoint=best_folder)
