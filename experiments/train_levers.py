@@ -163,18 +163,29 @@ def step_ab(pairs: Any, *, batches: int, rounds: int, dtype: str, names: list[st
                    "max_loss_or_grad_difference": gaps[name]} for name in names}
 
 
-def compile_ab(pairs: Any, *, batches: int, dtype: str, pad: int | None = None) -> dict[str, Any]:
+def compile_ab(pairs: Any, *, batches: int, dtype: str, pad: int | None = None,
+               regional: bool = False) -> dict[str, Any]:
     """torch.compile (inductor, dynamic=None) of the BertModel against eager, both padded to ``pad``:
-    the first call of each new padded length (compile time) apart from the steady state, alternating."""
+    the first call of each new padded length (compile time) apart from the steady state, alternating.
+
+    ``regional``: compile each BertLayer's forward instead (``dynamic=True``, one graph that all six
+    layers share, so one compile for every length), and run eager with the training loop's fast
+    dropout masks, as ``train`` does; the compiled layers keep torch's dropout (inductor's masks)."""
+    from contextlib import nullcontext
+
     from sentsim.inference.forward import autocast_context
     from sentsim.losses import build_loss
     from sentsim.training.batching import LengthGroupedSampler, tokenize_pairs
+    from sentsim.training.dropout import fast_dropout
 
     model = SentenceTransformer(str(bundled_model_path()))
     model.train()
     transformer = model[0]
     eager = transformer.auto_model
-    compiled = torch.compile(eager, dynamic=None)
+    compiled = eager if regional else torch.compile(eager, dynamic=None)
+    layers = list(eager.encoder.layer)
+    eager_forwards = [layer.forward for layer in layers]
+    compiled_forwards = [torch.compile(forward, dynamic=True) for forward in eager_forwards] if regional else []
     tokenized = tokenize_pairs(model.token_ids, pairs.sentences1, pairs.sentences2, pairs.scores)
     sampler = list(LengthGroupedSampler(tokenized.lengths, batch_size=16, seed=42, group_batches=64))
     chosen = sampler[:: max(1, len(sampler) // batches)][:batches]
@@ -188,20 +199,27 @@ def compile_ab(pairs: Any, *, batches: int, dtype: str, pad: int | None = None) 
         order = ("compiled", "eager") if index % 2 == 0 else ("eager", "compiled")
         for name in order:
             transformer.auto_model = compiled if name == "compiled" else eager
+            if regional:
+                chosen_forwards = compiled_forwards if name == "compiled" else eager_forwards
+                for layer, forward in zip(layers, chosen_forwards, strict=True):
+                    layer.forward = forward
+            masks = fast_dropout(model) if regional and name == "eager" else nullcontext()
             started = time.perf_counter()
-            with autocast_context(dtype, torch.device("cpu")):
+            with masks, autocast_context(dtype, torch.device("cpu")):
                 embeddings = model({key: value.clone() for key, value in features.items()})["sentence_embedding"]
             loss_fn(*embeddings.float().chunk(2), tokenized.labels[rows].float()).backward()
             elapsed = time.perf_counter() - started
             model.zero_grad(set_to_none=True)
-            if name == "compiled" and shape not in seen:
+            if name == "compiled" and (shape not in seen if not regional else not first_calls):
                 first_calls.append({"shape": list(shape), "seconds": round(elapsed, 2)})
                 seen.add(shape)
             else:
                 steady[name].append(elapsed)
             print(f"batch {index} {name:<8} {shape} {elapsed:6.2f} s", file=sys.stderr, flush=True)
     transformer.auto_model = eager
-    return {"pad_to_multiple_of": pad, "first_calls": first_calls,
+    for layer in layers if regional else []:
+        del layer.forward  # the class's forward again
+    return {"pad_to_multiple_of": pad, "regional": regional, "first_calls": first_calls,
             "steady_seconds_per_step": {name: round(statistics.mean(values), 4) if values else None
                                         for name, values in steady.items()}}
 
@@ -219,12 +237,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="instead: per-step A/B of STEP_LEVERS on this many batches (forward + backward only)")
     parser.add_argument("--compile", type=int, default=0, metavar="BATCHES",
                         help="instead: torch.compile vs eager on this many batches (compile time and steady state)")
+    parser.add_argument("--regional", action="store_true",
+                        help="with --compile: compile each BertLayer (dynamic shapes) instead of the whole model")
     arguments = parser.parse_args(argv)
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
     if arguments.compile:
         figures = compile_ab(read_stsbenchmark(DATA, "train"), batches=arguments.compile, dtype=arguments.dtype,
-                             pad=None)
+                             pad=None, regional=arguments.regional)
         print(json.dumps(figures))
         if arguments.json is not None:
             arguments.json.write_text(json.dumps(figures, indent=2) + "\n")
