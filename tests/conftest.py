@@ -152,6 +152,14 @@ TRAIN_PAIRS = [
 ]
 
 
+def is_logged(entry: dict, kind: str) -> bool:
+    """Whether a ``log_history`` entry is a training log ("train": it has ``loss``) or an evaluation ("eval":
+    an ``eval_`` key), told apart as Hugging Face's users do."""
+    if kind == "train":
+        return "loss" in entry
+    return kind == "eval" and any(key.startswith("eval_") for key in entry)
+
+
 # -- the CLI tests' model folder, pair files and trained run (one of each per test module) ---------------
 
 

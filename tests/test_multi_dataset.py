@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import TRAIN_PAIRS
+from tests.conftest import TRAIN_PAIRS, is_logged
 
 datasets = pytest.importorskip("datasets")
 
@@ -131,7 +131,7 @@ def test_several_eval_datasets_report_a_loss_each_and_evaluate_takes_a_name(mode
     trainer = SentenceTransformerTrainer(model=model, args=_args(eval_strategy="epoch"), train_dataset=sets,
                                          eval_dataset=sets, loss={"stsb": cosent, "nli": mnrl})
     trainer.train()
-    record = [entry for entry in trainer.state.log_history if entry.get("kind") == "eval"][-1]
+    record = [entry for entry in trainer.state.log_history if is_logged(entry, "eval")][-1]
     assert {"eval_stsb_loss", "eval_nli_loss", "eval_stsb_spearman_cosine"} <= set(record)
     named = trainer.evaluate("nli")
     one = SentenceTransformerTrainer(model=model, args=_args(), eval_dataset=sets["nli"], loss=mnrl).evaluate()
@@ -172,7 +172,7 @@ def test_load_best_model_at_end_ranks_by_a_named_eval_loss_lowest_first(model, c
         train_dataset=sets, eval_dataset=sets,
         loss={"stsb": losses.CoSENTLoss(model), "nli": losses.MultipleNegativesRankingLoss(model)})
     trainer.train()
-    values = [entry["eval_nli_loss"] for entry in trainer.state.log_history if entry.get("kind") == "eval"]
+    values = [entry["eval_nli_loss"] for entry in trainer.state.log_history if is_logged(entry, "eval")]
     assert len(values) == 4 and trainer.state.best_metric == pytest.approx(min(values))
     # the log shows the loss that ranks, not the negation the loop keeps highest
     shown = [line for line in capsys.readouterr().err.splitlines() if line.startswith("eval step")]
@@ -217,7 +217,7 @@ def test_a_list_of_evaluators_runs_as_one_and_its_score_ranks(model):
     trainer = SentenceTransformerTrainer(model=model, args=_args(eval_strategy="epoch"), train_dataset=SCORED,
                                          evaluator=evaluators)
     trainer.train()
-    record = [entry for entry in trainer.state.log_history if entry.get("kind") == "eval"][-1]
+    record = [entry for entry in trainer.state.log_history if is_logged(entry, "eval")][-1]
     assert record["eval_sequential_score"] == record["eval_b_spearman_cosine"]
     assert trainer.state.best_metric == record["eval_sequential_score"]
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import TRAIN_PAIRS
+from tests.conftest import TRAIN_PAIRS, is_logged
 
 datasets = pytest.importorskip("datasets")
 
@@ -43,7 +43,7 @@ def test_an_unscored_eval_dataset_gets_the_training_loss_as_eval_loss(model):
                                          train_dataset=datasets.Dataset.from_dict(PAIRS),
                                          eval_dataset=datasets.Dataset.from_dict(PAIRS), loss=loss)
     trainer.train()
-    evaluations = [record for record in trainer.state.log_history if record.get("kind") == "eval"]
+    evaluations = [record for record in trainer.state.log_history if is_logged(record, "eval")]
     assert evaluations and all(set(record) >= {"eval_loss"} for record in evaluations)
     assert not any("spearman" in key or "negative_loss" in key for record in evaluations for key in record)
     model.train()
@@ -68,7 +68,7 @@ def test_a_scored_eval_dataset_reports_eval_loss_beside_the_similarity_metrics(m
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=scored, eval_dataset=scored, loss=loss)
     output = trainer.train()
     assert {"eval_loss", "eval_spearman_cosine"} <= set(output.metrics)
-    scores = [record["eval_spearman_cosine"] for record in trainer.state.log_history if record.get("kind") == "eval"]
+    scores = [record["eval_spearman_cosine"] for record in trainer.state.log_history if is_logged(record, "eval")]
     assert trainer.state.best_metric == max(scores)  # ranked by metric_for_best_model, "eval_" optional
     metrics = trainer.evaluate()
     with torch.no_grad():
@@ -105,10 +105,10 @@ def test_load_best_model_at_end_ranks_by_the_lowest_eval_loss(model):
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=PAIRS, eval_dataset=PAIRS,
                                          loss=MultipleNegativesRankingLoss(model))
     trainer.train()
-    losses = [record["eval_loss"] for record in trainer.state.log_history if record.get("kind") == "eval"]
+    losses = [record["eval_loss"] for record in trainer.state.log_history if is_logged(record, "eval")]
     assert len(losses) == 2 and trainer.state.best_metric == pytest.approx(min(losses))
     # as theirs, the untrained model is never evaluated, so it can never be the model kept
-    assert [record["step"] for record in trainer.state.log_history if record.get("kind") == "eval"] == [1, 2]
+    assert [record["step"] for record in trainer.state.log_history if is_logged(record, "eval")] == [1, 2]
     assert trainer.evaluate()["eval_loss"] == pytest.approx(min(losses), abs=1e-5)
     with pytest.raises(ConfigError, match="greater_is_better=True"):
         _args(metric_for_best_model="loss", greater_is_better=True)
@@ -125,7 +125,7 @@ def test_without_metric_for_best_model_the_eval_loss_ranks_as_in_sentence_transf
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=scored, eval_dataset=scored,
                                          loss=losses.CoSENTLoss(model), evaluator=evaluator)
     trainer.train()
-    evaluations = [record for record in trainer.state.log_history if record.get("kind") == "eval"]
+    evaluations = [record for record in trainer.state.log_history if is_logged(record, "eval")]
     assert len(evaluations) == 4 and all("eval_sts-dev_spearman_cosine" in record for record in evaluations)
     losses_seen = [record["eval_loss"] for record in evaluations]
     spearmans = [record["eval_sts-dev_spearman_cosine"] for record in evaluations]
@@ -137,7 +137,7 @@ def test_without_metric_for_best_model_the_eval_loss_ranks_as_in_sentence_transf
                                       loss=losses.CoSENTLoss(model))
     only.train()
     spearmans = [record["eval_sts-dev_spearman_cosine"] for record in only.state.log_history
-                 if record.get("kind") == "eval"]
+                 if is_logged(record, "eval")]
     assert only.state.best_metric == max(spearmans)
 
 
@@ -226,7 +226,7 @@ def test_evaluations_come_when_eval_strategy_says_as_theirs(model):
                                              train_dataset=PAIRS, eval_dataset=PAIRS,
                                              loss=MultipleNegativesRankingLoss(model))
         trainer.train()  # 6 rows in batches of 2: an epoch is 3 steps
-        return [record["step"] for record in trainer.state.log_history if record.get("kind") == "eval"]
+        return [record["step"] for record in trainer.state.log_history if is_logged(record, "eval")]
 
     assert eval_steps(eval_strategy="steps", eval_steps=2, max_steps=5) == [2, 4]  # not at the epoch's end (3)
     assert eval_steps(eval_strategy="epoch", max_steps=-1, num_train_epochs=2) == [3, 6]
@@ -329,7 +329,7 @@ def test_eval_and_logging_steps_below_1_are_fractions_of_the_run(model):
         model=model, args=_args(max_steps=8, eval_strategy="steps", eval_steps=0.25, logging_steps=0.5),
         train_dataset=scored, eval_dataset=scored, loss=CosineSimilarityLoss(model))
     trainer.train()
-    steps = {kind: [record["step"] for record in trainer.state.log_history if record.get("kind") == kind]
+    steps = {kind: [record["step"] for record in trainer.state.log_history if is_logged(record, kind)]
              for kind in ("eval", "train")}
     assert steps == {"eval": [2, 4, 6, 8], "train": [4, 8]}
 
@@ -356,7 +356,7 @@ def test_early_stopping_callback_stops_after_patience_evaluations_without_gain(m
 
     stopping = trainer([EarlyStoppingCallback(early_stopping_patience=2)])
     result = stopping.train()
-    assert [record["step"] for record in stopping.state.log_history if record.get("kind") == "eval"] == [2, 4, 6]
+    assert [record["step"] for record in stopping.state.log_history if is_logged(record, "eval")] == [2, 4, 6]
     assert result.global_step == 6 and stopping.state.best_global_step == 2
     added = trainer(None)
     added.add_callback(EarlyStoppingCallback)  # a class, as Hugging Face's add_callback takes too
@@ -380,4 +380,4 @@ def test_gradient_accumulation_steps_count_optimizer_steps_as_hugging_face_does(
         train_dataset=pairs, loss=MultipleNegativesRankingLoss(model))
     # 5 micro-batches of 2 pairs; Hugging Face steps after every 2 and after the last one: 3 steps
     assert trainer.train().global_step == 3
-    assert [record["step"] for record in trainer.state.log_history if record.get("kind") == "train"] == [1, 2, 3]
+    assert [record["step"] for record in trainer.state.log_history if is_logged(record, "train")] == [1, 2, 3]

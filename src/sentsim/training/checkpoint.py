@@ -48,8 +48,10 @@ class BestCheckpoint:
             return False
         return bool(steps_per_epoch and step % steps_per_epoch == 0) or bool(every and step % every == 0)
 
-    def evaluate(self, step: int, epoch: float) -> bool:
-        """Scores dev and logs it, keeps the weights if they are the best so far; True when patience ran out."""
+    def evaluate(self, step: int, epoch: float, *, ranked: bool = True) -> bool:
+        """Scores dev and logs it, keeps the weights if they are the best so far; True when patience ran out.
+
+        ``ranked`` False only logs the scores: they neither set the best nor count against patience."""
         if self.evaluator is None:
             return False
         started = time.perf_counter()
@@ -59,6 +61,8 @@ class BestCheckpoint:
         self.record({"kind": "eval", "step": step, "epoch": round(epoch, 4), "split": "dev", **metrics})
         # sentence-transformers' evaluators name their primary metric only once they have run
         score = metrics[getattr(self.evaluator, "primary_metric", None) or self.primary_metric]
+        if not ranked:
+            return False
         if self.score is None or score > self.score:
             state = {name: tensor.detach().clone() for name, tensor in self.model.state_dict().items()} \
                 if self.keep_weights else None

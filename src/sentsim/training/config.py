@@ -46,6 +46,10 @@ class TrainConfig:
     #: sentence-transformers Trainer adapter turns it off: theirs never evaluates before training, so it
     #: could never end on the untrained weights or log them.
     evaluate_base: bool = True
+    #: Whether that first evaluation is a checkpoint to beat. The Trainer adapter's ``eval_on_start`` turns
+    #: it off: Hugging Face logs the evaluation it makes before training but ranks only later ones, so a
+    #: run still ends on trained weights; it also evaluates again where a resumed run starts.
+    base_ranked: bool = True
     #: Train this many runs (seeds seed … seed+N−1) and average their weights ("model soup");
     #: 1 trains a single model.
     average: int = 1

@@ -90,9 +90,15 @@ class LoopRun:
                 self.accelerator, self.best, self.throughput, self.record, steps_per_epoch=len(self.loader))
             # a checkpoint saved where the run ended (its last step, or patience spent) has nothing left to do
             self.stopped_early = self.best.patience_spent
+            if self.config.evaluate_base and not self.config.base_ranked and not self.stopped_early:
+                spent = self.best.eval_seconds  # Hugging Face's eval_on_start evaluates a resumed run too
+                _evaluate(self.best, self.log, self.records, self.step, len(self.loader), self.accelerator,
+                          ranked=False)
+                self.base_eval_seconds += self.best.eval_seconds - spent  # before the clock starts again
         else:
             if self.config.evaluate_base:
-                _evaluate(self.best, self.log, self.records, 0, len(self.loader), self.accelerator)
+                _evaluate(self.best, self.log, self.records, 0, len(self.loader), self.accelerator,
+                          ranked=self.config.base_ranked)
             self.base_eval_seconds = self.best.eval_seconds  # spent before the clock starts: not taken off again
             self.throughput = Throughput()
             self.step, self.first_epoch, self.skip = 0, 0, 0
@@ -137,7 +143,8 @@ class LoopRun:
                    forward: Callable, loss: Callable, bar: Any) -> bool:
         """forward → loss → update → log → evaluate when due → checkpoint; True when the epoch must end."""
         loss_value = self.backpropagate(features, batch_labels, forward=forward, loss=loss)
-        _update(self.model, self.accelerator, self.optimizer, self.scheduler, max_grad_norm=self.config.max_grad_norm)
+        norm = _update(self.model, self.accelerator, self.optimizer, self.scheduler,
+                       max_grad_norm=self.config.max_grad_norm)
         self.step += 1
         step = self.step
         self.throughput.add(len(batch_labels), loss_float := float(loss_value.detach()))
@@ -145,6 +152,8 @@ class LoopRun:
         if step % self.config.log_every == 0 or step == self.total_steps:
             entry = {"kind": "train", "step": step, "epoch": round(step / len(self.loader), 4),
                      **self.throughput.take(lr=self.scheduler.get_last_lr()[0])}
+            if norm is not None:  # this step's, as Hugging Face logs it
+                entry["grad_norm"] = round(norm, 6)
             self.record(entry)
             _show(bar, entry)
         evaluated = self.best.due(step, steps_per_epoch=len(self.loader) if self.config.evaluate_each_epoch else 0,
@@ -220,13 +229,14 @@ def _prepare(model: nn.Module, lengths: Sequence[int], collate: Callable, config
 
 
 def _update(model: nn.Module, accelerator: Any, optimizer: Any, scheduler: Any, *,
-            max_grad_norm: float | None) -> None:
-    """clip → optimizer step → schedule step → clear gradients."""
-    if max_grad_norm:
-        clip_gradients(model, accelerator, max_grad_norm)
+            max_grad_norm: float | None) -> float | None:
+    """clip → optimizer step → schedule step → clear gradients; the gradient norm before clipping (None
+    without clipping, which is what computes it)."""
+    norm = float(clip_gradients(model, accelerator, max_grad_norm)) if max_grad_norm else None
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+    return norm
 
 
 def _start_log(config: TrainConfig, device: torch.device, *, total_steps: int, steps_per_epoch: int, epochs: int,
@@ -249,21 +259,22 @@ def _evaluations(config: TrainConfig, total_steps: int, steps_per_epoch: int, ev
 
 
 def _evaluate(best: BestCheckpoint, log: TrainingLog, records: list[dict[str, Any]], step: int,
-              steps_per_epoch: int, accelerator: Any) -> bool:
+              steps_per_epoch: int, accelerator: Any, *, ranked: bool = True) -> bool:
     """Only the main process evaluates; the others wait for its verdict (stop early or not)."""
     if accelerator.num_processes == 1:
-        return _evaluate_here(best, log, records, step, steps_per_epoch)
+        return _evaluate_here(best, log, records, step, steps_per_epoch, ranked=ranked)
     from accelerate.utils import broadcast_object_list
 
-    verdict = [_evaluate_here(best, log, records, step, steps_per_epoch) if accelerator.is_main_process else False]
+    verdict = [_evaluate_here(best, log, records, step, steps_per_epoch, ranked=ranked)
+               if accelerator.is_main_process else False]
     return bool(broadcast_object_list(verdict, from_process=0)[0])
 
 
 def _evaluate_here(best: BestCheckpoint, log: TrainingLog, records: list[dict[str, Any]], step: int,
-                   steps_per_epoch: int) -> bool:
+                   steps_per_epoch: int, *, ranked: bool) -> bool:
     """Scores dev (when there is an evaluator) and logs one line with the score and the best so far."""
     spent = best.eval_seconds
-    stopped = best.evaluate(step, step / steps_per_epoch)
+    stopped = best.evaluate(step, step / steps_per_epoch, ranked=ranked)
     if best.evaluator is not None and records and records[-1].get("kind") == "eval":
         metric = getattr(best.evaluator, "primary_metric", None) or best.primary_metric
         score = float(records[-1][metric])

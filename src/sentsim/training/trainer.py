@@ -124,7 +124,10 @@ class SentenceTransformerTrainer:
         if refused:
             raise ConfigError(f"SentenceTransformerTrainer.train: sentsim does not support {', '.join(refused)}")
         args = self.args
-        evaluation = self._evaluation(self.eval_dataset) if args.eval_strategy != "no" else None
+        evaluation = self._evaluation(self.eval_dataset) if args.eval_strategy != "no" or args.eval_on_start else None
+        if args.eval_on_start and evaluation is None:
+            raise ConfigError("eval_on_start=True evaluates before training: pass an eval_dataset or an evaluator "
+                              "to SentenceTransformerTrainer")
         config = args.to_config()
         if self.patience is not None:  # Hugging Face's EarlyStoppingCallback checks the same at the start
             if not args.load_best_model_at_end or args.eval_strategy == "no":
@@ -161,6 +164,10 @@ class SentenceTransformerTrainer:
                    "train_steps_per_second": round(result.steps / seconds, 3) if seconds > 0 else 0.0,
                    "train_loss": training_loss, "epoch": self.state.epoch,
                    **reported(result.best_metrics or {})}
+        # the run's closing entry, as Hugging Face logs it (its total_flos too, not its best metrics)
+        self.state.log_history.append({**{key: metrics[key] for key in list(metrics)[:3]},
+                                       "total_flos": float(self.state.total_flos), "train_loss": training_loss,
+                                       "epoch": self.state.epoch, "step": result.steps})
         return TrainOutput(global_step=result.steps, training_loss=training_loss, metrics=metrics)
 
     def add_callback(self, callback: Any) -> None:
@@ -300,7 +307,7 @@ class SentenceTransformerTrainer:
             metrics |= {f"{prefix}_runtime": round(seconds, 4),
                         f"{prefix}_samples_per_second": round(rows / seconds, 3),
                         f"{prefix}_steps_per_second": round(batches / seconds, 3)}
-        self.state.log_history.append({**metrics, "step": self.state.global_step})
+        self.state.log_history.append({**metrics, "epoch": self.state.epoch, "step": self.state.global_step})
         return metrics
 
     def _evaluation(self, dataset: Any, *, prefix: str = "eval", ranks: bool = True,

@@ -39,7 +39,6 @@ _ONLY_AT = {
     "gradient_checkpointing": ((None, False), "sentsim keeps the activations for the backward"),
     "torch_compile": ((False,), "sentsim trains eagerly: compiling cost more than it saved on runs this short "
                       "(benchmarks/README.md)"),
-    "eval_on_start": ((False,), "as with Hugging Face's default, nothing is evaluated before training"),
     "eval_delay": ((0,), "evaluations follow eval_strategy from the first step"),
     "logging_strategy": (("steps",), "sentsim logs every logging_steps"),
     "include_num_input_tokens_seen": (("no", False), "sentsim does not count input tokens"),
@@ -240,9 +239,10 @@ class SentenceTransformerTrainingArguments:
             warmup_ratio=self.warmup_ratio, warmup_steps=self.warmup_steps or None,
             weight_decay=self.weight_decay, max_grad_norm=self.max_grad_norm, seed=self.seed,
             evaluation_steps=evaluation_steps, log_every=self.logging_steps,
-            dtype=self.dtype or ("bf16" if self.bf16 else default_dtype), evaluate_base=False,
+            dtype=self.dtype or ("bf16" if self.bf16 else default_dtype), evaluate_base=self.eval_on_start,
+            base_ranked=False,
             device="cpu" if self.use_cpu else "auto",
-            evaluate_each_epoch=self.eval_strategy != "steps",
+            evaluate_each_epoch=self.eval_strategy == "epoch",
         )
 
 

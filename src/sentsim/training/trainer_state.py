@@ -17,7 +17,7 @@ from typing import Any
 from sentsim.persistence.atomic import atomic_write_json
 from sentsim.training.config import interval_steps
 
-__all__ = ["TrainerState", "trainer_state"]
+__all__ = ["TrainerState", "log_entry", "trainer_state"]
 
 
 @dataclass
@@ -56,6 +56,30 @@ class TrainerState:
             return cls(**json.load(file))
 
 
+def log_entry(record: dict[str, Any]) -> dict[str, Any]:
+    """One of the loop's records as Hugging Face's Trainer logs it in ``log_history``.
+
+    A training record becomes ``{"loss", "grad_norm", "learning_rate", "epoch", "step"}`` (sentsim's
+    ``pairs_per_second`` kept after them); an evaluation is its metrics then ``epoch`` and ``step``. So code
+    that tells entries apart as Hugging Face's users do (``"loss" in entry``, ``"eval_loss" in entry``,
+    ``pandas.DataFrame(log_history)``) and ``transformers.modelcard.parse_log_history`` read them.
+    """
+    from sentsim.training.trainer_eval import reported
+
+    kind = record.get("kind")
+    place = {"epoch": record["epoch"], "step": record["step"]}
+    if kind == "train":
+        norm = {"grad_norm": record["grad_norm"]} if "grad_norm" in record else {}
+        extra = {key: value for key, value in record.items()
+                 if key not in {"kind", "loss", "grad_norm", "lr", "epoch", "step"}}
+        return {"loss": record["loss"], **norm, "learning_rate": record["lr"], **place, **extra}
+    if kind == "eval":
+        metrics = {key: value for key, value in reported(record).items()
+                   if key not in {"kind", "split", "epoch", "step"}}
+        return {**metrics, **place}
+    return reported(record)
+
+
 def trainer_state(*, step: int, total_steps: int, steps_per_epoch: int, records: Sequence[dict[str, Any]],
                   best_step: int | None, best_score: float | None, best_metrics: dict[str, Any] | None,
                   best_folder: str | None, reporting: dict[str, Any]) -> TrainerState:
@@ -65,7 +89,7 @@ def trainer_state(*, step: int, total_steps: int, steps_per_epoch: int, records:
     resolved against the run, as Hugging Face does) and train_batch_size. A loss ranks through its negative
     (``NEGATIVE_LOSS`` in the best metrics); Hugging Face reports the loss itself as ``best_metric``.
     """
-    from sentsim.training.trainer_eval import NEGATIVE_LOSS, reported
+    from sentsim.training.trainer_eval import NEGATIVE_LOSS
 
     steps_per_epoch = max(1, steps_per_epoch)
     ranked = best_score is not None
@@ -74,6 +98,6 @@ def trainer_state(*, step: int, total_steps: int, steps_per_epoch: int, records:
         **{name: interval_steps(reporting.get(name) or 500, total_steps)
            for name in ("logging_steps", "eval_steps", "save_steps")},
         train_batch_size=reporting.get("train_batch_size"), num_train_epochs=-(-total_steps // steps_per_epoch),
-        log_history=[reported(record) for record in records],
+        log_history=[log_entry(record) for record in records],
         best_metric=(-best_score if NEGATIVE_LOSS in (best_metrics or {}) else best_score) if ranked else None,
         best_global_step=best_step if ranked else None, best_model_checkpoint=best_folder)
