@@ -109,3 +109,17 @@ def test_a_resumed_run_with_eval_on_start_evaluates_where_it_starts_again(tiny_t
     assert steps == [0, 2, 3, 4, 6]  # as Hugging Face's: the restored history, then step 3 on resuming
     for ours, theirs in zip(resumed.model.state_dict().values(), whole.model.state_dict().values(), strict=True):
         assert torch.equal(ours, theirs)
+
+
+def test_logged_losses_cover_every_step_once_across_epochs_and_train_loss_is_their_mean(tiny_transformer_dir):
+    # 10 pairs in batches of 4: 3 steps per epoch, so a log every 2 steps spans an epoch's end (steps 3-4)
+    every = _trainer(tiny_transformer_dir, eval_strategy="no", logging_steps=1, eval_dataset=False)
+    every.train()
+    losses = {entry["step"]: entry["loss"] for entry in every.state.log_history if "loss" in entry}
+    assert sorted(losses) == [1, 2, 3, 4, 5, 6]
+    pairs = _trainer(tiny_transformer_dir, eval_strategy="no", logging_steps=2, eval_dataset=False)
+    output = pairs.train()
+    logged = {entry["step"]: entry["loss"] for entry in pairs.state.log_history if "loss" in entry}
+    assert logged == pytest.approx({step: (losses[step - 1] + losses[step]) / 2 for step in (2, 4, 6)}, abs=1e-6)
+    assert output.training_loss == pytest.approx(sum(losses.values()) / 6, abs=1e-6)
+    assert pairs.state.log_history[-1]["train_loss"] == output.training_loss

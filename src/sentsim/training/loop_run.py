@@ -122,10 +122,10 @@ class LoopRun:
             # numbers (dropout) of runs made before it had one, and so their published figures.
             torch.empty((), dtype=torch.int64).random_()
         self.model.train()
+        # The logging window runs on across epochs, as Hugging Face's does, so each step's loss is in one
+        # logged mean even where log_every does not divide the epoch.
         if skip:
             self.throughput.restart_clock()  # the saved window carries on
-        else:
-            self.throughput.start_window()
         batches = self.accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
         bar = progress_bar(batches, desc=f"Epoch {epoch + 1}/{self.epochs}", unit="batch",
                            quiet=self.quiet if self.accelerator.is_main_process else True)

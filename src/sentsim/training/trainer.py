@@ -156,8 +156,7 @@ class SentenceTransformerTrainer:
             best_folder=None if checkpoints is None else checkpoints.best_checkpoint(result.best_step))
         if args.output_dir and args.save_strategy != "no":
             self.model.save(args.output_dir)
-        losses = [record["loss"] for record in result.records if record.get("kind") == "train"]
-        training_loss = sum(losses) / len(losses) if losses else 0.0
+        training_loss = _mean_training_loss(result.records)
         seconds = result.train_seconds
         # Hugging Face's train metrics, then the best evaluation's (sentsim's addition)
         metrics = {"train_runtime": round(seconds, 4), "train_samples_per_second": round(result.pairs_per_second, 3),
@@ -333,3 +332,15 @@ class SentenceTransformerTrainer:
             return None
         return TrainerEvaluation(losses=losses, evaluators=evaluators, ranks=ranks,
                                  metric=self.args.metric_for_best_model if ranks else None)
+
+
+def _mean_training_loss(records: list[dict[str, Any]]) -> float:
+    """The mean loss over the run's steps, Hugging Face's ``train_loss``: each logged mean weighted by the steps
+    it covers (its window runs from the step after the previous log)."""
+    total, steps, previous = 0.0, 0, 0
+    for record in records:
+        if record.get("kind") == "train":
+            total += record["loss"] * (record["step"] - previous)
+            steps, previous = steps + record["step"] - previous, record["step"]
+    return total / steps if steps else 0.0
+
