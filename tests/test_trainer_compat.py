@@ -334,41 +334,6 @@ def test_eval_and_logging_steps_below_1_are_fractions_of_the_run(model):
     assert steps == {"eval": [2, 4, 6, 8], "train": [4, 8]}
 
 
-def test_early_stopping_callback_stops_after_patience_evaluations_without_gain(model):
-    from transformers import EarlyStoppingCallback, PrinterCallback
-
-    from sentsim import SentenceTransformerTrainer
-    from sentsim.losses import CosineSimilarityLoss
-
-    scored = datasets.Dataset.from_dict({"sentence1": S1, "sentence2": S2, "score": SCORES})
-
-    class Constant:  # no evaluation after the first beats it
-        primary_metric = "constant"
-
-        def __call__(self, model, output_path=None, epoch=-1, steps=-1):
-            return {"constant": 0.5}
-
-    def trainer(callbacks, **options):
-        arguments = {"max_steps": 20, "eval_strategy": "steps", "eval_steps": 2, "load_best_model_at_end": True,
-                     **options}
-        return SentenceTransformerTrainer(model=model, args=_args(**arguments), train_dataset=scored,
-                                          evaluator=Constant(), loss=CosineSimilarityLoss(model), callbacks=callbacks)
-
-    stopping = trainer([EarlyStoppingCallback(early_stopping_patience=2)])
-    result = stopping.train()
-    assert [record["step"] for record in stopping.state.log_history if is_logged(record, "eval")] == [2, 4, 6]
-    assert result.global_step == 6 and stopping.state.best_global_step == 2
-    added = trainer(None)
-    added.add_callback(EarlyStoppingCallback)  # a class, as Hugging Face's add_callback takes too
-    assert added.patience == 1 and added.train().global_step == 4
-    with pytest.raises(ValueError, match=r"does not run Trainer callbacks \(PrinterCallback\)"):
-        trainer([PrinterCallback()])
-    with pytest.raises(ValueError, match=r"early_stopping_threshold=0\.1 is not supported"):
-        trainer([EarlyStoppingCallback(early_stopping_patience=2, early_stopping_threshold=0.1)])
-    with pytest.raises(ValueError, match="EarlyStoppingCallback requires load_best_model_at_end"):
-        trainer([EarlyStoppingCallback()], load_best_model_at_end=False).train()
-
-
 def test_gradient_accumulation_steps_count_optimizer_steps_as_hugging_face_does(model):
     from sentsim import SentenceTransformerTrainer
     from sentsim.losses import MultipleNegativesRankingLoss

@@ -21,6 +21,7 @@ from sentsim.training.batch_samplers import BatchSamplers, MultiDatasetBatchSamp
 from sentsim.training.config import TrainConfig
 from sentsim.training.loop import TrainResult, train
 from sentsim.training.trainer_args import SentenceTransformerTrainingArguments
+from sentsim.training.trainer_callbacks import TrainerCallbacks
 from sentsim.training.trainer_datasets import (
     by_name,
     check_datasets,
@@ -73,8 +74,8 @@ class SentenceTransformerTrainer:
         given = sorted(name for name, value in unsupported.items() if value is not None)
         if given:
             raise ConfigError(f"SentenceTransformerTrainer: sentsim does not support {', '.join(given)}")
-        #: Evaluations without a gain before the run stops (an EarlyStoppingCallback's), or None.
-        self.patience: int | None = None
+        self.args = args or SentenceTransformerTrainingArguments(output_dir="trainer_output")
+        self.callbacks = TrainerCallbacks(disable_tqdm=bool(self.args.disable_tqdm))
         for callback in callbacks or ():
             self.add_callback(callback)
         if model is None:
@@ -84,7 +85,6 @@ class SentenceTransformerTrainer:
             from sentsim.evaluation.evaluators import SequentialEvaluator
 
             evaluator = SequentialEvaluator(evaluator)
-        self.args = args or SentenceTransformerTrainingArguments(output_dir="trainer_output")
         check_prompts(self.args.prompts, model, (train_dataset, eval_dataset))
         if self.args.eval_strategy != "no" and eval_dataset is None and evaluator is None:
             # sentence-transformers' own words: an evaluation schedule with nothing to evaluate is a mistake
@@ -134,8 +134,9 @@ class SentenceTransformerTrainer:
                 raise ConfigError("EarlyStoppingCallback requires load_best_model_at_end = True and an eval_strategy "
                                   "of steps or epoch")
             config = replace(config, patience=self.patience)
+        quiet = True if args.disable_tqdm or not self.callbacks.shows_progress else None
         options = {"config": config, "evaluator": evaluation, "keep_best": args.load_best_model_at_end,
-                   "quiet": True if args.disable_tqdm else None}
+                   "quiet": quiet}
         if is_dataset_dict(self.train_dataset):
             from sentsim.training.multi_dataset import train_tasks
 
@@ -169,19 +170,25 @@ class SentenceTransformerTrainer:
                                        "epoch": self.state.epoch, "step": result.steps})
         return TrainOutput(global_step=result.steps, training_loss=training_loss, metrics=metrics)
 
-    def add_callback(self, callback: Any) -> None:
-        """Hugging Face's ``EarlyStoppingCallback`` (class or instance) becomes the loop's patience; other callbacks
-        are refused by name, since sentsim's loop does not call them."""
-        from transformers import EarlyStoppingCallback
+    @property
+    def patience(self) -> int | None:
+        """Evaluations without a gain before the run stops (an EarlyStoppingCallback's), or None."""
+        return self.callbacks.patience
 
-        instance = callback() if isinstance(callback, type) else callback
-        if not isinstance(instance, EarlyStoppingCallback):
-            raise ConfigError(f"SentenceTransformerTrainer: sentsim does not run Trainer callbacks "
-                              f"({type(instance).__name__}); EarlyStoppingCallback is supported")
-        if instance.early_stopping_threshold:
-            raise ConfigError(f"EarlyStoppingCallback: early_stopping_threshold={instance.early_stopping_threshold} "
-                              "is not supported: sentsim counts every evaluation that does not beat the best")
-        self.patience = instance.early_stopping_patience
+    def add_callback(self, callback: Any) -> None:
+        """Hugging Face's ``EarlyStoppingCallback`` (class or instance) becomes the loop's patience, and its
+        ``ProgressCallback`` / ``PrinterCallback`` put progress back; other callbacks are refused by name, since
+        sentsim's loop does not call them."""
+        self.callbacks.add(callback)
+
+    def pop_callback(self, callback: Any) -> Any:
+        """Takes out and returns the first callback of that class (or that instance), None when there is none:
+        taking out ``ProgressCallback`` (or, with ``disable_tqdm``, ``PrinterCallback``) silences the run."""
+        return self.callbacks.pop(callback)
+
+    def remove_callback(self, callback: Any) -> None:
+        """As :meth:`pop_callback`, returning nothing."""
+        self.callbacks.remove(callback)
 
     def is_world_process_zero(self) -> bool:
         """Whether this is the process that logs and saves (the only one, without ``accelerate launch``)."""
