@@ -43,8 +43,8 @@ class TrainConfig:
     #: Stop after this many evaluations without a better dev score (None: never stop early).
     patience: int | None = None
     #: Score the untrained model first, as the checkpoint to beat and the report's "base" figures. The
-    #: sentence-transformers Trainer adapter turns it off: theirs never evaluates before training, so it
-    #: could never end on the untrained weights or log them.
+    #: sentence-transformers Trainer adapter turns it off (theirs never evaluates before training, so it
+    #: could never end on the untrained weights), unless ``eval_on_start`` asks for it; see ``base_ranked``.
     evaluate_base: bool = True
     #: Whether that first evaluation is a checkpoint to beat. The Trainer adapter's ``eval_on_start`` turns
     #: it off: Hugging Face logs the evaluation it makes before training but ranks only later ones, so a

@@ -165,7 +165,8 @@ class SentenceTransformerTrainer:
                    "train_loss": training_loss, "epoch": self.state.epoch,
                    **reported(result.best_metrics or {})}
         # the run's closing entry, as Hugging Face logs it (its total_flos too, not its best metrics)
-        self.state.log_history.append({**{key: metrics[key] for key in list(metrics)[:3]},
+        timing = ("train_runtime", "train_samples_per_second", "train_steps_per_second")
+        self.state.log_history.append({**{key: metrics[key] for key in timing},
                                        "total_flos": float(self.state.total_flos), "train_loss": training_loss,
                                        "epoch": self.state.epoch, "step": result.steps})
         return TrainOutput(global_step=result.steps, training_loss=training_loss, metrics=metrics)
@@ -350,4 +351,3 @@ def _mean_training_loss(records: list[dict[str, Any]]) -> float:
             total += record["loss"] * (record["step"] - previous)
             steps, previous = steps + record["step"] - previous, record["step"]
     return total / steps if steps else 0.0
-
