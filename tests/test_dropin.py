@@ -236,8 +236,8 @@ def test_trainer_scored_dataset_and_refusals(tiny_transformer_dir):
     assert output.global_step == 2
     with pytest.raises(ConfigError, match="does not support deepspeed"):
         SentenceTransformerTrainingArguments(output_dir="x", deepspeed="ds_config.json")
-    with pytest.raises(ConfigError, match="lr_scheduler_type='cosine' is not supported"):
-        SentenceTransformerTrainingArguments(output_dir="x", lr_scheduler_type="cosine")
+    with pytest.raises(ConfigError, match="lr_scheduler_type='reduce_lr_on_plateau' is not supported"):
+        SentenceTransformerTrainingArguments(output_dir="x", lr_scheduler_type="reduce_lr_on_plateau")
     with pytest.raises(ConfigError, match="compute_metrics"):
         SentenceTransformerTrainer(model, args=args, train_dataset=train, compute_metrics=len)
     with pytest.raises(ConfigError, match="two text columns"):

@@ -50,14 +50,17 @@ def test_a_script_that_spells_out_their_defaults_runs_unchanged():
 @pytest.mark.parametrize(("options", "message"), [
     ({"gradient_accumulation_steps": 0}, r"gradient_accumulation_steps must be a whole number of at least 1"),
     ({"gradient_accumulation_steps": True}, r"gradient_accumulation_steps must be a whole number"),
-    ({"lr_scheduler_type": "cosine"}, r"lr_scheduler_type='cosine' is not supported: .*linear warm-up"),
+    ({"lr_scheduler_type": "reduce_lr_on_plateau"},
+     r"lr_scheduler_type='reduce_lr_on_plateau' is not supported \(it follows the eval metric"),
+    ({"lr_scheduler_type": "wavy"}, r"lr_scheduler_type='wavy' is not supported; supported: linear, cosine"),
     ({"optim": "adafactor"}, r"optim='adafactor' is not supported: .*AdamW"),
     ({"adam_beta2": 0.98}, r"adam_beta2=0.98 is not supported: .*\(0.9, 0.999\)"),
     ({"report_to": "wandb"}, r"report_to='wandb' is not supported: .*log_history"),
     ({"report_to": ["tensorboard"]}, r"report_to=\('tensorboard',\) is not supported"),
     ({"push_to_hub": True}, r"push_to_hub=True is not supported: .*upload_folder"),
     ({"dataloader_drop_last": True}, r"dataloader_drop_last=True is not supported"),
-    ({"lr_scheduler_kwargs": {"num_cycles": 2}}, r"lr_scheduler_kwargs=\{'num_cycles': 2\} is not supported"),
+    ({"lr_scheduler_kwargs": "{num_cycles: 2}"}, r"lr_scheduler_kwargs is not JSON"),
+    ({"lr_scheduler_kwargs": [2]}, r"lr_scheduler_kwargs must be a dict"),
 ])
 def test_a_field_at_a_value_sentsim_does_not_honour_is_refused_by_name(options, message):
     with pytest.raises(ConfigError, match=message):
@@ -84,9 +87,14 @@ def test_hugging_faces_parser_reads_the_fields():
         "--output_dir", "out", "--gradient_accumulation_steps", "1", "--optim", "adamw_torch", "--do_train",
         "--dataloader_num_workers", "2", "--use_cpu", "--lr_scheduler_type", "linear"])
     assert (args.do_train, args.dataloader_num_workers, args.use_cpu) == (True, 2, True)
-    with pytest.raises(ConfigError, match="lr_scheduler_type='cosine'"):
+    cosine, = HfArgumentParser(Arguments).parse_args_into_dataclasses(args=[
+        "--output_dir", "out", "--lr_scheduler_type", "cosine", "--lr_scheduler_kwargs", '{"num_cycles": 2}',
+        "--warmup_steps", "0.1"])
+    config = cosine.to_config()
+    assert (config.lr_schedule, config.lr_schedule_options, config.warmup_for(95)) == ("cosine", {"num_cycles": 2}, 10)
+    with pytest.raises(ConfigError, match="lr_scheduler_type='greedy'"):
         HfArgumentParser(Arguments).parse_args_into_dataclasses(args=[
-            "--output_dir", "out", "--lr_scheduler_type", "cosine"])
+            "--output_dir", "out", "--lr_scheduler_type", "greedy"])
 
 
 def test_gradient_accumulation_makes_each_step_several_micro_batches():

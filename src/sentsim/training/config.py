@@ -9,6 +9,10 @@ from typing import Any
 from sentsim.errors import ConfigError
 
 FORWARD_TOKENS_MESSAGE = "max_forward_tokens must be a positive integer, 'auto' or None"
+#: transformers' learning-rate schedules that need nothing but the step (not reduce_lr_on_plateau or greedy,
+#: which follow the eval metric): ``TrainConfig.lr_schedule``.
+LR_SCHEDULES = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                "inverse_sqrt", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay")
 
 
 def valid_forward_tokens(setting: object) -> bool:
@@ -30,7 +34,13 @@ class TrainConfig:
     max_steps: int | None = None
     #: Fraction of all steps spent warming the learning rate up; ignored if warmup_steps is set.
     warmup_ratio: float = 0.1
-    warmup_steps: int | None = None
+    #: Warm-up steps; a float below 1 is a fraction of the run rounded up, as Hugging Face 5 reads it.
+    warmup_steps: float | None = None
+    #: The schedule after (or with) the warm-up: "linear" decays to 0 at the last step; the others are
+    #: transformers' (``get_scheduler``), Hugging Face's ``lr_scheduler_type``.
+    lr_schedule: str = "linear"
+    #: That schedule's own options (Hugging Face's ``lr_scheduler_kwargs``, e.g. ``{"num_cycles": 2}``).
+    lr_schedule_options: dict[str, Any] | None = None
     weight_decay: float = 0.01
     max_grad_norm: float | None = 1.0
     seed: int = 42
@@ -92,7 +102,11 @@ class TrainConfig:
             (self.epochs >= 1, "epochs (--epochs) must be at least 1"),
             (self.max_steps is None or self.max_steps >= 1, "max_steps must be at least 1"),
             (0 <= self.warmup_ratio < 1, "warmup_ratio (--warmup-ratio) must be in [0, 1)"),
-            (self.warmup_steps is None or self.warmup_steps >= 0, "warmup_steps must not be negative"),
+            (self.warmup_steps is None or (math.isfinite(self.warmup_steps) and self.warmup_steps >= 0),
+             "warmup_steps must not be negative"),
+            (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}"),
+            (self.lr_schedule_options is None or isinstance(self.lr_schedule_options, dict),
+             "lr_schedule_options must be a dict of the schedule's options"),
             (math.isfinite(self.weight_decay) and self.weight_decay >= 0,
              "weight_decay (--weight-decay) must be a finite number of at least 0"),
             (self.evaluation_steps >= 0, "evaluation_steps (--evaluation-steps) must not be negative"),
@@ -111,8 +125,11 @@ class TrainConfig:
                 raise ConfigError(message)
 
     def warmup_for(self, total_steps: int) -> int:
+        """Warm-up steps of a run of ``total_steps``."""
         if self.warmup_steps is not None:
-            return min(self.warmup_steps, total_steps)
+            if 0 < self.warmup_steps < 1:  # a fraction, rounded up as Hugging Face's get_warmup_steps does
+                return math.ceil(self.warmup_steps * total_steps)
+            return min(int(self.warmup_steps), total_steps)
         return round(self.warmup_ratio * total_steps)
 
     def to_dict(self) -> dict[str, Any]:

@@ -143,6 +143,7 @@ class LoopRun:
                    forward: Callable, loss: Callable, bar: Any) -> bool:
         """forward → loss → update → log → evaluate when due → checkpoint; True when the epoch must end."""
         loss_value = self.backpropagate(features, batch_labels, forward=forward, loss=loss)
+        lr = self.scheduler.get_last_lr()[0]  # the rate this step trains at, which Hugging Face logs too
         norm = _update(self.model, self.accelerator, self.optimizer, self.scheduler,
                        max_grad_norm=self.config.max_grad_norm)
         self.step += 1
@@ -151,7 +152,7 @@ class LoopRun:
         self.log.step(step, pairs=self.throughput.pairs, loss=loss_float, train_seconds=self.train_seconds())
         if step % self.config.log_every == 0 or step == self.total_steps:
             entry = {"kind": "train", "step": step, "epoch": round(step / len(self.loader), 4),
-                     **self.throughput.take(lr=self.scheduler.get_last_lr()[0])}
+                     **self.throughput.take(lr=lr)}
             if norm is not None:  # this step's, as Hugging Face logs it
                 entry["grad_norm"] = round(norm, 6)
             self.record(entry)
@@ -222,8 +223,7 @@ def _prepare(model: nn.Module, lengths: Sequence[int], collate: Callable, config
     # len(loader) is per process: each of N processes takes every N-th batch.
     epochs = -(-config.max_steps // len(loader)) if config.max_steps else config.epochs
     total_steps = config.max_steps or len(loader) * config.epochs
-    # accelerate steps a prepared schedule once per process at each step, so it is built N times as long.
-    scheduler = build_schedule(optimizer, config, total_steps=total_steps * accelerator.num_processes)
+    scheduler = build_schedule(optimizer, config, total_steps=total_steps, processes=accelerator.num_processes)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     return accelerator, sampler, loader, epochs, total_steps, (model, optimizer, scheduler)
 

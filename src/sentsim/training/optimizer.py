@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sentsim.errors import ConfigError
 from sentsim.training.config import TrainConfig
 
 
@@ -27,12 +28,25 @@ def build_optimizer(model: nn.Module, config: TrainConfig, *, device: torch.devi
         return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
-def build_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, *,
-                   total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up to the learning rate, then linear decay to 0 at the last step."""
-    from transformers import get_linear_schedule_with_warmup
+def build_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, *, total_steps: int,
+                   processes: int = 1) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up to the learning rate, then linear decay to 0 at the last step, or another of
+    transformers' schedules (``config.lr_schedule``) with the same warm-up.
 
-    return get_linear_schedule_with_warmup(optimizer, config.warmup_for(total_steps), total_steps)
+    ``processes``: accelerate steps a prepared schedule once per process at each step, so the schedule is
+    built that many times as long, its warm-up too.
+    """
+    from transformers import get_linear_schedule_with_warmup, get_scheduler
+
+    warmup, steps = config.warmup_for(total_steps) * processes, total_steps * processes
+    if config.lr_schedule == "linear" and not config.lr_schedule_options:
+        return get_linear_schedule_with_warmup(optimizer, warmup, steps)
+    try:
+        return get_scheduler(config.lr_schedule, optimizer, num_warmup_steps=warmup, num_training_steps=steps,
+                             scheduler_specific_kwargs=dict(config.lr_schedule_options or {}))
+    except (TypeError, ValueError) as error:  # options the schedule does not take, or lacks one it needs
+        raise ConfigError(f"lr schedule {config.lr_schedule!r} with options {config.lr_schedule_options or {}}: "
+                          f"{error}") from error
 
 
 def clip_gradients(model: nn.Module, accelerator: Any, max_norm: float) -> torch.Tensor:

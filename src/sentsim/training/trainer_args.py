@@ -16,7 +16,7 @@ from typing import Any
 
 from sentsim.errors import ConfigError
 from sentsim.training.batch_samplers import SUPPORTED_BATCH_SAMPLERS, BatchSamplers, MultiDatasetBatchSamplers
-from sentsim.training.config import TrainConfig
+from sentsim.training.config import LR_SCHEDULES, TrainConfig
 from sentsim.training.trainer_eval import ranks_lowest_first
 
 __all__ = ["SentenceTransformerTrainingArguments"]
@@ -25,8 +25,6 @@ _STRATEGIES = ("no", "steps", "epoch", "best")
 _ADAMW = "sentsim's AdamW has torch's betas (0.9, 0.999) and eps 1e-8"
 #: Hugging Face fields that sentsim behaves as at these values only: (the values, what sentsim does).
 _ONLY_AT = {
-    "lr_scheduler_type": (("linear",), "sentsim's schedule is a linear warm-up, then a linear decay to 0"),
-    "lr_scheduler_kwargs": ((None, {}, ""), "sentsim's linear schedule takes no options"),
     "optim": (("adamw_torch_fused", "adamw_torch"), "sentsim trains with torch's AdamW, fused where it can be"),
     "optim_args": ((None, ""), _ADAMW),
     "adam_beta1": ((0.9,), _ADAMW),
@@ -75,7 +73,8 @@ class SentenceTransformerTrainingArguments:
     per_device_eval_batch_size: int = 8
     learning_rate: float = 5e-5
     warmup_ratio: float = 0.0
-    warmup_steps: int = 0
+    #: Hugging Face 5's reading: a float below 1 is a fraction of the run (rounded up).
+    warmup_steps: float = 0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 42
@@ -112,9 +111,10 @@ class SentenceTransformerTrainingArguments:
 
     #: Micro-batches of per_device_train_batch_size pairs per optimizer step, each under its own loss.
     gradient_accumulation_steps: int = 1
-    # Hugging Face fields accepted only at the value sentsim behaves as (_ONLY_AT says why).
+    #: transformers' schedule after the warm-up (``TrainConfig.lr_schedule``), and its options as a dict or JSON.
     lr_scheduler_type: str = "linear"
-    lr_scheduler_kwargs: str | None = None
+    lr_scheduler_kwargs: str | None | dict[str, Any] = None  # noqa: RUF036
+    # Hugging Face fields accepted only at the value sentsim behaves as (_ONLY_AT says why).
     optim: str = "adamw_torch_fused"
     optim_args: str | None = None
     adam_beta1: float = 0.9
@@ -186,6 +186,13 @@ class SentenceTransformerTrainingArguments:
         # Hugging Face 5 spells these defaults None: no warm-up ratio, the progress bar as usual, no mapping
         self.warmup_ratio = 0.0 if self.warmup_ratio is None else self.warmup_ratio
         self.disable_tqdm = bool(self.disable_tqdm)
+        self.lr_scheduler_type = str(getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type))
+        if self.lr_scheduler_type not in LR_SCHEDULES:
+            follows = " (it follows the eval metric, and sentsim's schedules follow the step)" \
+                if self.lr_scheduler_type in ("reduce_lr_on_plateau", "greedy") else ""
+            raise ConfigError(f"SentenceTransformerTrainingArguments: lr_scheduler_type={self.lr_scheduler_type!r} is "
+                              f"not supported{follows}; supported: {', '.join(LR_SCHEDULES)}")
+        self.lr_scheduler_kwargs = _schedule_options(self.lr_scheduler_kwargs)
         for name, (values, does) in _ONLY_AT.items():
             value = getattr(self, name)
             value = tuple(value) if isinstance(value, list) else getattr(value, "value", value)
@@ -236,7 +243,9 @@ class SentenceTransformerTrainingArguments:
             accumulation_steps=self.gradient_accumulation_steps, eval_batch_size=self.per_device_eval_batch_size,
             learning_rate=self.learning_rate, epochs=max(1, int(epochs)),
             max_steps=self.max_steps if self.max_steps > 0 else None,
-            warmup_ratio=self.warmup_ratio, warmup_steps=self.warmup_steps or None,
+            # as sentence-transformers 6.2 on Hugging Face 5: a warmup_ratio is a fractional warmup_steps
+            warmup_ratio=0.0, warmup_steps=(self.warmup_steps or self.warmup_ratio) or None,
+            lr_schedule=self.lr_scheduler_type, lr_schedule_options=self.lr_scheduler_kwargs or None,
             weight_decay=self.weight_decay, max_grad_norm=self.max_grad_norm, seed=self.seed,
             evaluation_steps=evaluation_steps, log_every=self.logging_steps,
             dtype=self.dtype or ("bf16" if self.bf16 else default_dtype), evaluate_base=self.eval_on_start,
@@ -244,6 +253,20 @@ class SentenceTransformerTrainingArguments:
             device="cpu" if self.use_cpu else "auto",
             evaluate_each_epoch=self.eval_strategy == "epoch",
         )
+
+
+def _schedule_options(options: Any) -> dict[str, Any]:
+    """``lr_scheduler_kwargs`` as a dict: Hugging Face takes a dict or its JSON text (from the command line)."""
+    if options in (None, ""):
+        return {}
+    if isinstance(options, str):
+        try:
+            options = json.loads(options)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"lr_scheduler_kwargs is not JSON: {error}") from error
+    if not isinstance(options, dict):
+        raise ConfigError(f"lr_scheduler_kwargs must be a dict of the schedule's options, not {options!r}")
+    return dict(options)
 
 
 def _same(value: Any, allowed: Any) -> bool:
