@@ -70,9 +70,15 @@ def test_a_field_at_a_value_sentsim_does_not_honour_is_refused_by_name(options, 
 def test_fields_that_change_nothing_here_are_accepted_at_any_value():
     plain = Arguments(output_dir="out")
     busy = Arguments(output_dir="out", dataloader_num_workers=4, dataloader_pin_memory=False, do_train=True,
-                     do_eval=True, local_rank=0, hub_model_id="me/model", logging_first_step=True,
+                     do_eval=True, local_rank=0, hub_model_id="me/model",
                      resume_from_checkpoint="out/checkpoint-9", report_to=["none"], optim="adamw_torch")
     assert busy.to_config() == plain.to_config()
+
+
+def test_a_data_seed_equal_to_seed_is_accepted_and_another_refused():
+    assert Arguments(output_dir="out", seed=7, data_seed=7).to_config().seed == 7
+    with pytest.raises(ConfigError, match=r"data_seed=8 is not supported: seed orders the data too"):
+        Arguments(output_dir="out", seed=7, data_seed=8)
 
 
 def test_use_cpu_trains_on_the_cpu():

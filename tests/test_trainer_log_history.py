@@ -123,3 +123,15 @@ def test_logged_losses_cover_every_step_once_across_epochs_and_train_loss_is_the
     assert logged == pytest.approx({step: (losses[step - 1] + losses[step]) / 2 for step in (2, 4, 6)}, abs=1e-6)
     assert output.training_loss == pytest.approx(sum(losses.values()) / 6, abs=1e-6)
     assert pairs.state.log_history[-1]["train_loss"] == output.training_loss
+
+
+def test_logging_first_step_logs_step_1_alone_then_every_logging_steps(tiny_transformer_dir):
+    every = _trainer(tiny_transformer_dir, eval_strategy="no", logging_steps=1, eval_dataset=False)
+    every.train()
+    losses = {entry["step"]: entry["loss"] for entry in every.state.log_history if "loss" in entry}
+    first = _trainer(tiny_transformer_dir, eval_strategy="no", logging_steps=2, logging_first_step=True,
+                     eval_dataset=False)
+    first.train()
+    logged = {entry["step"]: entry["loss"] for entry in first.state.log_history if "loss" in entry}
+    assert logged == pytest.approx({1: losses[1], 2: losses[2], 4: (losses[3] + losses[4]) / 2,
+                                    6: (losses[5] + losses[6]) / 2}, abs=1e-6)

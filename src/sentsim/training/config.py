@@ -89,6 +89,8 @@ class TrainConfig:
     #: micro-batch), and the optimizer steps once. 1: the batch is one loss.
     accumulation_steps: int = 1
     log_every: float = 20
+    #: Also log the first step, as Hugging Face's ``logging_first_step`` does.
+    log_first_step: bool = False
     eval_batch_size: int = 64
 
     def __post_init__(self) -> None:

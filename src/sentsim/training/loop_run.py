@@ -150,7 +150,7 @@ class LoopRun:
         step = self.step
         self.throughput.add(len(batch_labels), loss_float := float(loss_value.detach()))
         self.log.step(step, pairs=self.throughput.pairs, loss=loss_float, train_seconds=self.train_seconds())
-        if step % self.config.log_every == 0 or step == self.total_steps:
+        if step % self.config.log_every == 0 or step == self.total_steps or (step == 1 and self.config.log_first_step):
             entry = {"kind": "train", "step": step, "epoch": round(step / len(self.loader), 4),
                      **self.throughput.take(lr=lr)}
             if norm is not None:  # this step's, as Hugging Face logs it

@@ -32,7 +32,7 @@ _ONLY_AT = {
     "adam_epsilon": ((1e-8,), _ADAMW),
     "label_smoothing_factor": ((0.0,), "sentsim's losses take no label smoothing"),
     "dataloader_drop_last": ((False,), "sentsim trains on every pair, the last short batch included"),
-    "data_seed": ((None,), "seed orders the data too"),
+    "data_seed": ((None,), "seed orders the data too (a data_seed equal to seed is accepted)"),
     "auto_find_batch_size": ((False,), "the batch is per_device_train_batch_size pairs"),
     "gradient_checkpointing": ((None, False), "sentsim keeps the activations for the backward"),
     "torch_compile": ((False,), "sentsim trains eagerly: compiling cost more than it saved on runs this short "
@@ -111,6 +111,8 @@ class SentenceTransformerTrainingArguments:
 
     #: Micro-batches of per_device_train_batch_size pairs per optimizer step, each under its own loss.
     gradient_accumulation_steps: int = 1
+    #: Also log the first step (``TrainConfig.log_first_step``).
+    logging_first_step: bool = False
     #: transformers' schedule after the warm-up (``TrainConfig.lr_schedule``), and its options as a dict or JSON.
     lr_scheduler_type: str = "linear"
     lr_scheduler_kwargs: str | None | dict[str, Any] = None  # noqa: RUF036
@@ -144,7 +146,6 @@ class SentenceTransformerTrainingArguments:
     do_eval: bool = False
     do_predict: bool = False
     logging_dir: str | None = None
-    logging_first_step: bool = False
     logging_nan_inf_filter: bool = True
     log_level: str = "passive"
     log_level_replica: str = "warning"
@@ -195,6 +196,8 @@ class SentenceTransformerTrainingArguments:
         self.lr_scheduler_kwargs = _schedule_options(self.lr_scheduler_kwargs)
         for name, (values, does) in _ONLY_AT.items():
             value = getattr(self, name)
+            if name == "data_seed" and _same(value, self.seed):
+                continue  # the order sentsim gives the data anyway
             value = tuple(value) if isinstance(value, list) else getattr(value, "value", value)
             if not any(_same(value, allowed) for allowed in values):
                 raise ConfigError(f"SentenceTransformerTrainingArguments: {name}={value!r} is not supported: {does}")
@@ -247,7 +250,7 @@ class SentenceTransformerTrainingArguments:
             warmup_ratio=0.0, warmup_steps=(self.warmup_steps or self.warmup_ratio) or None,
             lr_schedule=self.lr_scheduler_type, lr_schedule_options=self.lr_scheduler_kwargs or None,
             weight_decay=self.weight_decay, max_grad_norm=self.max_grad_norm, seed=self.seed,
-            evaluation_steps=evaluation_steps, log_every=self.logging_steps,
+            evaluation_steps=evaluation_steps, log_every=self.logging_steps, log_first_step=self.logging_first_step,
             dtype=self.dtype or ("bf16" if self.bf16 else default_dtype), evaluate_base=self.eval_on_start,
             base_ranked=False,
             device="cpu" if self.use_cpu else "auto",
