@@ -113,3 +113,34 @@ def test_time_spent_evaluating_does_not_make_a_progress_line_due(monkeypatch: py
     clock[0] = 91.0
     log.step(2, pairs=32, train_seconds=31.0, loss=0.5)
     assert [line.split()[1] for line in stream.getvalue().splitlines() if line.startswith("step ")] == ["2/100"]
+
+
+def test_a_logged_pairs_per_second_counts_training_time_only_across_evaluations_and_a_resume(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A window's rate is its pairs over its training seconds: an evaluation inside it (paused) and the
+    time before a checkpoint's resume count not at all, and the time before a pause is kept."""
+    from sentsim.training import checkpoint
+
+    now = [100.0]
+    monkeypatch.setattr(checkpoint.time, "perf_counter", lambda: now[0])
+    meter = checkpoint.Throughput()
+    now[0] += 2.0
+    meter.add(10, 1.0)
+    meter.pause()  # an evaluation of 50 s
+    now[0] += 50.0
+    meter.restart_clock()
+    now[0] += 3.0
+    meter.add(10, 3.0)
+    saved = meter.state_dict()
+    assert saved["window_seconds"] == 5.0
+    resumed = checkpoint.Throughput()
+    now[0] += 1000.0  # the run was stopped here, and restored later
+    resumed.load_state_dict(saved)
+    now[0] += 5.0
+    resumed.add(20, 2.0)
+    figures = resumed.take(lr=0.1)
+    assert figures == {"loss": 2.0, "lr": 0.1, "pairs_per_second": 4.0}  # 40 pairs over 2 + 3 + 5 s
+    resumed.load_state_dict({key: value for key, value in saved.items() if key != "window_seconds"})
+    now[0] += 4.0
+    resumed.add(4, 1.0)
+    assert resumed.take(lr=0.1)["pairs_per_second"] == pytest.approx(24 / 4)  # an older checkpoint: from the restore

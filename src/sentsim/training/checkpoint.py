@@ -109,13 +109,21 @@ class Throughput:
         self.start_window()
 
     def start_window(self) -> None:
-        """A fresh window: no loss, no pairs, clock from now (at each epoch's start)."""
+        """A fresh window: no loss, no pairs, no time, clock from now."""
         self.window_loss, self.window_batches, self.window_pairs = 0.0, 0, 0
+        self.window_seconds = 0.0
         self.restart_clock()
 
+    def pause(self) -> None:
+        """Banks the window's time so far (before an evaluation); :meth:`restart_clock` goes on from there."""
+        self.window_seconds += time.perf_counter() - self.window_start
+
     def restart_clock(self) -> None:
-        """Restarts only the window's clock, so time spent evaluating does not count as training speed."""
+        """Restarts the window's clock, so time since the last :meth:`pause` (evaluating) does not count."""
         self.window_start = time.perf_counter()
+
+    def _window_elapsed(self) -> float:
+        return self.window_seconds + time.perf_counter() - self.window_start
 
     def add(self, pairs: int, loss: float) -> None:
         self.pairs += pairs
@@ -125,7 +133,7 @@ class Throughput:
 
     def take(self, *, lr: float) -> dict[str, float]:
         """The window's mean loss, the learning rate and pairs/s; then starts a fresh window."""
-        elapsed = time.perf_counter() - self.window_start
+        elapsed = self._window_elapsed()
         figures = {"loss": self.window_loss / self.window_batches, "lr": lr,
                    "pairs_per_second": self.window_pairs / elapsed if elapsed > 0 else 0.0}
         self.start_window()
@@ -137,11 +145,12 @@ class Throughput:
     def state_dict(self) -> dict[str, Any]:
         """Pairs seen, the open window's sums and the time so far, for a checkpoint."""
         return {"pairs": self.pairs, "window_loss": self.window_loss, "window_batches": self.window_batches,
-                "window_pairs": self.window_pairs, "elapsed": self.elapsed()}
+                "window_pairs": self.window_pairs, "window_seconds": self._window_elapsed(), "elapsed": self.elapsed()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continues a saved meter: its time counts on from the saved elapsed time, starting now."""
         self.pairs, self.window_loss = state["pairs"], state["window_loss"]
         self.window_batches, self.window_pairs = state["window_batches"], state["window_pairs"]
+        self.window_seconds = state.get("window_seconds", 0.0)  # absent from checkpoints before it was kept
         self.started, self.earlier_seconds = time.perf_counter(), state["elapsed"]
         self.restart_clock()

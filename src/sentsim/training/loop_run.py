@@ -91,10 +91,11 @@ class LoopRun:
             # a checkpoint saved where the run ended (its last step, or patience spent) has nothing left to do
             self.stopped_early = self.best.patience_spent
             if self.config.evaluate_base and not self.config.base_ranked and not self.stopped_early:
-                spent = self.best.eval_seconds  # Hugging Face's eval_on_start evaluates a resumed run too
+                # Hugging Face's eval_on_start evaluates a resumed run too; the restored clock is running, so
+                # its time is taken off as any evaluation's is, and the logging window's clock starts after it
                 _evaluate(self.best, self.log, self.records, self.step, len(self.loader), self.accelerator,
                           ranked=False)
-                self.base_eval_seconds += self.best.eval_seconds - spent  # before the clock starts again
+                self.throughput.restart_clock()
         else:
             if self.config.evaluate_base:
                 _evaluate(self.best, self.log, self.records, 0, len(self.loader), self.accelerator,
@@ -160,6 +161,7 @@ class LoopRun:
         evaluated = self.best.due(step, steps_per_epoch=len(self.loader) if self.config.evaluate_each_epoch else 0,
                                   every=self.config.evaluation_steps)
         if evaluated:
+            self.throughput.pause()  # the window's pairs/s counts training time only
             self.stopped_early = _evaluate(self.best, self.log, self.records, step, len(self.loader),
                                            self.accelerator)
             self.throughput.restart_clock()
