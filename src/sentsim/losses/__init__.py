@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sentsim.errors import ConfigError
+from sentsim.losses.matryoshka import MatryoshkaLoss
 
 __all__ = [
     "LOSSES",
@@ -27,6 +28,7 @@ __all__ = [
     "CoSENTLoss",
     "CombinedLoss",
     "CosineSimilarityLoss",
+    "MatryoshkaLoss",
     "MultipleNegativesRankingLoss",
     "angle_similarity",
     "build_loss",
