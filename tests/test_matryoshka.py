@@ -138,3 +138,42 @@ def test_equal_to_sentence_transformers_matryoshka_loss_on_the_bundled_model(bun
             wrapped = MatryoshkaLoss(ours, our_loss, dims, matryoshka_weights=weights)
             value = wrapped(*mine) if targets is None else wrapped(*mine, targets)
             assert float(value) == pytest.approx(float(reference), abs=1e-5)
+
+
+# -- the commands: train --matryoshka-dims, evaluate / encode --truncate-dim ----------------------------------
+def test_train_matryoshka_dims_then_evaluate_and_encode_shortened(capsys, model_dir, data_dir, tmp_path):
+    import numpy as np
+
+    from tests.cli_support import assert_one_line_error, run_cli
+
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", data_dir / "train.tsv",
+                           "--dev-data", data_dir / "dev.tsv", "--test-data", data_dir / "test.tsv", "--epochs", "1",
+                           "--batch-size", "4", "--matryoshka-dims", "32,16,8", "--quiet", "--output", run)
+    assert code == 0, err
+    assert json.loads((run / "config.json").read_text())["matryoshka_dims"] == [32, 16, 8]
+    test = data_dir / "test.tsv"
+    figures = {}
+    for dims in ((), ("--truncate-dim", "8")):
+        code, out, err = run_cli(capsys, "evaluate", run / "model", "--data", test, "--json", "--bootstrap", "0",
+                                 "--dtype", "fp32", *dims)
+        assert code == 0, err
+        figures[dims] = json.loads(out)
+    assert figures[()]["truncate_dim"] is None and figures[("--truncate-dim", "8")]["truncate_dim"] == 8
+    assert figures[()]["spearman_cosine"] != figures[("--truncate-dim", "8")]["spearman_cosine"]
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a dog runs\na cat sleeps\n")
+    code, out, err = run_cli(capsys, "encode", run / "model", texts, "-o", tmp_path / "rows.npy", "--truncate-dim",
+                             "8", "--dtype", "fp32")
+    assert code == 0 and "2 × 8 embeddings" in out, err
+    assert np.load(tmp_path / "rows.npy").shape == (2, 8)
+    code, _, err = run_cli(capsys, "evaluate", run / "model", "--data", test, "--truncate-dim", "33", "--dtype", "fp32")
+    assert_one_line_error(code, err, "--truncate-dim 33 is above the model's embedding dimension, 32")
+    code, _, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", data_dir / "train.tsv",
+                           "--matryoshka-dims", "32,16,16", "--output", tmp_path / "twice")
+    assert code == 2 and "a dimension is given twice" in err
+    code, _, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", data_dir / "train.tsv",
+                           "--dev-data", data_dir / "dev.tsv", "--matryoshka-dims", "64,32", "--quiet",
+                           "--output", tmp_path / "too-wide")
+    assert_one_line_error(code, err, "matryoshka_dims [64, 32] go beyond the model's embedding dimension of 32")
+    assert not (tmp_path / "too-wide").exists()

@@ -69,6 +69,33 @@ def finite_float(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    """An argparse type for a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def add_truncate_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--truncate-dim", type=positive_int, default=None, metavar="N",
+                        help="keep the first N dimensions of each embedding, as a Matryoshka-trained model is "
+                             "used shortened (default: the model's own setting, else all)")
+
+
+def truncate_model(model: Any, truncate_dim: int | None) -> None:
+    """Sets ``--truncate-dim`` on a loaded model (either backend); above the model's dimension is a usage error."""
+    if truncate_dim is None:
+        return
+    full = int(model.embedding_dimension)
+    if truncate_dim > full:
+        raise UsageError(f"--truncate-dim {truncate_dim} is above the model's embedding dimension, {full}")
+    model.truncate_dim = truncate_dim
+
+
 def add_command(commands: Any, name: str, **options: Any) -> argparse.ArgumentParser:
     return commands.add_parser(name, formatter_class=HelpFormatter, **options)
 

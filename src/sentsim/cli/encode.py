@@ -33,6 +33,7 @@ def add_parser(commands: Any) -> None:
     encode.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings (default: off)")
     common.add_runtime_options(encode)
     common.add_backend_option(encode)
+    common.add_truncate_option(encode)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle,
                                backend=args.backend, dtype=args.dtype)
     common.warn_emulated_bf16(args.dtype, device)
+    common.truncate_model(model, args.truncate_dim)
     result = encode_lines(model, scan, output, chunk_lines=args.chunk_lines, batch_size=args.batch_size,
                           normalize=args.normalize, dtype=args.dtype, quiet=True if args.quiet else None)
     blank = f" ({scan.blank_count} blank line(s) encoded as empty text)" if scan.blank_count else ""

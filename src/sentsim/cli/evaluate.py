@@ -22,6 +22,7 @@ def add_parser(commands: Any) -> None:
     common.add_data_options(evaluate, split_default="test")
     common.add_runtime_options(evaluate)
     common.add_backend_option(evaluate)
+    common.add_truncate_option(evaluate)
     evaluate.add_argument("--bootstrap", type=int, default=1000,
                           help="bootstrap resamples for the 95%% intervals (0 turns them off)")
     evaluate.add_argument("--seed", type=common.seed_value, default=0, help="seed of the bootstrap")
@@ -36,12 +37,15 @@ def run(args: argparse.Namespace) -> int:
     model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle,
                                backend=args.backend, dtype=args.dtype)
     common.warn_emulated_bf16(args.dtype, device)
+    common.truncate_model(model, args.truncate_dim)
     result = evaluate_pairs(model, dataset, batch_size=args.batch_size, dtype=args.dtype,
                             bootstrap=args.bootstrap, seed=args.seed, show_progress=common.show_progress(args))
     if args.json:
-        common.print_json({"model": args.model, "data": dataset.source, **result.to_dict()})
+        common.print_json({"model": args.model, "data": dataset.source,
+                           "truncate_dim": getattr(model, "truncate_dim", None), **result.to_dict()})
         return EXIT_OK
-    print(f"{args.model} on {dataset.source}: {len(dataset)} pairs")
+    shortened = f", first {model.truncate_dim} dimensions" if getattr(model, "truncate_dim", None) else ""
+    print(f"{args.model} on {dataset.source}: {len(dataset)} pairs{shortened}")
     print(f"{'similarity':<12}{'Pearson':>10}{'Spearman':>10}   Spearman 95% CI")
     for measure in METRIC_ORDER:
         interval = result.confidence_intervals.get(f"spearman_{measure}")

@@ -84,6 +84,10 @@ def _add_hyper_options(hyper: argparse._ArgumentGroup) -> None:
                             "--data file with anchor, positive[, negative] columns " + _from_recipe("loss"))
     hyper.add_argument("--loss-scale", type=float, default=None,
                        help="scale of cosent/angle (default: each loss's own, 20)")
+    hyper.add_argument("--matryoshka-dims", type=_dimensions, default=None, metavar="D1,D2,...",
+                       help="also train the loss on these leading slices of the embedding (Matryoshka), e.g. "
+                            "384,256,128,64, so the model works shortened (encode/evaluate --truncate-dim) "
+                            "(default: the whole embedding only)")
     hyper.add_argument("--batch-size", type=int, default=None, help="pairs per step " + _from_recipe("batch_size"))
     hyper.add_argument("--lr", "--learning-rate", dest="learning_rate", type=common.finite_float, default=None,
                        help="peak learning rate of AdamW " + _from_recipe("learning_rate"))
@@ -202,7 +206,8 @@ def _run_setup(args: argparse.Namespace) -> tuple[Any, Any]:
     if args.no_test and args.test_data is not None:
         raise UsageError("--no-test and --test-data contradict each other: give one or the other")
     chosen = merge_recipe(args.recipe, {name: getattr(args, name) for name in RECIPE_OPTIONS})
-    config = TrainConfig(**chosen, loss_scale=args.loss_scale, max_grad_norm=args.max_grad_norm, seed=args.seed,
+    config = TrainConfig(**chosen, loss_scale=args.loss_scale, matryoshka_dims=args.matryoshka_dims,
+                         max_grad_norm=args.max_grad_norm, seed=args.seed,
                          dtype=args.dtype, length_grouping=not args.no_length_grouping,
                          fast_dropout=not args.torch_dropout, keep_freed_memory=not args.return_freed_memory,
                          max_forward_tokens=args.max_forward_tokens,
@@ -254,3 +259,11 @@ def _train_seeds(args: argparse.Namespace, options: Any, config: Any, *, seeds: 
                   f"{result['mean'][key]:.2f} ± {result['std'][key]:.2f} (mean ± sample std)")
     print(f"summary: {args.output / 'seeds.json'}")
     return EXIT_OK
+
+
+def _dimensions(text: str) -> tuple[int, ...]:
+    """``--matryoshka-dims 384,256,128``: whole numbers of at least 1, comma-separated."""
+    dims = tuple(common.positive_int(part.strip()) for part in text.split(","))
+    if len(set(dims)) != len(dims):
+        raise argparse.ArgumentTypeError(f"a dimension is given twice in {text!r}")
+    return dims

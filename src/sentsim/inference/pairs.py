@@ -16,6 +16,7 @@ def encode_pairs(model: Any, sentences1: Sequence[str], sentences2: Sequence[str
     through ``sentsim.inference.encode``, imported only then, so evaluation and scoring stay torch-free
     on the ONNX backend.
     """
+    options = _truncated_as_the_model_is(model, options)
     own = getattr(model, "encode_pairs", None)
     if callable(own):
         return own(sentences1, sentences2, **options)
@@ -27,8 +28,17 @@ def encode_pairs(model: Any, sentences1: Sequence[str], sentences2: Sequence[str
 def encode_sentences(model: Any, sentences: Any, **options: Any) -> Any:
     """``encode``'s plain float32 rows for any backend: the ONNX encoder's ``embed``, else the torch path
     (imported only then)."""
+    options = _truncated_as_the_model_is(model, options)
     if getattr(model, "backend", "torch") == "onnx":
         return model.embed(sentences, **options)
     from sentsim.inference.encode import encode
 
     return encode(model, sentences, **options)
+
+
+def _truncated_as_the_model_is(model: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """A model loaded or set with ``truncate_dim`` gives that many dimensions here as its ``encode`` does
+    (sentence-transformers' reading), unless the call says otherwise."""
+    if options.get("truncate_dim") is None and getattr(model, "truncate_dim", None) is not None:
+        return {**options, "truncate_dim": model.truncate_dim}
+    return options

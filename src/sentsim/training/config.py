@@ -25,6 +25,9 @@ class TrainConfig:
     """Hyper-parameters of one training run; defaults are the classic SBERT STSb recipe."""
 
     loss: str = "cosine"
+    #: Train the loss also on these leading slices of the embedding (``losses.MatryoshkaLoss``), e.g.
+    #: (384, 256, 128, 64); None: the whole embedding only.
+    matryoshka_dims: tuple[int, ...] | None = None
     #: Scale of the ranking losses (CoSENT / AnglE); None keeps each loss's default (20).
     loss_scale: float | None = None
     batch_size: int = 16
@@ -106,6 +109,9 @@ class TrainConfig:
             (0 <= self.warmup_ratio < 1, "warmup_ratio (--warmup-ratio) must be in [0, 1)"),
             (self.warmup_steps is None or (math.isfinite(self.warmup_steps) and self.warmup_steps >= 0),
              "warmup_steps must not be negative"),
+            (self.matryoshka_dims is None or (len(self.matryoshka_dims) > 0 and all(
+                type(dim) is int and dim >= 1 for dim in self.matryoshka_dims)),
+             "matryoshka_dims (--matryoshka-dims) must be whole numbers of at least 1"),
             (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}"),
             (self.lr_schedule_options is None or isinstance(self.lr_schedule_options, dict),
              "lr_schedule_options must be a dict of the schedule's options"),

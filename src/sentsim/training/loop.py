@@ -12,7 +12,7 @@ from torch import nn
 
 from sentsim.encoders.bi_encoder import SentenceTransformer
 from sentsim.errors import ConfigError
-from sentsim.losses import build_loss
+from sentsim.losses import MatryoshkaLoss, build_loss
 from sentsim.training.batching import PairCollator, TokenizedPairs, tokenize_pairs
 from sentsim.training.chunks import Chunking
 from sentsim.training.config import TrainConfig
@@ -70,6 +70,8 @@ def train(
 
     set_seed(config.seed)
     loss_fn = loss if loss is not None else build_loss(config.loss, scale=config.loss_scale)
+    if loss is None and config.matryoshka_dims:
+        loss_fn = MatryoshkaLoss(model, loss_fn, config.matryoshka_dims)
     data = TrainingPairs.prepare(model, sentences_a=sentences_a, sentences_b=sentences_b, labels=labels,
                                  negatives=negatives, loss=loss_fn, config=config)
     chunking = Chunking.resolve(config.max_forward_tokens, loss=loss_fn, sides=data.sides,
