@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import TRAIN_PAIRS, is_logged
+from tests.trainer_support import trainer_arguments as _args
 
 datasets = pytest.importorskip("datasets")
 
@@ -15,18 +16,8 @@ SCORES = [s for _, _, s in TRAIN_PAIRS]
 
 
 @pytest.fixture
-def model(tiny_transformer_dir):
-    from sentsim import SentenceTransformer
-
-    return SentenceTransformer(str(tiny_transformer_dir))
-
-
-def _args(**options):
-    from sentsim import SentenceTransformerTrainingArguments
-
-    defaults = {"max_steps": 1, "per_device_train_batch_size": 4, "per_device_eval_batch_size": 16,
-                "save_strategy": "no", "disable_tqdm": True, "dtype": "fp32"}
-    return SentenceTransformerTrainingArguments(output_dir=None, **{**defaults, **options})
+def model(tiny_model):
+    return tiny_model
 
 
 def test_early_stopping_callback_stops_after_patience_evaluations_without_gain(model):

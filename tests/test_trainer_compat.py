@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.conftest import TRAIN_PAIRS, is_logged
+from tests.trainer_support import trainer_arguments as _args
 
 datasets = pytest.importorskip("datasets")
 
@@ -24,14 +25,6 @@ def model(tiny_transformer_dir):
     from sentsim import SentenceTransformer
 
     return SentenceTransformer(str(tiny_transformer_dir))
-
-
-def _args(**options):
-    from sentsim import SentenceTransformerTrainingArguments
-
-    defaults = {"max_steps": 1, "per_device_train_batch_size": 4, "per_device_eval_batch_size": 16,
-                "save_strategy": "no", "disable_tqdm": True, "dtype": "fp32"}
-    return SentenceTransformerTrainingArguments(output_dir=None, **{**defaults, **options})
 
 
 def test_an_unscored_eval_dataset_gets_the_training_loss_as_eval_loss(model):
