@@ -147,11 +147,20 @@ def test_train_matryoshka_dims_then_evaluate_and_encode_shortened(capsys, model_
     from tests.cli_support import assert_one_line_error, run_cli
 
     run = tmp_path / "run"
-    code, _, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", data_dir / "train.tsv",
-                           "--dev-data", data_dir / "dev.tsv", "--test-data", data_dir / "test.tsv", "--epochs", "1",
-                           "--batch-size", "4", "--matryoshka-dims", "32,16,8", "--quiet", "--output", run)
+    code, out, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", data_dir / "train.tsv",
+                             "--dev-data", data_dir / "dev.tsv", "--test-data", data_dir / "test.tsv", "--epochs",
+                             "1", "--batch-size", "4", "--matryoshka-dims", "32,16,8", "--quiet", "--output", run)
     assert code == 0, err
     assert json.loads((run / "config.json").read_text())["matryoshka_dims"] == [32, 16, 8]
+    summary = json.loads((run / "summary.json").read_text())
+    by_dimension = summary["test_by_dimension"]
+    assert list(by_dimension) == ["32", "16", "8"]
+    assert by_dimension["32"] == pytest.approx(summary["test"]["spearman_cosine"], abs=1e-3)  # the whole vector
+    assert "test Spearman(cosine) by dimensions kept: 32 " in out
+    assert "Shortened embeddings" in (run / "report.md").read_text()
+    from sentsim.reporting.summary import RunSummary
+
+    assert RunSummary.load(run).test_by_dimension == by_dimension  # read back, as `sentsim report` does
     test = data_dir / "test.tsv"
     figures = {}
     for dims in ((), ("--truncate-dim", "8")):

@@ -237,6 +237,9 @@ def _print_run(summary: dict[str, Any], output: Path) -> None:
             ci = f"  95% CI [{low:.2f}, {high:.2f}]" if low is not None else ""
             was = f"  (base model: {base:.2f})" if base is not None else ""
             print(f"{split} Spearman(cosine): {summary[split]['spearman_cosine']:.2f}{ci}{was}")
+    if summary.get("test_by_dimension"):
+        print("test Spearman(cosine) by dimensions kept: "
+              + ", ".join(f"{dim} {value:.2f}" for dim, value in summary["test_by_dimension"].items()))
     print(f"training: {timing['train_seconds']:.1f} s, {timing['pairs_per_second']:.1f} pairs/s, "
           f"peak memory {timing['peak_rss_mb']:.0f} MB; wall {timing['wall_seconds']:.1f} s")
 

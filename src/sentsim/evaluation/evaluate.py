@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,17 @@ def evaluate_pairs(
                                               batch_size=batch_size, dtype=dtype,
                                               show_progress=show_progress)
     return score_embeddings(dataset, embeddings_a, embeddings_b, bootstrap=bootstrap, seed=seed)
+
+
+def spearman_by_dimension(model, dataset: PairDataset, *, dims: Sequence[int], batch_size: int = 64,
+                          dtype: str = "auto") -> dict[int, float]:
+    """Spearman(cosine) ×100 with each number of leading dimensions kept, largest first: how a
+    Matryoshka-trained model holds up shortened. Encodes once, at full size, and slices."""
+    embeddings_a, embeddings_b = encode_pairs(model, dataset.sentences1, dataset.sentences2, batch_size=batch_size,
+                                              dtype=dtype, truncate_dim=None)
+    full = embeddings_a.shape[1]
+    return {dim: score_embeddings(dataset, embeddings_a[:, :dim], embeddings_b[:, :dim]).metrics["spearman_cosine"]
+            for dim in sorted({min(int(dim), full) for dim in dims}, reverse=True)}
 
 
 def score_embeddings(dataset: PairDataset, embeddings_a: np.ndarray, embeddings_b: np.ndarray, *,

@@ -114,6 +114,19 @@ def _calibration_blocks(summary: RunSummary) -> list[Block]:
     ]
 
 
+def _dimension_blocks(summary: RunSummary) -> list[Block]:
+    """Test Spearman with fewer leading dimensions kept, for a Matryoshka-trained run."""
+    if not summary.test_by_dimension:
+        return []
+    return [
+        Heading("Shortened embeddings", 3),
+        "Test Spearman(cosine, ×100) with only the first dimensions of each embedding kept "
+        "(the run trained its loss on these slices too).",
+        Table(["Dimensions kept", "Spearman"],
+              [[dim, _format(finite(value))] for dim, value in summary.test_by_dimension.items()], {0, 1}),
+    ]
+
+
 def _per_genre(summary: RunSummary, predictions: list[Prediction]) -> list[Block]:
     counts: dict[str, int] = {}
     for prediction in predictions:
@@ -250,6 +263,7 @@ def _build(run_dir: Path) -> tuple[str, list[Block]]:
             Image(f"{_PLOTS_FOLDER}/{path.name}", "Gold score against cosine similarity", path.read_bytes()),
         ]
     blocks += _calibration_blocks(summary)
+    blocks += _dimension_blocks(summary)
     blocks += _per_genre(summary, predictions)
     blocks += _largest_errors(predictions)
     blocks += _timing(summary)

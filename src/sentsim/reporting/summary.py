@@ -171,6 +171,9 @@ class RunSummary:
     test: Metrics | None = None
     test_ci: Intervals | None = None
     calibration: CalibrationErrors | None = None
+    #: Test Spearman(cosine) with each number of leading dimensions kept ("384" → 86.6), for a run trained
+    #: with ``matryoshka_dims``.
+    test_by_dimension: dict[str, float] | None = None
     #: split → genre → change; only for data with genres (the STS benchmark).
     per_genre: dict[str, dict[str, GenreChange]] | None = None
     #: What the reader must know about this run (e.g. no evaluation beat the base model), one line each.
@@ -185,6 +188,8 @@ class RunSummary:
             summary["test"] = self.test
             summary["test_ci"] = self.test_ci or {}
             summary["calibration"] = (self.calibration or CalibrationErrors()).to_dict()
+        if self.test_by_dimension:
+            summary["test_by_dimension"] = dict(self.test_by_dimension)
         if self.per_genre:
             summary["per_genre"] = {split: {genre: change.to_dict() for genre, change in genres.items()}
                                     for split, genres in self.per_genre.items()}
@@ -213,6 +218,7 @@ class RunSummary:
             test=_metrics(data["test"]) if "test" in data else None,
             test_ci=_intervals(data["test_ci"]) if "test_ci" in data else None,
             calibration=CalibrationErrors.from_dict(data["calibration"]) if "calibration" in data else None,
+            test_by_dimension=_metrics(data.get("test_by_dimension")) or None,
             per_genre=per_genre or None,
             warnings=[text for text in data.get("warnings") or [] if isinstance(text, str)]
             if isinstance(data.get("warnings"), list) else [],

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 from sentsim.data import PairDataset
 from sentsim.encoders.bi_encoder import SentenceTransformer
 from sentsim.environment import resolve_device
-from sentsim.evaluation.evaluate import EvaluationResult, evaluate_pairs, score_embeddings
+from sentsim.evaluation.evaluate import EvaluationResult, evaluate_pairs, score_embeddings, spearman_by_dimension
 from sentsim.inference.calibration import IsotonicCalibration
 from sentsim.persistence.atomic import atomic_directory, atomic_write_json
 from sentsim.reporting import write_report
@@ -107,9 +107,13 @@ def _finish(folder: Path, model: SentenceTransformer, options: RunOptions, confi
            if result.dev_embeddings is not None else evaluate(model, dev_set, bootstrap=BOOTSTRAP_RESAMPLES))
     model.calibration = IsotonicCalibration.fit(dev.cosines, dev.gold * 5.0, source=f"{dev_set.source} (dev)")
     test = evaluate(model, test_set, bootstrap=BOOTSTRAP_RESAMPLES) if test_set is not None else None
+    by_dimension = None
+    if test_set is not None and config.matryoshka_dims:  # how the model holds up shortened
+        by_dimension = spearman_by_dimension(model, test_set, dims=config.matryoshka_dims,
+                                             batch_size=config.eval_batch_size, dtype=config.dtype)
 
     summary = summarize(options, config, result, dev=dev, test=test, base_dev=base_dev, base_test=base_test,
-                        calibration=model.calibration)
+                        calibration=model.calibration, test_by_dimension=by_dimension)
     if result.best_step == 0:
         summary.warnings.append(BASE_MODEL_KEPT)
     if test is not None and test_set is not None:

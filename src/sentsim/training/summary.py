@@ -18,7 +18,7 @@ from sentsim.training.options import RunOptions
 
 def summarize(options: RunOptions, config: TrainConfig, result: TrainResult, *, dev: EvaluationResult,
               test: EvaluationResult | None, base_dev: dict | None, base_test: EvaluationResult | None,
-              calibration: IsotonicCalibration) -> RunSummary:
+              calibration: IsotonicCalibration, test_by_dimension: dict[int, float] | None = None) -> RunSummary:
     """Scores before and after training (with intervals), calibration errors, per-genre changes, timing."""
     metric_names = list(dev.metrics)
     summary = RunSummary(
@@ -34,6 +34,8 @@ def summarize(options: RunOptions, config: TrainConfig, result: TrainResult, *, 
     if test is not None:
         summary.test, summary.test_ci = _rounded(test.metrics), _intervals(test)
         summary.calibration = _calibration_errors(test, calibration)
+        if test_by_dimension:
+            summary.test_by_dimension = {str(dim): round(value, 4) for dim, value in test_by_dimension.items()}
     per_genre: dict[str, dict[str, GenreChange]] = {}
     if base_dev and dev.per_genre:
         per_genre["dev"] = {genre: GenreChange(base=round(base_dev.get(f"spearman_cosine_{genre}", float("nan")), 4),
