@@ -202,3 +202,41 @@ def test_accumulating_a_per_pair_loss_learns_what_whole_batches_learn(no_dropout
         weights.append([p.detach().clone() for p in model.parameters()])
     for accumulated, whole in zip(weights[1], weights[0], strict=True):
         torch.testing.assert_close(accumulated, whole, rtol=1e-4, atol=1e-5)
+
+
+# -- CachedMultipleNegativesRankingLoss: the gradient cache, asked for by the loss ---------------------------
+def test_the_cached_in_batch_loss_learns_what_the_whole_batch_learns(no_dropout_dir: Path) -> None:
+    from sentsim.losses import CachedMultipleNegativesRankingLoss
+
+    a, b = [a for a, _, _ in TRAIN_PAIRS], [b for _, b, _ in TRAIN_PAIRS]
+    weights, losses = [], []
+    for loss_class, options in ((MultipleNegativesRankingLoss, {}), (CachedMultipleNegativesRankingLoss,
+                                                                     {"mini_batch_size": 3})):
+        model = _model(no_dropout_dir)
+        config = TrainConfig(batch_size=5, epochs=2, learning_rate=1e-3, dtype="fp32", log_every=1)
+        result = train(model, sentences_a=a, sentences_b=b, config=config, loss=loss_class(model, **options),
+                       quiet=True)
+        losses.append([record["loss"] for record in result.records if record["kind"] == "train"])
+        weights.append([parameter.detach().clone() for parameter in model.parameters()])
+    assert losses[1] == pytest.approx(losses[0], abs=1e-5)
+    for cached, whole in zip(weights[1], weights[0], strict=True):
+        torch.testing.assert_close(cached, whole, rtol=1e-4, atol=1e-5)
+
+
+def test_mini_batch_size_sets_the_texts_per_forward_pass() -> None:
+    from sentsim.losses import CachedMultipleNegativesRankingLoss, MatryoshkaLoss
+
+    loss = CachedMultipleNegativesRankingLoss(mini_batch_size=4)
+    chunking = Chunking.resolve("auto", loss=loss, sides=2)
+    features = {"input_ids": torch.ones(16, 5, dtype=torch.long), "attention_mask": torch.ones(16, 5)}
+    assert (chunking.max_texts, chunking.max_tokens, chunking.parts(features)) == (4, None, 4)
+    assert not chunking.separate_losses  # a ranking loss: one loss over the batch, the gradient cache
+    wrapped = Chunking.resolve("auto", loss=MatryoshkaLoss(None, loss, [8, 4]), sides=2)
+    assert wrapped.max_texts == 4
+    with pytest.raises(ConfigError, match="gradient accumulation with a ranking loss runs each micro-batch whole"):
+        Chunking.resolve("auto", loss=loss, sides=2, accumulation=2)
+    for bad in (0, True, 2.5):
+        with pytest.raises(ConfigError, match="mini_batch_size must be a whole number"):
+            CachedMultipleNegativesRankingLoss(mini_batch_size=bad)
+    with pytest.raises(ConfigError, match="gather_across_devices=True is not supported"):
+        CachedMultipleNegativesRankingLoss(gather_across_devices=True)

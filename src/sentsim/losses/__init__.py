@@ -20,11 +20,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sentsim.errors import ConfigError
+from sentsim.losses.checks import check_scale as _check_scale
+from sentsim.losses.in_batch import (
+    CachedMultipleNegativesRankingLoss,
+    MultipleNegativesRankingLoss,
+    in_batch_duplicates,
+)
 from sentsim.losses.matryoshka import MatryoshkaLoss
 
 __all__ = [
     "LOSSES",
     "AnglELoss",
+    "CachedMultipleNegativesRankingLoss",
     "CoSENTLoss",
     "CombinedLoss",
     "CosineSimilarityLoss",
@@ -32,6 +39,7 @@ __all__ = [
     "MultipleNegativesRankingLoss",
     "angle_similarity",
     "build_loss",
+    "in_batch_duplicates",
     "ranking_loss",
 ]
 
@@ -114,12 +122,6 @@ def ranking_loss(similarities: Tensor, labels: Tensor, *, scale: float) -> Tenso
     differences = differences.masked_fill(~should_rank_higher, float("-inf"))
     logits = torch.cat([differences.flatten(), differences.new_zeros(1)])
     return torch.logsumexp(logits, dim=0)
-
-
-def _check_scale(scale: float) -> float:
-    if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
-        raise ConfigError(f"loss scale must be a positive finite number, got {scale!r}")
-    return float(scale)
 
 
 class CosineSimilarityLoss(nn.Module):
@@ -239,67 +241,6 @@ class CombinedLoss(nn.Module):
             term = weight * loss(embeddings_a, embeddings_b, labels)
             total = term if total is None else total + term
         return total
-
-
-class MultipleNegativesRankingLoss(nn.Module):
-    """In-batch negatives (Henderson et al., 2017): each anchor must pick its own positive out of every
-    positive (and hard negative) in the batch, by softmax cross-entropy over ``scale · similarity``.
-
-    Trains on unscored (anchor, positive[, negative]) texts, the NLI recipe's objective. A text that
-    appears twice in a batch must not count as a negative of itself: with ``text_ids`` (one integer per
-    distinct text, ``(batch, 2 or 3)`` for anchor, positive, negative), a candidate whose text equals the
-    anchor's positive, or whose anchor equals this anchor (the same premise with a second entailment), is
-    masked out, except the true positive.
-
-    It sets ``in_batch_negatives = True``: the training loop then feeds it texts' ids instead of scores.
-    """
-
-    in_batch_negatives = True
-
-    def __init__(self, model: nn.Module | None = None, scale: float = 20.0, similarity_fct=None) -> None:
-        """Create the loss.
-
-        Args:
-            model: ignored; stored as ``self.model`` only for sentence-transformers call compatibility.
-            scale: inverse temperature on the similarities (20, as in sentence-transformers).
-            similarity_fct: ``(a, b) -> (len(a), len(b))`` score matrix; cosine by default.
-        """
-        super().__init__()
-        from sentsim.inference.similarity import cos_sim
-
-        self.model = model
-        self.scale = _check_scale(scale)
-        self.similarity_fct = similarity_fct if similarity_fct is not None else cos_sim
-
-    def forward(self, anchors: Tensor, positives: Tensor, negatives: Tensor | None = None, *,
-                text_ids: Tensor | None = None) -> Tensor:
-        """Mean cross-entropy of each anchor against the batch's positives (then hard negatives)."""
-        if anchors.ndim != 2 or anchors.shape != positives.shape:
-            raise ValueError(f"anchors and positives must both be (batch, dim), got {tuple(anchors.shape)} and "
-                             f"{tuple(positives.shape)}")
-        candidates = positives if negatives is None else torch.cat([positives, negatives])
-        scores = self.similarity_fct(anchors, candidates).float() * self.scale
-        batch = anchors.shape[0]
-        if text_ids is not None:
-            scores = scores.masked_fill(in_batch_duplicates(text_ids.to(scores.device), negatives is not None),
-                                        float("-inf"))
-        return F.cross_entropy(scores, torch.arange(batch, device=scores.device))
-
-
-def in_batch_duplicates(text_ids: Tensor, with_negatives: bool) -> Tensor:
-    """``(batch, candidates)`` mask of false negatives: candidates that are really positives of the anchor.
-
-    Candidate ``j`` (a positive) is masked for anchor ``i ≠ j`` when its text equals anchor ``i``'s positive
-    or anchor ``j`` is the same text as anchor ``i``; a hard negative is masked when its text equals the
-    anchor's positive. The diagonal (the true positive) is never masked.
-    """
-    anchor_ids, positive_ids = text_ids[:, 0], text_ids[:, 1]
-    same_positive = positive_ids[:, None] == positive_ids[None, :]
-    same_anchor = anchor_ids[:, None] == anchor_ids[None, :]
-    mask = (same_positive | same_anchor) & ~torch.eye(len(text_ids), dtype=torch.bool, device=text_ids.device)
-    if with_negatives:
-        mask = torch.cat([mask, positive_ids[:, None] == text_ids[None, :, 2]], dim=1)
-    return mask
 
 
 LOSSES: dict[str, type[nn.Module]] = {

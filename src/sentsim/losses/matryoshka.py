@@ -86,6 +86,11 @@ class MatryoshkaLoss(nn.Module):
         return bool(getattr(self.loss, "per_pair", False)) and not self._samples
 
     @property
+    def mini_batch_size(self) -> int | None:
+        """The base loss's texts per forward pass (a cached loss's), which the loop's chunking follows."""
+        return getattr(self.loss, "mini_batch_size", None)
+
+    @property
     def _samples(self) -> bool:
         return 0 < self.n_dims_per_step < len(self.matryoshka_dims)
 

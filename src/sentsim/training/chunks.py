@@ -57,21 +57,26 @@ class Chunking:
     pad_to_multiple_of: int | None = None
     #: Micro-batches per batch, each under its own loss (Hugging Face's gradient accumulation); 1: none.
     accumulation: int = 1
+    #: Texts per forward pass, from a loss that asks for it (``CachedMultipleNegativesRankingLoss``'s
+    #: ``mini_batch_size``); None: no such limit.
+    max_texts: int | None = None
 
     @classmethod
     def resolve(cls, setting: int | str | None, *, loss: nn.Module, sides: int,
                 pad_to_multiple_of: int | None = None, accumulation: int = 1) -> Chunking:
-        """``"auto"``: AUTO_PER_PAIR_TOKENS for per-pair losses, no limit for ranking ones; N: N for all."""
+        """``"auto"``: AUTO_PER_PAIR_TOKENS for per-pair losses, no limit for ranking ones; N: N for all.
+        A loss with a ``mini_batch_size`` also limits the texts per forward pass to it."""
         per_pair = is_per_pair(loss)
         if setting == "auto":
             setting = AUTO_PER_PAIR_TOKENS if per_pair else None
         elif not valid_forward_tokens(setting):
             raise ConfigError(f"{FORWARD_TOKENS_MESSAGE}, not {setting!r}")
-        if accumulation > 1 and not per_pair and setting is not None:
+        texts = getattr(loss, "mini_batch_size", None)
+        if accumulation > 1 and not per_pair and (setting is not None or texts is not None):
             raise ConfigError("gradient accumulation with a ranking loss runs each micro-batch whole: leave "
-                              "max_forward_tokens 'auto' or None")
+                              "max_forward_tokens 'auto' or None, and use a loss without mini_batch_size")
         return cls(max_tokens=setting, sides=sides, per_pair=per_pair, pad_to_multiple_of=pad_to_multiple_of,
-                   accumulation=accumulation)
+                   accumulation=accumulation, max_texts=texts)
 
     @property
     def separate_losses(self) -> bool:
@@ -80,9 +85,10 @@ class Chunking:
 
     def parts(self, features: Features) -> int:
         """How many chunks this batch needs (1: run it whole): at least ``accumulation``, within the token limit."""
-        rows = features["input_ids"].shape[0] // self.sides
+        texts = features["input_ids"].shape[0]
         by_tokens = 1 if self.max_tokens is None else -(-features["input_ids"].numel() // self.max_tokens)
-        return max(1, min(rows, max(by_tokens, self.accumulation)))
+        by_texts = 1 if self.max_texts is None else -(-texts // self.max_texts)
+        return max(1, min(texts // self.sides, max(by_tokens, by_texts, self.accumulation)))
 
 
 def is_per_pair(loss: nn.Module) -> bool:

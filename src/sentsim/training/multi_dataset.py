@@ -166,13 +166,14 @@ def train_tasks(model: SentenceTransformer, *, tasks: Sequence[TrainingTask], co
 
 def _chunking(prepared: Sequence[TrainingPairs], config: TrainConfig) -> Chunking | None:
     """One chunking for every batch: possible when rows are alike (texts per row, per-pair loss or not)."""
-    kinds = {(data.sides, is_per_pair(data.loss_fn)) for data in prepared}
+    kinds = {(data.sides, is_per_pair(data.loss_fn), getattr(data.loss_fn, "mini_batch_size", None))
+             for data in prepared}
     if len(kinds) == 1:
         return Chunking.resolve(config.max_forward_tokens, loss=prepared[0].loss_fn, sides=prepared[0].sides,
                                 pad_to_multiple_of=config.pad_to_multiple_of, accumulation=config.accumulation_steps)
     if config.accumulation_steps > 1:
         raise ConfigError("gradient accumulation needs datasets whose rows hold the same number of texts and whose "
-                          "losses are all per-pair or all ranking losses")
+                          "losses are all per-pair or all ranking losses (with the same mini_batch_size)")
     if config.max_forward_tokens not in (None, "auto"):
         raise ConfigError("max_forward_tokens needs datasets whose rows hold the same number of texts and whose "
                           "losses are all per-pair or all ranking losses; leave it 'auto' to run batches whole")
