@@ -174,6 +174,8 @@ def test_load_best_model_at_end_ranks_by_a_named_eval_loss_lowest_first(model, c
     trainer.train()
     values = [entry["eval_nli_loss"] for entry in trainer.state.log_history if is_logged(entry, "eval")]
     assert len(values) == 4 and trainer.state.best_metric == pytest.approx(min(values))
+    assert all({"eval_nli_runtime", "eval_stsb_samples_per_second", "eval_stsb_steps_per_second"} <= set(entry)
+               for entry in trainer.state.log_history if is_logged(entry, "eval"))  # each dataset timed, as theirs
     # the log shows the loss that ranks, not the negation the loop keeps highest
     shown = [line for line in capsys.readouterr().err.splitlines() if line.startswith("eval step")]
     assert len(shown) == 4 and all(" dev eval_nli_loss " in line for line in shown)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -305,15 +304,7 @@ class SentenceTransformerTrainer:
                                       named=False)
         if evaluation is None:
             raise ConfigError("evaluate() needs an eval_dataset (here or to the trainer) or an evaluator")
-        started = time.perf_counter()
-        metrics = evaluation(self.model)
-        seconds = time.perf_counter() - started
-        if evaluation.losses and seconds > 0:
-            rows = evaluation.rows
-            batches = -(-rows // self.args.per_device_eval_batch_size)
-            metrics |= {f"{prefix}_runtime": round(seconds, 4),
-                        f"{prefix}_samples_per_second": round(rows / seconds, 3),
-                        f"{prefix}_steps_per_second": round(batches / seconds, 3)}
+        metrics = evaluation(self.model)  # with its runtime figures, as Hugging Face's evaluate() gives them
         self.state.log_history.append({**metrics, "epoch": self.state.epoch, "step": self.state.global_step})
         return metrics
 

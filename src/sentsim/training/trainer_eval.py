@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -162,6 +163,14 @@ class EvalLoss:
         return self._pairs[1]
 
 
+def _speed(prefix: str, seconds: float, *, rows: int, batch_size: int) -> dict[str, float]:
+    """Hugging Face's ``<prefix>_runtime``, ``_samples_per_second`` and ``_steps_per_second`` of one evaluation."""
+    if seconds <= 0:
+        return {}
+    return {f"{prefix}_runtime": round(seconds, 4), f"{prefix}_samples_per_second": round(rows / seconds, 3),
+            f"{prefix}_steps_per_second": round(-(-rows // batch_size) / seconds, 3)}
+
+
 class TrainerEvaluation:
     """One evaluation as the Trainer reports it: eval losses and evaluators' metrics, prefixed.
 
@@ -188,16 +197,20 @@ class TrainerEvaluation:
         #: The loss that ``NEGATIVE_LOSS`` stands for, when it ranks (the loop's log shows the loss itself).
         self.negated_metric: str | None = None
 
-    @property
-    def rows(self) -> int:
-        """Rows the eval losses run over (for the runtime figures ``evaluate()`` adds)."""
-        return sum(loss.rows for loss in self.losses.values())
-
     def __call__(self, model: nn.Module, *args: Any, **kwargs: Any) -> dict[str, float]:
-        metrics = {key: loss(model) for key, loss in self.losses.items()}
+        started = time.perf_counter()
+        metrics, seconds = {}, {}
+        for key, loss in self.losses.items():
+            metrics[key] = loss(model)
+            seconds[key] = time.perf_counter() - started - sum(seconds.values())
         for prefix, evaluator in self.evaluators:
             for key, value in evaluator(model, *args, **kwargs).items():
                 metrics[key if key.startswith(f"{prefix}_") else f"{prefix}_{key}"] = value
+        if len(seconds) == 1:  # one eval dataset: its evaluation is the whole call, as Hugging Face times it
+            seconds = {key: time.perf_counter() - started for key in seconds}
+        for key, spent in seconds.items():
+            metrics |= _speed(key.removesuffix("_loss"), spent, rows=self.losses[key].rows,
+                              batch_size=self.losses[key].batch_size)
         if not self.ranks:
             return metrics
         ranked = self._ranked_by(metrics)
@@ -209,6 +222,7 @@ class TrainerEvaluation:
         return metrics
 
     def _ranked_by(self, metrics: dict[str, float]) -> str:
+        """The metric that ranks checkpoints (see the class)."""
         if self.metric is not None:
             if self.metric not in metrics:
                 raise ConfigError(f"metric_for_best_model {self.metric!r} is not among the evaluation's metrics "
