@@ -176,7 +176,7 @@ def test_train_matryoshka_dims_then_evaluate_and_encode_shortened(capsys, model_
                              "8", "--dtype", "fp32")
     assert code == 0 and "2 × 8 embeddings" in out, err
     assert np.load(tmp_path / "rows.npy").shape == (2, 8)
-    code, _, err = run_cli(capsys, "evaluate", run / "model", "--data", test, "--truncate-dim", "33", "--dtype", "fp32")
+    code, _, err = run_cli(capsys, "evaluate", run / "model", "--data", test, "--truncate-dim", "33")
     assert_one_line_error(code, err, "--truncate-dim 33 is above the model's embedding dimension, 32")
     code, _, err = run_cli(capsys, "train", "--base-model", model_dir, "--data", data_dir / "train.tsv",
                            "--matryoshka-dims", "32,16,16", "--output", tmp_path / "twice")
@@ -186,3 +186,24 @@ def test_train_matryoshka_dims_then_evaluate_and_encode_shortened(capsys, model_
                            "--output", tmp_path / "too-wide")
     assert_one_line_error(code, err, "matryoshka_dims [64, 32] go beyond the model's embedding dimension of 32")
     assert not (tmp_path / "too-wide").exists()
+
+
+def test_both_backends_evaluate_a_model_set_shortened_as_its_encode_gives(encoders):
+    from sentsim.cli.common import truncate_model
+    from sentsim.data import PairDataset
+    from sentsim.data.pairs import ScoredPair
+    from sentsim.evaluation.evaluate import evaluate_pairs, spearman_by_dimension
+
+    dataset = PairDataset(pairs=[ScoredPair(a, b, score) for a, b, score in TRAIN_PAIRS], source="pairs")
+    for name, model in encoders.items():
+        full = evaluate_pairs(model, dataset, dtype="fp32").metrics["spearman_cosine"]
+        by_dimension = spearman_by_dimension(model, dataset, dims=[32, 8], dtype="fp32")
+        truncate_model(model, 8)
+        try:
+            assert model.encode(A[:2], dtype="fp32").shape == (2, 8)
+            shortened = evaluate_pairs(model, dataset, dtype="fp32").metrics["spearman_cosine"]
+        finally:
+            model.truncate_dim = None
+        assert by_dimension[32] == pytest.approx(full, abs=1e-6), name
+        assert by_dimension[8] == pytest.approx(shortened, abs=1e-6), name
+        assert shortened != full, name

@@ -180,21 +180,24 @@ def device(args: argparse.Namespace) -> str:
 
 
 def load_model(name: str, *, device: str, allow_pickle: bool = False, backend: str = "torch",
-               dtype: str | None = None):
+               dtype: str | None = None, truncate_dim: int | None = None):
     """The model on the chosen backend, named on stderr: the onnx file (``auto`` decides per folder), and
     for ``dtype="auto"`` the torch dtype it means here and why (passed by the commands that encode many
-    texts; ``similarity`` stays quiet, and an explicit --dtype needs no explaining)."""
+    texts; ``similarity`` stays quiet, and an explicit --dtype needs no explaining). ``truncate_dim``
+    (``--truncate-dim``) is set, or refused, before anything is said about the backend."""
     from sentsim.inference.onnx_files import choose_backend
 
     if choose_backend(name, backend) == "onnx":
         from sentsim.inference.onnx_backend import OnnxSentenceEncoder
 
         encoder = OnnxSentenceEncoder(name)
+        truncate_model(encoder, truncate_dim)
         print(f"backend: {encoder.describe()}", file=sys.stderr)
         return encoder
     from sentsim.encoders.bi_encoder import SentenceTransformer
 
     model = SentenceTransformer(name, device=device, allow_pickle=allow_pickle)  # says so if torch is missing
+    truncate_model(model, truncate_dim)
     if dtype == "auto":
         import torch
 

@@ -48,9 +48,8 @@ def run(args: argparse.Namespace) -> int:
     scan = scan_lines(args.file, allow_blank=args.allow_blank)
     device = common.device(args)
     model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle,
-                               backend=args.backend, dtype=args.dtype)
+                               backend=args.backend, dtype=args.dtype, truncate_dim=args.truncate_dim)
     common.warn_emulated_bf16(args.dtype, device)
-    common.truncate_model(model, args.truncate_dim)
     result = encode_lines(model, scan, output, chunk_lines=args.chunk_lines, batch_size=args.batch_size,
                           normalize=args.normalize, dtype=args.dtype, quiet=True if args.quiet else None)
     blank = f" ({scan.blank_count} blank line(s) encoded as empty text)" if scan.blank_count else ""

@@ -35,9 +35,8 @@ def run(args: argparse.Namespace) -> int:
     device = common.device(args)
     dataset = common.load_data(args)
     model = common.load_model(args.model, device=device, allow_pickle=args.allow_pickle,
-                               backend=args.backend, dtype=args.dtype)
+                               backend=args.backend, dtype=args.dtype, truncate_dim=args.truncate_dim)
     common.warn_emulated_bf16(args.dtype, device)
-    common.truncate_model(model, args.truncate_dim)
     result = evaluate_pairs(model, dataset, batch_size=args.batch_size, dtype=args.dtype,
                             bootstrap=args.bootstrap, seed=args.seed, show_progress=common.show_progress(args))
     if args.json:
