@@ -79,3 +79,24 @@ def test_options_a_schedule_does_not_take_are_refused_when_training_starts(tiny_
 
     with pytest.raises(ConfigError, match=r"lr schedule 'cosine' with options \{'num_cycle': 2\}"):
         _logged_rates(tiny_transformer_dir, lr_scheduler_type="cosine", lr_scheduler_kwargs={"num_cycle": 2})
+
+
+def test_the_classic_fit_takes_sentence_transformers_scheduler_names(tiny_transformer_dir, monkeypatch):
+    from torch.utils.data import DataLoader
+
+    from sentsim import InputExample, SentenceTransformer, losses
+    from sentsim.training import compat
+
+    model = SentenceTransformer(str(tiny_transformer_dir))
+    loader = DataLoader([InputExample(texts=[a, b], label=s) for a, b, s in TRAIN_PAIRS], batch_size=4)
+    seen = []
+    monkeypatch.setattr(compat, "train", lambda *args, config, **options: seen.append(config))
+    names = {"WarmupLinear": "linear", "warmupcosine": "cosine", "WarmupConstant": "constant_with_warmup",
+             "ConstantLR": "constant", "WarmupCosineWithHardRestarts": "cosine_with_restarts"}
+    for name in names:
+        model.fit(train_objectives=[(loader, losses.CosineSimilarityLoss(model))], scheduler=name, warmup_steps=2,
+                  show_progress_bar=False)
+    assert [config.lr_schedule for config in seen] == list(names.values())
+    assert all(config.warmup_steps == 2 for config in seen)
+    with pytest.raises(ValueError, match="Unknown scheduler 'WarmupSine'"):
+        model.fit(train_objectives=[(loader, losses.CosineSimilarityLoss(model))], scheduler="WarmupSine")

@@ -95,6 +95,11 @@ class NoDuplicatesDataLoader:
             yield self.collate_fn(batch) if self.collate_fn is not None else batch
 
 
+#: The classic ``fit(scheduler=...)`` names → transformers' schedules, as sentence-transformers maps them.
+FIT_SCHEDULES = {"constantlr": "constant", "warmupconstant": "constant_with_warmup", "warmuplinear": "linear",
+                 "warmupcosine": "cosine", "warmupcosinewithhardrestarts": "cosine_with_restarts"}
+
+
 def fit(
     model: SentenceTransformer,
     train_objectives: Sequence[tuple[Any, nn.Module]],
@@ -117,8 +122,9 @@ def fit(
 ) -> None:
     """Trains like sentence-transformers' classic ``model.fit``; batching and precision are sentsim's.
 
-    Arguments that only exist for sentence-transformers' own machinery (``scheduler``,
-    ``optimizer_class``, ``use_amp``, ``steps_per_epoch``, callbacks) are accepted and logged as
+    ``scheduler`` takes theirs names (WarmupLinear, WarmupCosine, WarmupConstant, ConstantLR,
+    WarmupCosineWithHardRestarts). Arguments that only exist for sentence-transformers' own machinery
+    (``optimizer_class``, ``use_amp``, ``steps_per_epoch``, callbacks) are accepted and logged as
     ignored, so existing scripts run unchanged. ``checkpoint_path`` saves checkpoints there as theirs
     does (through the Trainer: ``checkpoint-<step>`` folders every ``checkpoint_save_steps``, the newest
     ``checkpoint_save_total_limit`` kept, 0 keeping all), each a loadable model.
@@ -130,7 +136,11 @@ def fit(
     saves_best = evaluator is not None and output_path is not None and save_best_model
     if evaluator is not None:
         evaluator = _FitEvaluator(evaluator, model, output_path, save_best=saves_best)
-    unused = {"scheduler": scheduler != "WarmupLinear", "optimizer_class": optimizer_class is not None,
+    schedule = FIT_SCHEDULES.get(str(scheduler).lower())
+    if schedule is None:
+        raise ConfigError(f"Unknown scheduler {scheduler!r}: one of WarmupLinear, WarmupCosine, WarmupConstant, "
+                          "ConstantLR, WarmupCosineWithHardRestarts")
+    unused = {"optimizer_class": optimizer_class is not None,
               "use_amp": use_amp, "steps_per_epoch": steps_per_epoch is not None, **dict.fromkeys(ignored, True)}
     for name, used in unused.items():
         if used:
@@ -141,6 +151,7 @@ def fit(
         learning_rate=float((optimizer_params or {}).get("lr", 2e-5)),
         epochs=epochs,
         warmup_steps=warmup_steps,
+        lr_schedule=schedule,
         weight_decay=weight_decay,
         max_grad_norm=max_grad_norm,
         evaluation_steps=evaluation_steps,
