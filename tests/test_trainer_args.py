@@ -106,3 +106,14 @@ def test_hugging_faces_parser_reads_the_fields():
 def test_gradient_accumulation_makes_each_step_several_micro_batches():
     config = Arguments(per_device_train_batch_size=16, gradient_accumulation_steps=4).to_config()
     assert (config.batch_size, config.accumulation_steps) == (64, 4)
+
+
+def test_report_to_all_is_accepted_only_while_no_tracker_is_installed(monkeypatch):
+    from sentsim.training import trainer_args
+
+    monkeypatch.setattr(trainer_args, "_installed_trackers", lambda: [])
+    assert Arguments(output_dir="out", report_to="all").to_config() == Arguments(output_dir="out").to_config()
+    assert Arguments(output_dir="out", report_to=["all"]).report_to == ["all"]
+    monkeypatch.setattr(trainer_args, "_installed_trackers", lambda: ["tensorboard"])
+    with pytest.raises(ConfigError, match=r"report_to='all' is not supported: sentsim reports to no experiment"):
+        Arguments(output_dir="out", report_to="all")

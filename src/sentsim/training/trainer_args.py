@@ -196,9 +196,11 @@ class SentenceTransformerTrainingArguments:
         self.lr_scheduler_kwargs = _schedule_options(self.lr_scheduler_kwargs)
         for name, (values, does) in _ONLY_AT.items():
             value = getattr(self, name)
+            value = tuple(value) if isinstance(value, list) else getattr(value, "value", value)
             if name == "data_seed" and _same(value, self.seed):
                 continue  # the order sentsim gives the data anyway
-            value = tuple(value) if isinstance(value, list) else getattr(value, "value", value)
+            if name == "report_to" and value in ("all", ("all",)) and not _installed_trackers():
+                continue  # "all" installed trackers: there are none, so nothing is reported, as in theirs
             if not any(_same(value, allowed) for allowed in values):
                 raise ConfigError(f"SentenceTransformerTrainingArguments: {name}={value!r} is not supported: {does}")
         for name in ("eval_strategy", "save_strategy"):
@@ -256,6 +258,13 @@ class SentenceTransformerTrainingArguments:
             device="cpu" if self.use_cpu else "auto",
             evaluate_each_epoch=self.eval_strategy == "epoch",
         )
+
+
+def _installed_trackers() -> list[str]:
+    """The experiment trackers Hugging Face's ``report_to="all"`` would report to here (installed ones)."""
+    from transformers.integrations import get_available_reporting_integrations
+
+    return list(get_available_reporting_integrations())
 
 
 def _schedule_options(options: Any) -> dict[str, Any]:
