@@ -46,6 +46,7 @@ def test_log_history_entries_have_hugging_faces_keys_and_its_model_card_parser_r
     assert [list(entry) for entry in history if is_logged(entry, "train")] == [TRAIN_KEYS] * 3
     evaluations = [entry for entry in history if is_logged(entry, "eval")]
     assert [entry["step"] for entry in evaluations] == [2, 4, 6]
+    assert [entry["epoch"] for entry in evaluations] == [2 / 3, 4 / 3, 2.0]  # exact, as theirs (3 steps/epoch)
     assert all(list(entry)[-5:] == ["eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "epoch",
                                     "step"] and "kind" not in entry and "split" not in entry for entry in evaluations)
     assert list(history[-1]) == CLOSING_KEYS and history[-1]["step"] == 6

@@ -56,18 +56,20 @@ class TrainerState:
             return cls(**json.load(file))
 
 
-def log_entry(record: dict[str, Any]) -> dict[str, Any]:
+def log_entry(record: dict[str, Any], *, steps_per_epoch: int | None = None) -> dict[str, Any]:
     """One of the loop's records as Hugging Face's Trainer logs it in ``log_history``.
 
     A training record becomes ``{"loss", "grad_norm", "learning_rate", "epoch", "step"}`` (sentsim's
     ``pairs_per_second`` kept after them); an evaluation is its metrics then ``epoch`` and ``step``. So code
     that tells entries apart as Hugging Face's users do (``"loss" in entry``, ``"eval_loss" in entry``,
     ``pandas.DataFrame(log_history)``) and ``transformers.modelcard.parse_log_history`` read them.
+    With ``steps_per_epoch`` the epoch is the exact fraction, as theirs (the loop's records round it).
     """
     from sentsim.training.trainer_eval import reported
 
     kind = record.get("kind")
-    place = {"epoch": record["epoch"], "step": record["step"]}
+    epoch = record["step"] / steps_per_epoch if steps_per_epoch else record["epoch"]
+    place = {"epoch": epoch, "step": record["step"]}
     if kind == "train":
         norm = {"grad_norm": record["grad_norm"]} if "grad_norm" in record else {}
         extra = {key: value for key, value in record.items()
@@ -98,6 +100,6 @@ def trainer_state(*, step: int, total_steps: int, steps_per_epoch: int, records:
         **{name: interval_steps(reporting.get(name) or 500, total_steps)
            for name in ("logging_steps", "eval_steps", "save_steps")},
         train_batch_size=reporting.get("train_batch_size"), num_train_epochs=-(-total_steps // steps_per_epoch),
-        log_history=[log_entry(record) for record in records],
+        log_history=[log_entry(record, steps_per_epoch=steps_per_epoch) for record in records],
         best_metric=(-best_score if NEGATIVE_LOSS in (best_metrics or {}) else best_score) if ranked else None,
         best_global_step=best_step if ranked else None, best_model_checkpoint=best_folder)
