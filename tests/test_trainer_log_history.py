@@ -136,3 +136,22 @@ def test_logging_first_step_logs_step_1_alone_then_every_logging_steps(tiny_tran
     logged = {entry["step"]: entry["loss"] for entry in first.state.log_history if "loss" in entry}
     assert logged == pytest.approx({1: losses[1], 2: losses[2], 4: (losses[3] + losses[4]) / 2,
                                     6: (losses[5] + losses[6]) / 2}, abs=1e-6)
+
+
+def test_logging_strategy_epoch_logs_each_epoch_and_no_logs_no_steps_with_the_same_train_loss(tiny_transformer_dir):
+    from sentsim.errors import ConfigError
+
+    every = _trainer(tiny_transformer_dir, eval_strategy="no", logging_steps=1, eval_dataset=False)
+    every.train()
+    losses = {entry["step"]: entry["loss"] for entry in every.state.log_history if "loss" in entry}
+    by_epoch = _trainer(tiny_transformer_dir, eval_strategy="no", logging_strategy="epoch", eval_dataset=False)
+    by_epoch.train()
+    logged = {entry["step"]: entry["loss"] for entry in by_epoch.state.log_history if "loss" in entry}
+    assert logged == pytest.approx({3: sum(losses[s] for s in (1, 2, 3)) / 3, 6: sum(losses[s] for s in (4, 5, 6)) / 3},
+                                   abs=1e-6)
+    silent = _trainer(tiny_transformer_dir, eval_strategy="no", logging_strategy="no", eval_dataset=False)
+    output = silent.train()
+    assert [list(entry) for entry in silent.state.log_history] == [CLOSING_KEYS]  # only the closing entry
+    assert output.training_loss == pytest.approx(sum(losses.values()) / 6, abs=1e-6)
+    with pytest.raises(ConfigError, match="logging_strategy must be one of steps, epoch, no, not 'sometimes'"):
+        _trainer(tiny_transformer_dir, logging_strategy="sometimes")

@@ -106,6 +106,8 @@ class Throughput:
         #: Training time of the run before it was resumed from a checkpoint.
         self.earlier_seconds = 0.0
         self.pairs = 0
+        #: Sum of every step's loss and the steps summed, for the run's mean loss whatever was logged.
+        self.total_loss, self.total_steps = 0.0, 0
         self.start_window()
 
     def start_window(self) -> None:
@@ -126,6 +128,8 @@ class Throughput:
         return self.window_seconds + time.perf_counter() - self.window_start
 
     def add(self, pairs: int, loss: float) -> None:
+        self.total_loss += loss
+        self.total_steps += 1
         self.pairs += pairs
         self.window_pairs += pairs
         self.window_loss += loss
@@ -145,12 +149,14 @@ class Throughput:
     def state_dict(self) -> dict[str, Any]:
         """Pairs seen, the open window's sums and the time so far, for a checkpoint."""
         return {"pairs": self.pairs, "window_loss": self.window_loss, "window_batches": self.window_batches,
-                "window_pairs": self.window_pairs, "window_seconds": self._window_elapsed(), "elapsed": self.elapsed()}
+                "window_pairs": self.window_pairs, "window_seconds": self._window_elapsed(), "elapsed": self.elapsed(),
+                "total_loss": self.total_loss, "total_steps": self.total_steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continues a saved meter: its time counts on from the saved elapsed time, starting now."""
         self.pairs, self.window_loss = state["pairs"], state["window_loss"]
         self.window_batches, self.window_pairs = state["window_batches"], state["window_pairs"]
         self.window_seconds = state.get("window_seconds", 0.0)  # absent from checkpoints before it was kept
+        self.total_loss, self.total_steps = state.get("total_loss", 0.0), state.get("total_steps", 0)
         self.started, self.earlier_seconds = time.perf_counter(), state["elapsed"]
         self.restart_clock()

@@ -94,6 +94,9 @@ class TrainConfig:
     log_every: float = 20
     #: Also log the first step, as Hugging Face's ``logging_first_step`` does.
     log_first_step: bool = False
+    #: "steps": a record every ``log_every`` steps; "epoch": at each epoch's end; "no": no training records
+    #: (Hugging Face's ``logging_strategy``).
+    log_strategy: str = "steps"
     eval_batch_size: int = 64
 
     def __post_init__(self) -> None:
@@ -112,6 +115,7 @@ class TrainConfig:
             (self.matryoshka_dims is None or (len(self.matryoshka_dims) > 0 and all(
                 type(dim) is int and dim >= 1 for dim in self.matryoshka_dims)),
              "matryoshka_dims (--matryoshka-dims) must be whole numbers of at least 1"),
+            (self.log_strategy in ("steps", "epoch", "no"), "log_strategy must be steps, epoch or no"),
             (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}"),
             (self.lr_schedule_options is None or isinstance(self.lr_schedule_options, dict),
              "lr_schedule_options must be a dict of the schedule's options"),

@@ -44,6 +44,9 @@ class TrainResult:
     steps_per_epoch: int = 0
     #: Dev embeddings of the weights the run ended on, when its evaluator kept them (PairSetEvaluator).
     dev_embeddings: tuple[Any, Any] | None = None
+    #: Mean loss over all the run's steps in this process; None when unknown (no steps, or resumed from a
+    #: checkpoint saved before the sum was kept).
+    mean_loss: float | None = None
 
 
 class LoopRun:
@@ -151,7 +154,7 @@ class LoopRun:
         step = self.step
         self.throughput.add(len(batch_labels), loss_float := float(loss_value.detach()))
         self.log.step(step, pairs=self.throughput.pairs, loss=loss_float, train_seconds=self.train_seconds())
-        if step % self.config.log_every == 0 or step == self.total_steps or (step == 1 and self.config.log_first_step):
+        if _log_due(self.config, step, total_steps=self.total_steps, steps_per_epoch=len(self.loader)):
             entry = {"kind": "train", "step": step, "epoch": round(step / len(self.loader), 4),
                      **self.throughput.take(lr=lr)}
             if norm is not None:  # this step's, as Hugging Face logs it
@@ -199,6 +202,8 @@ class LoopRun:
             pairs_per_second=self.throughput.pairs / train_seconds if train_seconds > 0 else 0.0,
             stopped_early=self.stopped_early, records=self.records, total_steps=self.total_steps,
             steps_per_epoch=len(self.loader),
+            mean_loss=(self.throughput.total_loss / self.step
+                       if self.step and self.throughput.total_steps == self.step else None),
         )
 
 
@@ -228,6 +233,16 @@ def _prepare(model: nn.Module, lengths: Sequence[int], collate: Callable, config
     scheduler = build_schedule(optimizer, config, total_steps=total_steps, processes=accelerator.num_processes)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     return accelerator, sampler, loader, epochs, total_steps, (model, optimizer, scheduler)
+
+
+def _log_due(config: TrainConfig, step: int, *, total_steps: int, steps_per_epoch: int) -> bool:
+    """Whether ``step`` logs a training record: every ``log_every`` steps and the last (``log_strategy``
+    "steps"), each epoch's end ("epoch"), never ("no"); step 1 too with ``log_first_step``."""
+    if step == 1 and config.log_first_step:
+        return True
+    if config.log_strategy == "epoch":
+        return step % steps_per_epoch == 0 or step == total_steps
+    return config.log_strategy == "steps" and (step % config.log_every == 0 or step == total_steps)
 
 
 def _update(model: nn.Module, accelerator: Any, optimizer: Any, scheduler: Any, *,

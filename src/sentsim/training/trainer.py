@@ -156,7 +156,7 @@ class SentenceTransformerTrainer:
             best_folder=None if checkpoints is None else checkpoints.best_checkpoint(result.best_step))
         if args.output_dir and args.save_strategy != "no":
             self.model.save(args.output_dir)
-        training_loss = _mean_training_loss(result.records)
+        training_loss = result.mean_loss if result.mean_loss is not None else _mean_training_loss(result.records)
         seconds = result.train_seconds
         # Hugging Face's train metrics, then the best evaluation's (sentsim's addition)
         metrics = {"train_runtime": round(seconds, 4), "train_samples_per_second": round(result.pairs_per_second, 3),

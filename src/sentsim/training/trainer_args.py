@@ -38,7 +38,6 @@ _ONLY_AT = {
     "torch_compile": ((False,), "sentsim trains eagerly: compiling cost more than it saved on runs this short "
                       "(benchmarks/README.md)"),
     "eval_delay": ((0,), "evaluations follow eval_strategy from the first step"),
-    "logging_strategy": (("steps",), "sentsim logs every logging_steps"),
     "include_num_input_tokens_seen": (("no", False), "sentsim does not count input tokens"),
     "full_determinism": ((False,), "not supported"),
     "bf16_full_eval": ((False,), "not supported"),
@@ -113,6 +112,8 @@ class SentenceTransformerTrainingArguments:
     gradient_accumulation_steps: int = 1
     #: Also log the first step (``TrainConfig.log_first_step``).
     logging_first_step: bool = False
+    #: "steps" (every ``logging_steps``), "epoch" or "no" (``TrainConfig.log_strategy``).
+    logging_strategy: str = "steps"
     #: transformers' schedule after the warm-up (``TrainConfig.lr_schedule``), and its options as a dict or JSON.
     lr_scheduler_type: str = "linear"
     lr_scheduler_kwargs: str | None | dict[str, Any] = None  # noqa: RUF036
@@ -130,7 +131,6 @@ class SentenceTransformerTrainingArguments:
     torch_compile: bool = False
     eval_on_start: bool = False
     eval_delay: float = 0
-    logging_strategy: str = "steps"
     include_num_input_tokens_seen: str = "no"
     full_determinism: bool = False
     bf16_full_eval: bool = False
@@ -194,6 +194,9 @@ class SentenceTransformerTrainingArguments:
             raise ConfigError(f"SentenceTransformerTrainingArguments: lr_scheduler_type={self.lr_scheduler_type!r} is "
                               f"not supported{follows}; supported: {', '.join(LR_SCHEDULES)}")
         self.lr_scheduler_kwargs = _schedule_options(self.lr_scheduler_kwargs)
+        self.logging_strategy = str(getattr(self.logging_strategy, "value", self.logging_strategy))
+        if self.logging_strategy not in ("steps", "epoch", "no"):
+            raise ConfigError(f"logging_strategy must be one of steps, epoch, no, not {self.logging_strategy!r}")
         for name, (values, does) in _ONLY_AT.items():
             value = getattr(self, name)
             value = tuple(value) if isinstance(value, list) else getattr(value, "value", value)
@@ -253,6 +256,7 @@ class SentenceTransformerTrainingArguments:
             lr_schedule=self.lr_scheduler_type, lr_schedule_options=self.lr_scheduler_kwargs or None,
             weight_decay=self.weight_decay, max_grad_norm=self.max_grad_norm, seed=self.seed,
             evaluation_steps=evaluation_steps, log_every=self.logging_steps, log_first_step=self.logging_first_step,
+            log_strategy=self.logging_strategy,
             dtype=self.dtype or ("bf16" if self.bf16 else default_dtype), evaluate_base=self.eval_on_start,
             base_ranked=False,
             device="cpu" if self.use_cpu else "auto",
