@@ -22,6 +22,9 @@ from sentsim.training.trainer_eval import ranks_lowest_first
 __all__ = ["SentenceTransformerTrainingArguments"]
 
 _STRATEGIES = ("no", "steps", "epoch", "best")
+#: The strategy fields and the values each takes (Hugging Face's enums arrive as themselves or their values).
+_STRATEGY_FIELDS = {"eval_strategy": _STRATEGIES, "save_strategy": _STRATEGIES,
+                    "logging_strategy": ("steps", "epoch", "no")}
 _ADAMW = "sentsim's AdamW has torch's betas (0.9, 0.999) and eps 1e-8"
 #: Hugging Face fields that sentsim behaves as at these values only: (the values, what sentsim does).
 _ONLY_AT = {
@@ -194,9 +197,6 @@ class SentenceTransformerTrainingArguments:
             raise ConfigError(f"SentenceTransformerTrainingArguments: lr_scheduler_type={self.lr_scheduler_type!r} is "
                               f"not supported{follows}; supported: {', '.join(LR_SCHEDULES)}")
         self.lr_scheduler_kwargs = _schedule_options(self.lr_scheduler_kwargs)
-        self.logging_strategy = str(getattr(self.logging_strategy, "value", self.logging_strategy))
-        if self.logging_strategy not in ("steps", "epoch", "no"):
-            raise ConfigError(f"logging_strategy must be one of steps, epoch, no, not {self.logging_strategy!r}")
         for name, (values, does) in _ONLY_AT.items():
             value = getattr(self, name)
             value = tuple(value) if isinstance(value, list) else getattr(value, "value", value)
@@ -206,10 +206,10 @@ class SentenceTransformerTrainingArguments:
                 continue  # "all" installed trackers: there are none, so nothing is reported, as in theirs
             if not any(_same(value, allowed) for allowed in values):
                 raise ConfigError(f"SentenceTransformerTrainingArguments: {name}={value!r} is not supported: {does}")
-        for name in ("eval_strategy", "save_strategy"):
+        for name, allowed in _STRATEGY_FIELDS.items():
             value = str(getattr(getattr(self, name), "value", getattr(self, name)))
-            if value not in _STRATEGIES:
-                raise ConfigError(f"{name} must be one of {', '.join(_STRATEGIES)}, not {value!r}")
+            if value not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
             setattr(self, name, value)
         ranked_by_loss = ranks_lowest_first(self.metric_for_best_model)
         if self.greater_is_better is not None and self.greater_is_better == ranked_by_loss:
