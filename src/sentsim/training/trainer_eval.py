@@ -201,8 +201,9 @@ class TrainerEvaluation:
         started = time.perf_counter()
         metrics, seconds = {}, {}
         for key, loss in self.losses.items():
+            begun = time.perf_counter()
             metrics[key] = loss(model)
-            seconds[key] = time.perf_counter() - started - sum(seconds.values())
+            seconds[key] = time.perf_counter() - begun
         for prefix, evaluator in self.evaluators:
             for key, value in evaluator(model, *args, **kwargs).items():
                 metrics[key if key.startswith(f"{prefix}_") else f"{prefix}_{key}"] = value

@@ -56,20 +56,19 @@ class TrainerState:
             return cls(**json.load(file))
 
 
-def log_entry(record: dict[str, Any], *, steps_per_epoch: int | None = None) -> dict[str, Any]:
+def log_entry(record: dict[str, Any], *, steps_per_epoch: int) -> dict[str, Any]:
     """One of the loop's records as Hugging Face's Trainer logs it in ``log_history``.
 
     A training record becomes ``{"loss", "grad_norm", "learning_rate", "epoch", "step"}`` (sentsim's
     ``pairs_per_second`` kept after them); an evaluation is its metrics then ``epoch`` and ``step``. So code
     that tells entries apart as Hugging Face's users do (``"loss" in entry``, ``"eval_loss" in entry``,
     ``pandas.DataFrame(log_history)``) and ``transformers.modelcard.parse_log_history`` read them.
-    With ``steps_per_epoch`` the epoch is the exact fraction, as theirs (the loop's records round it).
+    The epoch is the exact fraction step / ``steps_per_epoch``, as theirs (the loop's records round it).
     """
     from sentsim.training.trainer_eval import reported
 
     kind = record.get("kind")
-    epoch = record["step"] / steps_per_epoch if steps_per_epoch else record["epoch"]
-    place = {"epoch": epoch, "step": record["step"]}
+    place = {"epoch": record["step"] / steps_per_epoch, "step": record["step"]}
     if kind == "train":
         norm = {"grad_norm": record["grad_norm"]} if "grad_norm" in record else {}
         extra = {key: value for key, value in record.items()
