@@ -202,6 +202,8 @@ def test_both_backends_evaluate_a_model_set_shortened_as_its_encode_gives(encode
         try:
             assert model.encode(A[:2], dtype="fp32").shape == (2, 8)
             shortened = evaluate_pairs(model, dataset, dtype="fp32").metrics["spearman_cosine"]
+            # encoded once at full size whatever the model is set to, then sliced
+            assert spearman_by_dimension(model, dataset, dims=[32, 8], dtype="fp32") == by_dimension, name
         finally:
             model.truncate_dim = None
         assert by_dimension[32] == pytest.approx(full, abs=1e-6), name

@@ -38,7 +38,7 @@ def encode_sentences(model: Any, sentences: Any, **options: Any) -> Any:
 
 def _truncated_as_the_model_is(model: Any, options: dict[str, Any]) -> dict[str, Any]:
     """A model loaded or set with ``truncate_dim`` gives that many dimensions here as its ``encode`` does
-    (sentence-transformers' reading), unless the call says otherwise."""
-    if options.get("truncate_dim") is None and getattr(model, "truncate_dim", None) is not None:
+    (sentence-transformers' reading), unless the call names ``truncate_dim`` itself (None: all of them)."""
+    if "truncate_dim" not in options and getattr(model, "truncate_dim", None) is not None:
         return {**options, "truncate_dim": model.truncate_dim}
     return options
